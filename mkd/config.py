@@ -1,0 +1,108 @@
+"""Settings: a TOML file, then MKD_ environment variables, then command-line flags (highest)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mkd.errors import InvalidInput
+
+
+class SimulatorSettings(BaseModel):
+    """The simulated machine and kernel (DESIGN.md "Running", section [simulator])."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kernel_profile: Literal["rfc-v2", "tree"] = "rfc-v2"
+    arch: Literal["x86_64", "arm64"] = "x86_64"
+    cpus: int = Field(16, ge=1, le=8192)
+    numa_nodes: int = Field(2, ge=1, le=64)
+    llc_per_node: int = Field(1, ge=1, le=64)
+    llc_ways: int = Field(12, ge=1, le=32)
+    memory_bytes: int = Field(32 << 30, ge=1 << 20, le=1 << 50)
+    pool_base: int = Field(0x1_0000_0000, ge=0, le=1 << 50)
+    pool_bytes: int = Field(4 << 30, ge=4096, le=1 << 46)
+    mk_ipi_abi_version: int = Field(1, ge=0, le=0xFFFF_FFFF)
+    halt_ack_timeout_s: float = Field(30.0, ge=0.0, le=3600.0)
+    bug_compat: bool = False
+    # Kernel build options that change loader behaviour (spec 2.7).
+    five_level_paging: bool = False
+    kexec_sig_enforced: bool = False
+    purgatory_bytes: int = Field(0x4000, ge=4096, le=1 << 20)
+    bzimage_policy: Literal["load-no-spawn", "reject"] = "load-no-spawn"  # spec 2.7.5 option a / b
+    devices: list[str] = Field(default_factory=list)  # platform device names / PCI ids present
+    heartbeat_interval_s: float = Field(5.0, gt=0.0, le=3600.0)
+    # Fault injection, used by tests: see mkd.backends.base.Faults.
+    faults: dict[str, Any] = Field(default_factory=dict)
+
+
+class DaemonSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state_dir: Path = Path("var")
+    listen: str | None = "127.0.0.1:8080"
+    socket: Path | None = None
+    backend: Literal["simulated", "host"] = "simulated"
+    strict_isolation: bool = True
+    tokens_file: Path | None = None
+    max_image_bytes: int = Field(8 << 30, ge=1, le=1 << 42)
+    event_retention: int = Field(10_000, ge=1, le=10_000_000)
+    idempotency_ttl_s: int = Field(24 * 3600, ge=1)
+    sysfs_root: Path = Path("/sys/fs/multikernel")
+    log_level: str = "info"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+
+    @property
+    def database_path(self) -> Path:
+        return self.daemon.state_dir / "mkd.sqlite3"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.daemon.state_dir / "images"
+
+    @property
+    def simulator_state_path(self) -> Path:
+        return self.daemon.state_dir / "simkernel.json"
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    section, _, key = dotted.partition(".")
+    data.setdefault(section, {})[key] = value
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Build settings from a TOML file, MKD_<SECTION>__<KEY> env vars, then dotted overrides."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            with open(config_file, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise InvalidInput(f"cannot read config file {config_file}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInput(f"config file {config_file} is not valid TOML: {exc}") from exc
+    for key, value in (env or {}).items():
+        if key.startswith("MKD_") and "__" in key:
+            section, _, name = key[4:].lower().partition("__")
+            _set_path(data, f"{section}.{name}", value)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(data, dotted, value)
+    settings = Settings.model_validate(data)
+    if settings.simulator.cpus % settings.simulator.numa_nodes:
+        raise InvalidInput("simulator.cpus must split evenly over simulator.numa_nodes")
+    return settings
