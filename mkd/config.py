@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mkd.errors import InvalidInput
 
@@ -58,8 +58,8 @@ class DaemonSettings(BaseModel):
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
-    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    daemon: DaemonSettings = Field(default_factory=lambda: DaemonSettings())
+    simulator: SimulatorSettings = Field(default_factory=lambda: SimulatorSettings())
 
     @property
     def database_path(self) -> Path:
@@ -102,7 +102,13 @@ def load_settings(
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_path(data, dotted, value)
-    settings = Settings.model_validate(data)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise InvalidInput(f"invalid settings: {problems}") from exc
     if settings.simulator.cpus % settings.simulator.numa_nodes:
         raise InvalidInput("simulator.cpus must split evenly over simulator.numa_nodes")
     return settings

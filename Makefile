@@ -1,0 +1,46 @@
+# mkd: `make run` starts the daemon on the simulated backend; `make test` runs every test.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test lint typecheck bench openapi system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Debian packages the tests use: dtc (DTS <-> DTB) and chromium (dashboard tests).
+system-deps:
+	@missing=""; \
+	command -v dtc >/dev/null 2>&1 || missing="$$missing device-tree-compiler"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+run: $(STAMP) system-deps
+	$(BIN)/mkd serve --config deploy/mkd.toml --state-dir var
+
+test: $(STAMP) system-deps
+	$(BIN)/ruff check mkd tests
+	$(BIN)/mypy --strict mkd
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check mkd tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict mkd
+
+bench: $(STAMP) system-deps
+	$(BIN)/python -m tests.bench
+
+openapi: $(STAMP)
+	$(BIN)/python -m mkd.openapi > openapi.json
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

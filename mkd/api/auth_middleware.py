@@ -1,0 +1,51 @@
+"""Token check for requests that arrive from beyond loopback (DESIGN "Security")."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mkd.api.problems import problem_response
+from mkd.auth_tokens import Token, find_token
+from mkd.errors import Forbidden, MkdError, Unauthorized
+
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def _from_loopback(scope: Scope) -> bool:
+    client = scope.get("client")
+    if not client:  # unix socket: guarded by the socket's file mode (0660)
+        return True
+    try:
+        return ipaddress.ip_address(client[0]).is_loopback
+    except ValueError:
+        return client[0] in ("testclient", "localhost")
+
+
+class TokenAuthMiddleware:
+    def __init__(self, app: ASGIApp, tokens: list[Token]) -> None:
+        self.app = app
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS or _from_loopback(scope):
+            await self.app(scope, receive, send)
+            return
+        presented = None
+        for key, value in scope.get("headers", []):
+            if key == b"authorization" and value[:7].lower() == b"bearer ":
+                presented = value[7:].decode("latin-1").strip()
+        token = find_token(self.tokens, presented) if presented else None
+        error: MkdError | None = None
+        if token is None:
+            error = Unauthorized("a bearer token is required for requests from beyond loopback",
+                                 headers={"WWW-Authenticate": "Bearer"})
+        elif token.role == "read" and scope.get("method", "GET") not in SAFE_METHODS:
+            error = Forbidden(f"token {token.name!r} is read-only")
+        if error is not None:
+            await problem_response(error.problem(scope["path"]), error.headers)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["token_name"] = token.name if token else ""
+        await self.app(scope, receive, send)

@@ -1,0 +1,135 @@
+"""ASGI middleware that makes POST requests with an Idempotency-Key safe to retry."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mkd.api.problems import problem_response
+from mkd.errors import MkdError
+from mkd.services.idempotency import (
+    IdempotencyClaim,
+    StoredResponse,
+    claim,
+    current_claim,
+    release,
+    scope_of,
+    store_after,
+)
+
+MAX_KEY = 255
+MAX_BODY = (1 << 20) + 1
+KEPT_HEADERS = ("content-type", "location", "etag")
+UNSCOPED_PATHS = ("/v1/images",)  # content-addressed: a retried upload is already idempotent
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = _header(scope, b"idempotency-key") if scope["type"] == "http" else None
+        app = scope.get("app")
+        daemon = getattr(app.state, "daemon", None) if app is not None else None
+        if (key is None or scope["method"] != "POST" or scope["path"] in UNSCOPED_PATHS or daemon is None
+                or not daemon.ready):
+            await self.app(scope, receive, send)
+            return
+        if not key or len(key) > MAX_KEY:
+            await _send_problem(scope, send, MkdError(f"Idempotency-Key must be 1..{MAX_KEY} characters",
+                                                      status=422, slug="invalid-input"))
+            return
+        body, receive = await _buffer(receive)
+        token = scope.get("state", {}).get("token_name", "")
+        digest = hashlib.sha256(scope["path"].encode() + b"?" + scope.get("query_string", b"") + b"\0" + body)
+        key_scope = scope_of(token, scope["method"], scope["path"], key)
+        try:
+            stored = await run_in_threadpool(claim, daemon, scope=key_scope, request_hash=digest.hexdigest())
+        except MkdError as exc:
+            await _send_problem(scope, send, exc)
+            return
+        if stored is not None:
+            await _replay(stored, send)
+            return
+        active = IdempotencyClaim(scope=key_scope)
+        status = 0
+        headers: dict[str, str] = {}
+        parts: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name, value in message.get("headers", []):
+                    lname = name.decode("latin-1").lower()
+                    if lname in KEPT_HEADERS:
+                        headers[lname] = value.decode("latin-1")
+            elif message["type"] == "http.response.body":
+                parts.append(message.get("body", b""))
+            await send(message)
+
+        token_ = current_claim.set(active)
+        try:
+            await self.app(scope, receive, capture)
+        except BaseException:
+            await run_in_threadpool(release, daemon, active)
+            raise
+        finally:
+            current_claim.reset(token_)
+        if status:
+            await run_in_threadpool(store_after, daemon, active, StoredResponse(status, headers, b"".join(parts)))
+        else:
+            await run_in_threadpool(release, daemon, active)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            decoded: str = value.decode("latin-1")
+            return decoded.strip()
+    return None
+
+
+async def _buffer(receive: Receive) -> tuple[bytes, Receive]:
+    parts: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        parts.append(chunk)
+        size += len(chunk)
+        more = message.get("more_body", False) and size < MAX_BODY
+    body = b"".join(parts)
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay
+
+
+async def _replay(stored: StoredResponse, send: Send) -> None:
+    headers = [(k.encode(), v.encode()) for k, v in stored.headers.items()]
+    headers.append((b"idempotent-replayed", b"true"))
+    headers.append((b"content-length", str(len(stored.body)).encode()))
+    await send({"type": "http.response.start", "status": stored.status, "headers": headers})
+    await send({"type": "http.response.body", "body": stored.body})
+
+
+async def _send_problem(scope: Scope, send: Send, exc: MkdError) -> None:
+    response = problem_response(exc.problem(scope["path"]))
+
+    async def no_body() -> Any:
+        return {"type": "http.disconnect"}
+
+    await response(scope, no_body, send)

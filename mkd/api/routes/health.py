@@ -1,0 +1,34 @@
+"""Liveness, readiness, and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from mkd.metrics import render_metrics
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "not ready, with the reason"}})
+def readyz(request: Request) -> Response:
+    """Ready once migrations and the start-up reconciliation are done."""
+    daemon = getattr(request.app.state, "daemon", None)
+    if daemon is None or not daemon.ready:
+        reason = daemon.not_ready_reason if daemon else "starting"
+        return JSONResponse({"status": "not ready", "reason": reason}, status_code=503,
+                            headers={"Retry-After": "1"})
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus exposition (mkd_ prefix)."""
+    body, content_type = render_metrics(getattr(request.app.state, "daemon", None))
+    return Response(body, media_type=content_type)

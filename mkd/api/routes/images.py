@@ -1,0 +1,51 @@
+"""The image store: upload (streamed), list, read, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from mkd.api.deps import DaemonDep
+from mkd.api.responses import problems
+from mkd.api.schemas import ImageList, ImageOut
+from mkd.services import images as service
+
+router = APIRouter(prefix="/v1/images", tags=["images"])
+
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.post("", response_model=ImageOut, status_code=201, openapi_extra=_UPLOAD_BODY,
+             responses={200: {"model": ImageOut}, **problems(413, 422)})
+async def upload_image(request: Request, daemon: DaemonDep) -> Response:
+    """Store raw image bytes, addressed by their sha256."""
+    image, created = await service.upload_image(daemon=daemon, chunks=request.stream())
+    return JSONResponse(image, status_code=201 if created else 200,
+                        headers={"Location": f"/v1/images/{image['sha256']}", "ETag": f'"{image["sha256"]}"'})
+
+
+@router.get("", response_model=ImageList, responses=problems(422))
+def list_images(
+    daemon: DaemonDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """List stored images."""
+    return service.list_images(daemon=daemon, limit=limit, cursor=cursor)
+
+
+@router.get("/{sha256}", response_model=ImageOut, responses=problems(404, 422))
+def read_image(sha256: str, daemon: DaemonDep, response: Response) -> dict[str, Any]:
+    """Read one image's metadata."""
+    response.headers["ETag"] = f'"{sha256}"'
+    return service.get_image(daemon=daemon, sha256=sha256)
+
+
+@router.delete("/{sha256}", status_code=204, responses=problems(404, 409, 422))
+def delete_image(sha256: str, daemon: DaemonDep) -> Response:
+    """Delete an image no kimage uses."""
+    service.delete_image(daemon=daemon, sha256=sha256)
+    return Response(status_code=204)

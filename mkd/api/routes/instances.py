@@ -1,0 +1,140 @@
+"""Instances: list, create (JSON or device tree), read, hot-update, delete, device tree."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from mkd.api.deps import DaemonDep, IfMatch, read_body
+from mkd.api.responses import problems
+from mkd.api.schemas import (
+    InstanceCreate,
+    InstanceItems,
+    InstanceList,
+    InstanceOut,
+    InstanceUpdate,
+    ResourcesIn,
+)
+from mkd.devicetree.parse import MAX_DT_BYTES, parse_instance_plan
+from mkd.domain.requests import InstanceRequest, ResourceRequest
+from mkd.domain.states import InstanceState
+from mkd.errors import InvalidInput
+from mkd.services import device_trees
+from mkd.services import instances as service
+
+router = APIRouter(prefix="/v1", tags=["instances"])
+
+JSON_TYPES = ("application/json",)
+DT_TYPES = ("text/plain", "text/x-dts", "application/octet-stream", "application/x-dtb")
+
+_CREATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": InstanceCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+            },
+            "text/x-dts": {"schema": {"type": "string"}},
+            "text/plain": {"schema": {"type": "string"}},
+            "application/x-dtb": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+def resource_request(res: ResourcesIn) -> ResourceRequest:
+    return ResourceRequest(
+        cpus=tuple(res.cpus) if res.cpus is not None else None, cpu_count=res.cpu_count,
+        numa_nodes=tuple(res.numa_nodes) if res.numa_nodes is not None else None,
+        cpu_affinity=res.cpu_affinity, memory_bytes=res.memory_bytes, memory_policy=res.memory_policy,
+        llc_way_mask=res.llc_way_mask, llc_ways=res.llc_ways, devices=tuple(res.devices),
+    )
+
+
+def _validation_problem(exc: ValidationError) -> InvalidInput:
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+    return InvalidInput(detail, extra={"errno": "EINVAL", "errno_value": 22, "errors": errors})
+
+
+@router.get("/instances", response_model=InstanceList, responses=problems(422))
+def list_instances(
+    daemon: DaemonDep,
+    state: Annotated[InstanceState | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """List instances, oldest id first."""
+    return service.list_instances(daemon=daemon, state=state, limit=limit, cursor=cursor)
+
+
+@router.post("/instances", status_code=201, response_model=InstanceOut, openapi_extra=_CREATE_BODY,
+             responses={200: {"model": InstanceItems}, **problems(404, 409, 413, 415, 422)})
+async def create_instances(
+    request: Request, daemon: DaemonDep, dry_run: Annotated[bool, Query()] = False
+) -> Response:
+    """Create one instance from JSON, or one or more from a device tree (all or nothing)."""
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    body = await read_body(request, MAX_DT_BYTES)
+    if content_type in JSON_TYPES:
+        try:
+            parsed = InstanceCreate.model_validate_json(body or b"null")
+        except ValidationError as exc:
+            raise _validation_problem(exc) from exc
+        requests = [InstanceRequest(name=parsed.name, id=parsed.id, resources=resource_request(parsed.resources))]
+        from_tree = False
+    elif content_type in DT_TYPES:
+        requests = parse_instance_plan(body)
+        from_tree = True
+    else:
+        raise InvalidInput(f"content type {content_type!r} is not JSON, DTS or DTB", status=415,
+                           slug="unsupported-media-type", title="Unsupported media type")
+    created = await run_in_threadpool(service.create_instances, daemon=daemon, requests=requests,
+                                      dry_run=dry_run, as_items=from_tree)
+    if dry_run:
+        return JSONResponse({"items": [item for item, _ in created]}, status_code=200)
+    if from_tree:
+        return JSONResponse({"items": [item for item, _ in created]}, status_code=201)
+    item, etag = created[0]
+    return JSONResponse(item, status_code=201,
+                        headers={"Location": f"/v1/instances/{item['id']}", "ETag": etag})
+
+
+@router.get("/instances/{ref}", response_model=InstanceOut, responses=problems(404, 422))
+def read_instance(ref: str, daemon: DaemonDep, response: Response) -> dict[str, Any]:
+    """Read one instance by id or name."""
+    body, etag = service.get_instance(daemon=daemon, ref=ref)
+    response.headers["ETag"] = etag
+    return body
+
+
+@router.patch("/instances/{ref}", response_model=InstanceOut, responses=problems(404, 409, 412, 422))
+def update_instance(
+    ref: str, body: InstanceUpdate, daemon: DaemonDep, response: Response, if_match: IfMatch = None
+) -> dict[str, Any]:
+    """Hot-update an instance's resources in the kernel's order."""
+    result, etag = service.update_instance(daemon=daemon, ref=ref, request=resource_request(body.resources),
+                                           if_match=if_match)
+    response.headers["ETag"] = etag
+    return result
+
+
+@router.delete("/instances/{ref}", status_code=204, responses=problems(404, 409, 412, 422))
+def delete_instance(ref: str, daemon: DaemonDep, if_match: IfMatch = None) -> Response:
+    """Delete an instance (EMPTY, READY or FAILED)."""
+    service.delete_instance(daemon=daemon, ref=ref, if_match=if_match)
+    return Response(status_code=204)
+
+
+@router.get("/instances/{ref}/device-tree",
+            responses={200: {"content": {"text/plain": {}, "application/x-dtb": {}}}, **problems(404, 422)})
+def read_instance_device_tree(
+    ref: str, daemon: DaemonDep, format: Annotated[Literal["dts", "dtb"], Query()] = "dts"
+) -> Response:
+    """The instance's device tree."""
+    return device_trees.instance_tree(daemon=daemon, ref=ref, format=format)

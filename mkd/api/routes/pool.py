@@ -1,0 +1,49 @@
+"""The pool (baseline): GET, PUT (idempotent reconcile), and its device tree."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from mkd.api.deps import DaemonDep
+from mkd.api.responses import problems
+from mkd.api.schemas import PoolIn, PoolOut, PoolPutOut
+from mkd.backends.base import PoolSpec
+from mkd.services import device_trees
+from mkd.services import pool as pool_service
+
+router = APIRouter(prefix="/v1", tags=["pool"])
+
+
+@router.get("/pool", response_model=PoolOut, responses=problems(503))
+def read_pool(daemon: DaemonDep, response: Response) -> dict[str, Any]:
+    """Read the baseline and what is free."""
+    body, etag = pool_service.get_pool(daemon=daemon)
+    response.headers["ETag"] = etag
+    return body
+
+
+@router.put("/pool", response_model=PoolPutOut, status_code=200,
+            responses={201: {"model": PoolPutOut}, **problems(409, 422)})
+def put_pool(
+    body: PoolIn, daemon: DaemonDep, response: Response,
+    dry_run: Annotated[bool, Query()] = False,
+) -> dict[str, Any]:
+    """Reconcile the baseline: the same body twice changes nothing and says so."""
+    spec = PoolSpec(cpus=tuple(body.cpus), memory_base=body.memory_base, memory_bytes=body.memory_bytes,
+                    llc_way_mask=body.llc_way_mask, devices=tuple(body.devices))
+    result = pool_service.put_pool(daemon=daemon, spec=spec, dry_run=dry_run)
+    response.status_code = 201 if result.created else 200
+    response.headers["ETag"] = result.etag
+    return {"changed": result.changed, "diff": result.diff, "pool": result.pool}
+
+
+@router.get("/pool/device-tree", responses={200: {"content": {"text/plain": {}, "application/x-dtb": {}}},
+                                             **problems(422)})
+def read_pool_device_tree(
+    daemon: DaemonDep, format: Annotated[Literal["dts", "dtb"], Query()] = "dts"
+) -> Response:
+    """The root device tree of the active kernel profile."""
+    dtb = device_trees.root_tree(daemon=daemon)
+    return device_trees.tree_response(dtb, format)

@@ -1,0 +1,193 @@
+"""Wire shapes of the HTTP API (DESIGN.md "Shapes"). Every integer is bounded."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+U64 = Annotated[int, Field(ge=0, le=(1 << 64) - 1)]
+CpuId = Annotated[int, Field(ge=0, le=(1 << 32) - 1)]
+InstanceId = Annotated[int, Field(ge=1, le=2047)]
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9,._+-]{1,31}$")]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+LlcMask = Annotated[int, Field(ge=0, le=(1 << 32) - 1)]
+DeviceName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9,._:+-]+$")]
+MAX_CMDLINE = 64 * 1024  # daemon cap for loaders without a command-line limit (DESIGN "Running")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResourcesIn(Strict):
+    cpus: list[CpuId] | None = Field(None, max_length=8192)
+    cpu_count: int | None = Field(None, ge=1, le=8192)
+    numa_nodes: list[Annotated[int, Field(ge=0, le=1023)]] | None = Field(None, max_length=64)
+    cpu_affinity: Literal["compact", "spread"] = "compact"
+    memory_bytes: U64 = 0
+    memory_policy: Literal["local", "interleave"] = "local"
+    llc_way_mask: LlcMask | None = None
+    llc_ways: int | None = Field(None, ge=1, le=32)
+    devices: list[DeviceName] = Field(default_factory=list, max_length=256)
+
+
+class InstanceCreate(Strict):
+    name: Name
+    id: InstanceId | None = None
+    resources: ResourcesIn
+
+
+class InstanceUpdate(Strict):
+    resources: ResourcesIn
+
+
+class LoadBody(Strict):
+    kernel: Sha256
+    initrd: Sha256 | None = None
+    cmdline: str | None = Field(None, max_length=MAX_CMDLINE)
+
+
+class ActionBody(Strict):
+    force: bool = False
+
+
+class PoolIn(Strict):
+    cpus: list[CpuId] = Field(max_length=8192)
+    memory_base: U64
+    memory_bytes: U64
+    llc_way_mask: LlcMask | None = None
+    devices: list[DeviceName] = Field(default_factory=list, max_length=256)
+
+
+class MemChunkOut(BaseModel):
+    base: int
+    bytes: int
+    numa_node: int | None = None
+
+
+class SegmentOut(BaseModel):
+    kind: str
+    mem: int
+    memsz: int
+    bufsz: int
+    sha256: str
+    in_pool: bool = True
+
+
+class KimageOut(BaseModel):
+    kernel: str
+    initrd: str | None
+    cmdline: str
+    loader: str
+    start: int
+    spawnable: bool
+    segments: list[SegmentOut]
+
+
+class ResourcesOut(BaseModel):
+    cpus: list[int]
+    memory_bytes: int
+    llc_way_mask: int | None = None
+    devices: list[str] = Field(default_factory=list)
+    numa_node: int | None = None
+
+
+class InstanceOut(BaseModel):
+    id: int
+    name: str
+    uid: str
+    state: Literal["EMPTY", "READY", "LOADING", "LOADED", "ACTIVE", "FAILED"]
+    kernel_state: str
+    resources: ResourcesOut
+    memory: list[MemChunkOut]
+    kimage: KimageOut | None
+    failure: str | None = None
+    version: int
+    created_at: str
+    updated_at: str
+
+
+class InstanceList(BaseModel):
+    items: list[InstanceOut]
+    next_cursor: str | None
+
+
+class InstanceItems(BaseModel):
+    items: list[InstanceOut]
+
+
+class PoolFree(BaseModel):
+    cpus: list[int]
+    memory_bytes: int
+    llc_way_mask: int | None = None
+    devices: list[str] = Field(default_factory=list)
+
+
+class PoolOut(BaseModel):
+    cpus: list[int]
+    memory_base: int
+    memory_bytes: int
+    llc_way_mask: int | None
+    devices: list[str]
+    chunks: list[MemChunkOut]
+    free: PoolFree
+
+
+class PoolPutOut(BaseModel):
+    changed: bool
+    diff: dict[str, Any]
+    pool: PoolOut
+
+
+class ImageOut(BaseModel):
+    sha256: str
+    size: int
+    format: Literal["bzImage", "elf", "arm64-image", "initrd", "unknown"]
+    created_at: str | None = None
+
+
+class ImageList(BaseModel):
+    items: list[ImageOut]
+    next_cursor: str | None = None
+
+
+class CpuOut(BaseModel):
+    id: int
+    logical_id: int
+    numa_node: int
+    llc: int
+
+
+class DeviceOut(BaseModel):
+    name: str
+    type: str
+
+
+class TopologyOut(BaseModel):
+    cpus: list[CpuOut]
+    memory_bytes: int
+    numa_nodes: int
+    llc_way_mask: int
+    devices: list[DeviceOut]
+    pool_base: int
+    pool_bytes: int
+
+
+class HostOut(BaseModel):
+    backend: str
+    kernel_profile: str
+    arch: str
+    capabilities: dict[str, bool]
+    topology: TopologyOut
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errno: str | None = None
+    errno_value: int | None = None
+    instance_id: int | None = None

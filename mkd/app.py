@@ -1,0 +1,112 @@
+"""create_app(): the FastAPI application, its lifespan and its error handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+
+from mkd.api.audit_middleware import AuditLog, AuditMiddleware
+from mkd.api.auth_middleware import TokenAuthMiddleware
+from mkd.api.idempotency_middleware import IdempotencyMiddleware
+from mkd.api.problems import install_problem_handlers
+from mkd.api.routes import actions, events, health, host, images, instances, pool
+from mkd.auth_tokens import load_tokens
+from mkd.backends.registry import make_backend
+from mkd.config import Settings
+from mkd.db.migrate import upgrade_to_head
+from mkd.db.session import make_engine
+from mkd.images.store import ImageStore
+from mkd.services.context import Daemon
+from mkd.services.event_bus import EventBus
+from mkd.services.event_stream import prune_events
+from mkd.services.idempotency import drop_in_flight, expire_idempotency
+from mkd.services.kernel_events import apply_kernel_event
+from mkd.services.reconcile import reconcile
+
+log = logging.getLogger("mkd")
+HOUSEKEEPING_S = 10.0
+
+
+def _operation_id(route: APIRoute) -> str:
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def open_daemon(settings: Settings) -> Daemon:
+    """Migrate, open the backend, reconcile: everything /readyz waits for."""
+    settings.daemon.state_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_to_head(settings.database_path)
+    engine = make_engine(settings.database_path)
+    backend = make_backend(settings)
+    daemon = Daemon(settings=settings, engine=engine, backend=backend,
+                    store=ImageStore(settings.images_dir), bus=EventBus(), host=backend.probe())
+    drop_in_flight(daemon)
+    changes = reconcile(daemon=daemon)
+    if changes:
+        log.info("reconciled %d instance(s) with the kernel", len(changes))
+    daemon.ready = True
+    return daemon
+
+
+async def follow_kernel(daemon: Daemon) -> None:
+    """Record what the kernel does on its own (self-halt, failure) as it happens."""
+    async for change in daemon.backend.watch():
+        try:
+            await run_in_threadpool(apply_kernel_event, daemon, change)
+        except Exception:  # one bad event must not stop the watch
+            log.exception("could not apply kernel event %s", change)
+
+
+async def housekeeping(daemon: Daemon) -> None:
+    while True:
+        await anyio.sleep(HOUSEKEEPING_S)
+        try:
+            await run_in_threadpool(prune_events, daemon)
+            await run_in_threadpool(expire_idempotency, daemon)
+        except Exception:
+            log.exception("housekeeping failed")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        daemon = await run_in_threadpool(open_daemon, settings)
+        app.state.daemon = daemon
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(follow_kernel, daemon)
+            tasks.start_soon(housekeeping, daemon)
+            try:
+                yield
+            finally:
+                tasks.cancel_scope.cancel()
+                daemon.ready = False
+                daemon.not_ready_reason = "shutting down"
+                daemon.bus.close()
+                daemon.backend.close()
+                daemon.engine.dispose()
+
+    app = FastAPI(
+        title="mkd",
+        version="0.1.0",
+        summary="Linux multikernel instance daemon",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = settings
+    app.state.daemon = None
+    install_problem_handlers(app)
+    app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(AuditMiddleware, log=AuditLog(settings.daemon.state_dir / "audit.log"))
+    if settings.daemon.tokens_file is not None:
+        # Added last, so it runs first: the idempotency scope includes the token's name.
+        app.add_middleware(TokenAuthMiddleware, tokens=load_tokens(settings.daemon.tokens_file))
+    for module in (health, host, pool, instances, actions, images, events):
+        app.include_router(module.router)
+    return app

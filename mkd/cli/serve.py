@@ -1,0 +1,88 @@
+"""`mkd serve`: bind the sockets the settings ask for, refusing unsafe binds, and run uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+
+import uvicorn
+
+from mkd.config import Settings
+
+
+class UnsafeBind(Exception):
+    """The settings ask for something the daemon refuses to do (message says why)."""
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UnsafeBind(f"--listen {listen!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: Settings) -> None:
+    """DESIGN "Security": any bind beyond loopback needs a tokens file."""
+    listen = settings.daemon.listen
+    if listen is None:
+        return
+    host, _ = split_listen(listen)
+    if is_loopback(host):
+        return
+    tokens = settings.daemon.tokens_file
+    if tokens is None or not Path(tokens).is_file():
+        raise UnsafeBind(
+            f"refusing to listen on {listen}: binding beyond loopback needs a tokens file "
+            "([daemon] tokens_file, lines 'name:role:token'); use 127.0.0.1 or --socket otherwise"
+        )
+
+
+def bind_sockets(settings: Settings) -> tuple[list[socket.socket], list[str]]:
+    sockets: list[socket.socket] = []
+    urls: list[str] = []
+    if settings.daemon.socket is not None:
+        path = Path(settings.daemon.socket)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_socket():
+            path.unlink()
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        unix.bind(str(path))
+        os.chmod(path, 0o660)
+        sockets.append(unix)
+        urls.append(f"unix:{path}")
+    if settings.daemon.listen is not None:
+        host, port = split_listen(settings.daemon.listen)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        tcp = socket.socket(family, socket.SOCK_STREAM)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind((host, port))
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        urls.append(f"http://{shown}:{tcp.getsockname()[1]}/")
+        sockets.append(tcp)
+    if not sockets:
+        raise UnsafeBind("nothing to listen on: set [daemon] listen or socket")
+    return sockets, urls
+
+
+def run(settings: Settings, *, announce: bool = True) -> None:
+    from mkd.app import create_app
+
+    check_bind(settings)
+    sockets, urls = bind_sockets(settings)
+    if announce:
+        for url in urls:
+            print(f"mkd: dashboard and API at {url}", flush=True)  # noqa: T201
+    config = uvicorn.Config(create_app(settings), log_level=settings.daemon.log_level, lifespan="on",
+                            timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=sockets)

@@ -1,0 +1,104 @@
+"""Validate a resource update (PATCH) of one instance and say what the kernel must change."""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import Any
+
+from mkd.backends.base import InstanceSpec
+from mkd.domain.allocation.draft import Draft
+from mkd.domain.allocation.ledger import Holding, Ledger
+from mkd.domain.allocation.resolve import resolve_resources
+from mkd.domain.requests import ResourceRequest
+from mkd.errors import KernelError
+
+
+@dataclass(frozen=True)
+class ResourceDiff:
+    """Changes in the kernel's order: memory removed, memory added, CPUs removed, CPUs added,
+    devices removed, devices added (spec §5.4 per-fragment op order)."""
+
+    memory_remove_bytes: int
+    memory_add_bytes: int
+    cpu_remove: tuple[int, ...]
+    cpu_add: tuple[int, ...]
+    device_remove: tuple[str, ...]
+    device_add: tuple[str, ...]
+    llc_way_mask: int | None  # the new mask when it changes (0: the instance gives up its ways)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.memory_remove_bytes
+            or self.memory_add_bytes
+            or self.cpu_remove
+            or self.cpu_add
+            or self.device_remove
+            or self.device_add
+            or self.llc_way_mask is not None
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "memory_remove_bytes": self.memory_remove_bytes,
+            "memory_add_bytes": self.memory_add_bytes,
+            "cpu_remove": list(self.cpu_remove),
+            "cpu_add": list(self.cpu_add),
+            "device_remove": list(self.device_remove),
+            "device_add": list(self.device_add),
+            "llc_way_mask": self.llc_way_mask,
+        }
+
+
+@dataclass(frozen=True)
+class PlannedUpdate:
+    spec: InstanceSpec
+    diff: ResourceDiff
+    holding: Holding  # what the ledger records once the kernel applied the diff
+
+
+def plan_update(
+    ledger: Ledger, instance_id: int, request: ResourceRequest
+) -> tuple[InstanceSpec, ResourceDiff]:
+    """The instance's new spec and the diff to apply, checked against everything but itself."""
+    planned = plan_update_holding(ledger, instance_id, request)
+    return planned.spec, planned.diff
+
+
+def plan_update_holding(ledger: Ledger, instance_id: int, request: ResourceRequest) -> PlannedUpdate:
+    """Like plan_update, with the new holding (its per-node memory included) for the ledger.
+
+    `request` is the complete new resource set (the caller merges a partial PATCH first).
+    Updates exist only on the tree kernel (rfc-v2 refuses PATCH with EOPNOTSUPP), so memory is
+    u64 and raw-kernel notes are the tree's.
+    """
+    current = ledger.holding(instance_id)
+    if current is None:
+        raise KernelError(errno.ENOENT, f"instance {instance_id} does not exist")
+    draft = Draft(ledger, released=current)
+    resources = resolve_resources(draft, request, u32_memory=False, profile="tree", current=current)
+    spec = InstanceSpec(
+        id=current.id,
+        name=current.name,
+        cpus=resources.cpus,
+        memory_bytes=resources.memory_bytes,
+        llc_way_mask=resources.llc_way_mask,
+        devices=resources.devices,
+        numa_node=resources.numa_node,
+    )
+    new_cpus, old_cpus = set(spec.cpus), set(current.cpus)
+    new_devices, old_devices = set(spec.devices), set(current.devices)
+    memory_change = spec.memory_bytes - current.memory_bytes
+    llc_change: int | None = None
+    if spec.llc_way_mask != current.llc_way_mask:
+        llc_change = spec.llc_way_mask or 0
+    diff = ResourceDiff(
+        memory_remove_bytes=max(-memory_change, 0),
+        memory_add_bytes=max(memory_change, 0),
+        cpu_remove=tuple(cpu for cpu in current.cpus if cpu not in new_cpus),
+        cpu_add=tuple(cpu for cpu in spec.cpus if cpu not in old_cpus),
+        device_remove=tuple(device for device in current.devices if device not in new_devices),
+        device_add=tuple(device for device in spec.devices if device not in old_devices),
+        llc_way_mask=llc_change,
+    )
+    return PlannedUpdate(spec=spec, diff=diff, holding=Holding.from_spec(spec, resources.numa_memory))

@@ -1,0 +1,103 @@
+"""The event stream: replay from the persisted log after Last-Event-ID, then follow the live bus."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import anyio.to_thread
+from sqlmodel import col, func, select
+
+from mkd.db import repository
+from mkd.db.models import EventRecord
+from mkd.db.session import transaction
+from mkd.errors import InvalidInput
+from mkd.services.context import Daemon
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    id: int | None
+    event: str
+    data: str
+
+
+def parse_last_event_id(value: str | None) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    if not value.strip().isdigit() or len(value.strip()) > 18:
+        raise InvalidInput(f"Last-Event-ID {value!r} is not an event id")
+    return int(value.strip())
+
+
+def _oldest_id(daemon: Daemon) -> int | None:
+    with transaction(daemon.engine) as session:
+        oldest: int | None = session.exec(select(func.min(EventRecord.id))).one()
+        return oldest
+
+
+def _latest_id(daemon: Daemon) -> int:
+    with transaction(daemon.engine) as session:
+        latest: int | None = session.exec(select(func.max(EventRecord.id))).one()
+        return latest or 0
+
+
+def _page(daemon: Daemon, after: int) -> list[StreamEvent]:
+    with transaction(daemon.engine) as session:
+        rows = repository.events_after(session=session, after_id=after, limit=500)
+        return [StreamEvent(r.id, r.type, json.dumps(r.data)) for r in rows]
+
+
+async def stream_events(daemon: Daemon, last_event_id: int | None) -> AsyncIterator[StreamEvent]:
+    """DESIGN "Events": no Last-Event-ID → live only; 0 → everything retained; an id older than the
+    retention window → `reset` with the oldest id, then everything retained."""
+    subscription = daemon.bus.subscribe()
+    try:
+        if last_event_id is None:
+            sent = await anyio.to_thread.run_sync(_latest_id, daemon)
+        else:
+            sent = last_event_id
+            oldest = await anyio.to_thread.run_sync(_oldest_id, daemon)
+            if oldest is not None and last_event_id + 1 < oldest:
+                yield StreamEvent(None, "reset", json.dumps({"oldest_id": oldest}))
+                sent = oldest - 1
+            while True:
+                page = await anyio.to_thread.run_sync(_page, daemon, sent)
+                for item in page:
+                    yield item
+                    sent = item.id or sent
+                if len(page) < 500:
+                    break
+        while True:
+            live = await subscription.queue.get()
+            if live is None:
+                return  # the daemon is shutting down, or this client fell too far behind
+            if live.id <= sent:
+                continue  # already replayed from the log
+            if live.id > sent + 1:
+                # Events committed by other threads may reach the bus out of order: fill from the log.
+                for item in await anyio.to_thread.run_sync(_page, daemon, sent):
+                    if item.id is not None and item.id <= live.id:
+                        yield item
+                        sent = item.id
+                if live.id <= sent:
+                    continue
+            yield StreamEvent(live.id, live.type, json.dumps(live.data))
+            sent = live.id
+    finally:
+        daemon.bus.unsubscribe(subscription)
+
+
+def prune_events(daemon: Daemon) -> int:
+    """Keep the newest `event_retention` events."""
+    keep = daemon.settings.daemon.event_retention
+    with transaction(daemon.engine) as session:
+        latest = session.exec(select(func.max(EventRecord.id))).one() or 0
+        cutoff = latest - keep
+        if cutoff <= 0:
+            return 0
+        rows = session.exec(select(EventRecord).where(col(EventRecord.id) <= cutoff)).all()
+        for row in rows:
+            session.delete(row)
+        return len(rows)

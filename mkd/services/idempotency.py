@@ -1,0 +1,116 @@
+"""Idempotency-Key for POST (DESIGN "HTTP API").
+
+Scope is (token, method, path, key). The first request claims the key in its own transaction
+(status NULL = in flight). A service that changes something stores the response in the same
+transaction as the change through `remember()`; anything else (a refusal, a dry run) is stored right
+after the response. A replay returns the stored response with `Idempotent-Replayed: true` and emits
+no event; the same key with another body is 422; a key whose first request is in flight is 409.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, delete, select
+
+from mkd.db.models import IdempotencyRecord, utcnow
+from mkd.db.session import transaction
+from mkd.errors import Conflict, InvalidInput
+from mkd.services.context import Daemon
+
+
+@dataclass
+class IdempotencyClaim:
+    scope: str
+    stored: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+current_claim: contextvars.ContextVar[IdempotencyClaim | None] = contextvars.ContextVar(
+    "mkd_idempotency_claim", default=None
+)
+
+
+def scope_of(token: str, method: str, path: str, key: str) -> str:
+    return hashlib.sha256("\0".join((token, method, path, key)).encode()).hexdigest()
+
+
+def claim(daemon: Daemon, *, scope: str, request_hash: str) -> StoredResponse | None:
+    """Claim the key; returns the stored response for a replay, raises while in flight or on mismatch."""
+    ttl = timedelta(seconds=daemon.settings.daemon.idempotency_ttl_s)
+    with transaction(daemon.engine) as session:
+        session.exec(delete(IdempotencyRecord).where(
+            col(IdempotencyRecord.scope) == scope, col(IdempotencyRecord.created_at) < utcnow() - ttl))
+        existing = session.exec(select(IdempotencyRecord).where(IdempotencyRecord.scope == scope)).first()
+        if existing is None:
+            session.add(IdempotencyRecord(scope=scope, request_hash=request_hash))
+            try:
+                session.flush()
+            except IntegrityError as exc:
+                raise Conflict("a request with this Idempotency-Key is in flight") from exc
+            return None
+        if existing.request_hash != request_hash:
+            raise InvalidInput("this Idempotency-Key was used with another request body")
+        if existing.status is None:
+            raise Conflict("a request with this Idempotency-Key is in flight")
+        return StoredResponse(existing.status, dict(existing.headers), existing.body)
+
+
+def remember(session: Session, *, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    """Store the response of the current request (if it carries a key) in the caller's transaction."""
+    active = current_claim.get()
+    if active is None or active.stored:
+        return
+    raw = b"" if body is None else json.dumps(body).encode()
+    kept = ({} if body is None else {"content-type": "application/json"}) | (headers or {})
+    _store(session, active.scope, status, kept, raw)
+    active.stored = True
+
+
+def store_after(daemon: Daemon, active: IdempotencyClaim, response: StoredResponse) -> None:
+    if active.stored:
+        return
+    with transaction(daemon.engine) as session:
+        _store(session, active.scope, response.status, response.headers, response.body)
+    active.stored = True
+
+
+def release(daemon: Daemon, active: IdempotencyClaim) -> None:
+    """The request died before any response: let a retry run it."""
+    with transaction(daemon.engine) as session:
+        session.exec(delete(IdempotencyRecord).where(
+            col(IdempotencyRecord.scope) == active.scope, col(IdempotencyRecord.status).is_(None)))
+
+
+def _store(session: Session, scope: str, status: int, headers: dict[str, str], body: bytes) -> None:
+    record = session.exec(select(IdempotencyRecord).where(IdempotencyRecord.scope == scope)).first()
+    if record is None:
+        return
+    record.status, record.headers, record.body = status, headers, body
+    session.add(record)
+
+
+def expire_idempotency(daemon: Daemon) -> None:
+    cutoff = utcnow() - timedelta(seconds=daemon.settings.daemon.idempotency_ttl_s)
+    with transaction(daemon.engine) as session:
+        session.exec(delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < cutoff))
+
+
+def drop_in_flight(daemon: Daemon) -> None:
+    """At start-up no request is in flight: claims left by a crash are released (their outcome is
+    whatever reconciliation found; a retry meets the kernel's own answer)."""
+    with transaction(daemon.engine) as session:
+        session.exec(delete(IdempotencyRecord).where(col(IdempotencyRecord.status).is_(None)))

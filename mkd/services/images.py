@@ -1,0 +1,75 @@
+"""The content-addressed image store: upload (streamed), list, read, delete."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy.exc import IntegrityError
+
+from mkd.db import repository
+from mkd.db.models import ImageRecord
+from mkd.db.session import transaction
+from mkd.errors import KernelError
+from mkd.images.store import check_sha256
+from mkd.kexec.image_format import detect_image_format
+from mkd.services.context import Daemon
+
+
+def image_public(record: ImageRecord) -> dict[str, Any]:
+    return {"sha256": record.sha256, "size": record.size, "format": record.format,
+            "created_at": record.created_at.isoformat()}
+
+
+async def upload_image(*, daemon: Daemon, chunks: AsyncIterator[bytes]) -> tuple[dict[str, Any], bool]:
+    """Store the body; returns (image, created). 201 when new, 200 when already stored."""
+    blob = await daemon.store.receive(chunks, limit=daemon.settings.daemon.max_image_bytes)
+
+    def record() -> tuple[dict[str, Any], bool]:
+        with transaction(daemon.engine) as session:
+            existing = repository.get_image(session=session, sha256=blob.sha256)
+            if existing is not None:
+                return image_public(existing), False
+            row = ImageRecord(sha256=blob.sha256, size=blob.size, format=detect_image_format(blob.head))
+            session.add(row)
+            session.flush()
+            return image_public(row), True
+
+    return await anyio.to_thread.run_sync(record)
+
+
+def get_image(*, daemon: Daemon, sha256: str) -> dict[str, Any]:
+    check_sha256(sha256)
+    with transaction(daemon.engine) as session:
+        row = repository.get_image(session=session, sha256=sha256)
+        if row is None:
+            raise KernelError(errno.ENOENT, f"no image {sha256}")
+        return image_public(row)
+
+
+def list_images(*, daemon: Daemon, limit: int, cursor: str | None) -> dict[str, Any]:
+    after = check_sha256(cursor) if cursor else ""
+    with transaction(daemon.engine) as session:
+        rows = repository.list_images(session=session, after=after, limit=limit + 1)
+        items = [image_public(r) for r in rows[:limit]]
+    return {"items": items, "next_cursor": rows[limit - 1].sha256 if len(rows) > limit else None}
+
+
+def delete_image(*, daemon: Daemon, sha256: str) -> None:
+    check_sha256(sha256)
+    with daemon.kernel_lock:
+        try:
+            with transaction(daemon.engine) as session:
+                row = repository.get_image(session=session, sha256=sha256)
+                if row is None:
+                    raise KernelError(errno.ENOENT, f"no image {sha256}")
+                users = repository.image_users(session=session, sha256=sha256)
+                if users:
+                    raise KernelError(errno.EBUSY, f"image {sha256} is used by the kimage of instance(s) "
+                                      + ", ".join(str(u) for u in users), extra={"instances": users})
+                session.delete(row)
+        except IntegrityError as exc:  # a load raced us: the foreign key keeps the image
+            raise KernelError(errno.EBUSY, f"image {sha256} is in use") from exc
+        daemon.store.remove(sha256)

@@ -1,0 +1,208 @@
+"""Instance records: create (JSON or device tree), read, list, hot-update, delete."""
+
+from __future__ import annotations
+
+import base64
+import errno
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from mkd.backends.base import InstanceSpec, KernelInstance
+from mkd.db import repository
+from mkd.db.models import InstanceRecord
+from mkd.db.session import transaction
+from mkd.domain.allocation.ledger import Holding
+from mkd.domain.allocation.plan import plan_instances
+from mkd.domain.allocation.update import plan_update
+from mkd.domain.requests import InstanceRequest, ResourceRequest
+from mkd.domain.states import Action, InstanceState, daemon_state_for, transition
+from mkd.errors import InvalidInput, KernelError
+from mkd.services.context import Daemon
+from mkd.services.holdings import holding_of, ledger_for, resources_of
+from mkd.services.idempotency import remember
+from mkd.services.publish import publish
+from mkd.services.records import (
+    add_event,
+    bump,
+    check_if_match,
+    etag_of,
+    instance_public,
+    resolve_ref,
+    state_event,
+)
+
+MAX_PAGE = 1000
+
+
+def memory_json(kernel: KernelInstance) -> list[dict[str, Any]]:
+    return [{"base": c.base, "bytes": c.bytes, "numa_node": c.numa_node} for c in kernel.memory]
+
+
+def _would_be(spec: InstanceSpec) -> dict[str, Any]:
+    return {
+        "id": spec.id, "name": spec.name, "uid": "", "state": InstanceState.READY.value,
+        "kernel_state": "ready", "resources": resources_of(spec), "memory": [], "kimage": None,
+        "failure": None, "version": 0, "created_at": "", "updated_at": "",
+    }
+
+
+def _holding(spec: InstanceSpec) -> Holding:
+    return Holding(id=spec.id, name=spec.name, cpus=spec.cpus, memory_bytes=spec.memory_bytes,
+                   llc_way_mask=spec.llc_way_mask, devices=spec.devices)
+
+
+def create_instances(
+    *, daemon: Daemon, requests: list[InstanceRequest], dry_run: bool, as_items: bool = False
+) -> list[tuple[dict[str, Any], str]]:
+    """Validate the whole plan, then create every instance, all or nothing."""
+    if not requests:
+        raise InvalidInput("the plan describes no instance")
+    with daemon.kernel_lock:
+        ledger = ledger_for(daemon)
+        specs = plan_instances(ledger, requests, u32_memory=daemon.host.kernel_profile == "rfc-v2")
+        if dry_run:
+            return [(_would_be(spec), "") for spec in specs]
+        created = daemon.backend.create_instances(specs)
+        try:
+            with transaction(daemon.engine) as session:
+                records: list[InstanceRecord] = []
+                events = []
+                for spec, kernel in zip(specs, created, strict=True):
+                    state = daemon_state_for(kernel.kernel_state, recorded=InstanceState.READY,
+                                             active_reported=daemon.host.capabilities.get("active_reported", True))
+                    record = InstanceRecord(
+                        id=spec.id, name=spec.name, uid=str(uuid.uuid4()), state=state.value,
+                        kernel_state=kernel.kernel_state, resources=resources_of(spec),
+                        memory=memory_json(kernel),
+                    )
+                    session.add(record)
+                    session.flush()
+                    events.append(add_event(session=session, type="created", instance_id=spec.id, data={
+                        "id": spec.id, "name": spec.name, "uid": record.uid, "from": None,
+                        "to": state.value, "cause": "api"}))
+                    records.append(record)
+                if as_items:
+                    remember(session, status=201, body={"items": [instance_public(r) for r in records]})
+                else:
+                    remember(session, status=201, body=instance_public(records[0]),
+                             headers={"location": f"/v1/instances/{records[0].id}", "etag": etag_of(records[0])})
+        except BaseException:
+            # The kernel has them but the records could not be written: take them back out.
+            for spec in specs:
+                try:
+                    daemon.backend.delete_instance(spec.id)
+                except KernelError:
+                    pass
+            daemon.ledger = None
+            raise
+        for spec in specs:
+            ledger.add(_holding(spec))
+        publish(daemon, events)
+        return [(instance_public(r), etag_of(r)) for r in records]
+
+
+def get_instance(*, daemon: Daemon, ref: str) -> tuple[dict[str, Any], str]:
+    with transaction(daemon.engine) as session:
+        record = resolve_ref(session=session, ref=ref)
+        return instance_public(record), etag_of(record)
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = raw.partition(":")
+        if prefix != "id":
+            raise ValueError(prefix)
+        return int(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cursor {cursor!r} is not one this daemon issued") from exc
+
+
+def list_instances(
+    *, daemon: Daemon, state: InstanceState | None, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    after = decode_cursor(cursor)
+    with transaction(daemon.engine) as session:
+        rows = repository.list_instances(session=session, state=state.value if state else None,
+                                         after_id=after, limit=limit + 1)
+        items = [instance_public(r) for r in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def delete_instance(*, daemon: Daemon, ref: str, if_match: str | None) -> None:
+    with daemon.kernel_lock:
+        with transaction(daemon.engine) as session:
+            record = resolve_ref(session=session, ref=ref)
+            check_if_match(if_match, etag_of(record))
+        try:
+            transition(InstanceState(record.state), Action.DELETE)
+            daemon.backend.delete_instance(record.id)
+        except KernelError as exc:
+            refuse(daemon, record, "delete", exc)
+            raise
+        with transaction(daemon.engine) as session:
+            gone = repository.get_instance(session=session, instance_id=record.id)
+            if gone is not None:
+                session.delete(gone)
+            event = add_event(session=session, type="deleted", instance_id=record.id, data={
+                "id": record.id, "name": record.name, "uid": record.uid, "from": record.state,
+                "to": None, "cause": "api"})
+            remember(session, status=204, body=None)
+        ledger_for(daemon).remove(record.id)
+        publish(daemon, [event])
+
+
+def update_instance(
+    *, daemon: Daemon, ref: str, request: ResourceRequest, if_match: str | None
+) -> tuple[dict[str, Any], str]:
+    with daemon.kernel_lock:
+        with transaction(daemon.engine) as session:
+            record = resolve_ref(session=session, ref=ref)
+            check_if_match(if_match, etag_of(record))
+        try:
+            if not daemon.host.capabilities.get("hot_update", False):
+                raise KernelError(errno.EOPNOTSUPP,
+                                  f"the {daemon.host.kernel_profile} kernel cannot update an instance's resources")
+            transition(InstanceState(record.state), Action.UPDATE)
+            ledger = ledger_for(daemon)
+            spec, _diff = plan_update(ledger, record.id, request)
+            spec = replace(spec, name=record.name)
+            kernel = daemon.backend.update_instance(spec)
+        except KernelError as exc:
+            refuse(daemon, record, "update", exc)
+            raise
+        with transaction(daemon.engine) as session:
+            fresh = resolve_ref(session=session, ref=str(record.id))
+            fresh.resources = resources_of(spec)
+            fresh.memory = memory_json(kernel)
+            fresh.kernel_state = kernel.kernel_state
+            bump(fresh)
+            session.add(fresh)
+            session.flush()
+            result = instance_public(fresh), etag_of(fresh)
+            remember(session, status=200, body=result[0], headers={"etag": result[1]})
+        ledger.remove(record.id)
+        ledger.add(holding_of(fresh))
+        return result
+
+
+def refuse(daemon: Daemon, record: InstanceRecord, operation: str, exc: KernelError) -> None:
+    """Log a refusal with an errno on an existing instance (DESIGN "Events": `refused`)."""
+    if exc.errno is None:
+        return
+    with transaction(daemon.engine) as session:
+        event = add_event(session=session, type="refused", instance_id=record.id, data={
+            "id": record.id, "name": record.name, "operation": operation, "errno": exc.errno})
+    publish(daemon, [event])
+
+
+__all__ = ["create_instances", "delete_instance", "get_instance", "list_instances", "refuse",
+           "state_event", "update_instance"]

@@ -1,0 +1,198 @@
+"""Lifecycle actions: load (kexec_file_load), unload, start and stop (reboot commands).
+
+Each action: lock -> resolve ref -> If-Match -> transition table -> daemon checks -> persist the
+intent -> kernel call -> persist the kernel's answer and its events, in short transactions.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from typing import Any
+
+from mkd.backends.base import KernelInstance, LoadRequest
+from mkd.db import repository
+from mkd.db.models import InstanceRecord
+from mkd.db.session import transaction
+from mkd.domain.states import Action, InstanceState, daemon_state_for, transition
+from mkd.errors import KernelError
+from mkd.kexec.flags import load_flags
+from mkd.services.context import Daemon
+from mkd.services.idempotency import remember
+from mkd.services.instances import memory_json, refuse
+from mkd.services.publish import publish
+from mkd.services.records import bump, check_if_match, etag_of, instance_public, resolve_ref, state_event
+from mkd.services.strict_isolation import check_strict_isolation
+
+Result = tuple[dict[str, Any], str]
+
+
+def _locate(daemon: Daemon, ref: str, if_match: str | None) -> InstanceRecord:
+    with transaction(daemon.engine) as session:
+        record = resolve_ref(session=session, ref=ref)
+        check_if_match(if_match, etag_of(record))
+        return record
+
+
+def _set_state(
+    daemon: Daemon, record_id: int, *, to: InstanceState, kernel: KernelInstance | None = None,
+    intent: str | None = None, kimage: dict[str, Any] | None | bool = False, failure: str | None = None,
+    image_uses: dict[str, str] | None = None, cause: str = "api", respond: bool = False,
+) -> tuple[InstanceRecord, list[Any]]:
+    """One transaction: the new state, what the kernel said, and the state event."""
+    with transaction(daemon.engine) as session:
+        record = repository.get_instance(session=session, instance_id=record_id)
+        if record is None:
+            raise KernelError(errno.ENOENT, f"instance {record_id} disappeared", instance_id=record_id)
+        events = []
+        if record.state != to.value:
+            events.append(state_event(session=session, record=record, from_state=record.state,
+                                      to_state=to.value, cause=cause))
+        record.state = to.value
+        record.intent = intent
+        record.failure = failure
+        if kernel is not None:
+            record.kernel_state = kernel.kernel_state
+            record.memory = memory_json(kernel)
+        if kimage is not False:
+            record.kimage = kimage if isinstance(kimage, dict) else None
+        if image_uses is not None:
+            repository.set_image_uses(session=session, instance_id=record_id, uses=image_uses)
+        bump(record)
+        session.add(record)
+        session.flush()
+        if respond:
+            remember(session, status=200, body=instance_public(record), headers={"etag": etag_of(record)})
+        return record, events
+
+
+def _after_refusal(daemon: Daemon, record: InstanceRecord, operation: str, exc: KernelError) -> None:
+    """Record what the kernel says now (a failed call may still have changed it), then the refusal."""
+    try:
+        kernel = daemon.backend.read_instance(record.id)
+    except KernelError:
+        kernel = None
+    if kernel is not None:
+        state = daemon_state_for(kernel.kernel_state, recorded=InstanceState(record.state),
+                                 active_reported=daemon.host.capabilities.get("active_reported", True))
+        kimage: dict[str, Any] | None | bool = False
+        failure = None
+        if kernel.kimage is None:
+            kimage = None
+        elif record.state == InstanceState.LOADING.value or record.kimage is None:
+            # DESIGN "States": the bug-compatible dangling kimage of a failed v2 load is FAILED.
+            state = InstanceState.FAILED
+            failure = f"load failed with {exc.errno} and left a dangling kimage (bug-compatible mode)"
+        updated, events = _set_state(daemon, record.id, to=state, kernel=kernel, kimage=kimage,
+                                     failure=failure)
+        publish(daemon, events)
+    refuse(daemon, record, operation, exc)
+
+
+def _run(
+    daemon: Daemon, ref: str, if_match: str | None, action: Action, operation: str,
+    call: Callable[[InstanceRecord], KernelInstance], *, intent: str | None = None,
+    checks: Callable[[InstanceRecord], None] | None = None,
+) -> tuple[InstanceRecord, KernelInstance]:
+    with daemon.kernel_lock:
+        record = _locate(daemon, ref, if_match)
+        try:
+            rule = transition(InstanceState(record.state), action)
+            if checks is not None:
+                checks(record)
+        except KernelError as exc:
+            refuse(daemon, record, operation, exc)
+            raise
+        if rule.via is not None or intent is not None:
+            via = rule.via or InstanceState(record.state)
+            record, events = _set_state(daemon, record.id, to=via, intent=intent or operation)
+            publish(daemon, events)
+        try:
+            kernel = call(record)
+        except KernelError as exc:
+            _after_refusal(daemon, record, operation, exc)
+            raise
+        return record, kernel
+
+
+def load(
+    *, daemon: Daemon, ref: str, kernel: str, initrd: str | None, cmdline: str | None, if_match: str | None
+) -> Result:
+    paths: dict[str, Any] = {}
+
+    def checks(record: InstanceRecord) -> None:
+        with transaction(daemon.engine) as session:
+            for role, sha in (("kernel", kernel), ("initrd", initrd)):
+                if sha is not None and repository.get_image(session=session, sha256=sha) is None:
+                    raise KernelError(errno.ENOENT, f"{role} image {sha} is not in the image store",
+                                      body_content=True)
+        request = LoadRequest(
+            kernel=daemon.store.path_for(kernel),
+            initrd=daemon.store.path_for(initrd) if initrd else None,
+            cmdline=(cmdline.encode() + b"\0") if cmdline else None,
+            flags=load_flags(record.id, has_initrd=initrd is not None),
+            kernel_sha256=kernel, initrd_sha256=initrd,
+        )
+        paths["request"] = request
+        if daemon.settings.daemon.strict_isolation:
+            instance = daemon.backend.read_instance(record.id)
+            check_strict_isolation(daemon, instance, request)
+
+    def call(_record: InstanceRecord) -> KernelInstance:
+        request: LoadRequest = paths["request"]
+        return daemon.backend.kexec_file_load(request)
+
+    record, kernel_instance = _run(daemon, ref, if_match, Action.LOAD, "load", call, checks=checks)
+    uses = {"kernel": kernel} | ({"initrd": initrd} if initrd else {})
+    updated, events = _set_state(
+        daemon, record.id, to=InstanceState.LOADED, kernel=kernel_instance,
+        kimage=kimage_json(kernel_instance, cmdline or ""), image_uses=uses, respond=True,
+    )
+    publish(daemon, events)
+    return instance_public(updated), etag_of(updated)
+
+
+def kimage_json(kernel: KernelInstance, cmdline: str) -> dict[str, Any] | None:
+    k = kernel.kimage
+    if k is None:
+        return None
+    return {
+        "kernel": k.kernel_sha256, "initrd": k.initrd_sha256, "cmdline": cmdline, "loader": k.loader,
+        "start": k.start, "spawnable": k.spawnable,
+        "segments": [{"kind": s.kind, "mem": s.mem, "memsz": s.memsz, "bufsz": s.bufsz,
+                      "sha256": s.sha256, "in_pool": s.in_pool} for s in k.segments],
+    }
+
+
+def unload(*, daemon: Daemon, ref: str, force: bool, if_match: str | None) -> Result:
+    action = Action.UNLOAD_FORCE if force else Action.UNLOAD
+    record, kernel = _run(daemon, ref, if_match, action, "unload",
+                          lambda r: daemon.backend.unload(r.id))
+    updated, events = _set_state(daemon, record.id, to=InstanceState.READY, kernel=kernel, kimage=None,
+                                 image_uses={}, respond=True)
+    publish(daemon, events)
+    return instance_public(updated), etag_of(updated)
+
+
+def start(*, daemon: Daemon, ref: str, if_match: str | None) -> Result:
+    # The intent is stored before the reboot syscall: a crash in between becomes FAILED
+    # "start outcome unknown" at reconcile (DESIGN "States").
+    record, kernel = _run(daemon, ref, if_match, Action.START, "start",
+                          lambda r: daemon.backend.start(r.id), intent="start")
+    # rfc-v2 never reports active: the daemon sets ACTIVE when the start syscall returns 0.
+    updated, events = _set_state(daemon, record.id, to=InstanceState.ACTIVE, kernel=kernel, respond=True)
+    publish(daemon, events)
+    return instance_public(updated), etag_of(updated)
+
+
+def stop(*, daemon: Daemon, ref: str, force: bool, if_match: str | None) -> Result:
+    def checks(_record: InstanceRecord) -> None:
+        if not daemon.host.capabilities.get("halt", False):
+            raise KernelError(errno.EINVAL, "rfc-v2 has no halt")
+
+    action = Action.STOP_FORCE if force else Action.STOP
+    record, kernel = _run(daemon, ref, if_match, action, "stop",
+                          lambda r: daemon.backend.stop(r.id, force=force), checks=checks)
+    updated, events = _set_state(daemon, record.id, to=InstanceState.LOADED, kernel=kernel, respond=True)
+    publish(daemon, events)
+    return instance_public(updated), etag_of(updated)

@@ -1,0 +1,117 @@
+"""The pool (baseline) definition: read, and reconcile idempotently."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from mkd.backends.base import PoolSpec, PoolState
+from mkd.db import repository
+from mkd.db.models import PoolRecord, utcnow
+from mkd.db.session import transaction
+from mkd.domain.allocation.pool_change import plan_pool_change
+from mkd.errors import KernelError
+from mkd.services.context import Daemon
+from mkd.services.holdings import holdings_from_records
+from mkd.services.pool_spec import spec_of
+
+
+def pool_etag(spec: PoolSpec | None) -> str:
+    """Identifies the pool definition (not the response body): same definition, same ETag."""
+    canonical = json.dumps(_spec_json(spec), sort_keys=True).encode()
+    return '"' + hashlib.sha256(canonical).hexdigest()[:32] + '"'
+
+
+def _spec_json(spec: PoolSpec | None) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    return {
+        "cpus": sorted(spec.cpus),
+        "memory_base": spec.memory_base,
+        "memory_bytes": spec.memory_bytes,
+        "llc_way_mask": spec.llc_way_mask,
+        "devices": sorted(spec.devices),
+    }
+
+
+def pool_public(spec: PoolSpec | None, state: PoolState) -> dict[str, Any]:
+    return {
+        "cpus": list(spec.cpus) if spec else [],
+        "memory_base": spec.memory_base if spec else 0,
+        "memory_bytes": spec.memory_bytes if spec else 0,
+        "llc_way_mask": spec.llc_way_mask if spec else None,
+        "devices": list(spec.devices) if spec else [],
+        "chunks": [{"base": c.base, "bytes": c.bytes, "numa_node": c.numa_node} for c in state.chunks],
+        "free": {
+            "cpus": list(state.free_cpus),
+            "memory_bytes": state.free_memory_bytes,
+            "llc_way_mask": state.free_llc_way_mask,
+            "devices": list(state.free_devices),
+        },
+    }
+
+
+def get_pool(*, daemon: Daemon) -> tuple[dict[str, Any], str]:
+    with transaction(daemon.engine) as session:
+        spec = spec_of(repository.get_pool(session=session))
+    return pool_public(spec, daemon.backend.read_pool()), pool_etag(spec)
+
+
+def current_spec(*, daemon: Daemon) -> PoolSpec | None:
+    with transaction(daemon.engine) as session:
+        return spec_of(repository.get_pool(session=session))
+
+
+@dataclass(frozen=True)
+class PoolPutResult:
+    created: bool
+    changed: bool
+    diff: dict[str, Any]
+    pool: dict[str, Any]
+    etag: str
+
+
+def put_pool(*, daemon: Daemon, spec: PoolSpec, dry_run: bool) -> PoolPutResult:
+    with daemon.kernel_lock:
+        with transaction(daemon.engine) as session:
+            record = repository.get_pool(session=session)
+            current = spec_of(record)
+            holdings = holdings_from_records(repository.list_instances(session=session))
+        state = daemon.backend.read_pool()
+        diff = plan_pool_change(
+            daemon.host.topology, current, spec, holdings,
+            profile=daemon.host.kernel_profile, pool_state=state,
+        )
+        created = current is None
+        changed = created or not diff.is_empty()
+        if dry_run or not changed:
+            shown = pool_public(spec if dry_run else current, state)
+            return PoolPutResult(created=False, changed=changed, diff=diff.to_json(), pool=shown,
+                                 etag=pool_etag(spec if dry_run else current))
+        new_state = daemon.backend.apply_pool(spec)
+        with transaction(daemon.engine) as session:
+            record = repository.get_pool(session=session)
+            if record is None:
+                record = PoolRecord(id=1, cpus=list(spec.cpus), memory_base=spec.memory_base,
+                                    memory_bytes=spec.memory_bytes, llc_way_mask=spec.llc_way_mask,
+                                    devices=list(spec.devices))
+            else:
+                record.cpus = list(spec.cpus)
+                record.memory_base = spec.memory_base
+                record.memory_bytes = spec.memory_bytes
+                record.llc_way_mask = spec.llc_way_mask
+                record.devices = list(spec.devices)
+                record.version += 1
+                record.updated_at = utcnow()
+            session.add(record)
+        daemon.ledger = None
+        return PoolPutResult(created=created, changed=True, diff=diff.to_json(),
+                             pool=pool_public(spec, new_state), etag=pool_etag(spec))
+
+
+def require_pool(spec: PoolSpec | None) -> PoolSpec:
+    if spec is None:
+        raise KernelError("EINVAL", "no pool is defined yet: PUT /v1/pool first")
+    return spec

@@ -1,0 +1,107 @@
+"""Instance records: ref resolution, ETags, the public shape, and event recording."""
+
+from __future__ import annotations
+
+import errno
+import re
+from typing import Any
+
+from sqlmodel import Session
+
+from mkd.db import repository
+from mkd.db.models import EventRecord, InstanceRecord, utcnow
+from mkd.errors import KernelError, PreconditionFailed
+from mkd.services.event_bus import BusEvent
+
+NUMERIC_REF = re.compile(r"^[+-]?[0-9]+$")
+NAME_RE = re.compile(r"^[A-Za-z0-9,._+-]{1,31}$")
+MAX_ID = 2047
+
+
+def resolve_ref(*, session: Session, ref: str) -> InstanceRecord:
+    """DESIGN "Ids and refs": numeric outside 1..2047 is EINVAL (the kernel's mk_id <= 0 and the
+    unencodable ids, never masked); an unknown id or name is ENOENT."""
+    if NUMERIC_REF.fullmatch(ref):
+        value = int(ref)
+        if not 1 <= value <= MAX_ID:
+            raise KernelError(errno.EINVAL, f"instance id {value} is outside 1..{MAX_ID}")
+        record = repository.get_instance(session=session, instance_id=value)
+        if record is None:
+            raise KernelError(errno.ENOENT, f"no instance with id {value}", instance_id=value)
+        return record
+    if not NAME_RE.fullmatch(ref):
+        raise KernelError(errno.ENOENT, f"no instance named {ref!r} (not a valid instance name)")
+    record = repository.get_instance_by_name(session=session, name=ref)
+    if record is None:
+        raise KernelError(errno.ENOENT, f"no instance named {ref!r}")
+    return record
+
+
+def etag_of(record: InstanceRecord) -> str:
+    return f'"{record.uid}-{record.version}"'
+
+
+def check_if_match(if_match: str | None, current_etag: str) -> None:
+    if if_match is None:
+        return
+    candidates = [tag.strip() for tag in if_match.split(",")]
+    if "*" in candidates:
+        return
+    if current_etag not in [c.removeprefix("W/") for c in candidates]:
+        raise PreconditionFailed(f"If-Match {if_match} does not match the current ETag {current_etag}")
+
+
+def instance_public(record: InstanceRecord) -> dict[str, Any]:
+    resources = dict(record.resources)
+    return {
+        "id": record.id,
+        "name": record.name,
+        "uid": record.uid,
+        "state": record.state,
+        "kernel_state": record.kernel_state,
+        "resources": {
+            "cpus": list(resources.get("cpus", [])),
+            "memory_bytes": int(resources.get("memory_bytes", 0)),
+            "llc_way_mask": resources.get("llc_way_mask"),
+            "devices": list(resources.get("devices", [])),
+            "numa_node": resources.get("numa_node"),
+        },
+        "memory": list(record.memory),
+        "kimage": record.kimage,
+        "failure": record.failure,
+        "version": record.version,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+    }
+
+
+def bump(record: InstanceRecord) -> None:
+    record.version += 1
+    record.updated_at = utcnow()
+
+
+def add_event(
+    *, session: Session, type: str, instance_id: int | None, data: dict[str, Any]
+) -> EventRecord:
+    event = EventRecord(type=type, instance_id=instance_id, data=data)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def state_event(
+    *, session: Session, record: InstanceRecord, from_state: str, to_state: str, cause: str = "api"
+) -> EventRecord:
+    return add_event(
+        session=session,
+        type="state",
+        instance_id=record.id,
+        data={"id": record.id, "name": record.name, "uid": record.uid, "from": from_state, "to": to_state,
+              "cause": cause},
+    )
+
+
+def to_bus(events: list[EventRecord]) -> list[BusEvent]:
+    return [BusEvent(id=e.id or 0, type=e.type, data=dict(e.data)) for e in events]
+
+

@@ -1,0 +1,52 @@
+"""Strict isolation (DESIGN "Daemon checks"): before the syscall, run the loader and placement
+against the instance's own chunks and refuse a load that would put any byte outside its pool."""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import replace
+
+from mkd.backends.base import KernelInstance, LoadRequest
+from mkd.errors import KernelError
+from mkd.kexec.kexec_file import KexecEnv, prepare_kimage
+from mkd.kexec.mem_pool import GenPool
+from mkd.services.context import Daemon
+
+
+def kexec_env(daemon: Daemon) -> KexecEnv:
+    env = KexecEnv.from_settings(daemon.settings.simulator)
+    # The rfc-v2 fallback is what strict isolation exists to catch, so plan with it whatever the
+    # profile: a tree kernel would refuse the same load itself with ENOMEM.
+    return replace(env, profile="rfc-v2", arch=daemon.host.arch)
+
+
+def check_strict_isolation(daemon: Daemon, instance: KernelInstance, request: LoadRequest) -> None:
+    pool = GenPool((c.base, c.bytes) for c in instance.memory)
+    try:
+        planned = prepare_kimage(kexec_env(daemon), request, pool)
+    except KernelError:
+        return  # the kernel refuses this load itself, with its own errno, in its own order
+    outside = [s for s in planned.segments if not s.in_pool]
+    pages = [p for p in planned.control_pages if not p[2]]
+    if daemon.host.kernel_profile != "rfc-v2":
+        pages = []  # tree control/swap pages come from kernel memory by design (DESIGN)
+    if not outside and not pages:
+        return
+    if outside:
+        seg = outside[0]
+        what = (f"segment {planned.segments.index(seg)} ({seg.kind}, {seg.memsz:#x} bytes, "
+                f"align {seg.buf_align:#x}, min {seg.buf_min:#x}) does not fit in the instance pool "
+                f"({pool_summary(instance)}); the raw rfc-v2 kernel would place it in system RAM at "
+                f"{seg.mem:#x}")
+    else:
+        addr, size, _ = pages[0]
+        what = (f"a control page ({size:#x} bytes) does not fit in the instance pool "
+                f"({pool_summary(instance)}); the raw kernel would take it from system RAM at {addr:#x}")
+    raise KernelError(errno.ENOMEM, f"strict isolation: {what}", slug="strict-isolation",
+                      instance_id=instance.id)
+
+
+def pool_summary(instance: KernelInstance) -> str:
+    total = sum(c.bytes for c in instance.memory)
+    chunks = ", ".join(f"{c.base:#x}+{c.bytes:#x}" for c in instance.memory) or "no memory"
+    return f"{total} bytes: {chunks}"

@@ -1,0 +1,54 @@
+"""The content-addressed image store over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mkd.testing import imagegen
+from tests.conftest import MakeClient, assert_problem
+
+
+@pytest.mark.parametrize(("data", "fmt"), [
+    (imagegen.bzimage(total_len=64 * 1024), "bzImage"),
+    (imagegen.vmlinux(), "elf"),
+    (imagegen.arm64_image(file_len=1 << 16), "arm64-image"),
+    (imagegen.initrd("cpio"), "initrd"),
+    (imagegen.initrd("gzip"), "initrd"),
+    (imagegen.initrd("xz"), "initrd"),
+    (imagegen.initrd("zstd"), "initrd"),
+    (imagegen.initrd("lz4"), "initrd"),
+    (b"hello, not a kernel", "unknown"),
+])
+def test_upload_detects_the_format(client: TestClient, data: bytes, fmt: str) -> None:
+    reply = client.post("/v1/images", content=data)
+    assert reply.status_code == 201, reply.text
+    body = reply.json()
+    assert body == {**body, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "format": fmt}
+    again = client.post("/v1/images", content=data)
+    assert again.status_code == 200 and again.json()["sha256"] == body["sha256"]
+    assert client.get(f"/v1/images/{body['sha256']}").json()["format"] == fmt
+    assert [i["sha256"] for i in client.get("/v1/images").json()["items"]] == [body["sha256"]]
+
+
+def test_upload_over_the_limit_is_413_and_leaves_nothing(make_client: MakeClient) -> None:
+    client = make_client(daemon={"max_image_bytes": 100_000})
+
+    def body() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b"\x01" * 65536
+
+    assert_problem(client.post("/v1/images", content=body()), 413)
+    assert client.get("/v1/images").json()["items"] == []
+    state_dir = client.app.state.settings.daemon.state_dir  # type: ignore[attr-defined]
+    assert list((state_dir / "images" / "tmp").iterdir()) == []
+
+
+def test_image_refs_are_checked(client: TestClient) -> None:
+    assert_problem(client.get("/v1/images/" + "a" * 64), 404, "ENOENT")
+    assert_problem(client.get("/v1/images/..%2f..%2fetc"), 422)
+    assert_problem(client.delete("/v1/images/" + "b" * 64), 404, "ENOENT")
+    assert_problem(client.post("/v1/images", content=b""), 422)

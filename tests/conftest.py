@@ -1,0 +1,81 @@
+"""Fixtures shared by the API and end-to-end tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mkd.app import create_app
+from mkd.config import Settings, load_settings
+
+GiB = 1 << 30
+MiB = 1 << 20
+POOL = {"cpus": list(range(2, 16)), "memory_base": 0x1_0000_0000, "memory_bytes": 4 * GiB}
+
+MakeSettings = Callable[..., Settings]
+MakeClient = Callable[..., TestClient]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> MakeSettings:
+    def make(**sections: dict[str, Any]) -> Settings:
+        overrides = {"daemon.state_dir": tmp_path / "state"}
+        for section, values in sections.items():
+            for key, value in values.items():
+                overrides[f"{section}.{key}"] = value
+        return load_settings(None, overrides=overrides)
+
+    return make
+
+
+@pytest.fixture
+def make_client(make_settings: MakeSettings) -> Iterator[MakeClient]:
+    clients: list[TestClient] = []
+
+    def make(*, pool: dict[str, Any] | None = POOL, **sections: dict[str, Any]) -> TestClient:
+        client = TestClient(create_app(make_settings(**sections)), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        if pool is not None:
+            reply = client.put("/v1/pool", json=pool)
+            assert reply.status_code in (200, 201), reply.text
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> TestClient:
+    return make_client()
+
+
+def upload(client: TestClient, data: bytes) -> str:
+    reply = client.post("/v1/images", content=data, headers={"content-type": "application/octet-stream"})
+    assert reply.status_code in (200, 201), reply.text
+    sha: str = reply.json()["sha256"]
+    return sha
+
+
+def create(client: TestClient, name: str, **resources: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": name, "resources": {"memory_bytes": 256 * MiB, **resources}}
+    reply = client.post("/v1/instances", json=body)
+    assert reply.status_code == 201, reply.text
+    result: dict[str, Any] = reply.json()
+    return result
+
+
+def assert_problem(reply: Any, status: int, errno: str | None = None) -> dict[str, Any]:
+    assert reply.status_code == status, reply.text
+    assert reply.headers["content-type"].startswith("application/problem+json"), reply.headers
+    body: dict[str, Any] = reply.json()
+    assert body["status"] == status
+    assert body["type"] and body["title"] and body["detail"]
+    if errno is not None:
+        assert body["errno"] == errno, body
+    return body
