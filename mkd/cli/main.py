@@ -8,10 +8,23 @@ from typing import Annotated
 
 import typer
 
+from mkd.cli import commands
 from mkd.config import load_settings
 from mkd.errors import MkdError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Manage Linux multikernel instances.")
+app.add_typer(commands.instances, name="instances")
+app.add_typer(commands.images, name="images")
+app.add_typer(commands.pool, name="pool")
+app.command("host")(commands.host)
+app.command("events")(commands.events)
+
+
+@app.callback()
+def main(url: commands.UrlOpt = "http://127.0.0.1:8080", socket_path: commands.SocketOpt = None,
+         token: commands.TokenOpt = None) -> None:
+    """mkd: the multikernel daemon and its client."""
+    commands.set_target(url, socket_path, token)
 
 
 @app.command()
@@ -51,6 +64,29 @@ def serve(
     except OSError as exc:
         typer.echo(f"mkd: cannot start: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+@app.command()
+def doctor(
+    config: Annotated[Path | None, typer.Option("--config", help="TOML settings file")] = None,
+    kernel: Annotated[Path | None, typer.Option("--kernel", help="check this image's signature too")] = None,
+) -> None:
+    """Tell whether this machine can run the host backend, and if not exactly why."""
+    from mkd.doctor import diagnose
+
+    try:
+        settings = load_settings(config, env=dict(os.environ))
+    except MkdError as exc:
+        typer.echo(f"mkd: {exc.detail}", err=True)
+        raise typer.Exit(5) from exc
+    findings = diagnose(settings, kernel_image=kernel)
+    for finding in findings:
+        mark = "ok  " if finding.ok else "FAIL"
+        typer.echo(f"[{mark}] {finding.check}: {finding.detail}")
+        if not finding.ok and finding.fix:
+            typer.echo(f"       fix: {finding.fix}")
+    if any(not f.ok for f in findings):
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import POOL, GiB, MakeClient, MiB, assert_problem, create
+from tests.conftest import MakeClient
+from tests.helpers import POOL, GiB, MiB, assert_problem, create
 
 
 def test_host_describes_the_simulated_machine(client: TestClient) -> None:
@@ -83,16 +84,20 @@ def test_daemon_checks_refuse_before_the_kernel(client: TestClient) -> None:
     assert_problem(client.post("/v1/instances", json={"name": "d", "resources": {"cpus": [99]}}), 422, "ENODEV")
     assert_problem(client.post("/v1/instances", json={"name": "e", "resources": {"cpus": [0]}}), 409, "EBUSY")
     assert_problem(client.post("/v1/instances", json={"name": "f", "resources": {"memory_bytes": 8 * GiB}}),
+                   422, "EINVAL")  # rfc-v2 memory-bytes is a u32
+    create(client, "big", memory_bytes=3 * GiB)
+    assert_problem(client.post("/v1/instances", json={"name": "f", "resources": {"memory_bytes": 1 * GiB}}),
                    409, "ENOMEM")
     assert_problem(client.post("/v1/instances", json={"name": "123", "resources": {}}), 422)
     assert_problem(client.post("/v1/instances", json={"name": "g", "id": 2048, "resources": {}}), 422)
-    assert [i["name"] for i in client.get("/v1/instances").json()["items"]] == ["web"]
+    assert [i["name"] for i in client.get("/v1/instances").json()["items"]] == ["web", "big"]
 
 
 def test_create_dry_run_stores_nothing(client: TestClient) -> None:
     reply = client.post("/v1/instances?dry_run=true", json={"name": "web", "resources": {"cpu_count": 2}})
     assert reply.status_code == 200, reply.text
-    assert reply.json()["items"][0]["resources"]["cpus"] == [2, 3]
+    # compact: the NUMA node that can hold the most (node 1: CPUs 8-15 all free) first.
+    assert reply.json()["items"][0]["resources"]["cpus"] == [8, 9]
     assert client.get("/v1/instances").json()["items"] == []
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from mkd.testing import imagegen
-from tests.conftest import MakeClient, MiB, assert_problem, create, upload
+from tests.conftest import MakeClient
+from tests.helpers import MiB, assert_problem, create, upload
 
 
 def test_load_places_every_segment_inside_the_instance_pool(client: TestClient) -> None:
@@ -17,12 +18,13 @@ def test_load_places_every_segment_inside_the_instance_pool(client: TestClient) 
     body = reply.json()
     assert body["state"] == "LOADED" and body["kernel_state"] == "loading"  # rfc-v2 reports loading
     segments = body["kimage"]["segments"]
-    assert [s["kind"] for s in segments] == ["boot_params", "kernel", "initrd"]
+    # rfc-v2 keeps mainline's IMA buffer segment and takes control and swap pages from the pool.
+    assert [s["kind"] for s in segments] == ["ima", "boot_params", "kernel", "initrd", "control", "swap"]
     chunks = [(c["base"], c["base"] + c["bytes"]) for c in web["memory"]]
     for seg in segments:
         assert any(lo <= seg["mem"] and seg["mem"] + seg["memsz"] <= hi for lo, hi in chunks), seg
         assert len(seg["sha256"]) == 64
-    kern = segments[1]
+    kern = segments[2]
     assert kern["memsz"] == 0x1A00000 and kern["mem"] % 0x200000 == 0
     assert body["kimage"]["cmdline"] == "console=ttyS0"
 
@@ -78,7 +80,9 @@ def test_without_strict_isolation_rfc_v2_falls_back_to_system_ram(make_client: M
     kernel = upload(client, imagegen.vmlinux())
     reply = client.post("/v1/instances/tiny/load", json={"kernel": kernel})
     assert reply.status_code == 200, reply.text
-    assert [s["in_pool"] for s in reply.json()["kimage"]["segments"]] == [True, False]
+    placed = {s["kind"]: s for s in reply.json()["kimage"]["segments"]}
+    assert placed["kernel"]["in_pool"] is False and placed["kernel"]["mem"] == 0x200000
+    assert all(s["in_pool"] for kind, s in placed.items() if kind != "kernel")
 
 
 def test_start_and_stop_rfc_v2(client: TestClient) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mkd.testing import imagegen
 from mkd.testing.daemon_process import DaemonProcess
-from tests.conftest import POOL, MiB
+from tests.helpers import POOL, MiB
 
 
 def test_restart_keeps_instances_images_states_and_allocations(tmp_path: Path) -> None:
