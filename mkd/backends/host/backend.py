@@ -1,0 +1,444 @@
+"""HostBackend: the real multikernel kernel through /sys/fs/multikernel and two syscalls.
+
+Every method has the kernel's raw semantics and raises the KernelError the simulated backend
+raises. Where the kernel reports success for something it did not do (a v2 root tree write
+that skipped an instance, an overlay transaction that failed), this backend checks the outcome
+and turns it into the errno the kernel would have given, saying in `detail` how it knows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import platform
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from mkd.backends.base import (
+    Arch,
+    HostInfo,
+    InstanceSpec,
+    KernelEvent,
+    KernelInstance,
+    KernelProfile,
+    LoadRequest,
+    MemChunk,
+    PoolSpec,
+    PoolState,
+)
+from mkd.backends.host.kimage import describe_kimage, image_loader
+from mkd.backends.host.overlays import OverlayApplier
+from mkd.backends.host.pool import PoolKeeper
+from mkd.backends.host.procfs import KimageRow, Procfs
+from mkd.backends.host.readback import InstanceResources, parse_instance_dtb, parse_instance_dts
+from mkd.backends.host.state import HostState, LoadRecord
+from mkd.backends.host.syscalls import (
+    LINUX_REBOOT_CMD_MULTIKERNEL,
+    LINUX_REBOOT_CMD_MULTIKERNEL_HALT,
+    LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE,
+    LibcSyscalls,
+    Syscalls,
+    UnsupportedMachine,
+)
+from mkd.backends.host.sysfs import FileOps, InstanceFiles, MultikernelFs
+from mkd.backends.host.topology import SysTopology
+from mkd.config import Settings
+from mkd.devicetree.names import is_pci_id
+from mkd.errors import KernelError
+from mkd.kexec.flags import (
+    KEXEC_FILE_NO_INITRAMFS,
+    KEXEC_FILE_UNLOAD,
+    KEXEC_MULTIKERNEL,
+    kexec_get_mk_id,
+    kexec_mk_id,
+)
+
+# DESIGN "Two kernel generations". rfc-v2 per_instance_unload is False on the host, unlike the
+# simulator: v2's only unload paths drop every multikernel image (kexec_load with 0 segments)
+# or whichever image holds the single kexec_image slot (KEXEC_FILE_UNLOAD), spec 2.5.
+CAPABILITIES: dict[KernelProfile, dict[str, bool]] = {
+    "rfc-v2": {
+        "halt": False,
+        "per_instance_unload": False,
+        "hot_update": False,
+        "numa": False,
+        "active_reported": False,
+    },
+    "tree": {
+        "halt": True,
+        "per_instance_unload": True,
+        "hot_update": True,
+        "numa": True,
+        "active_reported": True,
+    },
+}
+
+# spec 1: the states in which an instance holds a kimage (v2 "loading", tree "loaded").
+KIMAGE_STATES = frozenset({"loading", "loaded", "active"})
+
+STATE_FILE_NAME = "host-backend.json"
+
+
+def arch_of(machine: str) -> Arch:
+    if machine == "x86_64":
+        return "x86_64"
+    if machine in ("aarch64", "arm64"):
+        return "arm64"
+    raise KernelError(errno.ENODEV, f"multikernel exists only on x86_64 and arm64, not {machine!r}")
+
+
+class HostBackend:
+    """The Backend protocol against a real (or, in tests, fake) multikernel kernel."""
+
+    name: Literal["simulated", "host"] = "host"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sysfs: Path | None = None,
+        syscalls: Syscalls | None = None,
+        procfs: Path | None = None,
+        sys_root: Path | None = None,
+        file_ops: FileOps | None = None,
+        machine: str | None = None,
+        poll_interval_s: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.fs = MultikernelFs(sysfs or settings.daemon.sysfs_root, file_ops)
+        self.procfs = Procfs(procfs or Path("/proc"))
+        self.sys = SysTopology(sys_root or Path("/sys"), self.procfs)
+        self.machine = machine or platform.machine()
+        self._syscalls = syscalls
+        self.state = HostState(settings.daemon.state_dir / STATE_FILE_NAME)
+        self.poll_interval_s = poll_interval_s
+        # One lock for every kernel call: overlay writes must not interleave (we identify our
+        # transaction as the new tx_N), and watch() must not report our own changes.
+        self._lock = threading.RLock()
+        self._known: dict[int, tuple[str, str]] = {}
+        self._closed = threading.Event()
+        self.overlays = OverlayApplier(self.fs)
+        self.pool = PoolKeeper(self.fs, self.procfs, self.state, self.overlays)
+
+    @property
+    def syscalls(self) -> Syscalls:
+        # Built on first use so probe() works (and says why) on a machine it cannot drive.
+        if self._syscalls is None:
+            try:
+                self._syscalls = LibcSyscalls(machine=self.machine)
+            except UnsupportedMachine as exc:
+                raise KernelError(errno.ENODEV, str(exc)) from exc
+        return self._syscalls
+
+    # -- probe ------------------------------------------------------------------------------
+
+    def profile(self) -> KernelProfile:
+        if not self.fs.present():
+            raise KernelError(
+                errno.ENODEV,
+                f"no multikernel filesystem at {self.fs.root}: boot a CONFIG_MULTIKERNEL kernel and "
+                f"`mount -t multikernel none {self.fs.root}`",
+            )
+        return self.fs.profile()
+
+    def probe(self) -> HostInfo:
+        profile = self.profile()
+        region = self.procfs.pool_region()
+        topology = self.sys.topology(pool_base=region.start if region else 0, pool_bytes=region.size if region else 0)
+        return HostInfo(
+            backend="host",
+            kernel_profile=profile,
+            arch=arch_of(self.machine),
+            capabilities=dict(CAPABILITIES[profile]),
+            topology=topology,
+        )
+
+    # -- pool -------------------------------------------------------------------------------
+
+    def read_pool(self) -> PoolState:
+        with self._lock:
+            return self.pool.read(self.profile(), self._read_all())
+
+    def apply_pool(self, spec: PoolSpec) -> PoolState:
+        with self._lock:
+            profile = self.profile()
+            self.pool.apply(profile, spec, self._read_all())
+            return self.pool.read(profile, self._read_all())
+
+    # -- instances --------------------------------------------------------------------------
+
+    def list_instances(self) -> list[KernelInstance]:
+        with self._lock:
+            return self._read_all()
+
+    def read_instance(self, instance_id: int) -> KernelInstance:
+        with self._lock:
+            return self._read_one(instance_id)
+
+    def create_instances(self, specs: list[InstanceSpec]) -> list[KernelInstance]:
+        with self._lock:
+            profile = self.profile()
+            existing = self._read_all()
+            _refuse_duplicates(specs, existing)
+            if profile == "rfc-v2":
+                self._create_v2(specs, existing)
+            else:
+                self._create_tree(specs, existing)
+            return [self._read_one(spec.id) for spec in specs]
+
+    def _create_v2(self, specs: list[InstanceSpec], existing: list[KernelInstance]) -> None:
+        # spec 5.2: the write returns success even when an instance was skipped, so the result
+        # is checked directory by directory and a partial outcome is undone with rmdir.
+        self.pool.write_v2_instances(specs, existing)
+        created, missing = [], []
+        for spec in specs:
+            files = self.fs.read_instance(spec.name)
+            if files is not None and files.id == spec.id:
+                created.append(spec)
+            else:
+                missing.append(spec)
+        if not missing:
+            return
+        for spec in reversed(created):
+            self.fs.remove_instance_dir(spec.name)
+        first = missing[0]
+        free = self.pool.v2_free_memory(existing)
+        # The kernel logs why it skipped; without its errno the likely one is inferred: memory
+        # beyond what is free is the reservation's ENOMEM, anything else a refused property.
+        code = errno.ENOMEM if free is not None and first.memory_bytes > free else errno.EINVAL
+        names = ", ".join(spec.name for spec in missing)
+        raise KernelError(
+            code,
+            f"rfc-v2 skipped instance(s) {names} although the device_tree write succeeded "
+            f"(spec 5.2; errno inferred, the kernel log has the reason); created ones were removed",
+            instance_id=first.id,
+        )
+
+    def _create_tree(self, specs: list[InstanceSpec], existing: list[KernelInstance]) -> None:
+        free = self.pool.read("tree", existing).free_memory_bytes
+        applied: list[int] = []
+        try:
+            for spec in specs:
+                tx = self.overlays.create_instance(spec, free_memory_bytes=free)
+                applied.append(tx.id)
+                free -= spec.memory_bytes
+                self._check_created_resources(spec, tx.name)
+        except KernelError:
+            # All or nothing: roll back the transactions that applied, newest first.
+            for tx_id in reversed(applied):
+                self.fs.remove_transaction(tx_id)
+            raise
+
+    def _check_created_resources(self, spec: InstanceSpec, tx_name: str) -> None:
+        # spec 5.3: CPUs or devices the pool could not give are only logged; the instance is
+        # created without them, which no operator wants.
+        got = self._read_one(spec.id)
+        missing_cpus = sorted(set(spec.cpus) - set(got.cpus))
+        # PCI devices show in the instance DTB's PCI bridge tree, not /resources/devices (spec
+        # 5.3), so only platform devices can be checked here.
+        platform_devices = {device for device in spec.devices if not is_pci_id(device)}
+        missing_devices = sorted(platform_devices - set(got.devices))
+        if missing_cpus or missing_devices:
+            what = []
+            if missing_cpus:
+                what.append(f"CPUs {missing_cpus}")
+            if missing_devices:
+                what.append(f"devices {missing_devices}")
+            raise KernelError(
+                errno.EBUSY,
+                f"{tx_name} created {spec.name!r} without {' and '.join(what)} (not free in the pool, "
+                "spec 5.3); rolled back",
+                instance_id=spec.id,
+            )
+
+    def update_instance(self, spec: InstanceSpec) -> KernelInstance:
+        with self._lock:
+            if self.profile() == "rfc-v2":
+                raise KernelError(errno.EOPNOTSUPP, "rfc-v2 cannot change an instance's resources", instance_id=spec.id)
+            current = self._read_one(spec.id)
+            self.overlays.update_instance(current, spec, free_memory_bytes=self._free_memory())
+            return self._read_one(spec.id)
+
+    def delete_instance(self, instance_id: int) -> None:
+        with self._lock:
+            instance = self._read_one(instance_id)
+            if self.profile() == "rfc-v2":
+                # spec 1.1: rmdir destroys; ACTIVE/LOADING → EBUSY from the kernel.
+                self.fs.remove_instance_dir(instance.name)
+            else:
+                self.overlays.remove_instance(instance)
+            self.state.forget_load(instance_id)
+            self._known.pop(instance_id, None)
+
+    # -- kexec ------------------------------------------------------------------------------
+
+    def kexec_file_load(self, request: LoadRequest) -> KernelInstance:
+        flags = request.flags
+        if request.initrd is None:
+            # spec 2.7.1 step 4: there is no "optional initrd"; without the flag the kernel reads
+            # fd -1 and fails EBADF. With it, the initrd fd is never touched.
+            flags |= KEXEC_FILE_NO_INITRAMFS
+        instance_id = kexec_get_mk_id(flags)
+        with (
+            self._lock,
+            _open_read_only(request.kernel) as kernel_fd,
+            _open_read_only(request.initrd) as initrd_fd,
+        ):
+            self.syscalls.kexec_file_load(kernel_fd, initrd_fd, request.cmdline, flags)
+            self.state.set_load_record(
+                instance_id,
+                LoadRecord(
+                    kernel_sha256=request.kernel_sha256,
+                    initrd_sha256=request.initrd_sha256,
+                    cmdline=(request.cmdline or b"").rstrip(b"\0").decode(errors="replace"),
+                    loader=image_loader(request.kernel) if request.kernel is not None else "unknown",
+                ),
+            )
+            return self._read_one(instance_id)
+
+    def unload(self, instance_id: int) -> KernelInstance:
+        with self._lock:
+            if self.profile() == "rfc-v2":
+                raise KernelError(
+                    errno.EOPNOTSUPP,
+                    "rfc-v2 has no per-instance unload: KEXEC_FILE_UNLOAD drops whichever image holds "
+                    "the kexec_image slot and kexec_load with no segments drops every multikernel "
+                    "image (spec 2.5)",
+                    instance_id=instance_id,
+                )
+            # spec 2.4 step 2: UNLOAD|MULTIKERNEL|id frees that instance's kimage; no fds are read.
+            flags = KEXEC_FILE_UNLOAD | KEXEC_MULTIKERNEL | kexec_mk_id(instance_id)
+            self.syscalls.kexec_file_load(-1, -1, None, flags)
+            self.state.forget_load(instance_id)
+            return self._read_one(instance_id)
+
+    def start(self, instance_id: int) -> KernelInstance:
+        with self._lock:
+            self.syscalls.reboot(LINUX_REBOOT_CMD_MULTIKERNEL, instance_id)
+            return self._read_one(instance_id)
+
+    def stop(self, instance_id: int, *, force: bool) -> KernelInstance:
+        with self._lock:
+            if self.profile() == "rfc-v2":
+                raise KernelError(errno.EINVAL, "rfc-v2 has no halt", instance_id=instance_id)
+            command = LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE if force else LINUX_REBOOT_CMD_MULTIKERNEL_HALT
+            self.syscalls.reboot(command, instance_id)
+            return self._read_one(instance_id)
+
+    # -- watch ------------------------------------------------------------------------------
+
+    async def watch(self) -> AsyncIterator[KernelEvent]:
+        """Poll instances/*/status; yield what changed since this backend last looked.
+
+        Changes this backend made are seen by its own read-back (under the same lock) before
+        the next poll, so only changes the kernel made on its own are reported.
+        """
+        await asyncio.to_thread(self._poll_changes)
+        while not self._closed.is_set():
+            await asyncio.sleep(self.poll_interval_s)
+            for event in await asyncio.to_thread(self._poll_changes):
+                yield event
+
+    def _poll_changes(self) -> list[KernelEvent]:
+        with self._lock:
+            before = dict(self._known)
+            seen = {files.id: (files.name, files.status) for files in self.fs.read_instances()}
+            self._known = seen
+        events = []
+        for instance_id, (name, status) in sorted(seen.items()):
+            old = before.get(instance_id)
+            if old is not None and old[1] != status:
+                events.append(KernelEvent(instance_id, name, old[1], status, reason="kernel status changed"))
+        for instance_id, (name, status) in sorted(before.items()):
+            if instance_id not in seen:
+                events.append(KernelEvent(instance_id, name, status, "deleted", reason="instance disappeared"))
+        return events
+
+    def close(self) -> None:
+        self._closed.set()
+
+    # -- reading instances ------------------------------------------------------------------
+
+    def _read_all(self) -> list[KernelInstance]:
+        profile = self.fs.profile()
+        regions = self.procfs.instance_regions()
+        kimages = self.procfs.kimages()
+        instances = [self._instance(files, profile, regions, kimages) for files in self.fs.read_instances()]
+        self._known = {instance.id: (instance.name, instance.kernel_state) for instance in instances}
+        return sorted(instances, key=lambda instance: instance.id)
+
+    def _read_one(self, instance_id: int) -> KernelInstance:
+        for instance in self._read_all():
+            if instance.id == instance_id:
+                return instance
+        raise KernelError(errno.ENOENT, f"no instance with id {instance_id}", instance_id=instance_id)
+
+    def _free_memory(self) -> int:
+        return self.pool.read(self.fs.profile(), self._read_all()).free_memory_bytes
+
+    def _instance(
+        self,
+        files: InstanceFiles,
+        profile: KernelProfile,
+        regions: dict[int, tuple[MemChunk, ...]],
+        kimages: dict[int, KimageRow],
+    ) -> KernelInstance:
+        resources = _instance_resources(files)
+        row = kimages.get(files.id)
+        has_kimage = files.status in KIMAGE_STATES or row is not None
+        return KernelInstance(
+            id=files.id,
+            name=files.name,
+            kernel_state=files.status,
+            cpus=resources.cpus,
+            # The instance pool's chunks are only visible as iomem regions (spec 3.2).
+            memory=regions.get(files.id, ()),
+            memory_bytes=resources.memory_bytes,
+            llc_way_mask=None,  # no kernel read implements LLC ways (spec 4.1, documentation only)
+            devices=resources.devices,
+            kimage=describe_kimage(profile, self.state.load_record(files.id), row) if has_kimage else None,
+            failure="the kernel reports the instance failed" if files.status == "failed" else None,
+        )
+
+
+def _instance_resources(files: InstanceFiles) -> InstanceResources:
+    if files.device_tree is not None:
+        return parse_instance_dtb(files.device_tree)
+    if files.device_tree_source is not None:
+        return parse_instance_dts(files.device_tree_source)
+    return InstanceResources(cpus=(), memory_base=None, memory_bytes=0)
+
+
+def _refuse_duplicates(specs: list[InstanceSpec], existing: list[KernelInstance]) -> None:
+    # v2 silently skips a known name and fails a known id in the IDR; the tree answers EEXIST
+    # for both (spec 5.2, 5.3). Refusing first keeps the batch all or nothing.
+    names = {instance.name for instance in existing}
+    ids = {instance.id for instance in existing}
+    for spec in specs:
+        if spec.name in names:
+            raise KernelError(errno.EEXIST, f"an instance named {spec.name!r} exists", instance_id=spec.id)
+        if spec.id in ids:
+            raise KernelError(errno.EEXIST, f"instance id {spec.id} is in use", instance_id=spec.id)
+        names.add(spec.name)
+        ids.add(spec.id)
+
+
+@contextmanager
+def _open_read_only(path: Path | None) -> Iterator[int]:
+    """An O_RDONLY|O_CLOEXEC fd for `path` (-1 for None), closed whatever happens."""
+    if path is None:
+        yield -1
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        code = exc.errno if exc.errno is not None else errno.EIO
+        raise KernelError(code, f"cannot open {path}: {os.strerror(code)}") from exc
+    try:
+        yield fd
+    finally:
+        os.close(fd)

@@ -1,0 +1,148 @@
+"""Tree-profile changes as overlay transactions (spec 5.4), with a kernel errno for each failure.
+
+An overlay write succeeds even when the transaction fails; the kernel logs why and reports only
+`status = failed`, no errno. The errno raised here is inferred from the state read before the
+write, the way the kernel's own checks would have answered (spec 5.3, 5.4):
+- instance-create: memory beyond what the pool has free → ENOMEM, otherwise EINVAL (names and
+  ids in use were refused with EEXIST before writing);
+- instance-remove: an instance that is LOADED or ACTIVE → EBUSY, otherwise EINVAL;
+- instance update: growth beyond free memory → ENOMEM; an instance holding a kimage → EBUSY
+  (segments or a running kernel hold the resources); otherwise EINVAL;
+- /resources changes: EBUSY (a resource not free in the pool, a chunk in use, stranded CPUs).
+The `detail` always names the transaction, its status and says the errno is inferred.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Sequence
+
+from mkd.backends.base import InstanceSpec, KernelInstance, MemChunk
+from mkd.backends.host.sysfs import MultikernelFs, Transaction
+from mkd.devicetree.overlay import (
+    build_instance_create_overlay,
+    build_instance_remove_overlay,
+    build_instance_update_overlay,
+    build_resources_overlay,
+)
+from mkd.errors import KernelError
+
+HOLDS_KIMAGE = frozenset({"loaded", "active"})
+
+
+class OverlayApplier:
+    def __init__(self, fs: MultikernelFs) -> None:
+        self.fs = fs
+
+    def apply(self, dtbo: bytes, *, what: str, failure_errno: int, instance_id: int | None = None) -> Transaction:
+        """Write one overlay; raise KernelError(failure_errno) unless its transaction applied."""
+        tx = self.fs.write_overlay(dtbo)
+        if tx.status != "applied":
+            raise KernelError(
+                failure_errno,
+                f"{what}: overlays/{tx.name} is {tx.status!r} (target {tx.instance}); the kernel gives "
+                "no errno for a failed transaction, this one is inferred (the kernel log has the cause); "
+                "operations before the failing one stay applied (spec 5.4)",
+                instance_id=instance_id,
+            )
+        return tx
+
+    def create_instance(self, spec: InstanceSpec, *, free_memory_bytes: int) -> Transaction:
+        code = errno.ENOMEM if spec.memory_bytes > free_memory_bytes else errno.EINVAL
+        return self.apply(
+            build_instance_create_overlay(spec),
+            what=f"instance-create {spec.name!r}",
+            failure_errno=code,
+            instance_id=spec.id,
+        )
+
+    def remove_instance(self, instance: KernelInstance) -> Transaction:
+        code = errno.EBUSY if instance.kernel_state in HOLDS_KIMAGE else errno.EINVAL
+        return self.apply(
+            build_instance_remove_overlay(instance.name),
+            what=f"instance-remove {instance.name!r}",
+            failure_errno=code,
+            instance_id=instance.id,
+        )
+
+    def update_instance(
+        self, current: KernelInstance, spec: InstanceSpec, *, free_memory_bytes: int
+    ) -> Transaction | None:
+        """The difference between `current` and `spec` as one instance overlay; None if no change."""
+        memory_remove: list[MemChunk] = []
+        memory_add = 0
+        if spec.memory_bytes > current.memory_bytes:
+            memory_add = spec.memory_bytes - current.memory_bytes
+        elif spec.memory_bytes < current.memory_bytes:
+            memory_remove = ranges_to_release(current, current.memory_bytes - spec.memory_bytes)
+        cpu_remove = [cpu for cpu in current.cpus if cpu not in spec.cpus]
+        cpu_add = [cpu for cpu in spec.cpus if cpu not in current.cpus]
+        device_remove = [device for device in current.devices if device not in spec.devices]
+        device_add = [device for device in spec.devices if device not in current.devices]
+        if not (memory_remove or memory_add or cpu_remove or cpu_add or device_remove or device_add):
+            return None
+        if memory_add > free_memory_bytes:
+            code = errno.ENOMEM
+        elif current.kernel_state in HOLDS_KIMAGE or current.kernel_state == "failed":
+            code = errno.EBUSY
+        else:
+            code = errno.EINVAL
+        return self.apply(
+            build_instance_update_overlay(
+                current.name,
+                memory_remove=memory_remove,
+                memory_add=memory_add,
+                cpu_remove=cpu_remove,
+                cpu_add=cpu_add,
+                device_remove=device_remove,
+                device_add=device_add,
+            ),
+            what=f"update of {current.name!r}",
+            failure_errno=code,
+            instance_id=current.id,
+        )
+
+    def change_resources(
+        self,
+        *,
+        cpu_remove: Sequence[int] = (),
+        cpu_add: Sequence[int] = (),
+        memory_remove: Sequence[MemChunk] = (),
+        memory_add: Sequence[MemChunk] = (),
+        device_remove: Sequence[str] = (),
+        device_add: Sequence[str] = (),
+    ) -> Transaction:
+        return self.apply(
+            build_resources_overlay(
+                cpu_remove=cpu_remove,
+                cpu_add=cpu_add,
+                memory_remove=memory_remove,
+                memory_add=memory_add,
+                device_remove=device_remove,
+                device_add=device_add,
+            ),
+            what="pool change",
+            failure_errno=errno.EBUSY,
+        )
+
+
+def ranges_to_release(instance: KernelInstance, size: int) -> list[MemChunk]:
+    """Instance memory to give back: whole chunks from the highest, then the tail of the next."""
+    if not instance.memory:
+        raise KernelError(
+            errno.EIO,
+            f"cannot shrink {instance.name!r}: its memory chunks are not visible in /proc/iomem "
+            "(reading addresses needs CAP_SYS_ADMIN)",
+            instance_id=instance.id,
+        )
+    released, remaining = [], size
+    for chunk in sorted(instance.memory, key=lambda chunk: chunk.base, reverse=True):
+        if remaining == 0:
+            break
+        if chunk.bytes <= remaining:
+            released.append(chunk)
+            remaining -= chunk.bytes
+        else:
+            released.append(MemChunk(base=chunk.base + chunk.bytes - remaining, bytes=remaining))
+            remaining = 0
+    return released

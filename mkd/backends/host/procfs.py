@@ -1,0 +1,116 @@
+"""What /proc tells about multikernel: RAM, the pool and instance regions in iomem, /proc/kimage."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from mkd.backends.base import MemChunk
+
+POOL_IOMEM_NAME = "Multikernel Memory Pool"  # spec 3.1 (v2 boot pool)
+
+_IOMEM_LINE = re.compile(r"^\s*([0-9a-fA-F]+)-([0-9a-fA-F]+)\s*:\s*(.+?)\s*$")
+# spec 3.2: each chunk of an instance pool is an iomem region with this name.
+_INSTANCE_REGION = re.compile(r"^mk-instance-(\d+)-(.+)-region-(\d+)$")
+# spec 2.6: "MK_ID  Type  Start Address  Segments" (+ tree "Mode  Cmdline").
+_KIMAGE_ROW = re.compile(r'^\s*(\d+)\s+(\S+)\s+0x([0-9a-fA-F]+)\s+(\d+)(?:\s+(file|sys))?(?:\s+"(.*)")?\s*$')
+
+
+@dataclass(frozen=True)
+class IomemRegion:
+    start: int
+    end: int  # inclusive, as iomem prints it
+    name: str
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+
+@dataclass(frozen=True)
+class KimageRow:
+    """One /proc/kimage row; the kernel exposes no segment addresses (spec 2.6)."""
+
+    mk_id: int
+    type: str
+    start: int
+    segment_count: int
+    mode: str | None  # tree only
+    cmdline: str | None  # tree only, file-mode images
+
+
+class Procfs:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read_text(self, relative: str) -> str | None:
+        """A /proc file's text, or None when it is absent or unreadable (not root, no support)."""
+        try:
+            return (self.root / relative).read_text()
+        except OSError:
+            return None
+
+    def memory_bytes(self) -> int:
+        for line in (self.read_text("meminfo") or "").splitlines():
+            key, _, value = line.partition(":")
+            if key == "MemTotal":
+                amount, _, unit = value.strip().partition(" ")
+                return int(amount) * (1024 if unit.strip().lower() == "kb" else 1)
+        return 0
+
+    def iomem(self) -> list[IomemRegion]:
+        """Every iomem region; addresses read as 0 without CAP_SYS_ADMIN, so such rows are dropped."""
+        regions = []
+        for line in (self.read_text("iomem") or "").splitlines():
+            match = _IOMEM_LINE.match(line)
+            if match is None:
+                continue
+            start, end = int(match.group(1), 16), int(match.group(2), 16)
+            if start == 0 and end == 0:
+                continue
+            regions.append(IomemRegion(start, end, match.group(3)))
+        return regions
+
+    def pool_region(self) -> IomemRegion | None:
+        return next((region for region in self.iomem() if region.name == POOL_IOMEM_NAME), None)
+
+    def instance_regions(self) -> dict[int, tuple[MemChunk, ...]]:
+        """Instance id -> its pool's chunks, in region order (spec 3.2)."""
+        numbered: dict[int, list[tuple[int, MemChunk]]] = {}
+        for region in self.iomem():
+            match = _INSTANCE_REGION.match(region.name)
+            if match is not None:
+                chunk = MemChunk(base=region.start, bytes=region.size)
+                numbered.setdefault(int(match.group(1)), []).append((int(match.group(3)), chunk))
+        return {mk_id: tuple(chunk for _, chunk in sorted(rows)) for mk_id, rows in numbered.items()}
+
+    def kimages(self) -> dict[int, KimageRow]:
+        """Multikernel rows of /proc/kimage by instance id; {} when the file is absent."""
+        rows: dict[int, KimageRow] = {}
+        for line in (self.read_text("kimage") or "").splitlines():
+            match = _KIMAGE_ROW.match(line)
+            if match is None or match.group(2) != "multikernel":
+                continue
+            row = KimageRow(
+                mk_id=int(match.group(1)),
+                type=match.group(2),
+                start=int(match.group(3), 16),
+                segment_count=int(match.group(4)),
+                mode=match.group(5),
+                cmdline=match.group(6),
+            )
+            rows[row.mk_id] = row
+        return rows
+
+    def apic_ids(self) -> dict[int, int]:
+        """x86 logical CPU -> APIC id from /proc/cpuinfo ({} elsewhere)."""
+        ids: dict[int, int] = {}
+        processor: int | None = None
+        for line in (self.read_text("cpuinfo") or "").splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "processor" and value.isdigit():
+                processor = int(value)
+            elif key == "apicid" and processor is not None and value.isdigit():
+                ids[processor] = int(value)
+        return ids

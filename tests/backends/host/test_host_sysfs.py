@@ -1,0 +1,141 @@
+"""The sysfs, procfs and device-tree readers on their own."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+from host_fakes import GiB, Host
+
+from mkd.backends.base import MemChunk, PoolSpec
+from mkd.backends.host.procfs import Procfs
+from mkd.backends.host.readback import parse_instance_dts, parse_pool_dtb
+from mkd.backends.host.sysfs import MultikernelFs, OsFileOps
+from mkd.devicetree.build import build_root_tree
+from mkd.errors import KernelError
+
+
+def test_profile_detection(tmp_path: Path) -> None:
+    fs = MultikernelFs(tmp_path)
+    assert not fs.present()
+    (tmp_path / "device_tree").write_text("")
+    assert fs.present() and fs.profile() == "rfc-v2"
+    (tmp_path / "overlays").mkdir()
+    assert fs.profile() == "tree"
+
+
+def test_kernel_refusal_keeps_its_errno(tree: Host) -> None:
+    tree.backend.apply_pool(PoolSpec(cpus=(1,), memory_base=0, memory_bytes=GiB))
+    with pytest.raises(KernelError) as raised:  # spec vector 38: baseline written twice
+        tree.backend.fs.write_root_tree((tree.sysfs / "device_tree").read_bytes())
+    assert raised.value.errno == "EBUSY"
+
+
+def test_oversized_blob_is_efbig_without_a_write(tree: Host) -> None:
+    with pytest.raises(KernelError) as raised:
+        tree.backend.fs.write_overlay(b"\0" * ((1 << 20) + 1))
+    assert raised.value.errno_code == errno.EFBIG
+    assert tree.kernel.writes == []
+
+
+class SilentOps:
+    """A kernel that accepts the write and creates nothing."""
+
+    def write_once(self, path: Path, data: bytes) -> None:
+        pass
+
+    def rmdir(self, path: Path) -> None:
+        pass
+
+
+def test_overlay_write_without_a_new_transaction_is_eio(tmp_path: Path) -> None:
+    (tmp_path / "overlays" / "tx_9").mkdir(parents=True)
+    fs = MultikernelFs(tmp_path, SilentOps())
+    with pytest.raises(KernelError) as raised:
+        fs.write_overlay(b"dtbo")
+    assert raised.value.errno == "EIO"
+
+
+def test_transaction_ids_sort_numerically(tmp_path: Path) -> None:
+    for name in ("tx_9", "tx_10", "tx_2", "new", "tx_x"):
+        (tmp_path / "overlays" / name).mkdir(parents=True)
+    assert MultikernelFs(tmp_path).transaction_ids() == [2, 9, 10]
+
+
+def test_os_file_ops_write_once_and_rmdir(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_bytes(b"")
+    OsFileOps().write_once(target, b"blob")
+    assert target.read_bytes() == b"blob"
+    (tmp_path / "dir").mkdir()
+    OsFileOps().rmdir(tmp_path / "dir")
+    assert not (tmp_path / "dir").exists()
+    with pytest.raises(OSError):
+        OsFileOps().write_once(tmp_path / "missing", b"x")
+
+
+def test_pool_dtb_readback() -> None:
+    blob = build_root_tree(
+        "tree",
+        PoolSpec(cpus=(1, 2), memory_base=0, memory_bytes=0, devices=("0000:01:00.0", "uart0")),
+        chunks=[MemChunk(0x2000_0000, GiB, 1), MemChunk(0x1000_0000, 1 << 20, 0)],
+        free_cpus=[2],
+    )
+    pool = parse_pool_dtb(blob)
+    assert pool.cpus == (1, 2) and pool.cpus_available == (2,)
+    assert pool.chunks == (MemChunk(0x1000_0000, 1 << 20, 0), MemChunk(0x2000_0000, GiB, 1))
+    assert pool.devices == ("0000:01:00.0", "uart0")
+    assert parse_pool_dtb(build_root_tree("tree", None)).baseline_applied is False
+    with pytest.raises(KernelError):
+        parse_pool_dtb(b"not a dtb at all, not at all")
+
+
+def test_v2_dts_readback_both_cell_forms() -> None:
+    one = (
+        "/dts-v1/;\n\n/web {\n\tid = <1>;\n\tresources {\n\t\tcpus = <3>;\n"
+        "\t\tmemory-bytes = <0x20000000>; // 512 MB\n\t};\n};\n"
+    )
+    assert parse_instance_dts(one).cpus == (3,)
+    assert parse_instance_dts(one).memory_bytes == 0x20000000
+    many = "/db {\n\tid = <2>;\n\tresources {\n\t\tcpus = [00 00 00 05 00 00 00 02];\n\t};\n};\n"
+    assert parse_instance_dts(many).cpus == (2, 5)
+    assert parse_instance_dts(many).memory_bytes == 0
+
+
+def test_procfs_kimage_rows_both_profiles(tmp_path: Path) -> None:
+    (tmp_path / "kimage").write_text(
+        "MK_ID  Type        Start Address   Segments  Mode  Cmdline\n"
+        "------------------------------------------------------------\n"
+        '    1  multikernel 0x000100002000        5  file  "console=ttyS0 quiet"\n'
+        "    0  default     0x000000001000        3  sys\n"
+        "   12  multikernel 0x0000abcd0000        4\n"
+    )
+    rows = Procfs(tmp_path).kimages()
+    assert set(rows) == {1, 12}
+    assert (rows[1].start, rows[1].segment_count, rows[1].mode, rows[1].cmdline) == (
+        0x100002000,
+        5,
+        "file",
+        "console=ttyS0 quiet",
+    )
+    assert rows[12].mode is None and rows[12].cmdline is None
+    assert Procfs(tmp_path / "absent").kimages() == {}
+
+
+def test_procfs_memory_and_instance_regions(tmp_path: Path) -> None:
+    (tmp_path / "meminfo").write_text("MemTotal:        1024 kB\n")
+    (tmp_path / "iomem").write_text(
+        "100000000-1ffffffff : Multikernel Memory Pool\n"
+        "  100200000-1003fffff : mk-instance-1-web-region-1\n"
+        "  100000000-1001fffff : mk-instance-1-web-region-0\n"
+        "  100400000-1004fffff : mk-instance-2-my-db-region-0\n"
+    )
+    procfs = Procfs(tmp_path)
+    assert procfs.memory_bytes() == 1 << 20
+    region = procfs.pool_region()
+    assert region is not None and (region.start, region.size) == (0x1_0000_0000, 4 * GiB)
+    assert procfs.instance_regions() == {
+        1: (MemChunk(0x1_0000_0000, 2 << 20), MemChunk(0x1_0020_0000, 2 << 20)),
+        2: (MemChunk(0x1_0040_0000, 1 << 20),),
+    }
