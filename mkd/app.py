@@ -18,6 +18,7 @@ from mkd.api.problems import install_problem_handlers
 from mkd.api.routes import actions, events, health, host, images, instances, pool
 from mkd.auth_tokens import load_tokens
 from mkd.backends.registry import make_backend
+from mkd import crash_points
 from mkd.config import Settings
 from mkd.db.migrate import upgrade_to_head
 from mkd.db.session import make_engine
@@ -40,12 +41,14 @@ def _operation_id(route: APIRoute) -> str:
 def open_daemon(settings: Settings) -> Daemon:
     """Migrate, open the backend, reconcile: everything /readyz waits for."""
     settings.daemon.state_dir.mkdir(parents=True, exist_ok=True)
+    crash_points.arm(settings.daemon.crash_at)
     upgrade_to_head(settings.database_path)
     engine = make_engine(settings.database_path)
     backend = make_backend(settings)
     daemon = Daemon(settings=settings, engine=engine, backend=backend,
                     store=ImageStore(settings.images_dir), bus=EventBus(), host=backend.probe())
     drop_in_flight(daemon)
+    prune_events(daemon)
     changes = reconcile(daemon=daemon)
     if changes:
         log.info("reconciled %d instance(s) with the kernel", len(changes))

@@ -53,6 +53,7 @@ class DaemonSettings(BaseModel):
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)
     sysfs_root: Path = Path("/sys/fs/multikernel")
     log_level: str = "info"
+    crash_at: str | None = None  # tests only: see mkd.crash_points
 
 
 class Settings(BaseModel):

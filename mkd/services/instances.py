@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from mkd.backends.base import InstanceSpec, KernelInstance
+from mkd.crash_points import crash_point
 from mkd.db import repository
 from mkd.db.models import InstanceRecord
 from mkd.db.session import transaction
@@ -64,6 +65,7 @@ def create_instances(
         if dry_run:
             return [(_would_be(spec), "") for spec in specs]
         created = daemon.backend.create_instances(specs)
+        crash_point("create.after_kernel")
         try:
             with transaction(daemon.engine) as session:
                 records: list[InstanceRecord] = []
@@ -148,6 +150,7 @@ def delete_instance(*, daemon: Daemon, ref: str, if_match: str | None) -> None:
         except KernelError as exc:
             refuse(daemon, record, "delete", exc)
             raise
+        crash_point("delete.after_kernel")
         with transaction(daemon.engine) as session:
             gone = repository.get_instance(session=session, instance_id=record.id)
             if gone is not None:

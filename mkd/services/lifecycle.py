@@ -15,6 +15,7 @@ from mkd.db import repository
 from mkd.db.models import InstanceRecord
 from mkd.db.session import transaction
 from mkd.domain.states import Action, InstanceState, daemon_state_for, transition
+from mkd.crash_points import crash_point
 from mkd.errors import KernelError
 from mkd.kexec.flags import load_flags
 from mkd.services.context import Daemon
@@ -107,11 +108,13 @@ def _run(
             via = rule.via or InstanceState(record.state)
             record, events = _set_state(daemon, record.id, to=via, intent=intent or operation)
             publish(daemon, events)
+            crash_point(f"{operation}.after_intent")
         try:
             kernel = call(record)
         except KernelError as exc:
             _after_refusal(daemon, record, operation, exc)
             raise
+        crash_point(f"{operation}.after_kernel")
         return record, kernel
 
 

@@ -12,6 +12,7 @@ from mkd.db import repository
 from mkd.db.models import PoolRecord, utcnow
 from mkd.db.session import transaction
 from mkd.domain.allocation.pool_change import plan_pool_change
+from mkd.crash_points import crash_point
 from mkd.errors import KernelError
 from mkd.services.context import Daemon
 from mkd.services.holdings import holdings_from_records
@@ -91,6 +92,7 @@ def put_pool(*, daemon: Daemon, spec: PoolSpec, dry_run: bool) -> PoolPutResult:
             return PoolPutResult(created=False, changed=changed, diff=diff.to_json(), pool=shown,
                                  etag=pool_etag(spec if dry_run else current))
         new_state = daemon.backend.apply_pool(spec)
+        crash_point("pool.after_kernel")
         with transaction(daemon.engine) as session:
             record = repository.get_pool(session=session)
             if record is None:

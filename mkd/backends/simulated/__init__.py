@@ -1,0 +1,1 @@
+"""The simulated multikernel kernel (default backend): `backend.SimulatedBackend`, `kernel.SimulatedKernel`."""

@@ -1,0 +1,378 @@
+"""The simulated multikernel kernel: one object, thread-safe, persisted after every mutation.
+
+Rules live in the modules this one calls (pool_rules, instance_rules, kexec_syscall, reboot,
+hot_update, states); this class adds what a kernel adds around them: locking (the kexec mutex,
+spec 2.2), the asynchronous work of running spawns, and the state file.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from mkd.backends.base import (
+    Faults,
+    InstanceSpec,
+    KernelEvent,
+    KernelInstance,
+    LoadRequest,
+    PoolSpec,
+    PoolState,
+    Topology,
+)
+from mkd.backends.simulated import hot_update, instance_rules, kexec_syscall, pool_rules, reboot
+from mkd.backends.simulated.events import EventHub, EventStream
+from mkd.backends.simulated.global_pool import GlobalPool, Ram
+from mkd.backends.simulated.machine import build_topology, node_memory_ranges
+from mkd.backends.simulated.model import InstanceRecord, KernelModel
+from mkd.backends.simulated.persistence import load_model, model_from_json, model_to_json, save_model
+from mkd.backends.simulated.states import KEvent, KState, status_string, transition
+from mkd.backends.simulated.views import chunk_nodes, id_file, instance_view, pool_view, status_file
+from mkd.backends.simulated.workqueue import Workqueue
+from mkd.config import SimulatorSettings
+from mkd.errors import KernelError
+from mkd.kexec.flags import KEXEC_FILE_FLAGS
+from mkd.kexec.kexec_file import KexecEnv
+from mkd.kexec.proc_kimage import render_proc_kimage
+
+MK_SYS_HEARTBEAT = 0x3001
+MK_SYS_HALTED = 0x3004
+
+
+@dataclass(frozen=True)
+class SpawnStatus:
+    """A running simulated spawn, as its MK_SYS_HEARTBEAT ticks show it (spec 6.3)."""
+
+    running: bool
+    started_at: float
+    heartbeats: int
+    last_heartbeat: float | None
+
+
+def _empty_model(settings: SimulatorSettings) -> KernelModel:
+    if settings.kernel_profile == "rfc-v2":
+        return KernelModel(profile="rfc-v2", pool=pool_rules.boot_pool(settings), ram=None)
+    ram = Ram.for_nodes(node_memory_ranges(settings), floor=min(settings.pool_base, settings.memory_bytes // 2))
+    return KernelModel(profile="tree", pool=GlobalPool(), ram=ram)
+
+
+def _clone(model: KernelModel, settings: SimulatorSettings) -> KernelModel:
+    return model_from_json(model_to_json(model, settings))
+
+
+class SimulatedKernel:
+    def __init__(self, settings: SimulatorSettings, state_path: Path | None, faults: Faults | None = None) -> None:
+        self.settings = settings
+        self.profile = settings.kernel_profile
+        self.state_path = state_path
+        self.faults = faults if faults is not None else Faults(**settings.faults)
+        self.topology: Topology = build_topology(settings)
+        self.events = EventHub()
+        self.kexec_mutex = threading.Lock()  # spec 2.2 step 3: a busy mutex is EBUSY, not a wait
+        self._lock = threading.RLock()  # guards the model
+        self._closing = threading.Event()
+        self._env = KexecEnv.from_settings(settings)
+        loaded = load_model(state_path, settings) if state_path is not None else None
+        self._model = loaded if loaded is not None else _empty_model(settings)
+        self._work = Workqueue(f"mk-sim-{self.profile}")
+        if loaded is None:
+            self._save()
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        if self.state_path is not None:
+            save_model(self.state_path, self._model, self.settings)
+
+    @contextmanager
+    def _mutation(self) -> Iterator[KernelModel]:
+        """Hold the model; write the state file once at the end, also after a refusal that changed
+        something (the v2 dangling kimage)."""
+        with self._lock:
+            try:
+                yield self._model
+            finally:
+                self._save()
+
+    @contextmanager
+    def _kexec_lock(self) -> Iterator[None]:
+        if not self.kexec_mutex.acquire(blocking=False):
+            raise KernelError(errno.EBUSY, "kexec is busy (another load or exec is in progress)")
+        try:
+            yield
+        finally:
+            self.kexec_mutex.release()
+
+    def _record(self, instance_id: int) -> InstanceRecord:
+        inst = self._model.instances.get(instance_id)
+        if inst is None:
+            raise KernelError(errno.ENOENT, f"no instance {instance_id}", instance_id=instance_id)
+        return inst
+
+    def _view(self, inst: InstanceRecord) -> KernelInstance:
+        return instance_view(self._model, inst, chunk_nodes(self._model, inst))
+
+    def _by_name(self, name: str) -> InstanceRecord:
+        inst = self._model.by_name(name)
+        if inst is None:
+            raise KernelError(errno.ENOENT, f"no instance named {name}")
+        return inst
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def read_pool(self) -> PoolState:
+        with self._lock:
+            return pool_view(self._model)
+
+    def list_instances(self) -> list[KernelInstance]:
+        with self._lock:
+            return [self._view(inst) for inst in sorted(self._model.instances.values(), key=lambda i: i.id)]
+
+    def read_instance(self, instance_id: int) -> KernelInstance:
+        with self._lock:
+            return self._view(self._record(instance_id))
+
+    def lowest_free_id(self) -> int:
+        with self._lock:
+            return self._model.lowest_free_id()
+
+    def status_file(self, name: str) -> str:
+        """/sys/fs/multikernel/instances/<name>/status."""
+        with self._lock:
+            return status_file(self._model, self._by_name(name))
+
+    def id_file(self, name: str) -> str:
+        """/sys/fs/multikernel/instances/<name>/id."""
+        with self._lock:
+            return id_file(self._by_name(name))
+
+    def proc_kimage(self) -> str:
+        """/proc/kimage (spec 2.6): every multikernel kimage, by id."""
+        with self._lock:
+            rows = [
+                (inst.id, "multikernel", inst.kimage.kimage.start, inst.kimage.nr_segments, "file", inst.kimage.cmdline)
+                for inst in sorted(self._model.instances.values(), key=lambda i: i.id)
+                if inst.kimage is not None
+            ]
+        return render_proc_kimage(self.profile, rows)
+
+    def spawn_status(self, instance_id: int) -> SpawnStatus | None:
+        """Heartbeats tick every heartbeat_interval_s while the spawn runs."""
+        with self._lock:
+            spawn = self._record(instance_id).spawn
+            if spawn is None:
+                return None
+            interval = self.settings.heartbeat_interval_s
+            ticks = math.floor(max(time.time() - spawn.started_at, 0.0) / interval) if spawn.running else 0
+            last = spawn.started_at + ticks * interval if ticks else None
+            return SpawnStatus(spawn.running, spawn.started_at, ticks, last)
+
+    # -- pool and instances -------------------------------------------------------------------------
+
+    def apply_pool(self, spec: PoolSpec) -> PoolState:
+        """Reconcile the baseline; all or nothing (the candidate model is committed on success)."""
+        with self._mutation():
+            candidate = _clone(self._model, self.settings)
+            if self.profile == "rfc-v2":
+                pool_rules.apply_pool_v2(candidate, spec, self.settings)
+            elif pool_rules.apply_pool_tree(candidate, spec, self.settings):
+                candidate.next_tx += 1  # one /resources overlay transaction
+            self._model = candidate
+            return pool_view(self._model)
+
+    def create_instances(self, specs: list[InstanceSpec]) -> list[KernelInstance]:
+        """Create in order; if one fails, the ones created by this call are destroyed again."""
+        with self._mutation() as model:
+            created: list[int] = []
+            try:
+                for spec in specs:
+                    created.append(instance_rules.create(model, spec, self.settings).id)
+            except KernelError:
+                for instance_id in reversed(created):
+                    instance_rules.destroy(model, instance_id)
+                raise
+            if self.profile == "tree":
+                model.next_tx += 1
+            return [self._view(model.instances[i]) for i in created]
+
+    def delete_instance(self, instance_id: int) -> None:
+        """v2 rmdir instances/<name> / tree overlay instance-remove."""
+        with self._mutation() as model:
+            instance_rules.destroy(model, instance_id)
+            if self.profile == "tree":
+                model.next_tx += 1
+
+    def rmdir_instance(self, name: str) -> None:
+        """rmdir /sys/fs/multikernel/instances/<name> (spec 6.1): tree removes only via overlays."""
+        if self.profile == "tree":
+            raise KernelError(errno.EPERM, "instances are removed with overlays")
+        with self._mutation() as model:
+            inst = model.by_name(name)
+            if inst is None:
+                raise KernelError(errno.ENOENT, f"no instance named {name}")
+            instance_rules.destroy(model, inst.id)
+
+    def mkdir_instance(self, name: str) -> None:
+        """mkdir under instances/ is refused in both generations (spec 6.1, vector 37)."""
+        raise KernelError(errno.EPERM, f"cannot mkdir instances/{name}: instances come from device trees")
+
+    def update_instance(self, spec: InstanceSpec) -> KernelInstance:
+        """Hot update of an instance's resources (tree; rfc-v2 is EOPNOTSUPP)."""
+        with self._mutation() as model:
+            self._record(spec.id)
+            candidate = _clone(model, self.settings)
+            if hot_update.update(candidate, spec, self.faults):
+                candidate.next_tx += 1  # one overlay transaction on /instances/<name>
+            self._model = candidate
+            return self._view(self._model.instances[spec.id])
+
+    # -- kexec_file_load --------------------------------------------------------------------------
+
+    def load(self, request: LoadRequest) -> KernelInstance | None:
+        """kexec_file_load: generic checks (spec 2.2), then the profile's order."""
+        if request.flags & ~KEXEC_FILE_FLAGS:
+            raise KernelError(errno.EINVAL, f"flags {request.flags:#x} have bits outside KEXEC_FILE_FLAGS")
+        with self._kexec_lock(), self._mutation() as model:
+            inst = kexec_syscall.kexec_file_load(model, request, self._env, self.settings, self.faults)
+            return None if inst is None else self._view(inst)
+
+    def kexec_file_load(
+        self,
+        kernel: Path | None,
+        initrd: Path | None,
+        cmdline: bytes | None,
+        flags: int,
+        *,
+        kernel_sha256: str = "",
+        initrd_sha256: str | None = None,
+    ) -> int:
+        """The raw syscall shape: files instead of fds; returns 0 or raises the errno."""
+        self.load(LoadRequest(kernel, initrd, cmdline, flags, kernel_sha256, initrd_sha256))
+        return 0
+
+    # -- reboot ------------------------------------------------------------------------------------
+
+    def reboot(
+        self,
+        cmd: int,
+        mk_id: int,
+        *,
+        magic1: int = reboot.LINUX_REBOOT_MAGIC1,
+        magic2: int = reboot.LINUX_REBOOT_MAGIC2,
+    ) -> int:
+        """reboot(magic1, magic2, cmd, &{mk_id}) for the multikernel commands (spec 6.2)."""
+        reboot.check_magic(magic1, magic2)
+        if cmd == reboot.LINUX_REBOOT_CMD_MULTIKERNEL:
+            self._spawn(mk_id)
+        elif cmd in (reboot.LINUX_REBOOT_CMD_MULTIKERNEL_HALT, reboot.LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE):
+            if self.profile == "rfc-v2":
+                raise KernelError(errno.EINVAL, "rfc-v2 has no halt", instance_id=mk_id)
+            if cmd == reboot.LINUX_REBOOT_CMD_MULTIKERNEL_HALT:
+                self._halt(mk_id)
+            else:
+                with self._mutation() as model:
+                    reboot.force_halt(model, mk_id)
+        else:
+            raise KernelError(errno.EINVAL, f"unknown reboot command {cmd:#x}")
+        return 0
+
+    def _spawn(self, mk_id: int) -> None:
+        with self._kexec_lock(), self._mutation() as model:
+            if self.profile == "rfc-v2":
+                inst = reboot.kexec_by_id_v2(model, mk_id, self.faults)
+            else:
+                inst = reboot.kexec_by_id_tree(model, mk_id, self.faults, self.settings)
+            if self.faults.fail_after_start:
+                started_at = inst.spawn.started_at if inst.spawn else 0.0
+                self._work.queue_work(lambda: self._spawn_failed(mk_id, started_at))
+
+    def _halt(self, mk_id: int) -> None:
+        """Graceful halt: MK_SYS_SHUTDOWN, then wait for the ACK without holding the model."""
+        with self._mutation() as model:
+            inst = reboot.halt_check(model, mk_id)
+            acks = self.faults.halt_ack and inst.spawn is not None and inst.spawn.running
+            if acks:
+                reboot.halt_acked(model, inst)
+                return
+        self._closing.wait(self.settings.halt_ack_timeout_s)
+        raise KernelError(errno.ETIMEDOUT, "no MK_SYS_SHUTDOWN_ACK from the spawn kernel", instance_id=mk_id)
+
+    # -- the running spawn ---------------------------------------------------------------------------
+
+    def spawn_halt_self(self, instance_id: int) -> None:
+        """The spawn sends MK_SYS_HALTED; the host handles it later on its workqueue (spec 1.2)."""
+        with self._lock:
+            spawn = self._record(instance_id).spawn
+            if spawn is None or not spawn.running:
+                raise KernelError(errno.EINVAL, "no running spawn", instance_id=instance_id)
+            started_at = spawn.started_at
+        self._work.queue_work(lambda: self._spawn_halted(instance_id, started_at))
+
+    def spawn_stop_silently(self, instance_id: int) -> None:
+        """The spawn dies without notice: CPUs parked, state still ACTIVE (spec 6.2 recovery)."""
+        with self._mutation():
+            spawn = self._record(instance_id).spawn
+            if spawn is None:
+                raise KernelError(errno.EINVAL, "no running spawn", instance_id=instance_id)
+            spawn.running = False
+
+    def _same_spawn(self, instance_id: int, started_at: float) -> InstanceRecord | None:
+        inst = self._model.instances.get(instance_id)
+        if inst is None or inst.spawn is None or inst.spawn.started_at != started_at:
+            return None  # the spawn this work was about is gone
+        return inst
+
+    def _spawn_halted(self, instance_id: int, started_at: float) -> None:
+        with self._mutation() as model:
+            inst = self._same_spawn(instance_id, started_at)
+            if inst is None:
+                return
+            before = inst.state
+            inst.state = transition(model.profile, inst.state, KEvent.SPAWN_HALTED, instance_id=instance_id)
+            inst.spawn = None
+            event = self._event(inst, before, f"spawn sent MK_SYS_HALTED ({MK_SYS_HALTED:#x})")
+        if event is not None:
+            self.events.publish(event)
+
+    def _spawn_failed(self, instance_id: int, started_at: float) -> None:
+        with self._mutation() as model:
+            inst = self._same_spawn(instance_id, started_at)
+            if inst is None:
+                return
+            before = inst.state
+            inst.state = transition(model.profile, inst.state, KEvent.FAULT_FAIL, instance_id=instance_id)
+            inst.failure = "spawn kernel failed after start (fault injection)"
+            if inst.spawn is not None:
+                inst.spawn.running = False
+            event = self._event(inst, before, inst.failure)
+        if event is not None:
+            self.events.publish(event)
+
+    def _event(self, inst: InstanceRecord, before: KState, reason: str) -> KernelEvent | None:
+        if inst.state == before:
+            return None
+        return KernelEvent(
+            id=inst.id,
+            name=inst.name,
+            from_state=status_string(self.profile, before),
+            to_state=status_string(self.profile, inst.state),
+            reason=reason,
+        )
+
+    def watch(self) -> EventStream:
+        return self.events.subscribe()
+
+    def flush(self) -> None:
+        """Wait for queued kernel work (spawn messages) to finish."""
+        self._work.flush()
+
+    def close(self) -> None:
+        self._closing.set()
+        self._work.stop()
+        self.events.close()

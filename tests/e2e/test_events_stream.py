@@ -1,0 +1,95 @@
+"""The SSE stream of a real daemon: replay after Last-Event-ID, live-only, reset past retention."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+from httpx_sse import connect_sse
+
+from mkd.testing import imagegen
+from mkd.testing.daemon_process import DaemonProcess
+from tests.helpers import MiB, POOL
+
+
+def read_events(http: httpx.Client, count: int, last_event_id: str | None) -> list[dict[str, Any]]:
+    headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+    got: list[dict[str, Any]] = []
+    with connect_sse(http, "GET", "/v1/events", headers=headers, timeout=10) as source:
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        for sse in source.iter_sse():
+            got.append({"id": sse.id, "event": sse.event, "data": json.loads(sse.data)})
+            if len(got) == count:
+                break
+    return got
+
+
+def create(http: httpx.Client, name: str, cpu: int) -> None:
+    reply = http.post("/v1/instances", json={"name": name, "resources": {"cpus": [cpu], "memory_bytes": 16 * MiB}})
+    assert reply.status_code == 201, reply.text
+
+
+def test_reconnect_gets_exactly_the_missed_events(tmp_path: Path) -> None:
+    with DaemonProcess(tmp_path / "state") as daemon, daemon.client() as http:
+        http.put("/v1/pool", json=POOL)
+        create(http, "a", 2)
+        create(http, "b", 3)
+        first = read_events(http, 2, "0")
+        assert [e["event"] for e in first] == ["created", "created"]
+        assert [e["data"]["name"] for e in first] == ["a", "b"]
+        last_seen = first[-1]["id"]
+        # While disconnected: a state change, a refusal, a deletion.
+        kernel = http.post("/v1/images", content=imagegen.vmlinux()).json()["sha256"]
+        assert http.post("/v1/instances/a/load", json={"kernel": kernel}).status_code == 200
+        assert http.post("/v1/instances/a/load", json={"kernel": kernel}).status_code == 409
+        assert http.delete("/v1/instances/b").status_code == 204
+        create(http, "c", 4)  # a marker after the missed events
+        missed = read_events(http, 5, last_seen)
+        kinds = [(e["event"], e["data"].get("to") or e["data"].get("errno")) for e in missed]
+        assert kinds == [("state", "LOADING"), ("state", "LOADED"), ("refused", "EBUSY"),
+                         ("deleted", None), ("created", "READY")]
+        ids = [int(e["id"]) for e in missed]
+        assert ids == list(range(int(last_seen) + 1, int(last_seen) + 6))
+        assert missed[2]["data"] == {"id": 1, "name": "a", "operation": "load", "errno": "EBUSY"}
+        assert missed[1]["data"]["cause"] == "api" and missed[1]["data"]["from"] == "LOADING"
+
+
+def test_without_last_event_id_the_stream_is_live_only(tmp_path: Path) -> None:
+    import threading
+
+    with DaemonProcess(tmp_path / "state") as daemon, daemon.client() as http:
+        http.put("/v1/pool", json=POOL)
+        create(http, "old", 2)
+        got: list[dict[str, Any]] = []
+        connected = threading.Event()
+
+        def listen() -> None:
+            with daemon.client() as other, connect_sse(other, "GET", "/v1/events", timeout=10) as source:
+                connected.set()
+                for sse in source.iter_sse():
+                    got.append({"event": sse.event, "data": json.loads(sse.data)})
+                    break
+
+        thread = threading.Thread(target=listen)
+        thread.start()
+        assert connected.wait(10)
+        import time
+
+        time.sleep(0.3)  # let the stream subscribe before the change
+        create(http, "new", 3)
+        thread.join(10)
+        assert [e["data"]["name"] for e in got] == ["new"]
+
+
+def test_an_id_older_than_retention_gets_a_reset(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with DaemonProcess(state) as daemon, daemon.client() as http:
+        http.put("/v1/pool", json=POOL)
+        for i, name in enumerate(("a", "b", "c", "d")):
+            create(http, name, 2 + i)
+    with DaemonProcess(state, env={"MKD_DAEMON__EVENT_RETENTION": "2"}) as daemon, daemon.client() as http:
+        events = read_events(http, 3, "1")
+        assert events[0]["event"] == "reset" and events[0]["data"] == {"oldest_id": 3}
+        assert [e["data"]["name"] for e in events[1:]] == ["c", "d"]
