@@ -35,8 +35,16 @@ class DaemonProcess:
 
     def start(self, timeout: float = 30.0) -> DaemonProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "mkd.cli.main", "serve", "--listen", f"127.0.0.1:{self.port}",
-               "--state-dir", str(self.state_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mkd.cli.main",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--state-dir",
+            str(self.state_dir),
+        ]
         if self.config is not None:
             cmd += ["--config", str(self.config)]
         with open(self.log, "ab") as log:

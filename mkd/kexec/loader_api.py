@@ -1,0 +1,52 @@
+"""What an image loader (struct kexec_file_ops) gets and gives back (spec 2.7.1 steps 2 and 9)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mkd.kexec.env import KexecEnv
+from mkd.kexec.file_read import KexecFile
+from mkd.kexec.placement import KimageSegments
+
+
+@dataclass(frozen=True)
+class ProbeInput:
+    env: KexecEnv
+    kernel: KexecFile
+    head: bytes  # the file's first bytes (at most HEAD_BYTES)
+    multikernel: bool
+
+
+@dataclass
+class LoadContext:
+    env: KexecEnv
+    segments: KimageSegments
+    kernel: KexecFile
+    head: bytes
+    initrd: KexecFile | None
+    cmdline: bytes | None  # None: cmdline_len 0
+    multikernel: bool
+    force_dtb: bool
+    instance_memory: tuple[tuple[int, int], ...]  # the instance pool's chunks (mk_e820_fill)
+    ima_buffer: tuple[int, int] | None = None  # (mem, memsz) of the IMA segment, when one was added
+
+    @property
+    def cmdline_len(self) -> int:
+        return len(self.cmdline) if self.cmdline is not None else 0
+
+
+@dataclass(frozen=True)
+class LoaderResult:
+    start: int  # image->start
+    mk_boot_params: int | None = None
+    mk_kernel_entry: int | None = None
+    spawnable: bool = True
+
+
+@dataclass(frozen=True)
+class KexecLoader:
+    name: str
+    probe: Callable[[ProbeInput], None]  # raises KernelError when the image is not this loader's
+    load: Callable[[LoadContext], LoaderResult]
+    has_verify_sig: bool = False  # none of the simulated loaders can verify signatures
