@@ -159,7 +159,8 @@ def delete_instance(*, daemon: Daemon, ref: str, if_match: str | None) -> None:
                 "id": record.id, "name": record.name, "uid": record.uid, "from": record.state,
                 "to": None, "cause": "api"})
             remember(session, status=204, body=None)
-        ledger_for(daemon).remove(record.id)
+        if daemon.ledger is not None:  # else the next use rebuilds it from the records
+            daemon.ledger.remove(record.id)
         publish(daemon, [event])
 
 

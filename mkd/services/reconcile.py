@@ -5,14 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlmodel import Session
+
 from mkd.backends.base import KernelInstance
 from mkd.db import repository
-from mkd.db.models import EventRecord, InstanceRecord
+from mkd.db.models import EventRecord, InstanceRecord, PoolRecord, utcnow
 from mkd.db.session import transaction
 from mkd.domain.states import InstanceState, daemon_state_for
 from mkd.services.context import Daemon
 from mkd.services.instances import memory_json
 from mkd.services.lifecycle import kimage_json
+from mkd.services.pool_spec import spec_of
 from mkd.services.publish import publish
 from mkd.services.records import add_event, bump
 
@@ -101,6 +104,30 @@ def reconcile(*, daemon: Daemon) -> list[dict[str, Any]]:
                           "cause": "kernel", "detail": "adopted an instance the records did not have"}
                 changes.append(change)
                 events.append(add_event(session=session, type="reconciled", instance_id=kernel.id, data=change))
+            pool_change = _reconcile_pool(daemon, session)
+            if pool_change is not None:
+                changes.append(pool_change)
+                events.append(add_event(session=session, type="reconciled", instance_id=None, data=pool_change))
         daemon.ledger = None
     publish(daemon, events)
     return changes
+
+
+def _reconcile_pool(daemon: Daemon, session: Session) -> dict[str, Any] | None:
+    """The kernel's baseline wins: a crash after the kernel applied a new pool left the old record."""
+    kernel_spec = daemon.backend.read_pool().spec
+    record = repository.get_pool(session=session)
+    if kernel_spec is None or kernel_spec == spec_of(record):
+        return None
+    if record is None:
+        record = PoolRecord(id=1, memory_base=kernel_spec.memory_base, memory_bytes=kernel_spec.memory_bytes)
+    record.cpus = list(kernel_spec.cpus)
+    record.memory_base = kernel_spec.memory_base
+    record.memory_bytes = kernel_spec.memory_bytes
+    record.llc_way_mask = kernel_spec.llc_way_mask
+    record.devices = list(kernel_spec.devices)
+    record.version += 1
+    record.updated_at = utcnow()
+    session.add(record)
+    return {"id": None, "name": "pool", "uid": None, "from": None, "to": None, "cause": "kernel",
+            "detail": "the pool definition was updated to the kernel's baseline"}

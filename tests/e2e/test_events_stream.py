@@ -27,7 +27,7 @@ def read_events(http: httpx.Client, count: int, last_event_id: str | None) -> li
 
 
 def create(http: httpx.Client, name: str, cpu: int) -> None:
-    reply = http.post("/v1/instances", json={"name": name, "resources": {"cpus": [cpu], "memory_bytes": 16 * MiB}})
+    reply = http.post("/v1/instances", json={"name": name, "resources": {"cpus": [cpu], "memory_bytes": 64 * MiB}})
     assert reply.status_code == 201, reply.text
 
 
