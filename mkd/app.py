@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from mkd import crash_points
 from mkd.api.audit_middleware import AuditLog, AuditMiddleware
 from mkd.api.auth_middleware import TokenAuthMiddleware
 from mkd.api.idempotency_middleware import IdempotencyMiddleware
@@ -18,7 +19,6 @@ from mkd.api.problems import install_problem_handlers
 from mkd.api.routes import actions, events, health, host, images, instances, pool
 from mkd.auth_tokens import load_tokens
 from mkd.backends.registry import make_backend
-from mkd import crash_points
 from mkd.config import Settings
 from mkd.db.migrate import upgrade_to_head
 from mkd.db.session import make_engine

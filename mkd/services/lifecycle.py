@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from mkd.backends.base import KernelInstance, LoadRequest
+from mkd.crash_points import crash_point
 from mkd.db import repository
 from mkd.db.models import InstanceRecord
 from mkd.db.session import transaction
 from mkd.domain.states import Action, InstanceState, daemon_state_for, transition
-from mkd.crash_points import crash_point
 from mkd.errors import KernelError
 from mkd.kexec.flags import load_flags
 from mkd.services.context import Daemon

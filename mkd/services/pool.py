@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from mkd.backends.base import PoolSpec, PoolState
+from mkd.crash_points import crash_point
 from mkd.db import repository
 from mkd.db.models import PoolRecord, utcnow
 from mkd.db.session import transaction
 from mkd.domain.allocation.pool_change import plan_pool_change
-from mkd.crash_points import crash_point
 from mkd.errors import KernelError
 from mkd.services.context import Daemon
 from mkd.services.holdings import holdings_from_records

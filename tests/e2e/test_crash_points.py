@@ -14,7 +14,7 @@ from httpx_sse import connect_sse
 from mkd.crash_points import POINTS
 from mkd.testing import imagegen
 from mkd.testing.daemon_process import DaemonProcess
-from tests.helpers import MiB, POOL
+from tests.helpers import POOL, MiB
 
 Step = Callable[[httpx.Client, dict[str, str]], Any]
 

@@ -11,7 +11,7 @@ from httpx_sse import connect_sse
 
 from mkd.testing import imagegen
 from mkd.testing.daemon_process import DaemonProcess
-from tests.helpers import MiB, POOL
+from tests.helpers import POOL, MiB
 
 
 def read_events(http: httpx.Client, count: int, last_event_id: str | None) -> list[dict[str, Any]]:
