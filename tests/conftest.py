@@ -19,8 +19,12 @@ MakeClient = Callable[..., TestClient]
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> MakeSettings:
+    made = 0
+
     def make(**sections: dict[str, Any]) -> Settings:
-        overrides = {"daemon.state_dir": tmp_path / "state"}
+        nonlocal made
+        made += 1  # each daemon of a test gets its own state directory
+        overrides = {"daemon.state_dir": tmp_path / f"state{made}"}
         for section, values in sections.items():
             for key, value in values.items():
                 overrides[f"{section}.{key}"] = value

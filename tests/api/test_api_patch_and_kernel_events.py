@@ -1,0 +1,100 @@
+"""Hot updates (PATCH) and changes the kernel makes on its own."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi.testclient import TestClient
+
+from mkd.db import repository
+from mkd.db.session import transaction
+from mkd.testing import imagegen
+from tests.conftest import MakeClient
+from tests.helpers import MiB, assert_problem, create, upload
+
+
+def tree(make_client: MakeClient, **faults: object) -> TestClient:
+    return make_client(simulator={"kernel_profile": "tree", "faults": faults})
+
+
+def test_patch_under_rfc_v2_is_eopnotsupp(client: TestClient) -> None:
+    create(client, "web", cpus=[2])
+    assert_problem(client.patch("/v1/instances/web", json={"resources": {"cpus": [2, 3]}}), 409, "EOPNOTSUPP")
+
+
+def test_patch_ready_instance_in_kernel_order(make_client: MakeClient) -> None:
+    client = tree(make_client)
+    web = create(client, "web", cpus=[2, 3], memory_bytes=128 * MiB)
+    etag = client.get("/v1/instances/web").headers["ETag"]
+    reply = client.patch("/v1/instances/web", json={"resources": {"cpus": [3, 4, 5], "memory_bytes": 256 * MiB}},
+                         headers={"If-Match": etag})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["resources"]["cpus"] == [3, 4, 5] and body["resources"]["memory_bytes"] == 256 * MiB
+    assert sum(c["bytes"] for c in body["memory"]) == 256 * MiB
+    assert body["version"] == web["version"] + 1 and reply.headers["ETag"] != etag
+    assert 2 in client.get("/v1/pool").json()["free"]["cpus"]
+    stale = client.patch("/v1/instances/web", json={"resources": {"cpus": [3]}}, headers={"If-Match": etag})
+    assert_problem(stale, 412)
+    other = create(client, "db", cpus=[6])
+    body = assert_problem(client.patch("/v1/instances/web", json={"resources": {"cpus": [3, 6]}}), 409, "EBUSY")
+    assert "db" in body["detail"]
+    assert client.get(f"/v1/instances/{other['id']}").json()["resources"]["cpus"] == [6]
+
+
+def test_patch_active_instance_nacked_changes_nothing(make_client: MakeClient) -> None:
+    client = tree(make_client, update_ack=False)
+    create(client, "web", cpus=[2], memory_bytes=128 * MiB)
+    client.post("/v1/instances/web/load", json={"kernel": upload(client, imagegen.vmlinux())})
+    assert client.post("/v1/instances/web/start").json()["state"] == "ACTIVE"
+    before = client.get("/v1/instances/web").json()
+    assert_problem(client.patch("/v1/instances/web", json={"resources": {"cpus": [2, 3]}}), 409, "EBUSY")
+    assert client.get("/v1/instances/web").json()["resources"] == before["resources"]
+
+
+def test_patch_loaded_cannot_remove_memory_holding_a_segment(make_client: MakeClient) -> None:
+    client = tree(make_client)
+    create(client, "web", cpus=[2], memory_bytes=128 * MiB)
+    client.post("/v1/instances/web/load", json={"kernel": upload(client, imagegen.vmlinux())})
+    # The kernel segment spans [base + 2 MiB, base + 28 MiB): the memory above 16 MiB holds it.
+    assert_problem(client.patch("/v1/instances/web", json={"resources": {"cpus": [2], "memory_bytes": 16 * MiB}}),
+                   409, "EBUSY")
+    shrunk = client.patch("/v1/instances/web", json={"resources": {"cpus": [2, 3], "memory_bytes": 32 * MiB}})
+    assert shrunk.status_code == 200, shrunk.text
+    assert sum(c["bytes"] for c in shrunk.json()["memory"]) == 32 * MiB
+
+
+def _wait_for_state(client: TestClient, ref: str, state: str) -> dict[str, object]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        body: dict[str, object] = client.get(f"/v1/instances/{ref}").json()
+        if body["state"] == state:
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"{ref} never became {state}: {body}")
+
+
+def test_a_spawn_that_halts_itself_becomes_loaded(make_client: MakeClient) -> None:
+    client = tree(make_client)
+    web = create(client, "web", cpus=[2])
+    client.post("/v1/instances/web/load", json={"kernel": upload(client, imagegen.vmlinux())})
+    client.post("/v1/instances/web/start")
+    daemon = client.app.state.daemon  # type: ignore[attr-defined]
+    daemon.backend.kernel.spawn_halt_self(web["id"])  # MK_SYS_HALTED (spec vector 34)
+    _wait_for_state(client, "web", "LOADED")
+    with transaction(daemon.engine) as session:
+        last = repository.events_after(session=session, after_id=0)[-1]
+    assert last.type == "state" and last.data["cause"] == "kernel" and last.data["to"] == "LOADED"
+
+
+def test_fault_injected_failure_becomes_failed_then_recovers(make_client: MakeClient) -> None:
+    client = tree(make_client, fail_after_start=True)
+    create(client, "web", cpus=[2])
+    client.post("/v1/instances/web/load", json={"kernel": upload(client, imagegen.vmlinux())})
+    client.post("/v1/instances/web/start")
+    failed = _wait_for_state(client, "web", "FAILED")
+    assert failed["kernel_state"] == "failed"
+    assert_problem(client.patch("/v1/instances/web", json={"resources": {"cpus": [2]}}), 409, "EBUSY")
+    unloaded = client.post("/v1/instances/web/unload")
+    assert unloaded.status_code == 200 and unloaded.json()["state"] == "READY", unloaded.text
+    assert client.delete("/v1/instances/web").status_code == 204
