@@ -7,7 +7,7 @@ import struct
 
 from mkd.errors import KernelError
 from mkd.kexec.arm64_dtb import DtbInput, build_kexec_dtb
-from mkd.kexec.loader_api import KexecLoader, LoadContext, LoaderResult, ProbeInput
+from mkd.kexec.loader_api import KexecLoader, LoadContext, LoaderResult, ProbeInput, add_initrd_segment
 from mkd.kexec.placement import ULONG_MAX, align_down
 from mkd.kexec.segments import KexecBuf, SegmentSource
 
@@ -55,21 +55,11 @@ def load(ctx: LoadContext) -> LoaderResult:
     kernel_mem, kernel_end = kernel.mem, kernel.mem + kernel.memsz
 
     # load_other_segments: nothing goes below the kernel.
-    initrd_placed: tuple[int, int] | None = None
-    if ctx.initrd is not None:
-        initrd = ctx.segments.add_buffer(
-            KexecBuf(
-                kind="initrd",
-                source=SegmentSource(path=ctx.initrd.path, offset=0, length=ctx.initrd.size),
-                bufsz=ctx.initrd.size,
-                memsz=ctx.initrd.size,
-                buf_align=0,
-                buf_min=kernel_end,
-                buf_max=align_down(kernel_mem, _SZ_1G) + 32 * _SZ_1G,  # a 1 GiB-aligned 32 GiB window
-                top_down=False,
-            )
-        )
-        initrd_placed = (initrd.mem, ctx.initrd.size)
+    initrd_placed = add_initrd_segment(
+        ctx, buf_align=0, buf_min=kernel_end,
+        buf_max=align_down(kernel_mem, _SZ_1G) + 32 * _SZ_1G,  # a 1 GiB-aligned 32 GiB window
+        top_down=False,
+    )
 
     dtb = build_kexec_dtb(DtbInput(cmdline=ctx.cmdline, initrd=initrd_placed, ima_buffer=ctx.ima_buffer))
     # tree multikernel: room for mk_build_boot_dtb to rewrite the DTB in place at every spawn.

@@ -6,7 +6,7 @@ import errno
 
 from mkd.errors import KernelError
 from mkd.kexec.env import PAGE_SIZE
-from mkd.kexec.loader_api import KexecLoader, LoadContext, LoaderResult, ProbeInput
+from mkd.kexec.loader_api import KexecLoader, LoadContext, LoaderResult, ProbeInput, add_initrd_segment
 from mkd.kexec.placement import ULONG_MAX, round_up
 from mkd.kexec.purgatory import load_purgatory
 from mkd.kexec.segments import KexecBuf, SegmentSource
@@ -121,21 +121,10 @@ def load(ctx: LoadContext) -> LoaderResult:
         )
     )
 
-    initrd_placed: tuple[int, int] | None = None
-    if ctx.initrd is not None:  # segment 3; initrd_addr_max is not consulted
-        initrd = ctx.segments.add_buffer(
-            KexecBuf(
-                kind="initrd",
-                source=SegmentSource(path=ctx.initrd.path, offset=0, length=ctx.initrd.size),
-                bufsz=ctx.initrd.size,
-                memsz=ctx.initrd.size,
-                buf_align=PAGE_SIZE,
-                buf_min=MIN_INITRD_LOAD_ADDR,
-                buf_max=ULONG_MAX,
-                top_down=True,
-            )
-        )
-        initrd_placed = (initrd.mem, ctx.initrd.size)
+    # segment 3; initrd_addr_max is not consulted
+    initrd_placed = add_initrd_segment(
+        ctx, buf_align=PAGE_SIZE, buf_min=MIN_INITRD_LOAD_ADDR, buf_max=ULONG_MAX, top_down=True
+    )
 
     # The setup header copied is 0x202 + jump byte - 0x1f1 bytes long.
     header_len = 0x202 + _u8(head, 0x201) - 0x1F1

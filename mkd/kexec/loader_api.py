@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from mkd.kexec.env import KexecEnv
 from mkd.kexec.file_read import KexecFile
 from mkd.kexec.placement import KimageSegments
+from mkd.kexec.segments import KexecBuf, SegmentSource
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,24 @@ class KexecLoader:
     probe: Callable[[ProbeInput], None]  # raises KernelError when the image is not this loader's
     load: Callable[[LoadContext], LoaderResult]
     has_verify_sig: bool = False  # none of the simulated loaders can verify signatures
+
+
+def add_initrd_segment(
+    ctx: LoadContext, *, buf_align: int, buf_min: int, buf_max: int, top_down: bool
+) -> tuple[int, int] | None:
+    """Add the initrd (whole file) as a segment when there is one; returns its (mem, length)."""
+    if ctx.initrd is None:
+        return None
+    initrd = ctx.segments.add_buffer(
+        KexecBuf(
+            kind="initrd",
+            source=SegmentSource(path=ctx.initrd.path, offset=0, length=ctx.initrd.size),
+            bufsz=ctx.initrd.size,
+            memsz=ctx.initrd.size,
+            buf_align=buf_align,
+            buf_min=buf_min,
+            buf_max=buf_max,
+            top_down=top_down,
+        )
+    )
+    return initrd.mem, ctx.initrd.size

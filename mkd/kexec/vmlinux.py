@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from mkd.errors import KernelError
 from mkd.kexec.env import PAGE_SIZE
-from mkd.kexec.loader_api import KexecLoader, LoadContext, LoaderResult, ProbeInput
+from mkd.kexec.loader_api import KexecLoader, LoadContext, LoaderResult, ProbeInput, add_initrd_segment
 from mkd.kexec.placement import ULONG_MAX
 from mkd.kexec.purgatory import load_purgatory
 from mkd.kexec.segments import KexecBuf, SegmentSource
@@ -177,21 +177,9 @@ def load(ctx: LoadContext) -> LoaderResult:
             top_down=False,
         )
     )
-    initrd_placed: tuple[int, int] | None = None
-    if ctx.initrd is not None:
-        initrd = ctx.segments.add_buffer(
-            KexecBuf(
-                kind="initrd",
-                source=SegmentSource(path=ctx.initrd.path, offset=0, length=ctx.initrd.size),
-                bufsz=ctx.initrd.size,
-                memsz=ctx.initrd.size,
-                buf_align=PAGE_SIZE,
-                buf_min=MIN_INITRD_LOAD_ADDR,
-                buf_max=ULONG_MAX,
-                top_down=True,
-            )
-        )
-        initrd_placed = (initrd.mem, ctx.initrd.size)
+    initrd_placed = add_initrd_segment(
+        ctx, buf_align=PAGE_SIZE, buf_min=MIN_INITRD_LOAD_ADDR, buf_max=ULONG_MAX, top_down=True
+    )
 
     params.source = SegmentSource(
         data=build_boot_params(

@@ -10,13 +10,12 @@ from typing import Any
 from mkd.backends.base import PoolSpec, PoolState
 from mkd.crash_points import crash_point
 from mkd.db import repository
-from mkd.db.models import PoolRecord, utcnow
 from mkd.db.session import transaction
 from mkd.domain.allocation.pool_change import plan_pool_change
 from mkd.errors import KernelError
 from mkd.services.context import Daemon
 from mkd.services.holdings import holdings_from_records
-from mkd.services.pool_spec import spec_of
+from mkd.services.pool_spec import spec_of, store_pool
 
 
 def pool_etag(spec: PoolSpec | None) -> str:
@@ -94,20 +93,7 @@ def put_pool(*, daemon: Daemon, spec: PoolSpec, dry_run: bool) -> PoolPutResult:
         new_state = daemon.backend.apply_pool(spec)
         crash_point("pool.after_kernel")
         with transaction(daemon.engine) as session:
-            record = repository.get_pool(session=session)
-            if record is None:
-                record = PoolRecord(id=1, cpus=list(spec.cpus), memory_base=spec.memory_base,
-                                    memory_bytes=spec.memory_bytes, llc_way_mask=spec.llc_way_mask,
-                                    devices=list(spec.devices))
-            else:
-                record.cpus = list(spec.cpus)
-                record.memory_base = spec.memory_base
-                record.memory_bytes = spec.memory_bytes
-                record.llc_way_mask = spec.llc_way_mask
-                record.devices = list(spec.devices)
-                record.version += 1
-                record.updated_at = utcnow()
-            session.add(record)
+            store_pool(session, spec)
         daemon.ledger = None
         return PoolPutResult(created=created, changed=True, diff=diff.to_json(),
                              pool=pool_public(spec, new_state), etag=pool_etag(spec))

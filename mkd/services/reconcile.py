@@ -9,13 +9,13 @@ from sqlmodel import Session
 
 from mkd.backends.base import KernelInstance
 from mkd.db import repository
-from mkd.db.models import EventRecord, InstanceRecord, PoolRecord, utcnow
+from mkd.db.models import EventRecord, InstanceRecord
 from mkd.db.session import transaction
 from mkd.domain.states import InstanceState, daemon_state_for
 from mkd.services.context import Daemon
 from mkd.services.instances import memory_json
 from mkd.services.lifecycle import kimage_json
-from mkd.services.pool_spec import spec_of
+from mkd.services.pool_spec import spec_of, store_pool
 from mkd.services.publish import publish
 from mkd.services.records import add_event, bump
 
@@ -119,15 +119,6 @@ def _reconcile_pool(daemon: Daemon, session: Session) -> dict[str, Any] | None:
     record = repository.get_pool(session=session)
     if kernel_spec is None or kernel_spec == spec_of(record):
         return None
-    if record is None:
-        record = PoolRecord(id=1, memory_base=kernel_spec.memory_base, memory_bytes=kernel_spec.memory_bytes)
-    record.cpus = list(kernel_spec.cpus)
-    record.memory_base = kernel_spec.memory_base
-    record.memory_bytes = kernel_spec.memory_bytes
-    record.llc_way_mask = kernel_spec.llc_way_mask
-    record.devices = list(kernel_spec.devices)
-    record.version += 1
-    record.updated_at = utcnow()
-    session.add(record)
+    store_pool(session, kernel_spec)
     return {"id": None, "name": "pool", "uid": None, "from": None, "to": None, "cause": "kernel",
             "detail": "the pool definition was updated to the kernel's baseline"}
