@@ -36,14 +36,19 @@ def check_strict_isolation(daemon: Daemon, instance: KernelInstance, request: Lo
         seg = outside[0]
         what = (f"segment {planned.segments.index(seg)} ({seg.kind}, {seg.memsz:#x} bytes, "
                 f"align {seg.buf_align:#x}, min {seg.buf_min:#x}) does not fit in the instance pool "
-                f"({pool_summary(instance)}); the raw rfc-v2 kernel would place it in system RAM at "
-                f"{seg.mem:#x}")
+                f"({pool_summary(instance)}); {raw_kernel_note(daemon, seg.mem)}")
     else:
         addr, size, _ = pages[0]
         what = (f"a control page ({size:#x} bytes) does not fit in the instance pool "
                 f"({pool_summary(instance)}); the raw kernel would take it from system RAM at {addr:#x}")
     raise KernelError(errno.ENOMEM, f"strict isolation: {what}", slug="strict-isolation",
                       instance_id=instance.id)
+
+
+def raw_kernel_note(daemon: Daemon, fallback_at: int) -> str:
+    if daemon.host.kernel_profile == "rfc-v2":
+        return f"the raw rfc-v2 kernel would place it in system RAM at {fallback_at:#x}"
+    return "the tree kernel refuses this load with ENOMEM too (no fallback, spec 3.3)"
 
 
 def pool_summary(instance: KernelInstance) -> str:
