@@ -14,9 +14,10 @@ from starlette.concurrency import run_in_threadpool
 from mkd import crash_points
 from mkd.api.audit_middleware import AuditLog, AuditMiddleware
 from mkd.api.auth_middleware import TokenAuthMiddleware
+from mkd.api.cross_site_guard import CrossSiteGuard
 from mkd.api.idempotency_middleware import IdempotencyMiddleware
 from mkd.api.problems import install_problem_handlers
-from mkd.api.routes import actions, events, health, host, images, instances, pool
+from mkd.api.routes import actions, dashboard, events, health, host, images, instances, pool
 from mkd.auth_tokens import load_tokens
 from mkd.backends.registry import make_backend
 from mkd.config import Settings
@@ -107,9 +108,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(AuditMiddleware, log=AuditLog(settings.daemon.state_dir / "audit.log"))
+    app.add_middleware(CrossSiteGuard, allowed_hosts=settings.daemon.allowed_hosts)
     if settings.daemon.tokens_file is not None:
         # Added last, so it runs first: the idempotency scope includes the token's name.
         app.add_middleware(TokenAuthMiddleware, tokens=load_tokens(settings.daemon.tokens_file))
-    for module in (health, host, pool, instances, actions, images, events):
+    for module in (health, host, pool, instances, actions, images, events, dashboard):
         app.include_router(module.router)
     return app

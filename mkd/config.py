@@ -48,6 +48,7 @@ class DaemonSettings(BaseModel):
     backend: Literal["simulated", "host"] = "simulated"
     strict_isolation: bool = True
     tokens_file: Path | None = None
+    allowed_hosts: list[str] = Field(default_factory=list)  # DNS names clients may use in Host
     max_image_bytes: int = Field(8 << 30, ge=1, le=1 << 42)
     event_retention: int = Field(10_000, ge=1, le=10_000_000)
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)

@@ -24,7 +24,8 @@ def make_settings(tmp_path: Path) -> MakeSettings:
     def make(**sections: dict[str, Any]) -> Settings:
         nonlocal made
         made += 1  # each daemon of a test gets its own state directory
-        overrides = {"daemon.state_dir": tmp_path / f"state{made}"}
+        overrides: dict[str, Any] = {"daemon.state_dir": tmp_path / f"state{made}",
+                                     "daemon.allowed_hosts": ["testserver"]}
         for section, values in sections.items():
             for key, value in values.items():
                 overrides[f"{section}.{key}"] = value

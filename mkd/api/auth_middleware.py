@@ -19,9 +19,12 @@ def _from_loopback(scope: Scope) -> bool:
     if not client:  # unix socket: guarded by the socket's file mode (0660)
         return True
     try:
-        return ipaddress.ip_address(client[0]).is_loopback
+        address = ipaddress.ip_address(client[0])
     except ValueError:
         return client[0] in ("testclient", "localhost")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # a dual-stack socket shows 127.0.0.1 as ::ffff:127.0.0.1
+    return address.is_loopback
 
 
 class TokenAuthMiddleware:

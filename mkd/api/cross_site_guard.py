@@ -1,0 +1,63 @@
+"""Refuse what a hostile web page could make a browser send to a daemon on loopback.
+
+Without a token on loopback, any site the operator visits could POST to the daemon (a text/plain
+body needs no CORS preflight), and a DNS name rebound to 127.0.0.1 could read it. So: a mutating
+request that a browser marks cross-site, or whose Origin is not this host, is refused; and a Host
+header must be an IP literal, localhost, or a configured name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mkd.api.problems import problem_response
+from mkd.errors import Forbidden
+
+MUTATING = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def _host_name(host: str) -> str:
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+class CrossSiteGuard:
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.allowed = {h.lower() for h in allowed_hosts} | {"localhost"}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host = headers.get("host", "")
+        reason = None
+        name = _host_name(host).lower()
+        if host and not _is_ip(name) and name not in self.allowed:
+            reason = f"Host {host!r} is not an address or a configured name of this daemon ([daemon] allowed_hosts)"
+        elif scope["method"] in MUTATING:
+            origin = headers.get("origin")
+            if headers.get("sec-fetch-site") == "cross-site":
+                reason = "cross-site requests may not change the daemon"
+            elif origin and origin != "null" and urlsplit(origin).netloc.lower() != host.lower():
+                reason = f"Origin {origin} is not this daemon ({host})"
+            elif origin == "null":
+                reason = "requests from an opaque origin may not change the daemon"
+        if reason is not None:
+            error = Forbidden(reason, slug="cross-site")
+            await problem_response(error.problem(scope["path"]))(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

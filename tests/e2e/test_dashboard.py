@@ -1,0 +1,310 @@
+"""The dashboard in a real browser (Debian's chromium, headless) against a served daemon.
+
+The daemon runs under uvicorn on a free loopback port with the full middleware stack; the page
+is driven through Playwright's sync API and checked against what the API says.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+
+from mkd.api.routes import dashboard
+from mkd.app import create_app
+from mkd.config import DaemonSettings, Settings, SimulatorSettings
+from mkd.testing import imagegen
+from mkd.testing.daemon_process import free_port
+from tests.helpers import POOL, MiB
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+UI_TIMEOUT_MS = 10_000
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def dashboard_app(settings: Settings) -> FastAPI:
+    app = create_app(settings)
+    # Until mkd/app.py includes the dashboard router itself, add it here.
+    if not any(getattr(route, "path", None) == "/" for route in app.routes):
+        app.include_router(dashboard.router)
+    return app
+
+
+@contextmanager
+def served_daemon(
+    state_dir: Path, *, kernel_profile: Literal["rfc-v2", "tree"] = "rfc-v2", tokens_file: Path | None = None,
+) -> Iterator[str]:
+    """A daemon on a free loopback port; yields its base URL."""
+    settings = Settings(daemon=DaemonSettings(state_dir=state_dir, tokens_file=tokens_file),
+                        simulator=SimulatorSettings(kernel_profile=kernel_profile))
+    port = free_port()
+    # A short graceful-shutdown bound: the page's event stream is still open when the test ends.
+    server = uvicorn.Server(uvicorn.Config(dashboard_app(settings), host="127.0.0.1", port=port,
+                                           log_level="warning", timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, name=f"mkd-{port}", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            if httpx.get(url + "/readyz", timeout=1.0).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            raise RuntimeError("the test daemon did not become ready")
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: the dashboard tests need Debian's chromium (apt-get install chromium; "
+                    "`make test` installs it)", pytrace=False)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@contextmanager
+def dashboard_page(browser: Browser, url: str, *, block_events: bool = False) -> Iterator[Page]:
+    """The dashboard loaded (and live unless its event stream is blocked); confirm() prompts accepted."""
+    context = browser.new_context()
+    page = context.new_page()
+    if block_events:
+        page.route(re.compile(r"/v1/events"), lambda route: route.abort())
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    script_errors: list[str] = []
+    page.on("pageerror", lambda error: script_errors.append(str(error)))
+    page.on("dialog", lambda dialog: dialog.accept())  # the confirm() before delete and forced actions
+    try:
+        page.goto(url + "/")
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        if not block_events:
+            expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live")
+        yield page
+        assert script_errors == []
+    finally:
+        context.close()
+
+
+def row(page: Page, name: str) -> Locator:
+    return page.locator(f'tr[data-testid="instance-row"][data-name="{name}"]')
+
+
+def create_through_form(page: Page, name: str, *, cpus: str = "", cpu_count: str = "", memory_mib: int = 256) -> None:
+    page.get_by_label("Name").fill(name)
+    page.get_by_test_id("create-cpus").fill(cpus)
+    page.get_by_test_id("create-cpu-count").fill(cpu_count)
+    page.get_by_test_id("create-memory").fill(str(memory_mib))
+    page.get_by_role("button", name="Create").click()
+
+
+def upload_through_form(page: Page, image: Path) -> None:
+    page.get_by_test_id("upload-file").set_input_files(str(image))
+    page.get_by_role("button", name="Upload").click()
+
+
+def load_through_dialog(page: Page, name: str, cmdline: str) -> None:
+    row(page, name).get_by_test_id("action-load").click()
+    dialog = page.get_by_test_id("load-dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Command line").fill(cmdline)
+    dialog.get_by_role("button", name="Load", exact=True).click()
+
+
+def test_page_shows_host_pool_and_capabilities(tmp_path: Path, browser: Browser) -> None:
+    with served_daemon(tmp_path / "state") as url:
+        httpx.put(url + "/v1/pool", json=POOL).raise_for_status()
+        with dashboard_page(browser, url) as page:
+            expect(page).to_have_title(re.compile("mkd"))
+            expect(page.get_by_test_id("host-backend")).to_have_text("simulated")
+            expect(page.get_by_test_id("host-profile")).to_have_text("rfc-v2")
+            expect(page.get_by_test_id("host-arch")).to_have_text("x86_64")
+            expect(page.get_by_test_id("capability-halt")).to_have_attribute("data-present", "false")
+            expect(page.get_by_test_id("capability-per_instance_unload")).to_have_attribute("data-present", "true")
+            expect(page.get_by_test_id("pool-cpus")).to_have_text("2-15")
+            expect(page.get_by_test_id("pool-free-memory")).to_have_text("4 GiB")
+            expect(page.get_by_test_id("instances-empty")).to_be_visible()
+        # The page and its files come with their types and a policy that keeps them self-contained.
+        page_reply = httpx.get(url + "/")
+        assert page_reply.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in page_reply.headers["content-security-policy"]
+        assert httpx.get(url + "/static/dashboard.js").headers["content-type"].startswith("text/javascript")
+        assert httpx.get(url + "/static/dashboard.css").headers["content-type"].startswith("text/css")
+        missing = httpx.get(url + "/static/..%2Fapp.py")
+        assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+        assert "/" not in httpx.get(url + "/openapi.json").json()["paths"]
+
+
+def test_create_upload_load_start_through_the_page(tmp_path: Path, browser: Browser) -> None:
+    kernel = imagegen.write_file(tmp_path / "vmlinux", imagegen.vmlinux())
+    with served_daemon(tmp_path / "state") as url, httpx.Client(base_url=url) as http:
+        http.put("/v1/pool", json=POOL).raise_for_status()
+        with dashboard_page(browser, url) as page:
+            create_through_form(page, "web1", cpu_count="2", memory_mib=256)
+            web1 = row(page, "web1")
+            expect(web1.get_by_test_id("instance-state")).to_have_text("READY")
+            expect(web1.get_by_test_id("instance-memory")).to_have_text("256 MiB")
+            expect(web1.get_by_test_id("action-delete")).to_be_enabled()
+            expect(web1.get_by_test_id("action-start")).to_be_disabled()
+            assert http.get("/v1/instances/web1").json()["state"] == "READY"
+
+            upload_through_form(page, kernel)
+            image_rows = page.get_by_test_id("image-row")
+            expect(image_rows).to_have_count(1)
+            expect(image_rows.get_by_test_id("image-format")).to_have_text("elf")
+            expect(page.get_by_test_id("upload-progress")).to_have_attribute("value", "100")
+            expect(page.get_by_test_id("upload-status")).to_contain_text("Stored")
+            stored = http.get("/v1/images").json()["items"]
+            assert [image["sha256"] for image in stored] == [image_rows.get_attribute("data-sha256")]
+
+            load_through_dialog(page, "web1", "console=ttyS0 quiet")
+            expect(web1.get_by_test_id("instance-state")).to_have_text("LOADED")
+            expect(web1.get_by_test_id("instance-kernel-state")).to_have_text("loading")  # rfc-v2's word
+            expect(web1.get_by_test_id("instance-kimage")).to_have_text(re.compile(r"^vmlinux, \d+ segments$"))
+            expect(web1.get_by_test_id("action-delete")).to_be_disabled()
+            kimage = http.get("/v1/instances/web1").json()["kimage"]
+            assert kimage["cmdline"] == "console=ttyS0 quiet"
+            expect(web1.get_by_test_id("instance-kimage")).to_have_text(f"vmlinux, {len(kimage['segments'])} segments")
+
+            web1.get_by_test_id("action-start").click()
+            expect(web1.get_by_test_id("instance-state")).to_have_text("ACTIVE")
+            assert http.get("/v1/instances/web1").json()["state"] == "ACTIVE"
+            # rfc-v2 has no halt command: both stops stay disabled, and say why.
+            for stop in ("action-stop", "action-stop-force"):
+                expect(web1.get_by_test_id(stop)).to_be_disabled()
+                expect(web1.get_by_test_id(stop)).to_have_attribute("title", re.compile("no halt"))
+            expect(web1.get_by_test_id("action-unload")).to_have_text("Force unload")
+
+            web1.get_by_test_id("action-unload").click()
+            expect(web1.get_by_test_id("instance-state")).to_have_text("READY")
+            web1.get_by_test_id("action-delete").click()
+            expect(web1).to_have_count(0)
+            assert http.get("/v1/instances/web1").status_code == 404
+            expect(page.get_by_test_id("message")).to_be_hidden()
+
+
+def test_changes_by_another_client_arrive_live(tmp_path: Path, browser: Browser) -> None:
+    # With a tokens file too: requests from loopback, the page's included, need no token.
+    tokens = tmp_path / "tokens"
+    tokens.write_text("ops:write:0123456789abcdef0123\n")
+    with served_daemon(tmp_path / "state", tokens_file=tokens) as url, httpx.Client(base_url=url) as http:
+        http.put("/v1/pool", json=POOL).raise_for_status()
+        with dashboard_page(browser, url) as page:
+            http.post("/v1/instances", json={"name": "remote", "resources": {"cpus": [4, 5], "memory_bytes": 128 * MiB}}
+                      ).raise_for_status()
+            remote = row(page, "remote")
+            expect(remote.get_by_test_id("instance-state")).to_have_text("READY")
+            expect(remote.get_by_test_id("instance-cpus")).to_have_text("4-5")
+            expect(page.get_by_test_id("pool-free-cpus")).to_have_text("2-3,6-15")
+
+            sha = http.post("/v1/images", content=imagegen.vmlinux()).json()["sha256"]
+            http.post("/v1/instances/remote/load", json={"kernel": sha}).raise_for_status()
+            expect(remote.get_by_test_id("instance-state")).to_have_text("LOADED")
+            expect(remote.get_by_test_id("action-start")).to_be_enabled()
+
+            http.post("/v1/instances/remote/unload").raise_for_status()
+            expect(remote.get_by_test_id("instance-state")).to_have_text("READY")
+            assert http.delete("/v1/instances/remote").status_code == 204
+            expect(remote).to_have_count(0)
+            expect(page.get_by_test_id("pool-free-cpus")).to_have_text("2-15")
+            # All of it without a reload: the page still has the same document.
+            assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+
+
+def test_refusals_show_the_problem(tmp_path: Path, browser: Browser) -> None:
+    with served_daemon(tmp_path / "state") as url, httpx.Client(base_url=url) as http:
+        http.put("/v1/pool", json=POOL).raise_for_status()
+        http.post("/v1/images", content=imagegen.vmlinux()).raise_for_status()
+        with dashboard_page(browser, url) as page:
+            message = page.get_by_test_id("message")
+            # A kernel bigger than the instance pool: strict isolation refuses the load.
+            create_through_form(page, "tiny", cpus="2", memory_mib=16)
+            tiny = row(page, "tiny")
+            expect(tiny.get_by_test_id("instance-state")).to_have_text("READY")
+            load_through_dialog(page, "tiny", "")
+            expect(message).to_be_visible()
+            expect(page.get_by_test_id("message-errno")).to_have_text("ENOMEM (12)")
+            problem = http.post("/v1/instances/tiny/load",
+                                json={"kernel": http.get("/v1/images").json()["items"][0]["sha256"]}).json()
+            expect(page.get_by_test_id("message-detail")).to_have_text(problem["detail"])
+            expect(page.get_by_test_id("message-title")).to_contain_text(problem["title"])
+            expect(tiny.get_by_test_id("instance-state")).to_have_text("READY")
+
+            page.get_by_test_id("message-dismiss").click()
+            expect(message).to_be_hidden()
+            # A name that is taken.
+            create_through_form(page, "tiny", cpus="3", memory_mib=16)
+            expect(message).to_be_visible()
+            expect(page.get_by_test_id("message-errno")).to_have_text("EEXIST (17)")
+            expect(page.get_by_test_id("message-detail")).to_contain_text("tiny")
+
+
+        # Without the event stream the page goes stale; the daemon still judges: delete while LOADED.
+        http.post("/v1/instances", json={"name": "busy", "resources": {"cpus": [4], "memory_bytes": 256 * MiB}}
+                  ).raise_for_status()
+        with dashboard_page(browser, url, block_events=True) as page:
+            expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "offline")
+            busy = row(page, "busy")
+            expect(busy.get_by_test_id("instance-state")).to_have_text("READY")
+            sha = http.get("/v1/images").json()["items"][0]["sha256"]
+            http.post("/v1/instances/busy/load", json={"kernel": sha}).raise_for_status()
+            busy.get_by_test_id("action-delete").click()
+            expect(page.get_by_test_id("message")).to_be_visible()
+            expect(page.get_by_test_id("message-title")).to_contain_text("delete busy")
+            expect(page.get_by_test_id("message-errno")).to_have_text("EBUSY (16)")
+            expect(page.get_by_test_id("message-detail")).to_have_text(
+                "delete refused in state LOADED: instance has a kimage: unload it first")
+            # The refusal made the page re-read the instance.
+            expect(busy.get_by_test_id("instance-state")).to_have_text("LOADED")
+            expect(busy.get_by_test_id("action-delete")).to_be_disabled()
+        assert http.get("/v1/instances/busy").json()["state"] == "LOADED"
+
+
+def test_stop_is_enabled_where_the_kernel_can_halt(tmp_path: Path, browser: Browser) -> None:
+    with served_daemon(tmp_path / "state", kernel_profile="tree") as url, httpx.Client(base_url=url) as http:
+        http.put("/v1/pool", json=POOL).raise_for_status()
+        sha = http.post("/v1/images", content=imagegen.vmlinux()).json()["sha256"]
+        http.post("/v1/instances", json={"name": "t1", "resources": {"cpus": [2, 3], "memory_bytes": 256 * MiB}}
+                  ).raise_for_status()
+        http.post("/v1/instances/t1/load", json={"kernel": sha}).raise_for_status()
+        http.post("/v1/instances/t1/start").raise_for_status()
+        with dashboard_page(browser, url) as page:
+            expect(page.get_by_test_id("host-profile")).to_have_text("tree")
+            expect(page.get_by_test_id("capability-halt")).to_have_attribute("data-present", "true")
+            t1 = row(page, "t1")
+            expect(t1.get_by_test_id("instance-state")).to_have_text("ACTIVE")
+            expect(t1.get_by_test_id("instance-kernel-state")).to_have_text("active")
+            expect(t1.get_by_test_id("action-stop")).to_be_enabled()
+            t1.get_by_test_id("action-stop").click()
+            expect(t1.get_by_test_id("instance-state")).to_have_text("LOADED")
+            expect(t1.get_by_test_id("action-stop")).to_be_disabled()  # graceful halt needs ACTIVE
+            expect(t1.get_by_test_id("action-stop-force")).to_be_enabled()
+            t1.get_by_test_id("action-start").click()
+            expect(t1.get_by_test_id("instance-state")).to_have_text("ACTIVE")
+            t1.get_by_test_id("action-stop-force").click()
+            expect(t1.get_by_test_id("instance-state")).to_have_text("LOADED")
+            assert http.get("/v1/instances/t1").json()["state"] == "LOADED"
