@@ -17,7 +17,8 @@ from mkd.api.auth_middleware import TokenAuthMiddleware
 from mkd.api.cross_site_guard import CrossSiteGuard
 from mkd.api.idempotency_middleware import IdempotencyMiddleware
 from mkd.api.problems import install_problem_handlers
-from mkd.api.routes import actions, dashboard, events, health, host, images, instances, pool
+from mkd.api.routes import actions, dashboard, events, health, host, images, instances, pool, session
+from mkd.api.session_cookie import SessionSigner
 from mkd.auth_tokens import load_tokens
 from mkd.backends.registry import make_backend
 from mkd.config import Settings
@@ -109,9 +110,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(AuditMiddleware, log=AuditLog(settings.daemon.state_dir / "audit.log"))
     app.add_middleware(CrossSiteGuard, allowed_hosts=settings.daemon.allowed_hosts)
+    app.state.tokens = []
+    app.state.session_signer = SessionSigner()
     if settings.daemon.tokens_file is not None:
+        app.state.tokens = load_tokens(settings.daemon.tokens_file)
         # Added last, so it runs first: the idempotency scope includes the token's name.
-        app.add_middleware(TokenAuthMiddleware, tokens=load_tokens(settings.daemon.tokens_file))
-    for module in (health, host, pool, instances, actions, images, events, dashboard):
+        app.add_middleware(TokenAuthMiddleware, tokens=app.state.tokens, signer=app.state.session_signer)
+    for module in (health, host, pool, instances, actions, images, events, session, dashboard):
         app.include_router(module.router)
     return app

@@ -7,10 +7,12 @@ import ipaddress
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mkd.api.problems import problem_response
+from mkd.api.session_cookie import COOKIE, SessionSigner
 from mkd.auth_tokens import Token, find_token
 from mkd.errors import Forbidden, MkdError, Unauthorized
 
-OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/", "/v1/session")
+OPEN_PREFIXES = ("/static/",)  # the dashboard's own files: the page asks for a token itself
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -28,22 +30,25 @@ def _from_loopback(scope: Scope) -> bool:
 
 
 class TokenAuthMiddleware:
-    def __init__(self, app: ASGIApp, tokens: list[Token]) -> None:
+    def __init__(self, app: ASGIApp, tokens: list[Token], signer: SessionSigner) -> None:
         self.app = app
         self.tokens = tokens
+        self.signer = signer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS or _from_loopback(scope):
+        path = scope.get("path", "")
+        if (scope["type"] not in ("http", "websocket") or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+                or _from_loopback(scope)):
             await self.app(scope, receive, send)
             return
         presented = None
         for key, value in scope.get("headers", []):
             if key == b"authorization" and value[:7].lower() == b"bearer ":
                 presented = value[7:].decode("latin-1").strip()
-        token = find_token(self.tokens, presented) if presented else None
+        token = find_token(self.tokens, presented) if presented else self._from_cookie(scope)
         error: MkdError | None = None
         if token is None:
-            error = Unauthorized("a bearer token is required for requests from beyond loopback",
+            error = Unauthorized("a bearer token (or a dashboard session) is required from beyond loopback",
                                  headers={"WWW-Authenticate": "Bearer"})
         elif token.role == "read" and scope.get("method", "GET") not in SAFE_METHODS:
             error = Forbidden(f"token {token.name!r} is read-only")
@@ -52,3 +57,12 @@ class TokenAuthMiddleware:
             return
         scope.setdefault("state", {})["token_name"] = token.name if token else ""
         await self.app(scope, receive, send)
+
+    def _from_cookie(self, scope: Scope) -> Token | None:
+        for key, value in scope.get("headers", []):
+            if key == b"cookie":
+                for part in value.decode("latin-1").split(";"):
+                    name, _, cookie = part.strip().partition("=")
+                    if name == COOKIE:
+                        return self.signer.verify(cookie, self.tokens)
+        return None

@@ -564,6 +564,28 @@ function connectEvents() {
 
 // ---- start --------------------------------------------------------------------------------------
 
+// Ask for a token and trade it for the HttpOnly session cookie (POST /v1/session): the browser's
+// EventSource cannot send an Authorization header, a cookie it sends by itself.
+function signIn() {
+  const form = $("login-form");
+  form.hidden = false;
+  return new Promise((resolve) => {
+    const onSubmit = async (event) => {
+      event.preventDefault();
+      try {
+        await request("POST", "/v1/session", { token: form.elements.token.value });
+        form.hidden = true;
+        form.removeEventListener("submit", onSubmit);
+        clearProblem();
+        resolve();
+      } catch (error) {
+        showProblem(error, "Signing in");
+      }
+    };
+    form.addEventListener("submit", onSubmit);
+  });
+}
+
 async function start() {
   $("message-dismiss").addEventListener("click", clearProblem);
   $("instances-body").addEventListener("click", onInstanceAction);
@@ -581,6 +603,10 @@ async function start() {
       break;
     } catch (error) {
       showProblem(error, "Reading the host"); // 503 while the daemon reconciles: wait and retry
+      if (error.problem && error.problem.status === 401) {
+        await signIn(); // beyond loopback: trade a token for the session cookie, then retry
+        continue;
+      }
       await new Promise((resolve) => setTimeout(resolve, RECONNECT_DELAY_MS));
     }
   }
