@@ -84,11 +84,14 @@ def follow_events(target: Target, last_event_id: str | None) -> Iterator[tuple[s
     try:
         with target.client() as http, connect_sse(http, "GET", "/v1/events", headers=headers,
                                                   timeout=None) as source:
-            _raise_for(source.response)
+            if source.response.status_code >= 400:
+                source.response.read()  # a streamed reply: read the problem body before decoding it
+                _raise_for(source.response)
             for sse in source.iter_sse():
                 yield sse.id, sse.event, sse.data
     except httpx.TransportError as exc:
-        raise CliError(f"cannot reach mkd: {exc}", EXIT_UNREACHABLE) from exc
+        where = f"unix:{target.socket}" if target.socket else target.url
+        raise CliError(f"cannot reach mkd at {where}: {exc}", EXIT_UNREACHABLE) from exc
 
 
 def show(value: Any) -> None:

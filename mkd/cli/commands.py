@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from mkd.cli.client import CliError, Target, call, follow_events, show, stream_file
+from mkd.cli.client import EXIT_INVALID, CliError, Target, call, follow_events, show, stream_file
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="MKD_URL", help="daemon URL")]
 SocketOpt = Annotated[Path | None, typer.Option("--socket", envvar="MKD_SOCKET", help="daemon unix socket")]
@@ -38,6 +39,18 @@ def run(fn: Any, *args: Any, **kwargs: Any) -> None:
     except CliError as exc:
         typer.echo(f"mkd: {exc.message}", err=True)
         raise typer.Exit(exc.code) from exc
+    except OSError as exc:  # a local file the command was given cannot be read
+        where = f" {exc.filename}" if exc.filename else ""
+        typer.echo(f"mkd: cannot read{where}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from exc
+
+
+def _int_list(option: str, value: str) -> list[int]:
+    """`--cpus 2,3,4` -> [2, 3, 4]; anything else is invalid input (exit 5), not a traceback."""
+    try:
+        return [int(c, 0) for c in value.split(",") if c.strip()]
+    except ValueError as exc:
+        raise CliError(f"{option} wants comma-separated integers, not {value!r}", EXIT_INVALID) from exc
 
 
 def _headers(if_match: str | None = None, key: str | None = None) -> dict[str, str]:
@@ -71,9 +84,18 @@ def list_instances(state: Annotated[str | None, typer.Option("--state")] = None)
 
 
 @instances.command("get")
-def get_instance(ref: str) -> None:
+def get_instance(
+    ref: str,
+    etag: Annotated[bool, typer.Option("--etag", help="print only the ETag (for --if-match)")] = False,
+) -> None:
     """Show one instance (id or name)."""
-    run(lambda: show(call(target(), "GET", f"/v1/instances/{ref}").json()))
+    def go() -> None:
+        reply = call(target(), "GET", f"/v1/instances/{ref}")
+        if etag:
+            sys.stdout.write(reply.headers.get("etag", "") + "\n")
+        else:
+            show(reply.json())
+    run(go)
 
 
 @instances.command("create")
@@ -100,7 +122,7 @@ def create_instance(
                 raise CliError("a NAME or --from FILE is needed", 5)
             resources: dict[str, Any] = {"memory_bytes": memory}
             if cpus:
-                resources["cpus"] = [int(c) for c in cpus.split(",") if c.strip()]
+                resources["cpus"] = _int_list("--cpus", cpus)
             if cpu_count is not None:
                 resources["cpu_count"] = cpu_count
             body: dict[str, Any] = {"name": name, "resources": resources}
@@ -138,14 +160,20 @@ def load_instance(
     run(go)
 
 
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
 def _image_ref(value: str) -> str:
+    """An existing file is uploaded first and replaced by its hash; anything else must be a hash."""
     path = Path(value)
     if path.is_file():
         reply = call(target(), "POST", "/v1/images", content=stream_file(path),
                      headers={"content-type": "application/octet-stream"})
         sha: str = reply.json()["sha256"]
         return sha
-    return value
+    if not _SHA256.fullmatch(value):
+        raise CliError(f"{value}: no such file, and not an image sha256", EXIT_INVALID)
+    return value.lower()
 
 
 def _action(ref: str, action: str, force: bool, if_match: str | None, key: str | None) -> None:
@@ -216,7 +244,7 @@ def put_pool(
     """Reconcile the pool (idempotent)."""
     def go() -> None:
         try:
-            body: dict[str, Any] = {"cpus": [int(c) for c in cpus.split(",") if c.strip()],
+            body: dict[str, Any] = {"cpus": _int_list("--cpus", cpus),
                                     "memory_base": int(memory_base, 0), "memory_bytes": int(memory_bytes, 0)}
             if llc_way_mask is not None:
                 body["llc_way_mask"] = int(llc_way_mask, 0)
@@ -239,7 +267,11 @@ def events(
     def go() -> None:
         seen = 0
         for event_id, kind, data in follow_events(target(), last_event_id):
-            line = {"id": int(event_id) if event_id.isdigit() else None, "event": kind, "data": json.loads(data)}
+            try:
+                payload: Any = json.loads(data)
+            except ValueError:
+                payload = data
+            line = {"id": int(event_id) if event_id.isdigit() else None, "event": kind, "data": payload}
             sys.stdout.write(json.dumps(line) + "\n")
             sys.stdout.flush()
             seen += 1

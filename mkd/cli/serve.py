@@ -64,7 +64,9 @@ def bind_sockets(settings: Settings) -> tuple[list[socket.socket], list[str]]:
     if settings.daemon.listen is not None:
         host, port = split_listen(settings.daemon.listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        tcp = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets it knows are TCP, and without
+        # it every keep-alive response waits ~40 ms for the client's delayed ACK.
+        tcp = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         tcp.bind((host, port))
         shown = f"[{host}]" if family == socket.AF_INET6 else host

@@ -6,6 +6,7 @@ renamed into place only when complete, so a crash leaves at most a stray tempora
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -71,6 +72,8 @@ class ImageStore:
                 digest.update(part)
                 os.write(fd, part)
 
+        loop = asyncio.get_running_loop()
+        in_flight: asyncio.Future[None] | None = None
         try:
             async for chunk in chunks:
                 if not chunk:
@@ -83,14 +86,23 @@ class ImageStore:
                 pending.append(chunk)
                 pending_len += len(chunk)
                 if pending_len >= _BATCH:
+                    # Double buffering: the next batch arrives while a worker hashes and writes
+                    # this one (hashlib and os.write release the GIL); at most one batch waits.
+                    if in_flight is not None:
+                        await in_flight
                     batch, pending, pending_len = pending, [], 0
-                    await anyio.to_thread.run_sync(flush, batch)
+                    in_flight = loop.run_in_executor(None, flush, batch)
+            if in_flight is not None:
+                await in_flight
+                in_flight = None
             if pending:
                 await anyio.to_thread.run_sync(flush, pending)
             if size == 0:
                 raise InvalidInput("image body is empty")
             await anyio.to_thread.run_sync(os.fsync, fd)
         except BaseException:
+            if in_flight is not None:
+                await asyncio.wait([in_flight])  # never close the fd under a running write
             os.close(fd)
             tmp_path.unlink(missing_ok=True)
             raise

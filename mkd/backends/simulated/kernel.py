@@ -11,7 +11,7 @@ import errno
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +31,13 @@ from mkd.backends.simulated.events import EventHub, EventStream
 from mkd.backends.simulated.global_pool import GlobalPool, Ram
 from mkd.backends.simulated.machine import build_topology, node_memory_ranges
 from mkd.backends.simulated.model import InstanceRecord, KernelModel
-from mkd.backends.simulated.persistence import load_model, model_from_json, model_to_json, save_model
+from mkd.backends.simulated.persistence import StateFile, load_model, model_from_json, model_to_json
 from mkd.backends.simulated.states import KEvent, KState, status_string, transition
 from mkd.backends.simulated.views import chunk_nodes, id_file, instance_view, pool_view, status_file
 from mkd.backends.simulated.workqueue import Workqueue
 from mkd.config import SimulatorSettings
 from mkd.errors import KernelError
-from mkd.kexec.flags import KEXEC_FILE_FLAGS
+from mkd.kexec.flags import KEXEC_FILE_FLAGS, kexec_get_mk_id
 from mkd.kexec.kexec_file import KexecEnv
 from mkd.kexec.proc_kimage import render_proc_kimage
 
@@ -78,6 +78,7 @@ class SimulatedKernel:
         self._lock = threading.RLock()  # guards the model
         self._closing = threading.Event()
         self._env = KexecEnv.from_settings(settings)
+        self._state_file = StateFile(state_path, settings) if state_path is not None else None
         loaded = load_model(state_path, settings) if state_path is not None else None
         self._model = loaded if loaded is not None else _empty_model(settings)
         self._work = Workqueue(f"mk-sim-{self.profile}")
@@ -86,19 +87,20 @@ class SimulatedKernel:
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def _save(self) -> None:
-        if self.state_path is not None:
-            save_model(self.state_path, self._model, self.settings)
+    def _save(self, touched: Collection[int] | None = None) -> None:
+        if self._state_file is not None:
+            self._state_file.save(self._model, touched)
 
     @contextmanager
-    def _mutation(self) -> Iterator[KernelModel]:
+    def _mutation(self, touched: Collection[int] | None = None) -> Iterator[KernelModel]:
         """Hold the model; write the state file once at the end, also after a refusal that changed
-        something (the v2 dangling kimage)."""
+        something (the v2 dangling kimage). `touched` names the instances the call may change
+        (None: any), so only those are serialised again."""
         with self._lock:
             try:
                 yield self._model
             finally:
-                self._save()
+                self._save(touched)
 
     @contextmanager
     def _kexec_lock(self) -> Iterator[None]:
@@ -188,7 +190,7 @@ class SimulatedKernel:
 
     def create_instances(self, specs: list[InstanceSpec]) -> list[KernelInstance]:
         """Create in order; if one fails, the ones created by this call are destroyed again."""
-        with self._mutation() as model:
+        with self._mutation(touched=[spec.id for spec in specs]) as model:
             created: list[int] = []
             try:
                 for spec in specs:
@@ -203,7 +205,7 @@ class SimulatedKernel:
 
     def delete_instance(self, instance_id: int) -> None:
         """v2 rmdir instances/<name> / tree overlay instance-remove."""
-        with self._mutation() as model:
+        with self._mutation(touched=[instance_id]) as model:
             instance_rules.destroy(model, instance_id)
             if self.profile == "tree":
                 model.next_tx += 1
@@ -224,7 +226,7 @@ class SimulatedKernel:
 
     def update_instance(self, spec: InstanceSpec) -> KernelInstance:
         """Hot update of an instance's resources (tree; rfc-v2 is EOPNOTSUPP)."""
-        with self._mutation() as model:
+        with self._mutation(touched=[spec.id]) as model:
             self._record(spec.id)
             candidate = _clone(model, self.settings)
             if hot_update.update(candidate, spec, self.faults):
@@ -238,7 +240,9 @@ class SimulatedKernel:
         """kexec_file_load: generic checks (spec 2.2), then the profile's order."""
         if request.flags & ~KEXEC_FILE_FLAGS:
             raise KernelError(errno.EINVAL, f"flags {request.flags:#x} have bits outside KEXEC_FILE_FLAGS")
-        with self._kexec_lock(), self._mutation() as model:
+        # bug_compat's single kexec_image slot can free another instance's kimage.
+        touched = None if self.settings.bug_compat else [kexec_get_mk_id(request.flags)]
+        with self._kexec_lock(), self._mutation(touched) as model:
             inst = kexec_syscall.kexec_file_load(model, request, self._env, self.settings, self.faults)
             return None if inst is None else self._view(inst)
 
@@ -276,14 +280,14 @@ class SimulatedKernel:
             if cmd == reboot.LINUX_REBOOT_CMD_MULTIKERNEL_HALT:
                 self._halt(mk_id)
             else:
-                with self._mutation() as model:
+                with self._mutation(touched=[mk_id]) as model:
                     reboot.force_halt(model, mk_id)
         else:
             raise KernelError(errno.EINVAL, f"unknown reboot command {cmd:#x}")
         return 0
 
     def _spawn(self, mk_id: int) -> None:
-        with self._kexec_lock(), self._mutation() as model:
+        with self._kexec_lock(), self._mutation(touched=[mk_id]) as model:
             if self.profile == "rfc-v2":
                 inst = reboot.kexec_by_id_v2(model, mk_id, self.faults)
             else:
@@ -294,7 +298,7 @@ class SimulatedKernel:
 
     def _halt(self, mk_id: int) -> None:
         """Graceful halt: MK_SYS_SHUTDOWN, then wait for the ACK without holding the model."""
-        with self._mutation() as model:
+        with self._mutation(touched=[mk_id]) as model:
             inst = reboot.halt_check(model, mk_id)
             acks = self.faults.halt_ack and inst.spawn is not None and inst.spawn.running
             if acks:
@@ -316,7 +320,7 @@ class SimulatedKernel:
 
     def spawn_stop_silently(self, instance_id: int) -> None:
         """The spawn dies without notice: CPUs parked, state still ACTIVE (spec 6.2 recovery)."""
-        with self._mutation():
+        with self._mutation(touched=[instance_id]):
             spawn = self._record(instance_id).spawn
             if spawn is None:
                 raise KernelError(errno.EINVAL, "no running spawn", instance_id=instance_id)
@@ -329,7 +333,7 @@ class SimulatedKernel:
         return inst
 
     def _spawn_halted(self, instance_id: int, started_at: float) -> None:
-        with self._mutation() as model:
+        with self._mutation(touched=[instance_id]) as model:
             inst = self._same_spawn(instance_id, started_at)
             if inst is None:
                 return
@@ -341,7 +345,7 @@ class SimulatedKernel:
             self.events.publish(event)
 
     def _spawn_failed(self, instance_id: int, started_at: float) -> None:
-        with self._mutation() as model:
+        with self._mutation(touched=[instance_id]) as model:
             inst = self._same_spawn(instance_id, started_at)
             if inst is None:
                 return
