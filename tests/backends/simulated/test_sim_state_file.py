@@ -10,7 +10,7 @@ from mkd.backends.base import InstanceSpec, LoadRequest
 from mkd.backends.simulated.backend import SimulatedBackend
 from mkd.backends.simulated.persistence import model_to_json
 from mkd.kexec.flags import load_flags
-from tests.backends.simulated.conftest import MiB, BackendFactory, with_baseline
+from tests.backends.simulated.conftest import BackendFactory, MiB, with_baseline
 
 
 def on_disk(backend: SimulatedBackend) -> object:
