@@ -13,7 +13,6 @@ from mkd.crash_points import crash_point
 from mkd.db import repository
 from mkd.db.models import InstanceRecord
 from mkd.db.session import transaction
-from mkd.domain.allocation.ledger import Holding
 from mkd.domain.allocation.plan import plan_instances
 from mkd.domain.allocation.update import plan_update
 from mkd.domain.requests import InstanceRequest, ResourceRequest
@@ -46,11 +45,6 @@ def _would_be(spec: InstanceSpec) -> dict[str, Any]:
         "kernel_state": "ready", "resources": resources_of(spec), "memory": [], "kimage": None,
         "failure": None, "version": 0, "created_at": "", "updated_at": "",
     }
-
-
-def _holding(spec: InstanceSpec) -> Holding:
-    return Holding(id=spec.id, name=spec.name, cpus=spec.cpus, memory_bytes=spec.memory_bytes,
-                   llc_way_mask=spec.llc_way_mask, devices=spec.devices)
 
 
 def create_instances(
@@ -98,8 +92,8 @@ def create_instances(
                     pass
             daemon.ledger = None
             raise
-        for spec in specs:
-            ledger.add(_holding(spec))
+        for record in records:
+            ledger.add(holding_of(record))  # with the memory per node the kernel actually carved
         publish(daemon, events)
         return [(instance_public(r), etag_of(r)) for r in records]
 

@@ -108,10 +108,27 @@ def _resolve_cpus(
             )
         except KernelError:
             pass  # not enough there: any node will do
+    if numa_nodes is None and request.cpu_affinity == "compact" and request.memory_policy == "local":
+        # Local memory follows the CPUs: prefer nodes that can also hold the memory, so a request
+        # that fits somewhere is not refused for picking CPUs on a node without pool memory.
+        roomy = _nodes_with_memory(draft, request.memory_bytes)
+        if roomy:
+            try:
+                return kept + choose_cpus(draft, missing, numa_nodes=roomy, affinity="compact", exclude=set(kept))
+            except KernelError:
+                pass  # not enough CPUs there: choose as usual and let the memory check speak
     extra = choose_cpus(
         draft, missing, numa_nodes=numa_nodes, affinity=request.cpu_affinity, exclude=set(kept)
     )
     return kept + extra
+
+
+def _nodes_with_memory(draft: Draft, memory_bytes: int) -> tuple[int, ...]:
+    """Nodes with room for all of `memory_bytes` (empty when per-node memory is unknown or 0 asked)."""
+    nodes = draft.memory_nodes()
+    if not memory_bytes or nodes is None:
+        return ()
+    return tuple(n for n in nodes if (draft.free_memory_on(n) or 0) >= memory_bytes)
 
 
 def _resolve_ways(draft: Draft, request: ResourceRequest, current: Holding | None) -> int | None:
