@@ -29,7 +29,6 @@ from mkd.services.records import (
     etag_of,
     instance_public,
     resolve_ref,
-    state_event,
 )
 
 MAX_PAGE = 1000
@@ -201,6 +200,3 @@ def refuse(daemon: Daemon, record: InstanceRecord, operation: str, exc: KernelEr
             "id": record.id, "name": record.name, "operation": operation, "errno": exc.errno})
     publish(daemon, [event])
 
-
-__all__ = ["create_instances", "delete_instance", "get_instance", "list_instances", "refuse",
-           "state_event", "update_instance"]
