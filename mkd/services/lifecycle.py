@@ -145,12 +145,15 @@ def load(
         request: LoadRequest = paths["request"]
         return daemon.backend.kexec_file_load(request)
 
-    record, kernel_instance = _run(daemon, ref, if_match, Action.LOAD, "load", call, checks=checks)
-    uses = {"kernel": kernel} | ({"initrd": initrd} if initrd else {})
-    updated, events = _set_state(
-        daemon, record.id, to=InstanceState.LOADED, kernel=kernel_instance,
-        kimage=kimage_json(kernel_instance, cmdline or ""), image_uses=uses, respond=True,
-    )
+    # The kernel call and the record of its outcome happen under one hold of the lock, so a second
+    # request waiting for it sees the outcome (and gets EBUSY), never the state before.
+    with daemon.kernel_lock:
+        record, kernel_instance = _run(daemon, ref, if_match, Action.LOAD, "load", call, checks=checks)
+        uses = {"kernel": kernel} | ({"initrd": initrd} if initrd else {})
+        updated, events = _set_state(
+            daemon, record.id, to=InstanceState.LOADED, kernel=kernel_instance,
+            kimage=kimage_json(kernel_instance, cmdline or ""), image_uses=uses, respond=True,
+        )
     publish(daemon, events)
     return instance_public(updated), etag_of(updated)
 
@@ -169,10 +172,10 @@ def kimage_json(kernel: KernelInstance, cmdline: str) -> dict[str, Any] | None:
 
 def unload(*, daemon: Daemon, ref: str, force: bool, if_match: str | None) -> Result:
     action = Action.UNLOAD_FORCE if force else Action.UNLOAD
-    record, kernel = _run(daemon, ref, if_match, action, "unload",
-                          lambda r: daemon.backend.unload(r.id))
-    updated, events = _set_state(daemon, record.id, to=InstanceState.READY, kernel=kernel, kimage=None,
-                                 image_uses={}, respond=True)
+    with daemon.kernel_lock:
+        record, kernel = _run(daemon, ref, if_match, action, "unload", lambda r: daemon.backend.unload(r.id))
+        updated, events = _set_state(daemon, record.id, to=InstanceState.READY, kernel=kernel, kimage=None,
+                                     image_uses={}, respond=True)
     publish(daemon, events)
     return instance_public(updated), etag_of(updated)
 
@@ -180,10 +183,11 @@ def unload(*, daemon: Daemon, ref: str, force: bool, if_match: str | None) -> Re
 def start(*, daemon: Daemon, ref: str, if_match: str | None) -> Result:
     # The intent is stored before the reboot syscall: a crash in between becomes FAILED
     # "start outcome unknown" at reconcile (DESIGN "States").
-    record, kernel = _run(daemon, ref, if_match, Action.START, "start",
-                          lambda r: daemon.backend.start(r.id), intent="start")
-    # rfc-v2 never reports active: the daemon sets ACTIVE when the start syscall returns 0.
-    updated, events = _set_state(daemon, record.id, to=InstanceState.ACTIVE, kernel=kernel, respond=True)
+    with daemon.kernel_lock:
+        record, kernel = _run(daemon, ref, if_match, Action.START, "start",
+                              lambda r: daemon.backend.start(r.id), intent="start")
+        # rfc-v2 never reports active: the daemon sets ACTIVE when the start syscall returns 0.
+        updated, events = _set_state(daemon, record.id, to=InstanceState.ACTIVE, kernel=kernel, respond=True)
     publish(daemon, events)
     return instance_public(updated), etag_of(updated)
 
@@ -194,8 +198,9 @@ def stop(*, daemon: Daemon, ref: str, force: bool, if_match: str | None) -> Resu
             raise KernelError(errno.EINVAL, "rfc-v2 has no halt")
 
     action = Action.STOP_FORCE if force else Action.STOP
-    record, kernel = _run(daemon, ref, if_match, action, "stop",
-                          lambda r: daemon.backend.stop(r.id, force=force), checks=checks)
-    updated, events = _set_state(daemon, record.id, to=InstanceState.LOADED, kernel=kernel, respond=True)
+    with daemon.kernel_lock:
+        record, kernel = _run(daemon, ref, if_match, action, "stop",
+                              lambda r: daemon.backend.stop(r.id, force=force), checks=checks)
+        updated, events = _set_state(daemon, record.id, to=InstanceState.LOADED, kernel=kernel, respond=True)
     publish(daemon, events)
     return instance_public(updated), etag_of(updated)

@@ -44,11 +44,12 @@ def pool_public(spec: PoolSpec | None, state: PoolState) -> dict[str, Any]:
         "llc_way_mask": spec.llc_way_mask if spec else None,
         "devices": list(spec.devices) if spec else [],
         "chunks": [{"base": c.base, "bytes": c.bytes, "numa_node": c.numa_node} for c in state.chunks],
+        # Without a baseline nothing is offered to instances, whatever the boot pool holds.
         "free": {
-            "cpus": list(state.free_cpus),
-            "memory_bytes": state.free_memory_bytes,
-            "llc_way_mask": state.free_llc_way_mask,
-            "devices": list(state.free_devices),
+            "cpus": list(state.free_cpus) if spec else [],
+            "memory_bytes": state.free_memory_bytes if spec else 0,
+            "llc_way_mask": state.free_llc_way_mask if spec else None,
+            "devices": list(state.free_devices) if spec else [],
         },
     }
 

@@ -118,10 +118,6 @@ def test_two_loads_of_one_ready_instance(daemon: DaemonProcess, http: httpx.Clie
         assert_pool_matches_instances(http)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mkd/services/lifecycle.py start(): _run() releases daemon.kernel_lock before the final "
-    "_set_state(ACTIVE); a second start in that window still sees LOADED, passes the table and "
-    "reboots the instance again (rfc-v2 never refuses), so both get 200"))
 def test_two_starts_of_one_loaded_instance(daemon: DaemonProcess, http: httpx.Client, kernel_sha: str) -> None:
     for round_ in range(ROUNDS):
         name = f"start{round_}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from mkd.backends.base import KernelProfile, Kimage, PoolSpec
 from mkd.backends.simulated.global_pool import GlobalPool, Ram
@@ -57,6 +58,34 @@ class InstanceRecord:
         return self.kimage is not None or self.dangling_kimage
 
 
+TxStatus = Literal["pending", "applied", "failed", "removed"]
+
+
+@dataclass
+class OverlayOp:
+    """One applied item of an overlay transaction and what undoing it needs (spec 5.4)."""
+
+    kind: str  # the op node: instance-create, cpu-add, memory-remove, ...
+    target: str  # target-path of its fragment
+    instance: str | None = None  # the instance it changed, by name
+    cpu: int | None = None
+    device: str | None = None
+    chunks: list[tuple[int, int, int | None]] = field(default_factory=list)  # memory moved: base, size, node
+
+
+@dataclass
+class OverlayTx:
+    """overlays/tx_<id> (spec 5.4): its files and the ops a rollback undoes, newest last."""
+
+    id: int
+    status: TxStatus
+    instance: str  # the `instance` file: target-path of the first fragment, or "unknown"
+    resources: str  # the `resources` file: the root `mk,resources` string, or "unknown"
+    dtbo: bytes  # the blob as written
+    applied: list[OverlayOp] = field(default_factory=list)
+    error: str | None = None  # why applying or rolling back stopped (the kernel only logs it)
+
+
 @dataclass
 class KernelModel:
     profile: KernelProfile
@@ -69,6 +98,7 @@ class KernelModel:
     instances: dict[int, InstanceRecord] = field(default_factory=dict)
     kexec_image_slot: int | None = None  # v2 bug-compatible: mk_id installed as kexec_image
     next_tx: int = 1  # tree overlay transaction counter (pre-incremented: first is tx_2)
+    overlays: dict[int, OverlayTx] = field(default_factory=dict)  # tree overlays/tx_<id>, by id
 
     def by_name(self, name: str) -> InstanceRecord | None:
         return next((inst for inst in self.instances.values() if inst.name == name), None)

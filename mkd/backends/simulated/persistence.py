@@ -18,7 +18,14 @@ from typing import Any
 
 from mkd.backends.base import Kimage, PoolSpec, Segment
 from mkd.backends.simulated.global_pool import GlobalPool, PoolChunk, Ram
-from mkd.backends.simulated.model import InstanceRecord, KernelModel, KimageRecord, SpawnRecord
+from mkd.backends.simulated.model import (
+    InstanceRecord,
+    KernelModel,
+    KimageRecord,
+    OverlayOp,
+    OverlayTx,
+    SpawnRecord,
+)
 from mkd.backends.simulated.states import KState
 from mkd.config import SimulatorSettings
 from mkd.kexec.mem_pool import GenPool
@@ -106,6 +113,52 @@ def _instance_from_json(data: dict[str, Any]) -> InstanceRecord:
     )
 
 
+def _overlay_op_to_json(op: OverlayOp) -> dict[str, Any]:
+    return {
+        "kind": op.kind,
+        "target": op.target,
+        "instance": op.instance,
+        "cpu": op.cpu,
+        "device": op.device,
+        "chunks": [[base, size, node] for base, size, node in op.chunks],
+    }
+
+
+def _overlay_op_from_json(data: dict[str, Any]) -> OverlayOp:
+    return OverlayOp(
+        kind=data["kind"],
+        target=data["target"],
+        instance=data["instance"],
+        cpu=data["cpu"],
+        device=data["device"],
+        chunks=[(int(base), int(size), node) for base, size, node in data["chunks"]],
+    )
+
+
+def _overlay_tx_to_json(tx: OverlayTx) -> dict[str, Any]:
+    return {
+        "id": tx.id,
+        "status": tx.status,
+        "instance": tx.instance,
+        "resources": tx.resources,
+        "dtbo": tx.dtbo.hex(),
+        "applied": [_overlay_op_to_json(op) for op in tx.applied],
+        "error": tx.error,
+    }
+
+
+def _overlay_tx_from_json(data: dict[str, Any]) -> OverlayTx:
+    return OverlayTx(
+        id=int(data["id"]),
+        status=data["status"],
+        instance=data["instance"],
+        resources=data["resources"],
+        dtbo=bytes.fromhex(data["dtbo"]),
+        applied=[_overlay_op_from_json(op) for op in data["applied"]],
+        error=data["error"],
+    )
+
+
 def _pool_spec_json(spec: PoolSpec) -> dict[str, Any]:
     # By hand: asdict() deep-copies a 1,000-CPU tuple element by element on every save.
     return {"cpus": list(spec.cpus), "memory_base": spec.memory_base, "memory_bytes": spec.memory_bytes,
@@ -133,6 +186,7 @@ def model_to_json(model: KernelModel, settings: SimulatorSettings, *, with_insta
         else [],
         "kexec_image_slot": model.kexec_image_slot,
         "next_tx": model.next_tx,
+        "overlays": [_overlay_tx_to_json(tx) for _, tx in sorted(model.overlays.items())],
     }
 
 
@@ -164,6 +218,8 @@ def model_from_json(data: dict[str, Any]) -> KernelModel:
         pool_llc_way_mask=pool["llc_way_mask"],
         kexec_image_slot=data["kexec_image_slot"],
         next_tx=int(data["next_tx"]),
+        # state files written before overlays were modelled have none
+        overlays={int(tx["id"]): _overlay_tx_from_json(tx) for tx in data.get("overlays", [])},
     )
     for inst_data in data["instances"]:
         inst = _instance_from_json(inst_data)

@@ -110,12 +110,25 @@ def _apply_first_tree_baseline(model: KernelModel, spec: PoolSpec, settings: Sim
 
 def _grow(model: KernelModel, size: int, *, hint: int | None) -> None:
     """mk_pool_mem_grow (spec 3.1): a new chunk from the page allocator."""
+    grow_chunk(model, size, node=None, hint=hint)
+
+
+def grow_chunk(model: KernelModel, size: int, *, node: int | None, hint: int | None) -> PoolChunk:
+    """mk_pool_mem_grow(size, node, &base) (spec 3.1, 5.5): a new chunk on `node` (None: any)."""
     assert model.ram is not None
-    placed = model.ram.take(size, None, hint)
+    placed = model.ram.take(size, node, hint)
     if placed is None:
-        raise KernelError(errno.ENOMEM, f"cannot grow the multikernel pool by {size:#x} bytes")
-    base, node = placed
-    model.pool.chunks.append(PoolChunk(base, size, node, GenPool(chunks=[(base, size)])))
+        where = "" if node is None else f" on NUMA node {node}"
+        raise KernelError(errno.ENOMEM, f"cannot grow the multikernel pool by {size:#x} bytes{where}")
+    base, placed_node = placed
+    chunk = PoolChunk(base, size, placed_node, GenPool(chunks=[(base, size)]))
+    model.pool.chunks.append(chunk)
+    return chunk
+
+
+def record_baseline(model: KernelModel, spec: PoolSpec) -> None:
+    """Remember the applied baseline: its spec, CPUs, devices and LLC mask."""
+    _set_common(model, spec)
 
 
 def _chunks_to_shrink(model: KernelModel, size: int) -> list[PoolChunk]:
