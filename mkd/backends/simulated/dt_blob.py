@@ -15,14 +15,16 @@ from mkd.devicetree.fdt import FDT_HEADER_BYTES, FDT_MAGIC, DtNode, open_dtb
 from mkd.errors import KernelError
 
 U64_INVALID = 0xFFFF_FFFF_FFFF_FFFF  # the tree's "no CPU" marker (spec 4)
+FDT_MIN_VERSION = 16  # libfdt reads versions 16 and 17
+FDT_LAST_COMP_VERSION = 17
 
 
 def einval(detail: str) -> KernelError:
     return KernelError(errno.EINVAL, detail)
 
 
-def open_kernel_blob(data: bytes, *, exact_size: bool) -> DtNode:
-    """The root of a blob written to sysfs; a bad header is EINVAL (spec 5.1 rules 1-2, 5.2 step 1).
+def check_header(data: bytes, *, exact_size: bool) -> bytes:
+    """fdt_check_header on a sysfs write; returns the blob cut to fdt_totalsize (spec 5.1 rules 1-2, 5.2).
 
     `exact_size`: the tree baseline refuses a write whose length is not fdt_totalsize (5.1 rule 2).
     v2 and overlays do not compare (5.2 step 1): bytes past totalsize are ignored, and a blob that
@@ -33,9 +35,17 @@ def open_kernel_blob(data: bytes, *, exact_size: bool) -> DtNode:
     magic, totalsize = struct.unpack_from(">II", data)
     if magic != FDT_MAGIC:
         raise einval(f"bad FDT magic 0x{magic:08x}")
+    version, last_comp_version = struct.unpack_from(">II", data, 20)
+    if version < FDT_MIN_VERSION or last_comp_version > FDT_LAST_COMP_VERSION:
+        raise einval(f"unsupported FDT version {version} (last compatible {last_comp_version})")
     if totalsize > len(data) or (exact_size and totalsize != len(data)):
         raise einval(f"fdt_totalsize is {totalsize} bytes but {len(data)} bytes were written")
-    return open_dtb(data[:totalsize])
+    return data[:totalsize]
+
+
+def open_kernel_blob(data: bytes, *, exact_size: bool) -> DtNode:
+    """The root of a blob written to sysfs; a bad header or structure is EINVAL."""
+    return open_dtb(check_header(data, exact_size=exact_size))
 
 
 def node_properties(node: DtNode) -> dict[str, bytes]:

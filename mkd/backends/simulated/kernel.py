@@ -26,11 +26,20 @@ from mkd.backends.base import (
     PoolState,
     Topology,
 )
-from mkd.backends.simulated import hot_update, instance_rules, kexec_syscall, pool_rules, reboot
+from mkd.backends.simulated import (
+    hot_update,
+    instance_rules,
+    kexec_syscall,
+    overlays,
+    pool_rules,
+    reboot,
+    sysfs_dt,
+)
 from mkd.backends.simulated.events import EventHub, EventStream
 from mkd.backends.simulated.global_pool import GlobalPool, Ram
 from mkd.backends.simulated.machine import build_topology, node_memory_ranges
-from mkd.backends.simulated.model import InstanceRecord, KernelModel
+from mkd.backends.simulated.model import InstanceRecord, KernelModel, OverlayTx
+from mkd.backends.simulated.overlay_ops import OpContext
 from mkd.backends.simulated.persistence import StateFile, load_model, model_from_json, model_to_json
 from mkd.backends.simulated.states import KEvent, KState, status_string, transition
 from mkd.backends.simulated.views import chunk_nodes, id_file, instance_view, pool_view, status_file
@@ -64,6 +73,11 @@ def _empty_model(settings: SimulatorSettings) -> KernelModel:
 
 def _clone(model: KernelModel, settings: SimulatorSettings) -> KernelModel:
     return model_from_json(model_to_json(model, settings))
+
+
+def _sysfs_parts(path: str) -> list[str]:
+    """A path under /sys/fs/multikernel as its components (absolute or relative)."""
+    return [part for part in path.removeprefix("/sys/fs/multikernel").split("/") if part]
 
 
 class SimulatedKernel:
@@ -233,6 +247,91 @@ class SimulatedKernel:
                 candidate.next_tx += 1  # one overlay transaction on /instances/<name>
             self._model = candidate
             return self._view(self._model.instances[spec.id])
+
+    # -- /sys/fs/multikernel/device_tree and overlays (spec 5, 6.1) --------------------------------
+
+    def write_device_tree(self, data: bytes) -> int:
+        """write(2) to device_tree: v2 defines instances (5.2), tree applies the baseline (5.1)."""
+        with self._mutation() as model:
+            if self.profile == "rfc-v2":
+                sysfs_dt.write_v2_root(model, data, self.settings)
+            else:
+                candidate = _clone(model, self.settings)  # a refused baseline changes nothing
+                sysfs_dt.write_tree_baseline(candidate, data, self.settings)
+                self._model = candidate
+            return len(data)
+
+    def read_device_tree(self) -> bytes:
+        """read(2) of device_tree: v2's fixed text, or the tree's binary pool DTB (5.1 "Read-back")."""
+        with self._lock:
+            return sysfs_dt.read_root(self._model)
+
+    def cpu_online(self, cpu: int) -> bool:
+        """/sys/devices/system/cpu/cpu<N>/online (spec 4)."""
+        if not 0 <= cpu < self.settings.cpus:
+            raise KernelError(errno.ENOENT, f"no CPU {cpu}")
+        with self._lock:
+            return sysfs_dt.cpu_online(self._model, cpu)
+
+    def overlay_new(self, dtbo: bytes, offset: int = 0) -> int:
+        """write(2) to overlays/new (5.4): returns the new transaction's id, whatever its status."""
+        self._require_overlays()
+        with self._mutation() as model:
+            return overlays.new_transaction(OpContext(model, self.settings, self.faults), dtbo, offset).id
+
+    def overlay_ids(self) -> list[int]:
+        """The tx_<N> directories under overlays/."""
+        self._require_overlays()
+        with self._lock:
+            return [tx.id for tx in sorted(self._model.overlays.values(), key=lambda t: t.id) if tx.status != "removed"]
+
+    def tx_status(self, tx_id: int) -> str:
+        """overlays/tx_<N>/status without the newline; a removed tx reads `removed`."""
+        with self._lock:
+            return self._tx(tx_id).status
+
+    def tx_files(self, tx_id: int) -> dict[str, bytes]:
+        """The files of overlays/tx_<N>: id, status, instance, resources, dtbo."""
+        with self._lock:
+            tx = self._tx(tx_id)
+            if tx.status == "removed":
+                raise KernelError(errno.ENOENT, f"no overlays/tx_{tx_id}")
+            return overlays.tx_files(tx)
+
+    def rmdir_tx(self, tx_id: int) -> None:
+        """rmdir overlays/tx_<N>: roll the transaction back (5.4)."""
+        with self._mutation() as model:
+            overlays.rollback(OpContext(model, self.settings, self.faults), self._tx(tx_id))
+
+    def mkdir(self, path: str) -> None:
+        """mkdir anywhere under /sys/fs/multikernel is EPERM (6.1, 5.4); v2 has no overlays/ at all."""
+        if self.profile == "rfc-v2" and _sysfs_parts(path)[:1] == ["overlays"]:
+            raise KernelError(errno.ENOENT, "rfc-v2 has no overlays directory")
+        raise KernelError(errno.EPERM, f"cannot mkdir {path}")
+
+    def rmdir(self, path: str) -> None:
+        """rmdir under /sys/fs/multikernel: instance dirs (v2), tx dirs (tree), else EPERM (6.1, 5.4)."""
+        parts = _sysfs_parts(path)
+        if len(parts) == 2 and parts[0] == "instances":
+            self.rmdir_instance(parts[1])
+            return
+        if parts[:1] == ["overlays"]:
+            self._require_overlays()
+            if len(parts) == 2 and parts[1].startswith("tx_") and parts[1][3:].isdigit():
+                self.rmdir_tx(int(parts[1][3:]))
+                return
+        raise KernelError(errno.EPERM, f"cannot rmdir {path}")
+
+    def _require_overlays(self) -> None:
+        if self.profile == "rfc-v2":
+            raise KernelError(errno.ENOENT, "rfc-v2 has no /sys/fs/multikernel/overlays")
+
+    def _tx(self, tx_id: int) -> OverlayTx:
+        self._require_overlays()
+        tx = self._model.overlays.get(tx_id)
+        if tx is None:
+            raise KernelError(errno.ENOENT, f"no overlays/tx_{tx_id}")
+        return tx
 
     # -- kexec_file_load --------------------------------------------------------------------------
 

@@ -87,7 +87,7 @@ def _instance_devices(resources: DtNode) -> tuple[str, ...]:
 def _pci_id(node: DtNode, props: dict[str, bytes]) -> str:
     name = read_string(props, "pci-id")
     if name is None or not is_pci_id(name):
-        raise einval(f"{node.path}/pci-id must be \"DDDD:BB:SS.F\" (hex)")
+        raise einval(f'{node.path}/pci-id must be "DDDD:BB:SS.F" (hex)')
     return name
 
 

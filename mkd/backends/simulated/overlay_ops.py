@@ -63,11 +63,13 @@ def apply_op(ctx: OpContext, target: Target, kind: str, node: DtNode, applied: l
         raise einval(f"{kind} cannot target /instances; name an instance or /resources")
     items = list(node.children())
     if target.instance is None:
-        for item in items:
-            op = _apply_pool_item(ctx, kind, item)
-            if op is not None:
-                applied.append(op)
-        _refresh_pool_spec(model)
+        try:
+            for item in items:
+                op = _apply_pool_item(ctx, kind, item)
+                if op is not None:
+                    applied.append(op)
+        finally:  # items applied before a failure stay applied
+            _refresh_pool_spec(model)
         return
     inst = _instance(model, target.instance)
     _spawn_acks(ctx, inst, kind)

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 V2_READ_TEXT = b"Write multikernel device tree here to propagate to instances\n"  # spec 5.1 read-back
 ONE_INSTANCE_DTB_BYTES = 4096  # spec 5.2 creation step 1: the one-instance DTB buffer
+# spec 5.1 rule 2: the tree accepts up to 1 MiB atomically; kernfs refuses a longer write (E2BIG, inferred)
+BASELINE_MAX_BYTES = 1 << 20
 
 
 # -- rfc-v2: the root DTB defines instances (spec 5.2) ---------------------------------------------
@@ -114,6 +116,8 @@ def baseline_applied(model: KernelModel) -> bool:
 
 def write_tree_baseline(model: KernelModel, data: bytes, settings: SimulatorSettings) -> None:
     """Apply the baseline; the caller works on a copy of the model, so a refusal changes nothing."""
+    if len(data) > BASELINE_MAX_BYTES:
+        raise KernelError(errno.E2BIG, f"a {len(data)}-byte write exceeds the 1 MiB atomic write size")
     root = open_kernel_blob(data, exact_size=True)  # rules 1, 2
     instances = root.child("instances")
     if instances is not None and next(instances.child_names(), None) is not None:  # rule 3 (vector 39)
@@ -189,11 +193,9 @@ def _baseline_devices(resources: DtNode, settings: SimulatorSettings) -> tuple[s
         if kind == "pci":
             name = read_string(props, "pci-id")
             if name is None or not is_pci_id(name):
-                raise einval(f"{node.path}/pci-id must be \"DDDD:BB:SS.F\" (hex)")
-            read_u32(props, "vendor-id", node.path)
-            read_u32(props, "device-id", node.path)
-            if "vendor-id" not in props or "device-id" not in props:
-                raise einval(f"{node.path}: a PCI device needs vendor-id and device-id")
+                raise einval(f'{node.path}/pci-id must be "DDDD:BB:SS.F" (hex)')
+            if read_u32(props, "vendor-id", node.path) is None or read_u32(props, "device-id", node.path) is None:
+                raise einval(f"{node.path}: a PCI device needs 4-byte vendor-id and device-id")
         elif kind == "platform":
             name = read_string(props, "device-name") or node.name
         else:
