@@ -20,6 +20,7 @@ import anyio.to_thread
 from mkd.errors import InvalidInput, PayloadTooLarge
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SYNC_EVERY = 32 << 20
 _BATCH = 1 << 20  # hand ~1 MiB at a time to a worker thread: hashing stays off the event loop
 
 
@@ -67,10 +68,18 @@ class ImageStore:
         pending: list[bytes] = []
         pending_len = 0
 
+        unsynced = 0
+
         def flush(parts: list[bytes]) -> None:
+            nonlocal unsynced
             for part in parts:
                 digest.update(part)
                 os.write(fd, part)
+                unsynced += len(part)
+            if unsynced >= _SYNC_EVERY:
+                # Write back as we go, so the closing fsync has little left to do.
+                os.fdatasync(fd)
+                unsynced = 0
 
         loop = asyncio.get_running_loop()
         in_flight: asyncio.Future[None] | None = None
