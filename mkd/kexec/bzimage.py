@@ -6,7 +6,14 @@ import errno
 
 from mkd.errors import KernelError
 from mkd.kexec.env import PAGE_SIZE
-from mkd.kexec.loader_api import KexecLoader, LoadContext, LoaderResult, ProbeInput, add_initrd_segment
+from mkd.kexec.loader_api import (
+    KexecLoader,
+    LoadContext,
+    LoaderResult,
+    ProbeInput,
+    add_boot_params_segment,
+    add_initrd_segment,
+)
 from mkd.kexec.placement import ULONG_MAX, round_up
 from mkd.kexec.purgatory import load_purgatory
 from mkd.kexec.segments import KexecBuf, SegmentSource
@@ -20,7 +27,6 @@ from mkd.kexec.x86_boot_params import (
 )
 from mkd.kexec.x86_e820 import host_e820
 
-MIN_BOOTPARAM_ADDR = 0x3000
 MIN_KERNEL_LOAD_ADDR = 0x100000
 MIN_INITRD_LOAD_ADDR = 0x1000000
 
@@ -94,18 +100,7 @@ def load(ctx: LoadContext) -> LoaderResult:
     layout = boot_params_layout(
         env, cmdline_len=ctx.cmdline_len, rng_seed_len=RNG_SEED_BZIMAGE, force_dtb=ctx.force_dtb
     )
-    params = ctx.segments.add_buffer(  # segment 1: B bytes, filled in once everything is placed
-        KexecBuf(
-            kind="boot_params",
-            source=SegmentSource(length=layout.size),
-            bufsz=layout.size,
-            memsz=layout.size,
-            buf_align=16,
-            buf_min=MIN_BOOTPARAM_ADDR,
-            buf_max=ULONG_MAX,
-            top_down=True,
-        )
-    )
+    params = add_boot_params_segment(ctx, layout.size)  # segment 1: B bytes, filled in once all is placed
 
     pref_address = _u64(head, 0x258)
     ctx.segments.add_buffer(  # segment 2: the protected-mode kernel

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from mkd.kexec.env import KexecEnv
 from mkd.kexec.file_read import KexecFile
-from mkd.kexec.placement import KimageSegments
-from mkd.kexec.segments import KexecBuf, SegmentSource
+from mkd.kexec.placement import ULONG_MAX, KimageSegments
+from mkd.kexec.segments import KexecBuf, PlannedSegment, SegmentSource
 
 
 @dataclass(frozen=True)
@@ -72,3 +72,22 @@ def add_initrd_segment(
         )
     )
     return initrd.mem, ctx.initrd.size
+
+
+MIN_BOOTPARAM_ADDR = 0x3000  # x86: boot_params never goes below this (spec 2.7.2)
+
+
+def add_boot_params_segment(ctx: LoadContext, size: int) -> PlannedSegment:
+    """x86 segment 1: boot_params + command line + setup_data, filled in once all is placed."""
+    return ctx.segments.add_buffer(
+        KexecBuf(
+            kind="boot_params",
+            source=SegmentSource(length=size),
+            bufsz=size,
+            memsz=size,
+            buf_align=16,
+            buf_min=MIN_BOOTPARAM_ADDR,
+            buf_max=ULONG_MAX,
+            top_down=True,
+        )
+    )

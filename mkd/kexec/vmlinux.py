@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 from mkd.errors import KernelError
 from mkd.kexec.env import PAGE_SIZE
-from mkd.kexec.loader_api import KexecLoader, LoadContext, LoaderResult, ProbeInput, add_initrd_segment
+from mkd.kexec.loader_api import (
+    KexecLoader,
+    LoadContext,
+    LoaderResult,
+    ProbeInput,
+    add_boot_params_segment,
+    add_initrd_segment,
+)
 from mkd.kexec.placement import ULONG_MAX
 from mkd.kexec.purgatory import load_purgatory
 from mkd.kexec.segments import KexecBuf, SegmentSource
@@ -33,7 +40,6 @@ _PHDR = struct.Struct("<IIQQQQQQ")  # p_type p_flags p_offset p_vaddr p_paddr p_
 MK_NOTE_TYPE = 0x4D4B  # "MK"
 MK_NOTE_NAME = b"Linux\0"
 KERNEL_ALIGN = 0x200000
-MIN_BOOTPARAM_ADDR = 0x3000
 MIN_KERNEL_LOAD_ADDR = 0x100000
 MIN_INITRD_LOAD_ADDR = 0x1000000
 _MAX_NOTE_BYTES = 1 << 20  # a note segment larger than this is not a kernel's; do not pull it in
@@ -153,18 +159,7 @@ def load(ctx: LoadContext) -> LoaderResult:
         env, cmdline_len=ctx.cmdline_len, rng_seed_len=RNG_SEED_VMLINUX, force_dtb=ctx.force_dtb
     )
     # No command-line length check at all: the synthesized header's cmdline_size 0 is never read.
-    params = ctx.segments.add_buffer(
-        KexecBuf(
-            kind="boot_params",
-            source=SegmentSource(length=layout.size),
-            bufsz=layout.size,
-            memsz=layout.size,
-            buf_align=16,
-            buf_min=MIN_BOOTPARAM_ADDR,
-            buf_max=ULONG_MAX,
-            top_down=True,
-        )
-    )
+    params = add_boot_params_segment(ctx, layout.size)  # segment 1: B bytes, filled in once all is placed
     kernel = ctx.segments.add_buffer(
         KexecBuf(
             kind="kernel",
