@@ -51,6 +51,7 @@ def test_upload_over_the_limit_is_413_and_leaves_nothing(make_client: MakeClient
 def test_image_refs_are_checked(client: TestClient) -> None:
     assert_problem(client.get("/v1/images/" + "a" * 64), 404, "ENOENT")
     assert_problem(client.get("/v1/images/not-a-hash"), 422)
+    assert_problem(client.get("/v1/images/%F3%82%8A%B7%C2%B0"), 422)  # found by schemathesis: was a 500
     assert client.get("/v1/images/..%2f..%2fetc").status_code in (404, 422)
     assert_problem(client.delete("/v1/images/" + "b" * 64), 404, "ENOENT")
     assert_problem(client.post("/v1/images", content=b""), 422)

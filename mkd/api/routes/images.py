@@ -40,8 +40,9 @@ def list_images(
 @router.get("/{sha256}", response_model=ImageOut, responses=problems(404, 422))
 def read_image(sha256: str, daemon: DaemonDep, response: Response) -> dict[str, Any]:
     """Read one image's metadata."""
-    response.headers["ETag"] = f'"{sha256}"'
-    return service.get_image(daemon=daemon, sha256=sha256)
+    image = service.get_image(daemon=daemon, sha256=sha256)  # validates the hash before it goes in a header
+    response.headers["ETag"] = f'"{image["sha256"]}"'
+    return image
 
 
 @router.delete("/{sha256}", status_code=204, responses=problems(404, 409, 422))
