@@ -26,12 +26,12 @@ run: $(STAMP) system-deps
 	$(BIN)/mkd serve --config deploy/mkd.toml --state-dir var
 
 test: $(STAMP) system-deps
-	$(BIN)/ruff check mkd tests
+	$(BIN)/ruff check .
 	$(BIN)/mypy --strict mkd
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check mkd tests
+	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict mkd
