@@ -7,21 +7,34 @@ renamed into place only when complete, so a crash leaves at most a stray tempora
 from __future__ import annotations
 
 import asyncio
+import collections
+import ctypes
 import hashlib
 import os
 import re
 import tempfile
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-
-import anyio.to_thread
 
 from mkd.errors import InvalidInput, PayloadTooLarge
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _SYNC_EVERY = 32 << 20
+_QUEUED = 4
 _BATCH = 1 << 20  # hand ~1 MiB at a time to a worker thread: hashing stays off the event loop
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_sync_file_range = getattr(_libc, "sync_file_range", None)
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """sync_file_range(SYNC_FILE_RANGE_WRITE): queue dirty pages for write-back, don't wait."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, ctypes.c_int64(offset), ctypes.c_int64(length), _SYNC_FILE_RANGE_WRITE)
 
 
 def check_sha256(value: str) -> str:
@@ -68,21 +81,26 @@ class ImageStore:
         pending: list[bytes] = []
         pending_len = 0
 
-        unsynced = 0
+        written = 0
+        synced_to = 0
 
         def flush(parts: list[bytes]) -> None:
-            nonlocal unsynced
+            nonlocal written, synced_to
             for part in parts:
                 digest.update(part)
                 os.write(fd, part)
-                unsynced += len(part)
-            if unsynced >= _SYNC_EVERY:
-                # Write back as we go, so the closing fsync has little left to do.
-                os.fdatasync(fd)
-                unsynced = 0
+                written += len(part)
+            if written - synced_to >= _SYNC_EVERY:
+                # Start write-back of what is written so far without waiting for it, so the
+                # closing fsync has little left to do and the upload never stalls on the disk.
+                start_writeback(fd, synced_to, written - synced_to)
+                synced_to = written
 
         loop = asyncio.get_running_loop()
-        in_flight: asyncio.Future[None] | None = None
+        # One worker per upload keeps the batches in order; a few may queue so the event loop
+        # keeps reading while the worker hashes and writes (memory: at most _QUEUED batches).
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mkd-upload")
+        queued: collections.deque[asyncio.Future[None]] = collections.deque()
         try:
             async for chunk in chunks:
                 if not chunk:
@@ -95,26 +113,25 @@ class ImageStore:
                 pending.append(chunk)
                 pending_len += len(chunk)
                 if pending_len >= _BATCH:
-                    # Double buffering: the next batch arrives while a worker hashes and writes
-                    # this one (hashlib and os.write release the GIL); at most one batch waits.
-                    if in_flight is not None:
-                        await in_flight
+                    if len(queued) >= _QUEUED:
+                        await queued.popleft()
                     batch, pending, pending_len = pending, [], 0
-                    in_flight = loop.run_in_executor(None, flush, batch)
-            if in_flight is not None:
-                await in_flight
-                in_flight = None
+                    queued.append(loop.run_in_executor(worker, flush, batch))
             if pending:
-                await anyio.to_thread.run_sync(flush, pending)
+                queued.append(loop.run_in_executor(worker, flush, pending))
+            while queued:
+                await queued.popleft()
             if size == 0:
                 raise InvalidInput("image body is empty")
-            await anyio.to_thread.run_sync(os.fsync, fd)
+            await loop.run_in_executor(worker, os.fsync, fd)
         except BaseException:
-            if in_flight is not None:
-                await asyncio.wait([in_flight])  # never close the fd under a running write
+            if queued:
+                await asyncio.wait(list(queued))  # never close the fd under a running write
             os.close(fd)
             tmp_path.unlink(missing_ok=True)
             raise
+        finally:
+            worker.shutdown(wait=False)
         os.close(fd)
         sha = digest.hexdigest()
         final = self.path_for(sha)
