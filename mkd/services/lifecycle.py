@@ -121,7 +121,14 @@ def _run(
 def load(
     *, daemon: Daemon, ref: str, kernel: str, initrd: str | None, cmdline: str | None, if_match: str | None
 ) -> Result:
-    paths: dict[str, Any] = {}
+    def request_for(record: InstanceRecord) -> LoadRequest:
+        return LoadRequest(
+            kernel=daemon.store.path_for(kernel),
+            initrd=daemon.store.path_for(initrd) if initrd else None,
+            cmdline=(cmdline.encode() + b"\0") if cmdline else None,  # the length counts the NUL
+            flags=load_flags(record.id, has_initrd=initrd is not None),
+            kernel_sha256=kernel, initrd_sha256=initrd,
+        )
 
     def checks(record: InstanceRecord) -> None:
         with transaction(daemon.engine) as session:
@@ -129,21 +136,11 @@ def load(
                 if sha is not None and repository.get_image(session=session, sha256=sha) is None:
                     raise KernelError(errno.ENOENT, f"{role} image {sha} is not in the image store",
                                       body_content=True)
-        request = LoadRequest(
-            kernel=daemon.store.path_for(kernel),
-            initrd=daemon.store.path_for(initrd) if initrd else None,
-            cmdline=(cmdline.encode() + b"\0") if cmdline else None,
-            flags=load_flags(record.id, has_initrd=initrd is not None),
-            kernel_sha256=kernel, initrd_sha256=initrd,
-        )
-        paths["request"] = request
         if daemon.settings.daemon.strict_isolation:
-            instance = daemon.backend.read_instance(record.id)
-            check_strict_isolation(daemon, instance, request)
+            check_strict_isolation(daemon, daemon.backend.read_instance(record.id), request_for(record))
 
-    def call(_record: InstanceRecord) -> KernelInstance:
-        request: LoadRequest = paths["request"]
-        return daemon.backend.kexec_file_load(request)
+    def call(record: InstanceRecord) -> KernelInstance:
+        return daemon.backend.kexec_file_load(request_for(record))
 
     # The kernel call and the record of its outcome happen under one hold of the lock, so a second
     # request waiting for it sees the outcome (and gets EBUSY), never the state before.
