@@ -17,6 +17,7 @@ from mkd.api.auth_middleware import TokenAuthMiddleware
 from mkd.api.cross_site_guard import CrossSiteGuard
 from mkd.api.idempotency_middleware import IdempotencyMiddleware
 from mkd.api.problems import install_problem_handlers
+from mkd.api.request_metrics import RequestMetrics, RequestMetricsMiddleware
 from mkd.api.routes import actions, dashboard, events, health, host, images, instances, pool, session
 from mkd.api.session_cookie import SessionSigner
 from mkd.auth_tokens import load_tokens
@@ -107,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.daemon = None
     install_problem_handlers(app)
+    app.state.request_metrics = RequestMetrics()
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(AuditMiddleware, log=AuditLog(settings.daemon.state_dir / "audit.log"))
     app.add_middleware(CrossSiteGuard, allowed_hosts=settings.daemon.allowed_hosts)

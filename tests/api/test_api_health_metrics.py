@@ -32,3 +32,5 @@ def test_metrics_count_instances_by_state(client: TestClient) -> None:
     assert samples[("mkd_instances", (("state", "ACTIVE"),))] == 0.0
     assert samples[("mkd_pool_free_memory_bytes", ())] == 4 * GiB - 256 * (1 << 20)
     assert samples[("mkd_ready", ())] == 1.0
+    created = ("mkd_http_requests_total", (("method", "POST"), ("route", "/v1/instances"), ("status", "201")))
+    assert samples[created] == 1.0  # labelled by route template, never by raw path

@@ -30,5 +30,6 @@ def readyz(request: Request) -> Response:
 @router.get("/metrics", response_class=Response)
 def metrics(request: Request) -> Response:
     """Prometheus exposition (mkd_ prefix)."""
-    body, content_type = render_metrics(getattr(request.app.state, "daemon", None))
+    body, content_type = render_metrics(getattr(request.app.state, "daemon", None),
+                                        request.app.state.request_metrics.registry)
     return Response(body, media_type=content_type)
