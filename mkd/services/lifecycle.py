@@ -26,6 +26,7 @@ from mkd.services.records import bump, check_if_match, etag_of, instance_public,
 from mkd.services.strict_isolation import check_strict_isolation
 
 Result = tuple[dict[str, Any], str]
+MAX_CMDLINE_BYTES = 64 * 1024
 
 
 def _locate(daemon: Daemon, ref: str, if_match: str | None) -> InstanceRecord:
@@ -131,6 +132,11 @@ def load(
         )
 
     def checks(record: InstanceRecord) -> None:
+        # DESIGN "Running": loaders without a command-line limit get a daemon cap of 64 KiB (bytes,
+        # with the NUL), whatever the characters.
+        if cmdline is not None and len(cmdline.encode()) + 1 > MAX_CMDLINE_BYTES:
+            raise KernelError(errno.EINVAL, f"command line is {len(cmdline.encode()) + 1} bytes with its NUL; "
+                              f"the daemon's limit is {MAX_CMDLINE_BYTES}", body_content=True)
         with transaction(daemon.engine) as session:
             for role, sha in (("kernel", kernel), ("initrd", initrd)):
                 if sha is not None and repository.get_image(session=session, sha256=sha) is None:

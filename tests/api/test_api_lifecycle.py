@@ -127,3 +127,14 @@ def test_if_match_mismatch_is_412_and_changes_nothing(client: TestClient) -> Non
     assert_problem(client.post("/v1/instances/web/load", json={"kernel": kernel}, headers={"If-Match": '"nope"'}), 412)
     ok = client.post("/v1/instances/web/load", json={"kernel": kernel}, headers={"If-Match": etag})
     assert ok.status_code == 200 and ok.headers["ETag"] != etag
+
+
+def test_command_line_cap_is_64_kib_of_bytes(client: TestClient) -> None:
+    create(client, "web", cpus=[2])
+    kernel = upload(client, imagegen.vmlinux())  # the vmlinux loader has no limit of its own
+    body = assert_problem(client.post("/v1/instances/web/load", json={"kernel": kernel, "cmdline": "é" * 40000}),
+                          422, "EINVAL")
+    assert "65536" in body["detail"]
+    assert client.get("/v1/instances/web").json()["state"] == "READY"
+    ok = client.post("/v1/instances/web/load", json={"kernel": kernel, "cmdline": "x" * 65535})
+    assert ok.status_code == 200, ok.text
