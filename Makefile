@@ -12,11 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Debian packages the tests use: dtc (DTS <-> DTB) and chromium (dashboard tests).
+# Debian packages the tests use: dtc (DTS <-> DTB), chromium (dashboard tests), systemd-analyze
+# (the unit in deploy/).
 system-deps:
 	@missing=""; \
 	command -v dtc >/dev/null 2>&1 || missing="$$missing device-tree-compiler"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
