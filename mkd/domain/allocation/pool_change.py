@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,15 +54,19 @@ def _labels(holdings: Iterable[Holding]) -> str:
     return ", ".join(holding.label() for holding in holdings)
 
 
+def _check_members(items: Iterable[object], present: Collection[object], what: str) -> None:
+    """Each listed once (EINVAL) and present on this machine (ENODEV)."""
+    seen: set[object] = set()
+    for item in items:
+        if item in seen:
+            raise KernelError(errno.EINVAL, f"pool {what} {item} is listed twice")
+        seen.add(item)
+        if item not in present:
+            raise KernelError(errno.ENODEV, f"pool {what} {item} is not present on this machine")
+
+
 def _check_shape(topology: Topology, new: PoolSpec) -> None:
-    present = {cpu.id for cpu in topology.cpus}
-    seen: set[int] = set()
-    for cpu in new.cpus:
-        if cpu in seen:
-            raise KernelError(errno.EINVAL, f"pool cpu {cpu} is listed twice")
-        seen.add(cpu)
-        if cpu not in present:
-            raise KernelError(errno.ENODEV, f"pool cpu {cpu} is not present on this machine")
+    _check_members(new.cpus, {cpu.id for cpu in topology.cpus}, "cpu")
     if new.llc_way_mask is not None:
         outside = new.llc_way_mask & ~topology.llc_way_mask
         if new.llc_way_mask <= 0 or outside:
@@ -77,14 +81,7 @@ def _check_shape(topology: Topology, new: PoolSpec) -> None:
         )
     if new.memory_base < 0 or not is_page_aligned(new.memory_base):
         raise KernelError(errno.EINVAL, f"pool memory_base {new.memory_base:#x} is not page aligned")
-    known_devices = {device.name for device in topology.devices}
-    seen_devices: set[str] = set()
-    for device in new.devices:
-        if device in seen_devices:
-            raise KernelError(errno.EINVAL, f"pool device {device} is listed twice")
-        seen_devices.add(device)
-        if device not in known_devices:
-            raise KernelError(errno.ENODEV, f"pool device {device} is not present on this machine")
+    _check_members(new.devices, {device.name for device in topology.devices}, "device")
 
 
 def _check_boot_reservation(topology: Topology, new: PoolSpec) -> None:
