@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -55,3 +56,23 @@ def test_image_refs_are_checked(client: TestClient) -> None:
     assert client.get("/v1/images/..%2f..%2fetc").status_code in (404, 422)
     assert_problem(client.delete("/v1/images/" + "b" * 64), 404, "ENOENT")
     assert_problem(client.post("/v1/images", content=b""), 422)
+
+
+def test_a_multi_batch_upload_is_stored_whole_and_a_duplicate_leaves_no_temporary_file(
+        client: TestClient) -> None:
+    # ~5 MiB in uneven pieces: several spool batches plus a short tail.
+    pieces = [bytes([n]) * (300_000 + 7 * n) for n in range(17)]
+    data = b"".join(pieces)
+    reply = client.post("/v1/images", content=iter(pieces))
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["sha256"] == hashlib.sha256(data).hexdigest() and reply.json()["size"] == len(data)
+    state_dir = client.app.state.settings.daemon.state_dir  # type: ignore[attr-defined]
+    stored = state_dir / "images" / reply.json()["sha256"][:2] / reply.json()["sha256"]
+    assert stored.read_bytes() == data
+    assert client.post("/v1/images", content=iter(pieces)).status_code == 200
+    # The duplicate's copy is removed off the response path; it must be gone soon after.
+    tmp = state_dir / "images" / "tmp"
+    deadline = time.monotonic() + 5
+    while list(tmp.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list(tmp.iterdir()) == []

@@ -18,6 +18,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
+from mkd.malloc_tuning import tune_malloc
 from mkd.testing.daemon_process import free_port
 
 
@@ -69,8 +70,10 @@ def bare_endpoint(workdir: Path, *, method: str, path: str, status: int, body: b
 def main(argv: list[str]) -> None:
     port, method, path, status, body_file = argv
     app = build_app(method, path, int(status), Path(body_file).read_bytes())
-    # Same server, HTTP implementation and log level as `mkd serve`, so only the app differs.
-    uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="info")
+    # Same server, event loop, HTTP implementation, allocator settings and log level as
+    # `mkd serve`, so only the app differs.
+    tune_malloc()
+    uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="info", loop="auto", http="httptools")
 
 
 if __name__ == "__main__":

@@ -77,13 +77,8 @@ def running_daemon(workdir: Path, *, simulator: dict[str, Any] | None = None,
 
 
 def fresh_connection_client(base_url: str, timeout: float = 120.0) -> httpx.Client:
-    """A client that opens a new connection per request.
-
-    `mkd serve` binds its TCP socket with proto 0, so asyncio never sets TCP_NODELAY on accepted
-    connections and every response on a kept-alive connection stalls ~40 ms on the delayed ACK
-    (bench_keepalive measures it). A fresh loopback connection costs ~0.1 ms and starts in quick-ACK
-    mode, so latency figures show the daemon's work instead of that stall.
-    """
+    """A client that opens a new connection per request, so every sample costs the same (a fresh
+    loopback connection costs ~0.1 ms); bench_keepalive compares it with a kept-alive one."""
     return httpx.Client(base_url=base_url, timeout=timeout, limits=httpx.Limits(max_keepalive_connections=0))
 
 
