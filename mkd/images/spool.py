@@ -63,8 +63,10 @@ class UploadSpool:
         self._queued: collections.deque[tuple[asyncio.Future[None], asyncio.Future[None]]] = collections.deque()
 
     def _hash(self, parts: list[bytes]) -> None:
-        for part in parts:
-            self._digest.update(part)
+        # One update per batch: hashlib drops the GIL for each call and this thread must win it
+        # back from the event loop; per 256 KiB part that wait doubled the lane's time
+        # (measured: 0.85 s wall for 0.39 s of hashing; joined: 0.70 s for 0.43 s).
+        self._digest.update(b"".join(parts))
 
     def _write(self, fd: int, parts: list[bytes]) -> None:
         self._written += write_all(fd, parts)
