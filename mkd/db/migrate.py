@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
 from alembic.config import Config
 
-from alembic import command
-
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "alembic"
+# Inside the package, so an installed (non-editable) mkd carries its migrations.
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(db_path: Path) -> Config:

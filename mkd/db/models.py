@@ -1,4 +1,4 @@
-"""SQLModel tables. The schema is created by Alembic migrations only (alembic/versions)."""
+"""SQLModel tables. The schema is created by Alembic migrations only (mkd/db/migrations/versions)."""
 
 from __future__ import annotations
 
