@@ -192,7 +192,10 @@ def update_instance(
 
 
 def refuse(daemon: Daemon, record: InstanceRecord, operation: str, exc: KernelError) -> None:
-    """Log a refusal with an errno on an existing instance (DESIGN "Events": `refused`)."""
+    """Log a refusal with an errno on an existing instance (DESIGN "Events": `refused`), and name
+    the instance in the problem (DESIGN "Errors": `instance_id`) whichever check refused."""
+    if exc.instance_id is None:
+        exc.instance_id = record.id
     if exc.errno is None:
         return
     with transaction(daemon.engine) as session:

@@ -15,7 +15,7 @@ from mkd.crash_points import crash_point
 from mkd.db import repository
 from mkd.db.models import InstanceRecord
 from mkd.db.session import transaction
-from mkd.domain.states import Action, InstanceState, daemon_state_for, transition
+from mkd.domain.states import KERNEL_STATE_MAP, Action, InstanceState, daemon_state_for, transition
 from mkd.errors import KernelError
 from mkd.kexec.flags import load_flags
 from mkd.services.context import Daemon
@@ -40,12 +40,19 @@ def _set_state(
     daemon: Daemon, record_id: int, *, to: InstanceState, kernel: KernelInstance | None = None,
     intent: str | None = None, kimage: dict[str, Any] | None | bool = False, failure: str | None = None,
     image_uses: dict[str, str] | None = None, cause: str = "api", respond: bool = False,
+    restore: InstanceRecord | None = None,
 ) -> tuple[InstanceRecord, list[Any]]:
-    """One transaction: the new state, what the kernel said, and the state event."""
+    """One transaction: the new state, what the kernel said, and the state event.
+
+    The version (ETag) moves only when what a client sees changes; with `restore` (the record
+    before a refused action) a record that ends up as it was gets its old version back, so a
+    refusal changes nothing (DESIGN "States") even after a visible LOADING.
+    """
     with transaction(daemon.engine) as session:
         record = repository.get_instance(session=session, instance_id=record_id)
         if record is None:
             raise KernelError(errno.ENOENT, f"instance {record_id} disappeared", instance_id=record_id)
+        seen_before = _visible(record)
         events = []
         if record.state != to.value:
             events.append(state_event(session=session, record=record, from_state=record.state,
@@ -60,7 +67,10 @@ def _set_state(
             record.kimage = kimage if isinstance(kimage, dict) else None
         if image_uses is not None:
             repository.set_image_uses(session=session, instance_id=record_id, uses=image_uses)
-        bump(record)
+        if restore is not None and _visible(record) == _visible(restore):
+            record.version, record.updated_at = restore.version, restore.updated_at
+        elif _visible(record) != seen_before:
+            bump(record)
         session.add(record)
         session.flush()
         if respond:
@@ -68,25 +78,40 @@ def _set_state(
         return record, events
 
 
-def _after_refusal(daemon: Daemon, record: InstanceRecord, operation: str, exc: KernelError) -> None:
-    """Record what the kernel says now (a failed call may still have changed it), then the refusal."""
+def _visible(record: InstanceRecord) -> dict[str, Any]:
+    """What a client sees of a record, but for the version and time stamps."""
+    shown = instance_public(record)
+    for key in ("version", "updated_at"):
+        del shown[key]
+    return shown
+
+
+def _after_refusal(daemon: Daemon, before: InstanceRecord, record: InstanceRecord, operation: str,
+                   exc: KernelError) -> None:
+    """Record what the kernel says now (a failed call may still have changed it), then the refusal.
+    `before` is the record as the action found it, `record` as the intent left it."""
     try:
         kernel = daemon.backend.read_instance(record.id)
     except KernelError:
         kernel = None
-    if kernel is not None:
+    if kernel is None:
+        # Nothing to learn from the kernel: undo the intent (LOADING never outlives the call).
+        _, events = _set_state(daemon, record.id, to=InstanceState(before.state), restore=before)
+        publish(daemon, events)
+    else:
         state = daemon_state_for(kernel.kernel_state, recorded=InstanceState(record.state),
                                  active_reported=daemon.host.capabilities.get("active_reported", True))
         kimage: dict[str, Any] | None | bool = False
-        failure = None
+        # A refused action on a FAILED instance keeps the reason it failed.
+        failure = before.failure if state.value == before.state else None
         if kernel.kimage is None:
             kimage = None
         elif record.state == InstanceState.LOADING.value or record.kimage is None:
             # DESIGN "States": the bug-compatible dangling kimage of a failed v2 load is FAILED.
             state = InstanceState.FAILED
             failure = f"load failed with {exc.errno} and left a dangling kimage (bug-compatible mode)"
-        updated, events = _set_state(daemon, record.id, to=state, kernel=kernel, kimage=kimage,
-                                     failure=failure)
+        _, events = _set_state(daemon, record.id, to=state, kernel=kernel, kimage=kimage,
+                               failure=failure, restore=before)
         publish(daemon, events)
     refuse(daemon, record, operation, exc)
 
@@ -97,7 +122,7 @@ def _run(
     checks: Callable[[InstanceRecord], None] | None = None,
 ) -> tuple[InstanceRecord, KernelInstance]:
     with daemon.kernel_lock:
-        record = _locate(daemon, ref, if_match)
+        record = before = _locate(daemon, ref, if_match)
         try:
             rule = transition(InstanceState(record.state), action)
             if checks is not None:
@@ -113,7 +138,7 @@ def _run(
         try:
             kernel = call(record)
         except KernelError as exc:
-            _after_refusal(daemon, record, operation, exc)
+            _after_refusal(daemon, before, record, operation, exc)
             raise
         crash_point(f"{operation}.after_kernel")
         return record, kernel
@@ -189,8 +214,12 @@ def start(*, daemon: Daemon, ref: str, if_match: str | None) -> Result:
     with daemon.kernel_lock:
         record, kernel = _run(daemon, ref, if_match, Action.START, "start",
                               lambda r: daemon.backend.start(r.id), intent="start")
-        # rfc-v2 never reports active: the daemon sets ACTIVE when the start syscall returns 0.
-        updated, events = _set_state(daemon, record.id, to=InstanceState.ACTIVE, kernel=kernel, respond=True)
+        # rfc-v2 never reports active: the daemon sets ACTIVE when the start syscall returns 0,
+        # unless the kernel already says the instance failed (DESIGN "States": FAILED).
+        failed = KERNEL_STATE_MAP.get(kernel.kernel_state) is InstanceState.FAILED
+        updated, events = _set_state(
+            daemon, record.id, to=InstanceState.FAILED if failed else InstanceState.ACTIVE, kernel=kernel,
+            failure=f"the kernel reports {kernel.kernel_state!r} after start" if failed else None, respond=True)
     publish(daemon, events)
     return instance_public(updated), etag_of(updated)
 
