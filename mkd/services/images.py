@@ -16,6 +16,7 @@ from mkd.errors import KernelError
 from mkd.images.store import check_sha256
 from mkd.kexec.image_format import detect_image_format
 from mkd.services.context import Daemon
+from mkd.services.records import check_if_match
 
 
 def image_public(record: ImageRecord) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def list_images(*, daemon: Daemon, limit: int, cursor: str | None) -> dict[str, 
     return {"items": items, "next_cursor": rows[limit - 1].sha256 if len(rows) > limit else None}
 
 
-def delete_image(*, daemon: Daemon, sha256: str) -> None:
+def delete_image(*, daemon: Daemon, sha256: str, if_match: str | None = None) -> None:
     check_sha256(sha256)
     with daemon.kernel_lock:
         try:
@@ -65,6 +66,7 @@ def delete_image(*, daemon: Daemon, sha256: str) -> None:
                 row = repository.get_image(session=session, sha256=sha256)
                 if row is None:
                     raise KernelError(errno.ENOENT, f"no image {sha256}")
+                check_if_match(if_match, f'"{sha256}"')  # an image's ETag is its hash
                 users = repository.image_users(session=session, sha256=sha256)
                 if users:
                     raise KernelError(errno.EBUSY, f"image {sha256} is used by the kimage of instance(s) "

@@ -16,6 +16,7 @@ from mkd.errors import KernelError
 from mkd.services.context import Daemon
 from mkd.services.holdings import holdings_from_records
 from mkd.services.pool_spec import spec_of, store_pool
+from mkd.services.records import check_if_match
 
 
 def pool_etag(spec: PoolSpec | None) -> str:
@@ -74,12 +75,13 @@ class PoolPutResult:
     etag: str
 
 
-def put_pool(*, daemon: Daemon, spec: PoolSpec, dry_run: bool) -> PoolPutResult:
+def put_pool(*, daemon: Daemon, spec: PoolSpec, dry_run: bool, if_match: str | None = None) -> PoolPutResult:
     with daemon.kernel_lock:
         with transaction(daemon.engine) as session:
             record = repository.get_pool(session=session)
             current = spec_of(record)
             holdings = holdings_from_records(repository.list_instances(session=session))
+        check_if_match(if_match, pool_etag(current))
         state = daemon.backend.read_pool()
         diff = plan_pool_change(
             daemon.host.topology, current, spec, holdings,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from mkd.api.deps import DaemonDep
+from mkd.api.deps import DaemonDep, IfMatch
 from mkd.api.responses import problems
 from mkd.api.schemas import ImageList, ImageOut
 from mkd.services import images as service
@@ -45,8 +45,8 @@ def read_image(sha256: str, daemon: DaemonDep, response: Response) -> dict[str, 
     return image
 
 
-@router.delete("/{sha256}", status_code=204, responses=problems(404, 409, 422))
-def delete_image(sha256: str, daemon: DaemonDep) -> Response:
+@router.delete("/{sha256}", status_code=204, responses=problems(404, 409, 412, 422))
+def delete_image(sha256: str, daemon: DaemonDep, if_match: IfMatch = None) -> Response:
     """Delete an image no kimage uses."""
-    service.delete_image(daemon=daemon, sha256=sha256)
+    service.delete_image(daemon=daemon, sha256=sha256, if_match=if_match)
     return Response(status_code=204)

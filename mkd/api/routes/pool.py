@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from mkd.api.deps import DaemonDep
+from mkd.api.deps import DaemonDep, IfMatch
 from mkd.api.responses import problems
 from mkd.api.schemas import PoolIn, PoolOut, PoolPutOut
 from mkd.backends.base import PoolSpec
@@ -25,15 +25,15 @@ def read_pool(daemon: DaemonDep, response: Response) -> dict[str, Any]:
 
 
 @router.put("/pool", response_model=PoolPutOut, status_code=200,
-            responses={201: {"model": PoolPutOut}, **problems(409, 422)})
+            responses={201: {"model": PoolPutOut}, **problems(409, 412, 422)})
 def put_pool(
     body: PoolIn, daemon: DaemonDep, response: Response,
-    dry_run: Annotated[bool, Query()] = False,
+    dry_run: Annotated[bool, Query()] = False, if_match: IfMatch = None,
 ) -> dict[str, Any]:
     """Reconcile the baseline: the same body twice changes nothing and says so."""
     spec = PoolSpec(cpus=tuple(body.cpus), memory_base=body.memory_base, memory_bytes=body.memory_bytes,
                     llc_way_mask=body.llc_way_mask, devices=tuple(body.devices))
-    result = pool_service.put_pool(daemon=daemon, spec=spec, dry_run=dry_run)
+    result = pool_service.put_pool(daemon=daemon, spec=spec, dry_run=dry_run, if_match=if_match)
     response.status_code = 201 if result.created else 200
     response.headers["ETag"] = result.etag
     return {"changed": result.changed, "diff": result.diff, "pool": result.pool}
