@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.abc
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
@@ -78,25 +79,46 @@ async def housekeeping(daemon: Daemon) -> None:
             log.exception("housekeeping failed")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *,
+               on_start_failure: Callable[[BaseException], None] | None = None) -> FastAPI:
+    """The application. With `on_start_failure` (what `mkd serve` passes), start-up (migrations,
+    backend, reconciliation) runs after the server is listening, so `/healthz` answers and
+    `/readyz` says 503 "starting" meanwhile (DESIGN "HTTP API"), and a failed start-up calls it
+    instead of raising. Without it, start-up finishes before the app serves anything (tests)."""
     settings = settings or Settings()
+
+    async def start(app: FastAPI, tasks: anyio.abc.TaskGroup) -> None:
+        try:
+            daemon = await run_in_threadpool(open_daemon, settings)
+        except Exception as exc:
+            if on_start_failure is None:
+                raise
+            log.exception("start-up failed")
+            app.state.not_ready_reason = f"start-up failed: {exc}"
+            on_start_failure(exc)
+            return
+        app.state.daemon = daemon
+        tasks.start_soon(follow_kernel, daemon)
+        tasks.start_soon(housekeeping, daemon)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        daemon = await run_in_threadpool(open_daemon, settings)
-        app.state.daemon = daemon
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(follow_kernel, daemon)
-            tasks.start_soon(housekeeping, daemon)
+            if on_start_failure is None:
+                await start(app, tasks)
+            else:
+                tasks.start_soon(start, app, tasks)
             try:
                 yield
             finally:
                 tasks.cancel_scope.cancel()
-                daemon.ready = False
-                daemon.not_ready_reason = "shutting down"
-                daemon.bus.close()
-                daemon.backend.close()
-                daemon.engine.dispose()
+                daemon: Daemon | None = app.state.daemon
+                if daemon is not None:
+                    daemon.ready = False
+                    daemon.not_ready_reason = "shutting down"
+                    daemon.bus.close()
+                    daemon.backend.close()
+                    daemon.engine.dispose()
 
     app = FastAPI(
         title="mkd",
@@ -107,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.daemon = None
+    app.state.not_ready_reason = "starting: migrations, backend, reconciliation"
     install_problem_handlers(app)
     app.state.request_metrics = RequestMetrics()
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)

@@ -13,7 +13,7 @@ from mkd.services.context import Daemon
 def get_daemon(request: Request) -> Daemon:
     daemon: Daemon | None = getattr(request.app.state, "daemon", None)
     if daemon is None or not daemon.ready:
-        reason = daemon.not_ready_reason if daemon else "the daemon is starting"
+        reason = daemon.not_ready_reason if daemon else request.app.state.not_ready_reason
         raise NotReady(reason, headers={"Retry-After": "1"})
     return daemon
 

@@ -36,7 +36,7 @@ def serve(
     backend: Annotated[str | None, typer.Option("--backend", help="simulated or host")] = None,
 ) -> None:
     """Run the daemon."""
-    from mkd.cli.serve import UnsafeBind, run
+    from mkd.cli.serve import StartupFailed, UnsafeBind, run
 
     if backend not in (None, "simulated", "host"):
         typer.echo(f"mkd: --backend must be simulated or host, not {backend!r}", err=True)
@@ -58,6 +58,9 @@ def serve(
     except UnsafeBind as exc:
         typer.echo(f"mkd: {exc}", err=True)
         raise typer.Exit(6) from exc
+    except StartupFailed as exc:
+        typer.echo(f"mkd: {exc}", err=True)
+        raise typer.Exit(1) from exc
     except MkdError as exc:
         typer.echo(f"mkd: {exc.detail}", err=True)
         raise typer.Exit(5) from exc

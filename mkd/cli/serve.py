@@ -17,6 +17,10 @@ class UnsafeBind(Exception):
     """The settings ask for something the daemon refuses to do (message says why)."""
 
 
+class StartupFailed(Exception):
+    """Migrations, the backend or the reconciliation failed after the server started listening."""
+
+
 def split_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -87,7 +91,20 @@ def run(settings: Settings, *, announce: bool = True) -> None:
         for url in urls:
             print(f"mkd: dashboard and API at {url}", flush=True)  # noqa: T201
     tune_malloc()  # uploads: see mkd.malloc_tuning
+    failures: list[BaseException] = []
+    servers: list[uvicorn.Server] = []
+
+    def start_failed(error: BaseException) -> None:
+        failures.append(error)
+        for server in servers:
+            server.should_exit = True
+
+    # Start-up runs once the sockets listen, so /healthz and /readyz (503 "starting") answer.
+    app = create_app(settings, on_start_failure=start_failed)
     # loop="auto" takes uvloop (a dependency): it reads the socket with less per-read overhead.
-    config = uvicorn.Config(create_app(settings), log_level=settings.daemon.log_level, lifespan="on",
+    config = uvicorn.Config(app, log_level=settings.daemon.log_level, lifespan="on",
                             loop="auto", http="httptools", timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=sockets)
+    servers.append(uvicorn.Server(config))
+    servers[0].run(sockets=sockets)
+    if failures:
+        raise StartupFailed(f"start-up failed: {failures[0]}")

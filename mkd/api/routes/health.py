@@ -21,7 +21,7 @@ def readyz(request: Request) -> Response:
     """Ready once migrations and the start-up reconciliation are done."""
     daemon = getattr(request.app.state, "daemon", None)
     if daemon is None or not daemon.ready:
-        reason = daemon.not_ready_reason if daemon else "starting"
+        reason = daemon.not_ready_reason if daemon else request.app.state.not_ready_reason
         return JSONResponse({"status": "not ready", "reason": reason}, status_code=503,
                             headers={"Retry-After": "1"})
     return JSONResponse({"status": "ready"})
