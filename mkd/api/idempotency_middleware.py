@@ -9,11 +9,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mkd.api.problems import problem_response
-from mkd.errors import MkdError
+from mkd.errors import InvalidInput, MkdError, PayloadTooLarge
+from mkd.services.context import Daemon
 from mkd.services.idempotency import (
     IdempotencyClaim,
     StoredResponse,
     claim,
+    claim_upload,
     current_claim,
     release,
     scope_of,
@@ -23,7 +25,7 @@ from mkd.services.idempotency import (
 MAX_KEY = 255
 MAX_BODY = (1 << 20) + 1
 KEPT_HEADERS = ("content-type", "location", "etag")
-UNSCOPED_PATHS = ("/v1/images",)  # content-addressed: a retried upload is already idempotent
+UPLOAD_PATH = "/v1/images"  # streamed: never buffered here (see mkd.services.idempotency)
 
 
 class IdempotencyMiddleware:
@@ -34,20 +36,22 @@ class IdempotencyMiddleware:
         key = _header(scope, b"idempotency-key") if scope["type"] == "http" else None
         app = scope.get("app")
         daemon = getattr(app.state, "daemon", None) if app is not None else None
-        if (key is None or scope["method"] != "POST" or scope["path"] in UNSCOPED_PATHS or daemon is None
-                or not daemon.ready):
+        if key is None or scope["method"] != "POST" or daemon is None or not daemon.ready:
             await self.app(scope, receive, send)
             return
         if not key or len(key) > MAX_KEY:
             await _send_problem(scope, send, MkdError(f"Idempotency-Key must be 1..{MAX_KEY} characters",
                                                       status=422, slug="invalid-input"))
             return
-        body, receive = await _buffer(receive)
         token = scope.get("state", {}).get("token_name", "")
-        digest = hashlib.sha256(scope["path"].encode() + b"?" + scope.get("query_string", b"") + b"\0" + body)
         key_scope = scope_of(token, scope["method"], scope["path"], key)
         try:
-            stored = await run_in_threadpool(claim, daemon, scope=key_scope, request_hash=digest.hexdigest())
+            if scope["path"] == UPLOAD_PATH:
+                stored = await _claim_upload(daemon, key_scope, receive)
+            else:
+                body, receive = await _buffer(receive)
+                digest = hashlib.sha256(scope["path"].encode() + b"?" + scope.get("query_string", b"") + b"\0" + body)
+                stored = await run_in_threadpool(claim, daemon, scope=key_scope, request_hash=digest.hexdigest())
         except MkdError as exc:
             await _send_problem(scope, send, exc)
             return
@@ -79,10 +83,36 @@ class IdempotencyMiddleware:
             raise
         finally:
             current_claim.reset(token_)
-        if status:
+        if status and scope["path"] != UPLOAD_PATH:
             await run_in_threadpool(store_after, daemon, active, StoredResponse(status, headers, b"".join(parts)))
-        else:
+        elif not active.stored:
+            # No response, or an upload that stored nothing (413, empty body): a retry runs again.
             await run_in_threadpool(release, daemon, active)
+
+
+async def _claim_upload(daemon: Daemon, key_scope: str, receive: Receive) -> StoredResponse | None:
+    """Claim an upload's key. For a finished one, drain and hash this body: the same bytes get the
+    stored response, other bytes 422. Nothing is stored either way."""
+    found = await run_in_threadpool(claim_upload, daemon, scope=key_scope)
+    if found is None:
+        return None
+    stored, body_sha256 = found
+    digest = hashlib.sha256()
+    size, limit = 0, daemon.settings.daemon.max_image_bytes
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise MkdError("the client went away", status=400, slug="invalid-input")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"image is larger than the limit of {limit} bytes")
+        await run_in_threadpool(digest.update, chunk)  # hashlib drops the GIL: the loop stays free
+        more = message.get("more_body", False)
+    if digest.hexdigest() != body_sha256:
+        raise InvalidInput("this Idempotency-Key was used with another request body")
+    return stored
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

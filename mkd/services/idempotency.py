@@ -5,6 +5,10 @@ Scope is (token, method, path, key). The first request claims the key in its own
 transaction as the change through `remember()`; anything else (a refusal, a dry run) is stored right
 after the response. A replay returns the stored response with `Idempotent-Replayed: true` and emits
 no event; the same key with another body is 422; a key whose first request is in flight is 409.
+
+Uploads (POST /v1/images) are not buffered to hash them first: their claim starts without a
+request hash, the service stores the image's sha256 as the hash with the response, and a retry
+hashes its body as it drains it before it is replayed (or refused with 422).
 """
 
 from __future__ import annotations
@@ -69,14 +73,37 @@ def claim(daemon: Daemon, *, scope: str, request_hash: str) -> StoredResponse | 
         return StoredResponse(existing.status, dict(existing.headers), existing.body)
 
 
-def remember(session: Session, *, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-    """Store the response of the current request (if it carries a key) in the caller's transaction."""
+def claim_upload(daemon: Daemon, *, scope: str) -> tuple[StoredResponse, str] | None:
+    """Claim the key of an upload; for a finished one, its response and the sha256 of its body."""
+    with transaction(daemon.engine) as session:
+        existing = session.exec(select(IdempotencyRecord).where(IdempotencyRecord.scope == scope)).first()
+        ttl = timedelta(seconds=daemon.settings.daemon.idempotency_ttl_s)
+        if existing is not None and existing.created_at < utcnow() - ttl:
+            session.delete(existing)
+            session.flush()
+            existing = None
+        if existing is None:
+            session.add(IdempotencyRecord(scope=scope, request_hash=""))
+            try:
+                session.flush()
+            except IntegrityError as exc:
+                raise Conflict("a request with this Idempotency-Key is in flight") from exc
+            return None
+        if existing.status is None:
+            raise Conflict("a request with this Idempotency-Key is in flight")
+        return StoredResponse(existing.status, dict(existing.headers), existing.body), existing.request_hash
+
+
+def remember(session: Session, *, status: int, body: Any, headers: dict[str, str] | None = None,
+             request_hash: str | None = None) -> None:
+    """Store the response of the current request (if it carries a key) in the caller's transaction;
+    `request_hash` fills in the hash of an upload's body (see claim_upload)."""
     active = current_claim.get()
     if active is None or active.stored:
         return
     raw = b"" if body is None else json.dumps(body).encode()
     kept = ({} if body is None else {"content-type": "application/json"}) | (headers or {})
-    _store(session, active.scope, status, kept, raw)
+    _store(session, active.scope, status, kept, raw, request_hash)
     active.stored = True
 
 
@@ -95,11 +122,14 @@ def release(daemon: Daemon, active: IdempotencyClaim) -> None:
             col(IdempotencyRecord.scope) == active.scope, col(IdempotencyRecord.status).is_(None)))
 
 
-def _store(session: Session, scope: str, status: int, headers: dict[str, str], body: bytes) -> None:
+def _store(session: Session, scope: str, status: int, headers: dict[str, str], body: bytes,
+           request_hash: str | None = None) -> None:
     record = session.exec(select(IdempotencyRecord).where(IdempotencyRecord.scope == scope)).first()
     if record is None:
         return
     record.status, record.headers, record.body = status, headers, body
+    if request_hash is not None:
+        record.request_hash = request_hash
     session.add(record)
 
 

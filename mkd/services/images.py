@@ -16,7 +16,12 @@ from mkd.errors import KernelError
 from mkd.images.store import check_sha256
 from mkd.kexec.image_format import detect_image_format
 from mkd.services.context import Daemon
+from mkd.services.idempotency import remember
 from mkd.services.records import check_if_match
+
+
+def image_headers(sha256: str) -> dict[str, str]:
+    return {"location": f"/v1/images/{sha256}", "etag": f'"{sha256}"'}
 
 
 def image_public(record: ImageRecord) -> dict[str, Any]:
@@ -32,11 +37,15 @@ async def upload_image(*, daemon: Daemon, chunks: AsyncIterator[bytes]) -> tuple
         with transaction(daemon.engine) as session:
             existing = repository.get_image(session=session, sha256=blob.sha256)
             if existing is not None:
-                return image_public(existing), False
-            row = ImageRecord(sha256=blob.sha256, size=blob.size, format=detect_image_format(blob.head))
-            session.add(row)
-            session.flush()
-            return image_public(row), True
+                image, created = image_public(existing), False
+            else:
+                row = ImageRecord(sha256=blob.sha256, size=blob.size, format=detect_image_format(blob.head))
+                session.add(row)
+                session.flush()
+                image, created = image_public(row), True
+            remember(session, status=201 if created else 200, body=image, headers=image_headers(blob.sha256),
+                     request_hash=blob.sha256)
+            return image, created
 
     return await anyio.to_thread.run_sync(record)
 

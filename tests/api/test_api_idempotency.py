@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 
 from mkd.services.idempotency import claim, scope_of
 from mkd.testing import imagegen
+from tests.conftest import MakeClient
 from tests.helpers import MiB, assert_problem, create, upload
 
 
@@ -72,3 +73,34 @@ def test_refusals_are_replayed_too(client: TestClient) -> None:
 def test_key_too_long_is_422(client: TestClient) -> None:
     assert_problem(client.post("/v1/instances", json={"name": "a", "resources": {}},
                                headers={"Idempotency-Key": "x" * 300}), 422)
+
+
+def test_retried_upload_is_replayed_and_another_body_is_422(client: TestClient) -> None:
+    data = imagegen.vmlinux()
+    key = {"Idempotency-Key": "upload-1"}
+    first = client.post("/v1/images", content=data, headers=key)
+    assert first.status_code == 201 and "idempotent-replayed" not in first.headers
+    again = client.post("/v1/images", content=iter([data[:1000], data[1000:]]), headers=key)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert again.headers["location"] == first.headers["location"] and again.headers["etag"] == first.headers["etag"]
+    other = client.post("/v1/images", content=data + b"\0", headers=key)
+    assert_problem(other, 422)
+    # The refused body was not stored.
+    assert [i["sha256"] for i in client.get("/v1/images").json()["items"]] == [first.json()["sha256"]]
+    # Without the key the same bytes are simply "already stored".
+    assert client.post("/v1/images", content=data).status_code == 200
+
+
+def test_upload_key_in_flight_is_409(client: TestClient) -> None:
+    daemon = client.app.state.daemon  # type: ignore[attr-defined]
+    claim(daemon, scope=scope_of("", "POST", "/v1/images", "busy"), request_hash="")
+    assert_problem(client.post("/v1/images", content=b"bytes", headers={"Idempotency-Key": "busy"}), 409)
+
+
+def test_a_refused_upload_leaves_the_key_free(make_client: MakeClient) -> None:
+    client = make_client(daemon={"max_image_bytes": 1000})
+    key = {"Idempotency-Key": "big"}
+    assert_problem(client.post("/v1/images", content=b"x" * 2000, headers=key), 413)
+    retried = client.post("/v1/images", content=b"x" * 500, headers=key)
+    assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers

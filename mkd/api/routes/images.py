@@ -23,8 +23,7 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {
 async def upload_image(request: Request, daemon: DaemonDep) -> Response:
     """Store raw image bytes, addressed by their sha256."""
     image, created = await service.upload_image(daemon=daemon, chunks=request.stream())
-    return JSONResponse(image, status_code=201 if created else 200,
-                        headers={"Location": f"/v1/images/{image['sha256']}", "ETag": f'"{image["sha256"]}"'})
+    return JSONResponse(image, status_code=201 if created else 200, headers=service.image_headers(image["sha256"]))
 
 
 @router.get("", response_model=ImageList, responses=problems(422))
