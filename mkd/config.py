@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -76,6 +77,15 @@ class Settings(BaseModel):
         return self.daemon.state_dir / "simkernel.json"
 
 
+_PREFIXED_INT = re.compile(r"[+-]?0[xXoObB][0-9a-fA-F_]+")
+
+
+def _env_value(value: str) -> str | int:
+    """Environment values are strings; 0x/0o/0b integers are read as TOML would read them
+    (pool_base = 0x100000000), everything else is left to the settings' own parsing."""
+    return int(value, 0) if _PREFIXED_INT.fullmatch(value) else value
+
+
 def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     section, _, key = dotted.partition(".")
     data.setdefault(section, {})[key] = value
@@ -100,7 +110,7 @@ def load_settings(
     for key, value in (env or {}).items():
         if key.startswith("MKD_") and "__" in key:
             section, _, name = key[4:].lower().partition("__")
-            _set_path(data, f"{section}.{name}", value)
+            _set_path(data, f"{section}.{name}", _env_value(value))
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_path(data, dotted, value)

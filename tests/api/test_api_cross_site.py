@@ -30,3 +30,9 @@ def test_rebound_dns_names_are_refused(client: TestClient) -> None:
     assert client.get("/v1/instances", headers={"host": "127.0.0.1:8080"}).status_code == 200
     assert client.get("/v1/instances", headers={"host": "localhost:8080"}).status_code == 200
     assert client.get("/v1/instances", headers={"host": "[::1]:8080"}).status_code == 200
+
+
+def test_probes_answer_whatever_name_the_prober_uses(client: TestClient) -> None:
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert client.get(path, headers={"host": "mkd.internal.example:8080"}).status_code == 200, path
+    assert_problem(client.post("/readyz", headers={"host": "mkd.internal.example"}), 403)
