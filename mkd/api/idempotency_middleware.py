@@ -40,8 +40,7 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         if not key or len(key) > MAX_KEY:
-            await _send_problem(scope, send, MkdError(f"Idempotency-Key must be 1..{MAX_KEY} characters",
-                                                      status=422, slug="invalid-input"))
+            await _send_problem(scope, send, InvalidInput(f"Idempotency-Key must be 1..{MAX_KEY} characters"))
             return
         token = scope.get("state", {}).get("token_name", "")
         key_scope = scope_of(token, scope["method"], scope["path"], key)

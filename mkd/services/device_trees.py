@@ -11,6 +11,7 @@ from mkd.db import repository
 from mkd.db.session import transaction
 from mkd.devicetree.build import build_instance_tree, build_root_tree, v2_device_tree_source
 from mkd.devicetree.dts import dtb_to_dts
+from mkd.etags import etag_of_bytes
 from mkd.services.context import Daemon
 from mkd.services.pool_spec import spec_of
 from mkd.services.records import resolve_ref
@@ -38,11 +39,14 @@ def instance_tree(*, daemon: Daemon, ref: str, format: Literal["dts", "dtb"]) ->
     kernel = daemon.backend.read_instance(record.id)
     if format == "dts" and daemon.host.kernel_profile == "rfc-v2":
         # v2's own `device_tree_source` file is the DTS view of an instance (spec 5.2).
-        return Response(v2_device_tree_source(kernel), media_type="text/plain")
+        source = v2_device_tree_source(kernel)
+        return Response(source, media_type="text/plain",
+                        headers={"ETag": etag_of_bytes(source.encode(), variant="v2-source")})
     return tree_response(build_instance_tree(daemon.host.kernel_profile, kernel), format)
 
 
 def tree_response(dtb: bytes, format: Literal["dts", "dtb"]) -> Response:
+    headers = {"ETag": etag_of_bytes(dtb, variant=format)}
     if format == "dtb":
-        return Response(dtb, media_type="application/x-dtb")
-    return Response(dtb_to_dts(dtb), media_type="text/plain")
+        return Response(dtb, media_type="application/x-dtb", headers=headers)
+    return Response(dtb_to_dts(dtb), media_type="text/plain", headers=headers)

@@ -34,3 +34,15 @@ def test_metrics_count_instances_by_state(client: TestClient) -> None:
     assert samples[("mkd_ready", ())] == 1.0
     created = ("mkd_http_requests_total", (("method", "POST"), ("route", "/v1/instances"), ("status", "201")))
     assert samples[created] == 1.0  # labelled by route template, never by raw path
+
+
+def test_host_and_device_trees_carry_etags(client: TestClient) -> None:
+    create(client, "web", cpus=[2])
+    host = client.get("/v1/host")
+    assert host.headers["ETag"] == client.get("/v1/host").headers["ETag"]
+    for path in ("/v1/pool/device-tree", "/v1/instances/web/device-tree"):
+        dts, dtb = client.get(path), client.get(path, params={"format": "dtb"})
+        assert dts.headers["ETag"] and dtb.headers["ETag"] and dts.headers["ETag"] != dtb.headers["ETag"], path
+    before = client.get("/v1/pool/device-tree").headers["ETag"]
+    create(client, "db", cpus=[3])
+    assert client.get("/v1/pool/device-tree").headers["ETag"] != before  # the root tree lists instances

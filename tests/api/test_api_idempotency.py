@@ -71,8 +71,9 @@ def test_refusals_are_replayed_too(client: TestClient) -> None:
 
 
 def test_key_too_long_is_422(client: TestClient) -> None:
-    assert_problem(client.post("/v1/instances", json={"name": "a", "resources": {}},
-                               headers={"Idempotency-Key": "x" * 300}), 422)
+    body = assert_problem(client.post("/v1/instances", json={"name": "a", "resources": {}},
+                                      headers={"Idempotency-Key": "x" * 300}), 422)
+    assert body["title"] == "Invalid input" and "Idempotency-Key" in body["detail"]
 
 
 def test_retried_upload_is_replayed_and_another_body_is_422(client: TestClient) -> None:

@@ -5,16 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from mkd.api.deps import DaemonDep
 from mkd.api.responses import problems
 from mkd.api.schemas import HostOut
+from mkd.etags import etag_of_json
 
 router = APIRouter(prefix="/v1", tags=["host"])
 
 
 @router.get("/host", response_model=HostOut, responses=problems(503))
-def read_host(daemon: DaemonDep) -> dict[str, Any]:
+def read_host(daemon: DaemonDep, response: Response) -> dict[str, Any]:
     """Describe the machine and the kernel behind the daemon."""
-    return asdict(daemon.host)
+    host = asdict(daemon.host)
+    response.headers["ETag"] = etag_of_json(host)
+    return host
