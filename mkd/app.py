@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -17,6 +18,7 @@ from mkd.api.audit_middleware import AuditLog, AuditMiddleware
 from mkd.api.auth_middleware import TokenAuthMiddleware
 from mkd.api.cross_site_guard import CrossSiteGuard
 from mkd.api.idempotency_middleware import IdempotencyMiddleware
+from mkd.api.openapi_headers import add_header_docs
 from mkd.api.problems import install_problem_handlers
 from mkd.api.request_metrics import RequestMetrics, RequestMetricsMiddleware
 from mkd.api.routes import actions, dashboard, events, health, host, images, instances, pool, session
@@ -144,4 +146,12 @@ def create_app(settings: Settings | None = None, *,
         app.add_middleware(TokenAuthMiddleware, tokens=app.state.tokens, signer=app.state.session_signer)
     for module in (health, host, pool, instances, actions, images, events, session, dashboard):
         app.include_router(module.router)
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_header_docs(generate_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

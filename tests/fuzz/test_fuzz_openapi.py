@@ -10,6 +10,8 @@ from mkd.testing.daemon_process import DaemonProcess
 from tests.helpers import POOL
 
 BUDGET_S = 80  # DESIGN "Testing notes": fuzzing gets a bounded budget
+# One worker: with two threads hypothesis (inside schemathesis) trips a CPython 3.11 ast.parse race
+# ("AST constructor recursion depth mismatch") on the Idempotency-Key header's negative cases.
 
 
 def test_no_generated_request_gets_a_server_error(tmp_path: Path) -> None:
@@ -18,7 +20,7 @@ def test_no_generated_request_gets_a_server_error(tmp_path: Path) -> None:
         st = Path(sys.executable).with_name("st")
         result = subprocess.run(
             [str(st), "run", f"{daemon.url}/openapi.json", "--checks", "not_a_server_error",
-             "--max-examples", "25", "--max-time", str(BUDGET_S), "--workers", "2",
+             "--max-examples", "25", "--max-time", str(BUDGET_S), "--workers", "1",
              "--generation-database", "none", "--exclude-path", "/v1/events"],
             capture_output=True, text=True, timeout=BUDGET_S + 120, cwd=tmp_path,  # its reports stay out of the repo
         )

@@ -73,7 +73,7 @@ def list_instances(
     return service.list_instances(daemon=daemon, state=state, limit=limit, cursor=cursor)
 
 
-@router.post("/instances", status_code=201, response_model=InstanceOut, openapi_extra=_CREATE_BODY,
+@router.post("/instances", status_code=201, response_model=InstanceOut | InstanceItems, openapi_extra=_CREATE_BODY,
              responses={200: {"model": InstanceItems}, **problems(404, 409, 413, 415, 422)})
 async def create_instances(
     request: Request, daemon: DaemonDep, dry_run: Annotated[bool, Query()] = False
