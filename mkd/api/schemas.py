@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 U64 = Annotated[int, Field(ge=0, le=(1 << 64) - 1)]
 CpuId = Annotated[int, Field(ge=0, le=(1 << 32) - 1)]
@@ -49,7 +49,7 @@ class LoadBody(Strict):
 
 
 class ActionBody(Strict):
-    force: bool = False
+    force: StrictBool = False  # "yes" or 1 is a 422, not a forced stop
 
 
 class PoolIn(Strict):

@@ -138,3 +138,10 @@ def test_command_line_cap_is_64_kib_of_bytes(client: TestClient) -> None:
     assert client.get("/v1/instances/web").json()["state"] == "READY"
     ok = client.post("/v1/instances/web/load", json={"kernel": kernel, "cmdline": "x" * 65535})
     assert ok.status_code == 200, ok.text
+
+
+def test_action_bodies_take_only_real_booleans(client: TestClient) -> None:
+    create(client, "web", cpus=[2])
+    for force in ("yes", 1, "true", None):
+        body = assert_problem(client.post("/v1/instances/web/unload", json={"force": force}), 422)
+        assert "force" in body["detail"], body
