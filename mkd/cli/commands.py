@@ -176,6 +176,14 @@ def _image_ref(value: str) -> str:
     return value.lower()
 
 
+def _require(capability: str, what: str) -> None:
+    """DESIGN "Host": the CLI, like the dashboard, does not offer what the kernel lacks."""
+    host = call(target(), "GET", "/v1/host").json()
+    if not host.get("capabilities", {}).get(capability, False):
+        raise CliError(f"{what} is not available: the {host.get('kernel_profile')} kernel has no "
+                       f"{capability.replace('_', ' ')} (GET /v1/host capabilities)", EXIT_INVALID)
+
+
 def _action(ref: str, action: str, force: bool, if_match: str | None, key: str | None) -> None:
     show(call(target(), "POST", f"/v1/instances/{ref}/{action}", json={"force": force},
               headers=_headers(if_match, key)).json())
@@ -199,7 +207,31 @@ def start_instance(ref: str, if_match: IfMatchOpt = None, key: KeyOpt = None) ->
 @instances.command("stop")
 def stop_instance(ref: str, force: ForceOpt = False, if_match: IfMatchOpt = None, key: KeyOpt = None) -> None:
     """Halt the instance (graceful, or --force)."""
-    run(_action, ref, "stop", force, if_match, key)
+    def go() -> None:
+        _require("halt", "stop")
+        _action(ref, "stop", force, if_match, key)
+    run(go)
+
+
+@instances.command("update")
+def update_instance(
+    ref: str,
+    cpus: Annotated[str | None, typer.Option("--cpus", help="comma-separated CPU ids")] = None,
+    cpu_count: Annotated[int | None, typer.Option("--cpu-count")] = None,
+    memory: Annotated[int, typer.Option("--memory-bytes")] = 0,
+    if_match: IfMatchOpt = None,
+) -> None:
+    """Hot-update an instance's resources (PATCH; the resources given replace the current ones)."""
+    def go() -> None:
+        _require("hot_update", "update")
+        resources: dict[str, Any] = {"memory_bytes": memory}
+        if cpus:
+            resources["cpus"] = _int_list("--cpus", cpus)
+        if cpu_count is not None:
+            resources["cpu_count"] = cpu_count
+        show(call(target(), "PATCH", f"/v1/instances/{ref}", json={"resources": resources},
+                  headers=_headers(if_match)).json())
+    run(go)
 
 
 @instances.command("device-tree")
@@ -215,6 +247,12 @@ def upload_image(path: Path) -> None:
                           headers={"content-type": "application/octet-stream"}).json()))
 
 
+@images.command("get")
+def get_image(sha256: str) -> None:
+    """Show one image (size, format)."""
+    run(lambda: show(call(target(), "GET", f"/v1/images/{sha256}").json()))
+
+
 @images.command("list")
 def list_images() -> None:
     """List stored images."""
@@ -222,9 +260,9 @@ def list_images() -> None:
 
 
 @images.command("delete")
-def delete_image(sha256: str) -> None:
+def delete_image(sha256: str, if_match: IfMatchOpt = None) -> None:
     """Delete an image no kimage uses."""
-    run(lambda: call(target(), "DELETE", f"/v1/images/{sha256}"))
+    run(lambda: call(target(), "DELETE", f"/v1/images/{sha256}", headers=_headers(if_match)))
 
 
 @pool.command("get")
@@ -240,6 +278,7 @@ def put_pool(
     memory_bytes: Annotated[str, typer.Option("--memory-bytes")],
     llc_way_mask: Annotated[str | None, typer.Option("--llc-way-mask")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    if_match: IfMatchOpt = None,
 ) -> None:
     """Reconcile the pool (idempotent)."""
     def go() -> None:
@@ -250,7 +289,21 @@ def put_pool(
                 body["llc_way_mask"] = int(llc_way_mask, 0)
         except ValueError as exc:
             raise CliError(f"bad number: {exc}", 5) from exc
-        show(call(target(), "PUT", "/v1/pool", json=body, params={"dry_run": "true"} if dry_run else {}).json())
+        show(call(target(), "PUT", "/v1/pool", json=body, params={"dry_run": "true"} if dry_run else {},
+                  headers=_headers(if_match)).json())
+    run(go)
+
+
+@pool.command("device-tree")
+def pool_device_tree(
+    dtb: Annotated[Path | None, typer.Option("--dtb", help="write the DTB to this file instead")] = None,
+) -> None:
+    """Print the root device tree of the kernel profile (DTS), or save it as a DTB."""
+    def go() -> None:
+        if dtb is None:
+            sys.stdout.write(call(target(), "GET", "/v1/pool/device-tree").text)
+        else:
+            dtb.write_bytes(call(target(), "GET", "/v1/pool/device-tree", params={"format": "dtb"}).content)
     run(go)
 
 
