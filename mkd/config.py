@@ -45,7 +45,9 @@ class DaemonSettings(BaseModel):
 
     state_dir: Path = Path("var")
     listen: str | None = "127.0.0.1:8080"
-    socket: Path | None = None
+    # DESIGN "Security": a unix socket (0660) and loopback by default; `socket` moves it.
+    unix_socket: bool = True
+    socket: Path | None = None  # default <state_dir>/mkd.sock
     backend: Literal["simulated", "host"] = "simulated"
     strict_isolation: bool = True
     tokens_file: Path | None = None
@@ -67,6 +69,13 @@ class Settings(BaseModel):
     @property
     def database_path(self) -> Path:
         return self.daemon.state_dir / "mkd.sqlite3"
+
+    @property
+    def unix_socket_path(self) -> Path | None:
+        """Where `mkd serve` binds its unix socket, or None when it binds none."""
+        if self.daemon.socket is not None:
+            return self.daemon.socket
+        return self.daemon.state_dir / "mkd.sock" if self.daemon.unix_socket else None
 
     @property
     def images_dir(self) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 import uvicorn
 
 from mkd.config import Settings
+from mkd.errors import InvalidInput
 from mkd.malloc_tuning import tune_malloc
 
 
@@ -53,11 +54,17 @@ def check_bind(settings: Settings) -> None:
         )
 
 
+_SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path), with its NUL
+
+
 def bind_sockets(settings: Settings) -> tuple[list[socket.socket], list[str]]:
     sockets: list[socket.socket] = []
     urls: list[str] = []
-    if settings.daemon.socket is not None:
-        path = Path(settings.daemon.socket)
+    path = settings.unix_socket_path
+    if path is not None:
+        if len(os.fsencode(path)) >= _SUN_PATH_MAX:
+            raise InvalidInput(f"unix socket path {path} is longer than the kernel's {_SUN_PATH_MAX - 1} bytes: "
+                             "set [daemon] socket (--socket) to a shorter path, or unix_socket = false")
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_socket():
             path.unlink()
