@@ -59,6 +59,7 @@ def open_daemon(settings: Settings) -> Daemon:
     if changes:
         log.info("reconciled %d instance(s) with the kernel", len(changes))
     daemon.ready = True
+    log.info("ready: %s backend, %s kernel", backend.name, daemon.host.kernel_profile)
     return daemon
 
 

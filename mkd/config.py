@@ -56,7 +56,7 @@ class DaemonSettings(BaseModel):
     event_retention: int = Field(10_000, ge=1, le=10_000_000)
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)
     sysfs_root: Path = Path("/sys/fs/multikernel")
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"  # uvicorn's names
     crash_at: str | None = None  # tests only: see mkd.crash_points
 
 

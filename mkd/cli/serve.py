@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 from pathlib import Path
@@ -54,6 +55,17 @@ def check_bind(settings: Settings) -> None:
         )
 
 
+def show_daemon_log(level: str) -> None:
+    """The daemon's own messages (start-up, reconciliation, kernel warnings) on stderr beside
+    uvicorn's; without a handler Python would drop everything below WARNING."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)-9s %(name)s: %(message)s"))
+    logger = logging.getLogger("mkd")
+    logger.addHandler(handler)
+    logger.setLevel("DEBUG" if level == "trace" else level.upper())  # trace is uvicorn's own
+    logger.propagate = False
+
+
 _SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path), with its NUL
 
 
@@ -98,6 +110,7 @@ def run(settings: Settings, *, announce: bool = True) -> None:
         for url in urls:
             print(f"mkd: dashboard and API at {url}", flush=True)  # noqa: T201
     tune_malloc()  # uploads: see mkd.malloc_tuning
+    show_daemon_log(settings.daemon.log_level)
     failures: list[BaseException] = []
     servers: list[uvicorn.Server] = []
 
