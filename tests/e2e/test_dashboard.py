@@ -25,12 +25,22 @@ from mkd.app import create_app
 from mkd.config import DaemonSettings, Settings, SimulatorSettings
 from mkd.testing import imagegen
 from mkd.testing.daemon_process import free_port
-from tests.helpers import POOL, MiB
+from tests.helpers import POOL, GiB, MiB
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 UI_TIMEOUT_MS = 10_000
+# Two instances in the v2 `/instances` format (the plan tests/api/test_api_device_trees.py uses).
+V2_PLAN = """/dts-v1/;
+/ {
+    compatible = "multikernel-v1";
+    instances {
+        web { id = <1>; resources { cpus = <2 3>; memory-bytes = <0x10000000>; }; };
+        db { id = <2>; resources { cpus = <4>; memory-bytes = <0x8000000>; }; };
+    };
+};
+"""
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -119,7 +129,7 @@ def create_through_form(page: Page, name: str, *, cpus: str = "", cpu_count: str
     page.get_by_test_id("create-cpus").fill(cpus)
     page.get_by_test_id("create-cpu-count").fill(cpu_count)
     page.get_by_test_id("create-memory").fill(str(memory_mib))
-    page.get_by_role("button", name="Create").click()
+    page.get_by_role("button", name="Create", exact=True).click()
 
 
 def upload_through_form(page: Page, image: Path) -> None:
@@ -170,6 +180,9 @@ def test_create_upload_load_start_through_the_page(tmp_path: Path, browser: Brow
             expect(web1.get_by_test_id("instance-memory")).to_have_text("256 MiB")
             expect(web1.get_by_test_id("action-delete")).to_be_enabled()
             expect(web1.get_by_test_id("action-start")).to_be_disabled()
+            # rfc-v2 cannot update resources: Resize is greyed out even in READY, and says why.
+            expect(web1.get_by_test_id("action-resize")).to_be_disabled()
+            expect(web1.get_by_test_id("action-resize")).to_have_attribute("title", re.compile("no hot update"))
             assert http.get("/v1/instances/web1").json()["state"] == "READY"
 
             upload_through_form(page, kernel)
@@ -299,6 +312,7 @@ def test_stop_is_enabled_where_the_kernel_can_halt(tmp_path: Path, browser: Brow
             expect(t1.get_by_test_id("instance-state")).to_have_text("ACTIVE")
             expect(t1.get_by_test_id("instance-kernel-state")).to_have_text("active")
             expect(t1.get_by_test_id("action-stop")).to_be_enabled()
+            expect(t1.get_by_test_id("action-resize")).to_be_enabled()  # tree: hot update, ACTIVE included
             t1.get_by_test_id("action-stop").click()
             expect(t1.get_by_test_id("instance-state")).to_have_text("LOADED")
             expect(t1.get_by_test_id("action-stop")).to_be_disabled()  # graceful halt needs ACTIVE
@@ -308,3 +322,155 @@ def test_stop_is_enabled_where_the_kernel_can_halt(tmp_path: Path, browser: Brow
             t1.get_by_test_id("action-stop-force").click()
             expect(t1.get_by_test_id("instance-state")).to_have_text("LOADED")
             assert http.get("/v1/instances/t1").json()["state"] == "LOADED"
+
+
+def test_pool_editor_previews_applies_and_refuses_a_stale_etag(tmp_path: Path, browser: Browser) -> None:
+    with served_daemon(tmp_path / "state") as url, httpx.Client(base_url=url) as http:
+        http.put("/v1/pool", json=POOL).raise_for_status()
+        with dashboard_page(browser, url) as page:
+            form = page.get_by_test_id("pool-form")
+            cpus, base = form.get_by_label("Pool CPUs"), form.get_by_label("Memory base")
+            memory, llc = form.get_by_label("Pool memory (MiB)"), form.get_by_label("LLC way mask")
+            # Filled from GET /v1/pool, and remembering its ETag for If-Match.
+            expect(cpus).to_have_value("2-15")
+            expect(base).to_have_value("0x100000000")
+            expect(memory).to_have_value("4096")
+            expect(llc).to_have_value("")
+            expect(form).to_have_attribute("data-etag", http.get("/v1/pool").headers["etag"])
+
+            cpus.fill("2-11")
+            memory.fill("3072")
+            llc.fill("0xff")
+            form.get_by_role("button", name="Preview").click()
+            diff = page.get_by_test_id("pool-diff")
+            expect(diff).to_have_attribute("data-applied", "false")
+            expect(diff).to_have_attribute("data-changed", "true")
+            expect(page.get_by_test_id("pool-diff-summary")).to_contain_text("Preview")
+            expect(page.get_by_test_id("pool-diff-cpus-removed")).to_have_text("CPUs removed: 12-15")
+            expect(page.get_by_test_id("pool-diff-memory")).to_have_text("memory shrinks by 1 GiB (to 3 GiB)")
+            expect(page.get_by_test_id("pool-diff-llc")).to_have_text("LLC way mask becomes 0xff")
+            expect(page.get_by_test_id("pool-diff-cpus-added")).to_have_count(0)
+            unchanged = http.get("/v1/pool").json()  # a dry run stores nothing
+            assert (unchanged["cpus"], unchanged["memory_bytes"], unchanged["llc_way_mask"]) == (
+                POOL["cpus"], POOL["memory_bytes"], None)
+            expect(page.get_by_test_id("pool-cpus")).to_have_text("2-15")
+
+            form.get_by_role("button", name="Apply").click()
+            expect(diff).to_have_attribute("data-applied", "true")
+            expect(page.get_by_test_id("pool-diff-cpus-removed")).to_have_text("CPUs removed: 12-15")
+            expect(page.get_by_test_id("pool-cpus")).to_have_text("2-11")  # the summary was re-read
+            expect(page.get_by_test_id("pool-memory")).to_have_text("3 GiB at 0x100000000")
+            applied = http.get("/v1/pool")
+            assert applied.json()["cpus"] == list(range(2, 12))
+            assert applied.json()["memory_bytes"] == 3 * GiB
+            assert applied.json()["llc_way_mask"] == 0xFF
+            expect(form).to_have_attribute("data-etag", applied.headers["etag"])
+            expect(page.get_by_test_id("message")).to_be_hidden()
+
+            # Applying the same again changes nothing, and says so.
+            form.get_by_role("button", name="Apply").click()
+            expect(diff).to_have_attribute("data-changed", "false")
+            expect(page.get_by_test_id("pool-diff-summary")).to_have_text(
+                "Nothing to apply: the pool already matches.")
+
+            # Another client changes the pool after the form was filled: the apply is a 412.
+            cpus.fill("2-9")
+            http.put("/v1/pool", json={**POOL, "cpus": list(range(2, 14))}).raise_for_status()
+            form.get_by_role("button", name="Apply").click()
+            expect(page.get_by_test_id("message")).to_be_visible()
+            expect(page.get_by_test_id("message-title")).to_have_text("Apply pool: Precondition failed")
+            expect(page.get_by_test_id("message-errno")).to_have_text("HTTP 412")
+            expect(page.get_by_test_id("message-detail")).to_contain_text("does not match the current ETag")
+            # ... and the form shows the pool as it is now, ready for another try.
+            expect(cpus).to_have_value("2-13")
+            expect(memory).to_have_value("4096")
+            expect(diff).to_be_hidden()
+            expect(page.get_by_test_id("pool-cpus")).to_have_text("2-13")
+            current = http.get("/v1/pool")
+            assert current.json()["cpus"] == list(range(2, 14))
+            expect(form).to_have_attribute("data-etag", current.headers["etag"])
+
+
+def test_resize_through_the_dialog(tmp_path: Path, browser: Browser) -> None:
+    with served_daemon(tmp_path / "state", kernel_profile="tree") as url, httpx.Client(base_url=url) as http:
+        http.put("/v1/pool", json=POOL).raise_for_status()
+        before = http.post("/v1/instances",
+                           json={"name": "r1", "resources": {"cpus": [2, 3], "memory_bytes": 256 * MiB}}).json()
+        with dashboard_page(browser, url) as page:
+            r1 = row(page, "r1")
+            expect(r1.get_by_test_id("action-resize")).to_be_enabled()
+            r1.get_by_test_id("action-resize").click()
+            dialog = page.get_by_test_id("resize-dialog")
+            expect(dialog).to_be_visible()
+            expect(dialog.get_by_test_id("resize-target")).to_have_text("r1")
+            expect(dialog.get_by_label("New CPUs")).to_have_value("2-3")
+            expect(dialog.get_by_label("New memory (MiB)")).to_have_value("256")
+            dialog.get_by_label("New CPUs").fill("2-4")
+            dialog.get_by_label("New memory (MiB)").fill("512")
+            with page.expect_request(lambda request: request.method == "PATCH") as patch:
+                dialog.get_by_role("button", name="Resize", exact=True).click()
+            assert patch.value.headers["if-match"] == f'"{before["uid"]}-{before["version"]}"'
+            assert patch.value.post_data_json == {"resources": {"cpus": [2, 3, 4], "memory_bytes": 512 * MiB}}
+            expect(dialog).to_be_hidden()
+            expect(r1.get_by_test_id("instance-cpus")).to_have_text("2-4")
+            expect(r1.get_by_test_id("instance-memory")).to_have_text("512 MiB")
+            after = http.get("/v1/instances/r1").json()
+            assert after["resources"]["cpus"] == [2, 3, 4]
+            assert after["resources"]["memory_bytes"] == 512 * MiB
+            expect(page.get_by_test_id("pool-free-cpus")).to_have_text("5-15")
+
+            # A refusal by the daemon (CPU 1 is not in the pool) shows the problem; nothing changes.
+            r1.get_by_test_id("action-resize").click()
+            dialog.get_by_label("New CPUs").fill("1-2")
+            dialog.get_by_role("button", name="Resize", exact=True).click()
+            expect(page.get_by_test_id("message")).to_be_visible()
+            expect(page.get_by_test_id("message-title")).to_contain_text("resize r1")
+            expect(page.get_by_test_id("message-errno")).to_have_text("EBUSY (16)")
+            expect(r1.get_by_test_id("instance-cpus")).to_have_text("2-4")
+            assert http.get("/v1/instances/r1").json()["resources"]["cpus"] == [2, 3, 4]
+
+
+def test_create_from_a_device_tree_plan(tmp_path: Path, browser: Browser) -> None:
+    plan = tmp_path / "plan.dts"
+    plan.write_text(V2_PLAN)
+    with served_daemon(tmp_path / "state") as url, httpx.Client(base_url=url) as http:
+        http.put("/v1/pool", json=POOL).raise_for_status()
+        with dashboard_page(browser, url) as page:
+            with page.expect_request(lambda request: request.method == "POST" and request.url.endswith("/v1/instances")
+                                     ) as post:
+                page.get_by_test_id("plan-file").set_input_files(str(plan))
+                page.get_by_role("button", name="Create from plan").click()
+            assert post.value.headers["content-type"] == "text/x-dts"
+            web, db = row(page, "web"), row(page, "db")
+            expect(web.get_by_test_id("instance-state")).to_have_text("READY")
+            expect(web.get_by_test_id("instance-cpus")).to_have_text("2-3")
+            expect(web.get_by_test_id("instance-memory")).to_have_text("256 MiB")
+            expect(db.get_by_test_id("instance-cpus")).to_have_text("4")
+            expect(db.get_by_test_id("instance-memory")).to_have_text("128 MiB")
+            expect(page.get_by_test_id("plan-status")).to_have_text(
+                "Created 2 instances from plan.dts: web (id 1), db (id 2)")
+            items = http.get("/v1/instances").json()["items"]
+            assert [(item["id"], item["name"], item["resources"]["cpus"]) for item in items] == [
+                (1, "web", [2, 3]), (2, "db", [4])]
+            expect(page.get_by_test_id("message")).to_be_hidden()
+
+            # The same plan again: all or nothing, so the name clash refuses the whole of it.
+            page.get_by_test_id("plan-file").set_input_files(str(plan))
+            page.get_by_role("button", name="Create from plan").click()
+            expect(page.get_by_test_id("message-errno")).to_have_text("EEXIST (17)")
+            expect(page.get_by_test_id("plan-status")).to_have_text("Nothing created from plan.dts")
+            assert len(http.get("/v1/instances").json()["items"]) == 2
+
+            # A DTB (FDT magic) goes as application/x-dtb: db's own tree brings it back.
+            dtb = tmp_path / "db.dtb"
+            dtb.write_bytes(http.get("/v1/instances/db/device-tree?format=dtb").content)
+            assert http.delete("/v1/instances/db").status_code == 204
+            expect(db).to_have_count(0)
+            with page.expect_request(lambda request: request.method == "POST" and request.url.endswith("/v1/instances")
+                                     ) as post:
+                page.get_by_test_id("plan-file").set_input_files(str(dtb))
+                page.get_by_role("button", name="Create from plan").click()
+            assert post.value.headers["content-type"] == "application/x-dtb"
+            expect(db.get_by_test_id("instance-state")).to_have_text("READY")
+            expect(page.get_by_test_id("plan-status")).to_have_text("Created 1 instance from db.dtb: db (id 2)")
+            assert http.get("/v1/instances/db").json()["resources"]["cpus"] == [4]

@@ -26,12 +26,18 @@ function networkProblem(error) {
   return { title: "Daemon unreachable", status: 0, detail: String(error && error.message ? error.message : error) };
 }
 
-// Send a request; resolve with the parsed JSON body (null for 204), reject with ApiError.
-export async function request(method, path, body) {
-  const init = { method, headers: { Accept: "application/json, application/problem+json" } };
-  if (body !== undefined) {
+// Send a request and resolve with {body, etag, status}: body is the parsed JSON (null for 204),
+// etag the reply's ETag header (null without one). Reject with ApiError.
+// options.body: a JSON-serialisable value; options.bytes with options.contentType: a raw body
+// (a device tree, say); options.headers: extra request headers (If-Match).
+export async function send(method, path, options = {}) {
+  const init = { method, headers: { Accept: "application/json, application/problem+json", ...(options.headers || {}) } };
+  if (options.bytes !== undefined) {
+    init.headers["Content-Type"] = options.contentType || "application/octet-stream";
+    init.body = options.bytes;
+  } else if (options.body !== undefined) {
     init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
+    init.body = JSON.stringify(options.body);
   }
   let response;
   try {
@@ -42,7 +48,13 @@ export async function request(method, path, body) {
   if (!response.ok) {
     throw new ApiError(await problemFrom(response));
   }
-  return response.status === 204 ? null : response.json();
+  const body = response.status === 204 ? null : await response.json();
+  return { body, etag: response.headers.get("ETag"), status: response.status };
+}
+
+// Send a request; resolve with the parsed JSON body (null for 204), reject with ApiError.
+export async function request(method, path, body, headers) {
+  return (await send(method, path, { body, headers })).body;
 }
 
 // Every item of a paginated list ({items, next_cursor}).

@@ -2,7 +2,7 @@
 // store, and live updates from GET /v1/events. Everything is read from and sent to /v1; the
 // daemon stays the only judge of what is allowed, the page only greys out what cannot succeed.
 
-import { ApiError, listAll, request, uploadImage } from "./api.js";
+import { ApiError, listAll, request, send, uploadImage } from "./api.js";
 
 // States from which each action can reach the kernel: the Allowed entries of the daemon's
 // transition table (mkd/domain/states.py). Anything else would only earn a refusal.
@@ -13,9 +13,15 @@ const ALLOWED_STATES = {
   stop: ["ACTIVE"],
   stop_force: ["ACTIVE", "LOADED", "FAILED"],
   delete: ["EMPTY", "READY", "FAILED"],
+  resize: ["EMPTY", "READY", "LOADED", "ACTIVE"], // PATCH: FAILED is EBUSY, LOADING is in flight
 };
-// Actions that need a host capability (GET /v1/host): rfc-v2 has no halt command.
-const REQUIRED_CAPABILITY = { stop: "halt", stop_force: "halt" };
+// Actions that need a host capability (GET /v1/host): rfc-v2 has no halt command and cannot
+// update an instance's resources.
+const REQUIRED_CAPABILITY = { stop: "halt", stop_force: "halt", resize: "hot_update" };
+const MISSING_CAPABILITY = {
+  halt: "has no halt command",
+  hot_update: "cannot update an instance's resources (no hot update)",
+};
 const CAPABILITY_LABELS = {
   halt: "halt (stop)",
   per_instance_unload: "per-instance unload",
@@ -26,6 +32,8 @@ const CAPABILITY_LABELS = {
 const EVENT_TYPES = ["created", "state", "refused", "deleted", "reconciled", "reset"];
 const RECONNECT_DELAY_MS = 2000;
 const POOL_REFRESH_DELAY_MS = 150;
+const MiB = 1024 * 1024;
+const FDT_MAGIC = [0xd0, 0x0d, 0xfe, 0xed];
 
 const view = {
   host: null,
@@ -35,6 +43,10 @@ const view = {
   images: [],
   lastEventId: null,
   loadTarget: null, // the instance the load dialog is for
+  resizeTarget: null, // {id, etag} of the instance the resize dialog was filled from
+  pool: null, // the pool the editor was filled from, and its ETag (If-Match when applying)
+  poolEtag: null,
+  poolFormDirty: false, // edited since it was filled: background refreshes leave it alone
 };
 
 const $ = (testid, root = document) => root.querySelector(`[data-testid="${testid}"]`);
@@ -106,6 +118,32 @@ function hex(value) {
   return `0x${value.toString(16)}`;
 }
 
+// "0x1_0000_0000", "4294967296" -> 4294967296; "" -> null. Exact integers only.
+function parseInteger(text, what) {
+  const cleaned = text.trim().replace(/_/g, "");
+  if (!cleaned) return null;
+  let value = NaN;
+  if (/^0x[0-9a-f]+$/i.test(cleaned)) value = parseInt(cleaned.slice(2), 16);
+  else if (/^\d+$/.test(cleaned)) value = Number(cleaned);
+  if (!Number.isSafeInteger(value)) {
+    throw new ApiError({ title: `Invalid ${what}`, detail: `${JSON.stringify(text.trim())} is not a decimal or 0x hexadecimal integer` });
+  }
+  return value;
+}
+
+// "256" MiB -> bytes; fractions of a MiB are kept to the byte.
+function parseMiB(text, what) {
+  const mib = Number(String(text).trim());
+  if (String(text).trim() === "" || !Number.isFinite(mib) || mib < 0) {
+    throw new ApiError({ title: `Invalid ${what}`, detail: `${JSON.stringify(String(text))} is not a size in MiB` });
+  }
+  return Math.round(mib * MiB);
+}
+
+function mibOf(bytes) {
+  return String(bytes / MiB); // exact for whole MiB, else a fraction that parseMiB rounds back
+}
+
 // ---- messages -----------------------------------------------------------------------------------
 
 function showProblem(error, context) {
@@ -154,8 +192,101 @@ function renderPool(pool) {
   $("pool-free-memory").textContent = formatBytes(pool.free.memory_bytes);
 }
 
-async function loadPool() {
-  renderPool(await request("GET", "/v1/pool"));
+// Read the pool; the editor follows unless the user has edited it (or `refill` says to anyway).
+async function loadPool({ refill = false } = {}) {
+  const { body, etag } = await send("GET", "/v1/pool");
+  renderPool(body);
+  if (refill || !view.poolFormDirty) fillPoolForm(body, etag);
+}
+
+// ---- pool editor --------------------------------------------------------------------------------
+
+function fillPoolForm(pool, etag) {
+  view.pool = pool;
+  view.poolEtag = etag;
+  view.poolFormDirty = false;
+  const defined = pool.memory_bytes > 0 || pool.cpus.length > 0;
+  $("pool-form-cpus").value = pool.cpus.length ? formatCpus(pool.cpus) : "";
+  // Without a baseline yet, offer the host's reserved range (mkkernel_pool=) as the start.
+  const base = defined || !view.host ? pool.memory_base : view.host.topology.pool_base ?? pool.memory_base;
+  $("pool-form-base").value = hex(base);
+  $("pool-form-memory").value = defined ? mibOf(pool.memory_bytes) : "";
+  $("pool-form-llc").value = pool.llc_way_mask === null || pool.llc_way_mask === undefined ? "" : hex(pool.llc_way_mask);
+  $("pool-form").dataset.etag = etag || "";
+}
+
+function poolBody() {
+  const form = $("pool-form");
+  const body = {
+    cpus: parseCpus(form.elements.cpus.value),
+    memory_base: parseInteger(form.elements.memory_base.value, "memory base"),
+    memory_bytes: parseMiB(form.elements.memory_mib.value, "pool memory"),
+    llc_way_mask: parseInteger(form.elements.llc_way_mask.value, "LLC way mask"),
+    devices: view.pool ? [...view.pool.devices] : [], // not edited here: kept as they are
+  };
+  if (body.memory_base === null) throw new ApiError({ title: "Invalid memory base", detail: "the memory base is required" });
+  return body;
+}
+
+function diffItems(diff, body) {
+  const items = [];
+  const add = (key, text) => items.push(element("li", { "data-testid": `pool-diff-${key}` }, text));
+  if (diff.created) add("created", "a first baseline (no pool was defined)");
+  if (diff.cpus_added.length) add("cpus-added", `CPUs added: ${formatCpus(diff.cpus_added)}`);
+  if (diff.cpus_removed.length) add("cpus-removed", `CPUs removed: ${formatCpus(diff.cpus_removed)}`);
+  if (diff.memory_base_changed) add("memory-base", `memory base moves to ${hex(body.memory_base)}`);
+  if (diff.memory_bytes_delta) {
+    const how = diff.memory_bytes_delta > 0 ? "grows" : "shrinks";
+    add("memory", `memory ${how} by ${formatBytes(Math.abs(diff.memory_bytes_delta))} (to ${formatBytes(body.memory_bytes)})`);
+  }
+  if (diff.llc_changed) add("llc", `LLC way mask becomes ${body.llc_way_mask === null ? "unset" : hex(body.llc_way_mask)}`);
+  if (diff.devices_added.length) add("devices-added", `devices added: ${diff.devices_added.join(", ")}`);
+  if (diff.devices_removed.length) add("devices-removed", `devices removed: ${diff.devices_removed.join(", ")}`);
+  return items;
+}
+
+function showPoolDiff(result, body, applied) {
+  const box = $("pool-diff");
+  box.dataset.changed = String(result.changed);
+  box.dataset.applied = String(applied);
+  let summary;
+  if (!result.changed) summary = applied ? "Nothing to apply: the pool already matches." : "Preview: no change, the pool already matches.";
+  else summary = applied ? "Applied:" : "Preview (nothing changed yet):";
+  $("pool-diff-summary").textContent = summary;
+  $("pool-diff-items").replaceChildren(...(result.changed ? diffItems(result.diff, body) : []));
+  box.hidden = false;
+}
+
+function hidePoolDiff() {
+  $("pool-diff").hidden = true;
+}
+
+function setPoolButtons(disabled) {
+  for (const testid of ["pool-preview", "pool-apply", "pool-reset"]) $(testid).disabled = disabled;
+}
+
+// PUT /v1/pool (a dry run for the preview), conditional on the pool the form was filled from.
+async function submitPool(dryRun) {
+  const form = $("pool-form");
+  if (!form.reportValidity()) return;
+  setPoolButtons(true);
+  let body;
+  try {
+    body = poolBody();
+    const headers = view.poolEtag ? { "If-Match": view.poolEtag } : {};
+    const { body: result } = await send("PUT", `/v1/pool${dryRun ? "?dry_run=true" : ""}`, { body, headers });
+    if (!dryRun) await loadPool({ refill: true });
+    showPoolDiff(result, body, !dryRun);
+  } catch (error) {
+    showProblem(error, dryRun ? "Preview pool" : "Apply pool");
+    if (error instanceof ApiError && error.problem.status === 412) {
+      // Someone changed the pool since the form was filled: show what it is now.
+      hidePoolDiff();
+      await loadPool({ refill: true }).catch((again) => showProblem(again, "Reading the pool"));
+    }
+  } finally {
+    setPoolButtons(false);
+  }
 }
 
 let poolTimer = null;
@@ -171,7 +302,7 @@ function refusal(action, instance) {
   if (view.busy.has(instance.id)) return "another action on this instance is in progress";
   const capability = REQUIRED_CAPABILITY[action];
   if (capability && view.host && !view.host.capabilities[capability]) {
-    return `the ${view.host.kernel_profile} kernel has no ${capability} command`;
+    return `the ${view.host.kernel_profile} kernel ${MISSING_CAPABILITY[capability] || `lacks ${capability}`}`;
   }
   if (!ALLOWED_STATES[action].includes(instance.state)) return `not possible in state ${instance.state}`;
   return null;
@@ -206,6 +337,7 @@ function renderRow(instance) {
   const unloadLabel = instance.state === "ACTIVE" ? "Force unload" : "Unload";
   const actions = element("td", {}, element("div", { class: "actions" },
     actionButton(instance, "load", "Load…"),
+    actionButton(instance, "resize", "Resize…"),
     actionButton(instance, "unload", unloadLabel),
     actionButton(instance, "start", "Start"),
     actionButton(instance, "stop", "Stop"),
@@ -307,20 +439,22 @@ async function loadInstances() {
 
 const ACTION_PROGRESS = {
   load: "loading…", unload: "unloading…", start: "starting…", stop: "stopping…", stop_force: "stopping…", delete: "deleting…",
+  resize: "resizing…",
 };
 
 // Run one action against the daemon, showing it in progress on the row meanwhile.
-async function perform(instance, action, method, path, body) {
+async function perform(instance, action, method, path, body, headers) {
   view.busy.set(instance.id, ACTION_PROGRESS[action]);
   drawInstance(instance.id);
   try {
-    const result = await request(method, path, body);
+    const result = await request(method, path, body, headers);
     view.busy.delete(instance.id);
     if (action === "delete") {
       forgetInstance(instance.id, instance.uid);
       schedulePoolRefresh();
     } else {
       applyInstance(result);
+      if (action === "resize") schedulePoolRefresh(); // what is free changed
     }
   } catch (error) {
     view.busy.delete(instance.id);
@@ -341,6 +475,9 @@ function onInstanceAction(event) {
   switch (button.dataset.action) {
     case "load":
       openLoadDialog(instance);
+      break;
+    case "resize":
+      openResizeDialog(instance);
       break;
     case "unload":
       if (instance.state === "ACTIVE" && !window.confirm(`Force unload the running instance ${instance.name}?`)) return;
@@ -382,6 +519,34 @@ async function onCreate(event) {
     schedulePoolRefresh();
   } catch (error) {
     showProblem(error, "Create instance");
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+// POST /v1/instances with a device tree: the FDT magic decides between DTB and DTS, as the
+// daemon's own parser does; the answer lists every instance created (all or nothing).
+async function onCreateFromPlan(event) {
+  event.preventDefault();
+  const form = event.target;
+  const file = $("plan-file").files[0];
+  if (!file) return;
+  const status = $("plan-status");
+  const submit = $("plan-submit");
+  submit.disabled = true;
+  status.textContent = `Creating from ${file.name}…`;
+  try {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const isDtb = FDT_MAGIC.every((byte, index) => bytes[index] === byte);
+    const { body } = await send("POST", "/v1/instances", { bytes, contentType: isDtb ? "application/x-dtb" : "text/x-dts" });
+    for (const instance of body.items) applyInstance(instance);
+    const names = body.items.map((instance) => `${instance.name} (id ${instance.id})`).join(", ");
+    status.textContent = `Created ${body.items.length} instance${body.items.length === 1 ? "" : "s"} from ${file.name}: ${names}`;
+    form.reset();
+    schedulePoolRefresh();
+  } catch (error) {
+    status.textContent = `Nothing created from ${file.name}`;
+    showProblem(error, "Create from plan");
   } finally {
     submit.disabled = false;
   }
@@ -485,6 +650,47 @@ function onLoadSubmit(event) {
   if (data.get("initrd")) body.initrd = String(data.get("initrd"));
   if (String(data.get("cmdline") || "")) body.cmdline = String(data.get("cmdline"));
   perform(instance, "load", "POST", `/v1/instances/${instance.id}/load`, body);
+}
+
+// ---- resize dialog ------------------------------------------------------------------------------
+
+// The instance's ETag (mkd/services/records.py etag_of): its uid and version.
+function instanceEtag(instance) {
+  return `"${instance.uid}-${instance.version}"`;
+}
+
+function openResizeDialog(instance) {
+  view.resizeTarget = { id: instance.id, etag: instanceEtag(instance) };
+  $("resize-target").textContent = instance.name;
+  $("resize-cpus").value = instance.resources.cpus.length ? formatCpus(instance.resources.cpus) : "";
+  $("resize-memory").value = mibOf(instance.resources.memory_bytes);
+  $("resize-dialog").showModal();
+}
+
+function onResizeSubmit(event) {
+  event.preventDefault();
+  const dialog = $("resize-dialog");
+  const target = view.resizeTarget;
+  const instance = target && view.instances.get(target.id);
+  const data = new FormData(event.target);
+  dialog.close();
+  if (!instance) return;
+  let resources;
+  try {
+    resources = {
+      cpus: parseCpus(String(data.get("cpus") || "")),
+      memory_bytes: parseMiB(String(data.get("memory_mib") ?? ""), "memory"),
+    };
+  } catch (error) {
+    showProblem(error, `resize ${instance.name}`);
+    return;
+  }
+  // PATCH replaces the whole resource set: keep what the dialog does not edit.
+  const current = instance.resources;
+  if (current.llc_way_mask !== null && current.llc_way_mask !== undefined) resources.llc_way_mask = current.llc_way_mask;
+  if (current.devices && current.devices.length) resources.devices = [...current.devices];
+  // If-Match: the instance as the dialog showed it; a change since then is a 412, not a surprise.
+  perform(instance, "resize", "PATCH", `/v1/instances/${instance.id}`, { resources }, { "If-Match": target.etag });
 }
 
 // ---- live updates -------------------------------------------------------------------------------
@@ -594,6 +800,21 @@ async function start() {
   $("upload-form").addEventListener("submit", onUpload);
   $("load-form").addEventListener("submit", onLoadSubmit);
   $("load-cancel").addEventListener("click", () => $("load-dialog").close());
+  $("resize-form").addEventListener("submit", onResizeSubmit);
+  $("resize-cancel").addEventListener("click", () => $("resize-dialog").close());
+  $("plan-form").addEventListener("submit", onCreateFromPlan);
+  $("pool-form").addEventListener("input", () => {
+    view.poolFormDirty = true;
+  });
+  $("pool-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitPool(false);
+  });
+  $("pool-preview").addEventListener("click", () => submitPool(true));
+  $("pool-reset").addEventListener("click", () => {
+    hidePoolDiff();
+    loadPool({ refill: true }).catch((error) => showProblem(error, "Reading the pool"));
+  });
   updateEmptyNotice();
   renderImages();
   // Host first: its capabilities decide which buttons the instance rows enable.
