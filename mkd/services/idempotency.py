@@ -52,8 +52,8 @@ def scope_of(token: str, method: str, path: str, key: str) -> str:
     return hashlib.sha256("\0".join((token, method, path, key)).encode()).hexdigest()
 
 
-def claim(daemon: Daemon, *, scope: str, request_hash: str) -> StoredResponse | None:
-    """Claim the key; returns the stored response for a replay, raises while in flight or on mismatch."""
+def _claim(daemon: Daemon, scope: str, request_hash: str) -> IdempotencyRecord | None:
+    """Claim the key (None) or return its record, once expired ones are gone; in flight → 409."""
     ttl = timedelta(seconds=daemon.settings.daemon.idempotency_ttl_s)
     with transaction(daemon.engine) as session:
         session.exec(delete(IdempotencyRecord).where(
@@ -66,32 +66,33 @@ def claim(daemon: Daemon, *, scope: str, request_hash: str) -> StoredResponse | 
             except IntegrityError as exc:
                 raise Conflict("a request with this Idempotency-Key is in flight") from exc
             return None
-        if existing.request_hash != request_hash:
-            raise InvalidInput("this Idempotency-Key was used with another request body")
-        if existing.status is None:
+        if existing.status is None and existing.request_hash == request_hash:
             raise Conflict("a request with this Idempotency-Key is in flight")
-        return StoredResponse(existing.status, dict(existing.headers), existing.body)
+        return existing
+
+
+def _response_of(record: IdempotencyRecord) -> StoredResponse:
+    assert record.status is not None
+    return StoredResponse(record.status, dict(record.headers), record.body)
+
+
+def claim(daemon: Daemon, *, scope: str, request_hash: str) -> StoredResponse | None:
+    """Claim the key; returns the stored response for a replay, raises while in flight or on mismatch."""
+    existing = _claim(daemon, scope, request_hash)
+    if existing is None:
+        return None
+    if existing.request_hash != request_hash:
+        raise InvalidInput("this Idempotency-Key was used with another request body")
+    return _response_of(existing)
 
 
 def claim_upload(daemon: Daemon, *, scope: str) -> tuple[StoredResponse, str] | None:
-    """Claim the key of an upload; for a finished one, its response and the sha256 of its body."""
-    with transaction(daemon.engine) as session:
-        existing = session.exec(select(IdempotencyRecord).where(IdempotencyRecord.scope == scope)).first()
-        ttl = timedelta(seconds=daemon.settings.daemon.idempotency_ttl_s)
-        if existing is not None and existing.created_at < utcnow() - ttl:
-            session.delete(existing)
-            session.flush()
-            existing = None
-        if existing is None:
-            session.add(IdempotencyRecord(scope=scope, request_hash=""))
-            try:
-                session.flush()
-            except IntegrityError as exc:
-                raise Conflict("a request with this Idempotency-Key is in flight") from exc
-            return None
-        if existing.status is None:
-            raise Conflict("a request with this Idempotency-Key is in flight")
-        return StoredResponse(existing.status, dict(existing.headers), existing.body), existing.request_hash
+    """Claim the key of an upload; for a finished one, its response and the sha256 of its body.
+    An upload in flight has no hash yet (""), so it always meets the in-flight 409."""
+    existing = _claim(daemon, scope, "")
+    if existing is None:
+        return None
+    return _response_of(existing), existing.request_hash
 
 
 def remember(session: Session, *, status: int, body: Any, headers: dict[str, str] | None = None,

@@ -20,8 +20,12 @@ from mkd.services.idempotency import remember
 from mkd.services.records import check_if_match
 
 
+def image_etag(sha256: str) -> str:
+    return f'"{sha256}"'  # an image's ETag is its hash
+
+
 def image_headers(sha256: str) -> dict[str, str]:
-    return {"location": f"/v1/images/{sha256}", "etag": f'"{sha256}"'}
+    return {"location": f"/v1/images/{sha256}", "etag": image_etag(sha256)}
 
 
 def image_public(record: ImageRecord) -> dict[str, Any]:
@@ -75,7 +79,7 @@ def delete_image(*, daemon: Daemon, sha256: str, if_match: str | None = None) ->
                 row = repository.get_image(session=session, sha256=sha256)
                 if row is None:
                     raise KernelError(errno.ENOENT, f"no image {sha256}")
-                check_if_match(if_match, f'"{sha256}"')  # an image's ETag is its hash
+                check_if_match(if_match, image_etag(sha256))
                 users = repository.image_users(session=session, sha256=sha256)
                 if users:
                     raise KernelError(errno.EBUSY, f"image {sha256} is used by the kimage of instance(s) "

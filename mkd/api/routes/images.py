@@ -40,7 +40,7 @@ def list_images(
 def read_image(sha256: str, daemon: DaemonDep, response: Response) -> dict[str, Any]:
     """Read one image's metadata."""
     image = service.get_image(daemon=daemon, sha256=sha256)  # validates the hash before it goes in a header
-    response.headers["ETag"] = f'"{image["sha256"]}"'
+    response.headers["ETag"] = service.image_etag(image["sha256"])
     return image
 
 
