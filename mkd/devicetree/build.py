@@ -18,11 +18,11 @@ from __future__ import annotations
 import errno
 from collections.abc import Sequence
 
-from mkd.backends.base import InstanceSpec, KernelInstance, KernelProfile, MemChunk, PoolSpec
 from mkd.devicetree.emit import COMPATIBLE, write_devices, write_u32
 from mkd.devicetree.fdt import TreeWriter
 from mkd.devicetree.props import u32_cells, u64_cells
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec, KernelInstance, KernelProfile, MemChunk, PoolSpec
 
 _U32_MAX = 0xFFFF_FFFF
 

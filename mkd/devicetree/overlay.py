@@ -25,11 +25,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from mkd.backends.base import InstanceSpec, MemChunk
 from mkd.devicetree.emit import write_devices, write_u32
 from mkd.devicetree.fdt import TreeWriter
 from mkd.devicetree.names import is_pci_id
 from mkd.devicetree.props import u32_cells, u64_cells
+from mkd.kernel_types import InstanceSpec, MemChunk
 
 
 def build_instance_create_overlay(spec: InstanceSpec) -> bytes:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mkd.backends.base import PoolSpec
 from mkd.devicetree.fdt import DtNode, invalid
 from mkd.devicetree.limits import MAX_NUMNODES, PAGE_SIZE
 from mkd.devicetree.props import decode_int, decode_int_list, decode_string, decode_string_list
 from mkd.devicetree.resources import node_properties, parse_devices, refuse_property
 from mkd.devicetree.source import load_tree
+from mkd.kernel_types import PoolSpec
 
 _ROOT_PROPS = ("compatible", "model", "#address-cells", "#size-cells", "id")
 

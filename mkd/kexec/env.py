@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from mkd.backends.base import Arch, KernelProfile
+from mkd.kernel_types import Arch, KernelProfile
 
 if TYPE_CHECKING:
     from mkd.config import SimulatorSettings

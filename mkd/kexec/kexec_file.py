@@ -11,8 +11,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from mkd.backends.base import Kimage, LoadRequest, Segment
 from mkd.errors import KernelError
+from mkd.kernel_types import Kimage, LoadRequest, Segment
 from mkd.kexec.env import PAGE_SIZE, KexecEnv
 from mkd.kexec.file_read import KexecFile, read_kexec_file
 from mkd.kexec.flags import (

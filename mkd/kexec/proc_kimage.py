@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mkd.backends.base import KernelProfile
+from mkd.kernel_types import KernelProfile
 
 KimageRow = tuple[int, str, int, int, str, bytes | None]  # mk_id, type, start, nr_segments, mode, cmdline
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from mkd.backends.base import Backend, HostInfo
+from mkd.backends.base import Backend
 from mkd.config import Settings
 from mkd.domain.allocation.ledger import Ledger
 from mkd.images.store import ImageStore
+from mkd.kernel_types import HostInfo
 from mkd.services.event_bus import EventBus
 
 

@@ -6,12 +6,12 @@ from typing import Literal
 
 from fastapi import Response
 
-from mkd.backends.base import InstanceSpec
 from mkd.db import repository
 from mkd.db.session import transaction
 from mkd.devicetree.build import build_instance_tree, build_root_tree, v2_device_tree_source
 from mkd.devicetree.dts import dtb_to_dts
 from mkd.etags import etag_of_bytes
+from mkd.kernel_types import InstanceSpec
 from mkd.services.context import Daemon
 from mkd.services.pool_spec import spec_of
 from mkd.services.records import resolve_ref

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from mkd.backends.base import InstanceSpec, PoolState
 from mkd.db import repository
 from mkd.db.models import InstanceRecord
 from mkd.db.session import transaction
 from mkd.domain.allocation.ledger import Holding, Ledger
+from mkd.kernel_types import InstanceSpec, PoolState
 from mkd.services.context import Daemon
 from mkd.services.pool_spec import spec_of
 

@@ -8,7 +8,6 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from mkd.backends.base import InstanceSpec, KernelInstance
 from mkd.crash_points import crash_point
 from mkd.db import repository
 from mkd.db.models import InstanceRecord
@@ -18,6 +17,7 @@ from mkd.domain.allocation.update import plan_update
 from mkd.domain.requests import InstanceRequest, ResourceRequest
 from mkd.domain.states import Action, InstanceState, daemon_state_for, transition
 from mkd.errors import InvalidInput, KernelError
+from mkd.kernel_types import InstanceSpec, KernelInstance
 from mkd.services.context import Daemon
 from mkd.services.holdings import holding_of, ledger_for, resources_of
 from mkd.services.idempotency import remember

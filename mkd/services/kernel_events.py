@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mkd.backends.base import KernelEvent
 from mkd.db import repository
 from mkd.db.session import transaction
 from mkd.domain.states import InstanceState, daemon_state_for
+from mkd.kernel_types import KernelEvent
 from mkd.services.context import Daemon
 from mkd.services.publish import publish
 from mkd.services.records import bump, state_event

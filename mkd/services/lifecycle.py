@@ -10,13 +10,13 @@ import errno
 from collections.abc import Callable
 from typing import Any
 
-from mkd.backends.base import KernelInstance, LoadRequest
 from mkd.crash_points import crash_point
 from mkd.db import repository
 from mkd.db.models import InstanceRecord
 from mkd.db.session import transaction
 from mkd.domain.states import KERNEL_STATE_MAP, Action, InstanceState, daemon_state_for, transition
 from mkd.errors import KernelError
+from mkd.kernel_types import KernelInstance, LoadRequest
 from mkd.kexec.flags import load_flags
 from mkd.services.context import Daemon
 from mkd.services.idempotency import remember

@@ -7,12 +7,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from mkd.backends.base import PoolSpec, PoolState
 from mkd.crash_points import crash_point
 from mkd.db import repository
 from mkd.db.session import transaction
 from mkd.domain.allocation.pool_change import plan_pool_change
 from mkd.errors import KernelError
+from mkd.kernel_types import PoolSpec, PoolState
 from mkd.services.context import Daemon
 from mkd.services.holdings import holdings_from_records
 from mkd.services.pool_spec import spec_of, store_pool

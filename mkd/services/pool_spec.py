@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from mkd.backends.base import PoolSpec
 from mkd.db import repository
 from mkd.db.models import PoolRecord, utcnow
+from mkd.kernel_types import PoolSpec
 
 
 def spec_of(record: PoolRecord | None) -> PoolSpec | None:

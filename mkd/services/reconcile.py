@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlmodel import Session
 
-from mkd.backends.base import KernelInstance
 from mkd.db import repository
 from mkd.db.models import EventRecord, InstanceRecord
 from mkd.db.session import transaction
 from mkd.domain.states import InstanceState, daemon_state_for
+from mkd.kernel_types import KernelInstance
 from mkd.services.context import Daemon
 from mkd.services.instances import memory_json
 from mkd.services.lifecycle import kimage_json

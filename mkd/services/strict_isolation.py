@@ -6,8 +6,8 @@ from __future__ import annotations
 import errno
 from dataclasses import replace
 
-from mkd.backends.base import KernelInstance, LoadRequest
 from mkd.errors import KernelError
+from mkd.kernel_types import KernelInstance, LoadRequest
 from mkd.kexec.kexec_file import KexecEnv, prepare_kimage
 from mkd.kexec.mem_pool import GenPool
 from mkd.services.context import Daemon

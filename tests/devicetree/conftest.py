@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from mkd.backends.base import InstanceSpec, KernelInstance, MemChunk, PoolSpec
 from mkd.devicetree.dts import dtb_to_dts, dts_to_dtb
 from mkd.devicetree.fdt import DtNode, open_dtb
+from mkd.kernel_types import InstanceSpec, KernelInstance, MemChunk, PoolSpec
 
 TreeDict = dict[str, dict[str, bytes]]
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import pytest
 
-from mkd.backends.base import InstanceSpec, KernelInstance, MemChunk, PoolSpec
 from mkd.devicetree.build import (
     build_baseline_dtb,
     build_instance_tree,
@@ -16,6 +15,7 @@ from mkd.devicetree.build import (
 )
 from mkd.devicetree.parse import parse_instance_plan, parse_pool_tree
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec, KernelInstance, MemChunk, PoolSpec
 
 ReadTree = Callable[[bytes], dict[str, dict[str, bytes]]]
 RoundTrip = Callable[[bytes], bytes]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from mkd.backends.base import InstanceSpec, MemChunk
 from mkd.devicetree.overlay import (
     build_instance_create_overlay,
     build_instance_remove_overlay,
@@ -13,6 +12,7 @@ from mkd.devicetree.overlay import (
     build_resources_overlay,
 )
 from mkd.devicetree.parse import parse_instance_plan
+from mkd.kernel_types import InstanceSpec, MemChunk
 
 ReadTree = Callable[[bytes], dict[str, dict[str, bytes]]]
 RoundTrip = Callable[[bytes], bytes]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mkd.backends.base import PoolSpec
 from mkd.devicetree.dts import dts_to_dtb
 from mkd.devicetree.parse import parse_pool_tree
 from mkd.errors import KernelError
+from mkd.kernel_types import PoolSpec
 
 FLAT = """/dts-v1/;
 / {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from mkd.backends.base import CpuInfo, DeviceInfo, PoolSpec, Topology
 from mkd.domain.allocation import Holding, Ledger
 from mkd.domain.requests import InstanceRequest, ResourceRequest
+from mkd.kernel_types import CpuInfo, DeviceInfo, PoolSpec, Topology
 
 MiB = 1 << 20
 GiB = 1 << 30

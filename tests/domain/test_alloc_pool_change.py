@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 from alloc_topologies import POOL_BASE, GiB, MiB, holding, make_pool, make_topology
 
-from mkd.backends.base import KernelProfile, MemChunk, PoolSpec, PoolState
 from mkd.domain.allocation import Holding, PoolDiff, plan_pool_change
 from mkd.errors import KernelError
+from mkd.kernel_types import KernelProfile, MemChunk, PoolSpec, PoolState
 
 TOPOLOGY = make_topology()
 CURRENT = make_pool(TOPOLOGY)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mkd.backends.base import LoadRequest
 from mkd.errors import KernelError
+from mkd.kernel_types import LoadRequest
 from mkd.kexec.flags import load_flags
 from mkd.kexec.kexec_file import KexecEnv, PreparedKimage, prepare_kimage
 from mkd.kexec.mem_pool import GenPool

@@ -8,11 +8,11 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from mkd.backends.base import PoolSpec, Topology
 from mkd.domain.allocation import Ledger, plan_instance_holdings
 from mkd.domain.allocation.llc_ways import way_indexes
 from mkd.domain.requests import InstanceRequest, ResourceRequest
 from mkd.errors import KernelError
+from mkd.kernel_types import PoolSpec, Topology
 from tests.domain.alloc_topologies import MiB, make_ledger, make_topology
 
 DEVICES = ("0000:03:00.0", "0000:04:00.0", "serial0", "serial1")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from mkd.api.deps import DaemonDep, IfMatch
 from mkd.api.responses import problems
 from mkd.api.schemas import PoolIn, PoolOut, PoolPutOut
-from mkd.backends.base import PoolSpec
+from mkd.kernel_types import PoolSpec
 from mkd.services import device_trees
 from mkd.services import pool as pool_service
 

@@ -18,18 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from mkd.backends.base import (
-    Arch,
-    HostInfo,
-    InstanceSpec,
-    KernelEvent,
-    KernelInstance,
-    KernelProfile,
-    LoadRequest,
-    MemChunk,
-    PoolSpec,
-    PoolState,
-)
 from mkd.backends.host.kimage import describe_kimage, image_loader
 from mkd.backends.host.overlays import OverlayApplier
 from mkd.backends.host.pool import PoolKeeper
@@ -49,6 +37,18 @@ from mkd.backends.host.topology import SysTopology
 from mkd.config import Settings
 from mkd.devicetree.names import is_pci_id
 from mkd.errors import KernelError
+from mkd.kernel_types import (
+    Arch,
+    HostInfo,
+    InstanceSpec,
+    KernelEvent,
+    KernelInstance,
+    KernelProfile,
+    LoadRequest,
+    MemChunk,
+    PoolSpec,
+    PoolState,
+)
 from mkd.kexec.flags import (
     KEXEC_FILE_NO_INITRAMFS,
     KEXEC_FILE_UNLOAD,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mkd.backends.base import KernelProfile, Kimage
 from mkd.backends.host.procfs import KimageRow
 from mkd.backends.host.state import LoadRecord
+from mkd.kernel_types import KernelProfile, Kimage
 
 ELF_MAGIC = b"\x7fELF"
 BZIMAGE_MAGIC = b"HdrS"  # x86 boot protocol header, offset 0x202

@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 from collections.abc import Sequence
 
-from mkd.backends.base import InstanceSpec, KernelInstance, MemChunk
 from mkd.backends.host.sysfs import MultikernelFs, Transaction
 from mkd.devicetree.overlay import (
     build_instance_create_overlay,
@@ -26,6 +25,7 @@ from mkd.devicetree.overlay import (
     build_resources_overlay,
 )
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec, KernelInstance, MemChunk
 
 HOLDS_KIMAGE = frozenset({"loaded", "active"})
 

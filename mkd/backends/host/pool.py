@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 from collections.abc import Sequence
 
-from mkd.backends.base import InstanceSpec, KernelInstance, KernelProfile, MemChunk, PoolSpec, PoolState
 from mkd.backends.host.overlays import OverlayApplier
 from mkd.backends.host.procfs import Procfs
 from mkd.backends.host.readback import PoolReadback, parse_pool_dtb
@@ -20,6 +19,7 @@ from mkd.backends.host.state import HostState
 from mkd.backends.host.sysfs import MultikernelFs
 from mkd.devicetree.build import build_baseline_dtb, build_root_tree
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec, KernelInstance, KernelProfile, MemChunk, PoolSpec, PoolState
 
 EMPTY_POOL = PoolState(spec=None, chunks=(), free_cpus=(), free_memory_bytes=0, free_llc_way_mask=None, free_devices=())
 

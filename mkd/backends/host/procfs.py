@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mkd.backends.base import MemChunk
+from mkd.kernel_types import MemChunk
 
 POOL_IOMEM_NAME = "Multikernel Memory Pool"  # spec 3.1 (v2 boot pool)
 

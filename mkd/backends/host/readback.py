@@ -9,8 +9,8 @@ from typing import Any
 
 import libfdt
 
-from mkd.backends.base import MemChunk
 from mkd.errors import KernelError
+from mkd.kernel_types import MemChunk
 
 _NOT_FOUND = (libfdt.NOTFOUND,)
 

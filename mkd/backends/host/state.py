@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mkd.backends.base import PoolSpec
+from mkd.kernel_types import PoolSpec
 
 
 @dataclass(frozen=True)

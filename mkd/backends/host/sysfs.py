@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from mkd.backends.base import KernelProfile
 from mkd.errors import KernelError
+from mkd.kernel_types import KernelProfile
 
 # spec 5.4: kernfs takes a DTB or DTBO in one write of at most 1 MiB.
 MAX_BLOB_BYTES = 1 << 20

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mkd.backends.base import CpuInfo, DeviceInfo, Topology
 from mkd.backends.host.procfs import Procfs
+from mkd.kernel_types import CpuInfo, DeviceInfo, Topology
 
 
 def parse_cpu_list(text: str) -> list[int]:

@@ -5,16 +5,8 @@ from __future__ import annotations
 import errno
 from typing import Literal
 
-from mkd.backends.base import (
-    Faults,
-    HostInfo,
-    InstanceSpec,
-    KernelInstance,
-    LoadRequest,
-    PoolSpec,
-    PoolState,
-)
 from mkd.backends.simulated.events import EventStream
+from mkd.backends.simulated.faults import Faults
 from mkd.backends.simulated.kernel import SimulatedKernel
 from mkd.backends.simulated.reboot import (
     LINUX_REBOOT_CMD_MULTIKERNEL,
@@ -23,6 +15,7 @@ from mkd.backends.simulated.reboot import (
 )
 from mkd.config import Settings
 from mkd.errors import KernelError
+from mkd.kernel_types import HostInfo, InstanceSpec, KernelInstance, LoadRequest, PoolSpec, PoolState
 from mkd.kexec.flags import KEXEC_FILE_UNLOAD, KEXEC_MK_ID_MAX, KEXEC_MULTIKERNEL, kexec_mk_id
 
 _CAPABILITIES = {

@@ -6,7 +6,7 @@ import asyncio
 import queue
 import threading
 
-from mkd.backends.base import KernelEvent
+from mkd.kernel_types import KernelEvent
 
 
 class EventStream:

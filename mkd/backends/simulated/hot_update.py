@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import errno
 
-from mkd.backends.base import Faults, InstanceSpec
+from mkd.backends.simulated.faults import Faults
 from mkd.backends.simulated.global_pool import PAGE_SIZE
 from mkd.backends.simulated.model import InstanceRecord, KernelModel
 from mkd.backends.simulated.states import KEvent, Outcome, check
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec
 from mkd.kexec.mem_pool import GenPool
 
 

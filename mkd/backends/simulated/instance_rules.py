@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import errno
 
-from mkd.backends.base import InstanceSpec
 from mkd.backends.simulated.global_pool import PAGE_SIZE
 from mkd.backends.simulated.kimages import free_kimage
 from mkd.backends.simulated.model import InstanceRecord, KernelModel
 from mkd.backends.simulated.states import KEvent, KState, Outcome, check
 from mkd.config import SimulatorSettings
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec
 from mkd.kexec.mem_pool import GenPool
 
 U32_MAX = 0xFFFF_FFFF

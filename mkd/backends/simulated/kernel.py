@@ -16,16 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mkd.backends.base import (
-    Faults,
-    InstanceSpec,
-    KernelEvent,
-    KernelInstance,
-    LoadRequest,
-    PoolSpec,
-    PoolState,
-    Topology,
-)
 from mkd.backends.simulated import (
     hot_update,
     instance_rules,
@@ -36,6 +26,7 @@ from mkd.backends.simulated import (
     sysfs_dt,
 )
 from mkd.backends.simulated.events import EventHub, EventStream
+from mkd.backends.simulated.faults import Faults
 from mkd.backends.simulated.global_pool import GlobalPool, Ram
 from mkd.backends.simulated.machine import build_topology, node_memory_ranges
 from mkd.backends.simulated.model import InstanceRecord, KernelModel, OverlayTx
@@ -46,6 +37,7 @@ from mkd.backends.simulated.views import chunk_nodes, id_file, instance_view, po
 from mkd.backends.simulated.workqueue import Workqueue
 from mkd.config import SimulatorSettings
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec, KernelEvent, KernelInstance, LoadRequest, PoolSpec, PoolState, Topology
 from mkd.kexec.flags import KEXEC_FILE_FLAGS, kexec_get_mk_id
 from mkd.kexec.kexec_file import KexecEnv
 from mkd.kexec.proc_kimage import render_proc_kimage

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import errno
 
-from mkd.backends.base import Faults, LoadRequest
+from mkd.backends.simulated.faults import Faults
 from mkd.backends.simulated.kimages import free_kimage
 from mkd.backends.simulated.model import InstanceRecord, KernelModel, KimageRecord
 from mkd.backends.simulated.states import KEvent, transition
 from mkd.config import SimulatorSettings
 from mkd.errors import KernelError
+from mkd.kernel_types import LoadRequest
 from mkd.kexec.flags import (
     KEXEC_FILE_ON_CRASH,
     KEXEC_FILE_UNLOAD,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from mkd.backends.base import CpuInfo, DeviceInfo, Topology
 from mkd.config import SimulatorSettings
+from mkd.kernel_types import CpuInfo, DeviceInfo, Topology
 
 _PCI_ID = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mkd.backends.base import KernelProfile, Kimage, PoolSpec
 from mkd.backends.simulated.global_pool import GlobalPool, Ram
 from mkd.backends.simulated.states import KState
+from mkd.kernel_types import KernelProfile, Kimage, PoolSpec
 from mkd.kexec.mem_pool import GenPool
 from mkd.kexec.segments import SegmentSource
 

@@ -10,9 +10,9 @@ import errno
 import logging
 from dataclasses import dataclass
 
-from mkd.backends.base import Faults, PoolSpec
 from mkd.backends.simulated import instance_rules, overlay_items, pool_rules
 from mkd.backends.simulated.dt_blob import U64_INVALID, einval
+from mkd.backends.simulated.faults import Faults
 from mkd.backends.simulated.global_pool import PoolChunk
 from mkd.backends.simulated.model import InstanceRecord, KernelModel, OverlayOp
 from mkd.backends.simulated.overlay_items import MemoryItem
@@ -20,6 +20,7 @@ from mkd.backends.simulated.states import KEvent, Outcome, check
 from mkd.config import SimulatorSettings
 from mkd.devicetree.fdt import DtNode
 from mkd.errors import KernelError
+from mkd.kernel_types import PoolSpec
 from mkd.kexec.mem_pool import GenPool
 
 log = logging.getLogger(__name__)

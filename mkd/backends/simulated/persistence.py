@@ -16,7 +16,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mkd.backends.base import Kimage, PoolSpec, Segment
 from mkd.backends.simulated.global_pool import GlobalPool, PoolChunk, Ram
 from mkd.backends.simulated.model import (
     InstanceRecord,
@@ -28,6 +27,7 @@ from mkd.backends.simulated.model import (
 )
 from mkd.backends.simulated.states import KState
 from mkd.config import SimulatorSettings
+from mkd.kernel_types import Kimage, PoolSpec, Segment
 from mkd.kexec.mem_pool import GenPool
 from mkd.kexec.segments import SegmentSource
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterable
 
-from mkd.backends.base import PoolSpec
 from mkd.backends.simulated.global_pool import PAGE_SIZE, GlobalPool, PoolChunk
 from mkd.backends.simulated.model import KernelModel
 from mkd.config import SimulatorSettings
 from mkd.errors import KernelError
+from mkd.kernel_types import PoolSpec
 from mkd.kexec.mem_pool import GenPool
 
 NR_CPUS = 8192  # CONFIG_NR_CPUS of the simulated build: above it a CPU id is invalid, not absent

@@ -6,7 +6,7 @@ import errno
 import os
 import time
 
-from mkd.backends.base import Faults
+from mkd.backends.simulated.faults import Faults
 from mkd.backends.simulated.model import InstanceRecord, KernelModel, SpawnRecord
 from mkd.backends.simulated.states import KEvent, KState, check, transition
 from mkd.config import SimulatorSettings

@@ -11,8 +11,8 @@ import errno
 from dataclasses import dataclass
 from enum import Enum, IntEnum, StrEnum
 
-from mkd.backends.base import KernelProfile
 from mkd.errors import KernelError
+from mkd.kernel_types import KernelProfile
 
 
 class KState(IntEnum):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import logging
 
-from mkd.backends.base import InstanceSpec, MemChunk, PoolSpec
 from mkd.backends.simulated import instance_rules, pool_rules
 from mkd.backends.simulated.dt_blob import (
     U64_INVALID,
@@ -32,6 +31,7 @@ from mkd.devicetree.emit import COMPATIBLE
 from mkd.devicetree.fdt import DtNode, TreeWriter
 from mkd.devicetree.names import is_pci_id
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec, MemChunk, PoolSpec
 
 log = logging.getLogger(__name__)
 

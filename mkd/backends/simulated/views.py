@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from mkd.backends.base import KernelInstance, MemChunk, PoolState
 from mkd.backends.simulated.model import InstanceRecord, KernelModel
 from mkd.backends.simulated.states import status_string
+from mkd.kernel_types import KernelInstance, MemChunk, PoolState
 
 DANGLING_KIMAGE = "dangling kimage: the v2 error path left the instance loading (bug-compatible)"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import errno
 from collections.abc import Collection, Sequence
 
-from mkd.backends.base import KernelProfile
 from mkd.domain.allocation.draft import Draft
 from mkd.domain.allocation.raw_kernel import cpu_outside_pool_note, owned_cpu_note
 from mkd.domain.requests import CpuAffinity
 from mkd.errors import KernelError
+from mkd.kernel_types import KernelProfile
 
 
 def check_numa_nodes(draft: Draft, numa_nodes: Sequence[int] | None) -> tuple[int, ...] | None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import errno
 from collections.abc import Sequence
 
-from mkd.backends.base import KernelProfile
 from mkd.domain.allocation.draft import Draft
 from mkd.domain.allocation.raw_kernel import device_unavailable_note
 from mkd.errors import KernelError
+from mkd.kernel_types import KernelProfile
 
 
 def check_devices(draft: Draft, devices: Sequence[str], *, profile: KernelProfile) -> tuple[str, ...]:

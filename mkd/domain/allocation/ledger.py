@@ -6,9 +6,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mkd.backends.base import CpuInfo, InstanceSpec, PoolSpec, Topology
 from mkd.domain.allocation.llc_ways import format_mask, way_indexes
 from mkd.domain.allocation.names import lowest_clear_id
+from mkd.kernel_types import CpuInfo, InstanceSpec, PoolSpec, Topology
 
 LlcKey = tuple[int, int]  # (numa node, llc)
 

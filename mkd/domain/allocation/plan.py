@@ -6,13 +6,13 @@ import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mkd.backends.base import InstanceSpec, KernelProfile
 from mkd.domain.allocation.draft import Draft
 from mkd.domain.allocation.ledger import Holding, Ledger
 from mkd.domain.allocation.names import check_id, check_name
 from mkd.domain.allocation.resolve import resolve_resources
 from mkd.domain.requests import InstanceRequest
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec, KernelProfile
 
 
 @dataclass(frozen=True)

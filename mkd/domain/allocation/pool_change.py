@@ -7,11 +7,11 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mkd.backends.base import KernelProfile, MemChunk, PoolSpec, PoolState, Topology
 from mkd.domain.allocation.ledger import Holding
 from mkd.domain.allocation.llc_ways import format_mask
 from mkd.domain.allocation.sizes import format_bytes, is_page_aligned
 from mkd.errors import KernelError
+from mkd.kernel_types import KernelProfile, MemChunk, PoolSpec, PoolState, Topology
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mkd.backends.base import KernelProfile
+from mkd.kernel_types import KernelProfile
 
 
 def owned_cpu_note(profile: KernelProfile) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from mkd.backends.base import KernelProfile
 from mkd.domain.allocation.cpu_choice import check_explicit_cpus, check_numa_nodes, choose_cpus
 from mkd.domain.allocation.devices import check_devices
 from mkd.domain.allocation.draft import Draft
@@ -15,6 +14,7 @@ from mkd.domain.allocation.llc_ways import way_indexes
 from mkd.domain.allocation.memory import check_memory_size, place_memory
 from mkd.domain.requests import ResourceRequest
 from mkd.errors import KernelError
+from mkd.kernel_types import KernelProfile
 
 
 @dataclass(frozen=True)

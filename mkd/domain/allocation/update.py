@@ -6,12 +6,12 @@ import errno
 from dataclasses import dataclass
 from typing import Any
 
-from mkd.backends.base import InstanceSpec
 from mkd.domain.allocation.draft import Draft
 from mkd.domain.allocation.ledger import Holding, Ledger
 from mkd.domain.allocation.resolve import resolve_resources
 from mkd.domain.requests import ResourceRequest
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mkd.backends.base import KernelInstance, KernelProfile, MemChunk, PoolSpec
 from mkd.backends.host.backend import HostBackend
 from mkd.backends.host.syscalls import (
     LINUX_REBOOT_CMD_MULTIKERNEL,
@@ -28,6 +27,7 @@ from mkd.config import Settings
 from mkd.devicetree.build import build_instance_tree, build_root_tree, v2_device_tree_source
 from mkd.devicetree.fdt import DtNode, open_dtb
 from mkd.errors import KernelError
+from mkd.kernel_types import KernelInstance, KernelProfile, MemChunk, PoolSpec
 from mkd.kexec.flags import KEXEC_FILE_NO_INITRAMFS, KEXEC_FILE_UNLOAD, KEXEC_MULTIKERNEL, kexec_get_mk_id
 
 GiB = 1 << 30

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from host_fakes import GiB, make_fake_proc
 
-from mkd.backends.base import MemChunk, PoolSpec
 from mkd.backends.host.signature import pe_signature_size
 from mkd.config import Settings, load_settings
 from mkd.devicetree.build import build_root_tree
 from mkd.doctor import Finding, HostNotReady, diagnose, has_cap_sys_boot, require_host_ready
+from mkd.kernel_types import MemChunk, PoolSpec
 
 CAP_SYS_BOOT_ONLY = 1 << 22
 

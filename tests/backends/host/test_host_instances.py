@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from host_fakes import TREE_CHUNK_BASE, V2_POOL_BASE, GiB, Host, MakeHost, MiB
 
-from mkd.backends.base import InstanceSpec, MemChunk, PoolSpec
 from mkd.backends.host.overlays import ranges_to_release
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec, MemChunk, PoolSpec
 
 WEB = InstanceSpec(id=1, name="web", cpus=(1,), memory_bytes=256 * MiB)
 DB = InstanceSpec(id=2, name="db", cpus=(2, 3), memory_bytes=512 * MiB)
@@ -192,7 +192,7 @@ def test_v2_update_is_eopnotsupp(v2: Host) -> None:
 
 
 def test_release_ranges_take_whole_chunks_then_a_tail() -> None:
-    from mkd.backends.base import KernelInstance
+    from mkd.kernel_types import KernelInstance
 
     instance = KernelInstance(
         id=1,
@@ -209,7 +209,7 @@ def test_release_ranges_take_whole_chunks_then_a_tail() -> None:
 
 
 def test_v2_delete_is_rmdir_and_busy_propagates(v2: Host, images: dict[str, Path]) -> None:
-    from mkd.backends.base import LoadRequest
+    from mkd.kernel_types import LoadRequest
     from mkd.kexec.flags import load_flags
 
     v2.backend.create_instances([WEB, DB])
@@ -227,7 +227,7 @@ def test_v2_delete_is_rmdir_and_busy_propagates(v2: Host, images: dict[str, Path
 
 
 def test_tree_delete_is_an_instance_remove_overlay(tree: Host, images: dict[str, Path]) -> None:
-    from mkd.backends.base import LoadRequest
+    from mkd.kernel_types import LoadRequest
     from mkd.kexec.flags import load_flags
 
     _tree_pool(tree)

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from host_fakes import GiB, Host, MakeHost, MiB
 
-from mkd.backends.base import InstanceSpec, LoadRequest, PoolSpec
 from mkd.backends.host.syscalls import (
     LINUX_REBOOT_CMD_MULTIKERNEL,
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT,
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE,
 )
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec, LoadRequest, PoolSpec
 from mkd.kexec.flags import load_flags
 
 

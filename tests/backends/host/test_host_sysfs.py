@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from host_fakes import GiB, Host
 
-from mkd.backends.base import MemChunk, PoolSpec
 from mkd.backends.host.procfs import Procfs
 from mkd.backends.host.readback import parse_instance_dts, parse_pool_dtb
 from mkd.backends.host.sysfs import MultikernelFs, OsFileOps
 from mkd.devicetree.build import build_root_tree
 from mkd.errors import KernelError
+from mkd.kernel_types import MemChunk, PoolSpec
 
 
 def test_profile_detection(tmp_path: Path) -> None:

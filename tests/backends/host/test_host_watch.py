@@ -8,7 +8,7 @@ from pathlib import Path
 
 from host_fakes import GiB, Host, MiB
 
-from mkd.backends.base import InstanceSpec, KernelEvent, LoadRequest, PoolSpec
+from mkd.kernel_types import InstanceSpec, KernelEvent, LoadRequest, PoolSpec
 from mkd.kexec.flags import load_flags
 
 

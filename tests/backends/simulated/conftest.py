@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from mkd.backends.base import Faults, InstanceSpec, PoolSpec
 from mkd.backends.simulated.backend import SimulatedBackend
+from mkd.backends.simulated.faults import Faults
 from mkd.config import Settings, SimulatorSettings
+from mkd.kernel_types import InstanceSpec, PoolSpec
 from mkd.kexec.flags import KEXEC_FILE_NO_INITRAMFS, KEXEC_MULTIKERNEL, kexec_mk_id
 from mkd.testing import imagegen
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import BackendFactory, GiB, MiB, load_flags
 
-from mkd.backends.base import Faults
 from mkd.backends.simulated.backend import SimulatedBackend
+from mkd.backends.simulated.faults import Faults
 from mkd.backends.simulated.kernel import SimulatedKernel
 from mkd.devicetree.dts import dts_to_dtb
 from mkd.errors import KernelError

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import BackendFactory, GiB, MiB, load_flags, spec, with_baseline
 
-from mkd.backends.base import Faults, InstanceSpec
 from mkd.backends.simulated.backend import SimulatedBackend
+from mkd.backends.simulated.faults import Faults
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec
 
 
 def _refused(backend: SimulatedBackend, new: InstanceSpec) -> int:

@@ -7,9 +7,9 @@ import errno
 import pytest
 from conftest import BackendFactory, GiB, MiB, spec, tree_baseline
 
-from mkd.backends.base import InstanceSpec, PoolSpec
 from mkd.backends.simulated.backend import SimulatedBackend
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec, PoolSpec
 
 
 def _refused(backend: SimulatedBackend, specs: list[InstanceSpec]) -> int:

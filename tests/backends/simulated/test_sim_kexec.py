@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import BackendFactory, MiB, load_flags, spec, with_baseline
 
-from mkd.backends.base import Faults, LoadRequest
 from mkd.backends.simulated.backend import SimulatedBackend
+from mkd.backends.simulated.faults import Faults
 from mkd.errors import KernelError
+from mkd.kernel_types import LoadRequest
 from mkd.kexec.flags import (
     KEXEC_FILE_UNLOAD,
     KEXEC_MULTIKERNEL,

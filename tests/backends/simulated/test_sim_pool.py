@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 from conftest import POOL_BASE, BackendFactory, GiB, MiB, spec, tree_baseline, v2_baseline
 
-from mkd.backends.base import MemChunk, PoolSpec
 from mkd.backends.simulated.backend import SimulatedBackend
 from mkd.errors import KernelError
+from mkd.kernel_types import MemChunk, PoolSpec
 
 
 def _errno(exc: pytest.ExceptionInfo[KernelError]) -> int:

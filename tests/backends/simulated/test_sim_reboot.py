@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 from conftest import BackendFactory, MiB, load_flags, spec, with_baseline
 
-from mkd.backends.base import Faults, KernelEvent
 from mkd.backends.simulated.backend import SimulatedBackend
+from mkd.backends.simulated.faults import Faults
 from mkd.backends.simulated.reboot import (
     LINUX_REBOOT_CMD_MULTIKERNEL,
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT,
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE,
 )
 from mkd.errors import KernelError
+from mkd.kernel_types import KernelEvent
 from mkd.kexec.flags import KEXEC_FILE_FLAGS
 
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from mkd.backends.base import InstanceSpec, LoadRequest
 from mkd.backends.simulated.backend import SimulatedBackend
 from mkd.backends.simulated.persistence import model_to_json
+from mkd.kernel_types import InstanceSpec, LoadRequest
 from mkd.kexec.flags import load_flags
 from tests.backends.simulated.conftest import BackendFactory, MiB, with_baseline
 

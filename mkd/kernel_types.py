@@ -1,0 +1,154 @@
+"""The kernel interface's values: profiles, topology, pool and instance specs, kimages, segments,
+events. The ground floor: imported by every layer, importing nothing of mkd (DESIGN "Recommended
+layout")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+KernelProfile = Literal["rfc-v2", "tree"]
+Arch = Literal["x86_64", "arm64"]
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    id: int  # physical id (APIC id / MPIDR); the simulator uses physical == logical
+    logical_id: int
+    numa_node: int
+    llc: int
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    name: str  # platform device-name or PCI "DDDD:BB:SS.F"
+    type: Literal["pci", "platform"]
+    vendor_id: int | None = None
+    device_id: int | None = None
+    numa_node: int | None = None
+
+
+@dataclass(frozen=True)
+class Topology:
+    cpus: tuple[CpuInfo, ...]
+    memory_bytes: int  # machine RAM
+    numa_nodes: int
+    llc_way_mask: int  # all LLC ways the hardware has (resctrl cbm_mask)
+    devices: tuple[DeviceInfo, ...]
+    pool_base: int  # physical range reserved for multikernel (mkkernel_pool=); 0/0 when unknown
+    pool_bytes: int
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    backend: Literal["simulated", "host"]
+    kernel_profile: KernelProfile
+    arch: Arch
+    capabilities: dict[str, bool]  # halt, per_instance_unload, hot_update, numa, active_reported
+    topology: Topology
+
+
+@dataclass(frozen=True)
+class MemChunk:
+    base: int
+    bytes: int
+    numa_node: int | None = None
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """The baseline: what the operator reserves for multikernel instances."""
+
+    cpus: tuple[int, ...]
+    memory_base: int
+    memory_bytes: int
+    llc_way_mask: int | None = None
+    devices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PoolState:
+    spec: PoolSpec | None  # None: no baseline applied yet
+    chunks: tuple[MemChunk, ...]  # the global pool's physical chunks
+    free_cpus: tuple[int, ...]
+    free_memory_bytes: int
+    free_llc_way_mask: int | None
+    free_devices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Resources of one instance as the kernel receives them (already validated by the daemon)."""
+
+    id: int
+    name: str
+    cpus: tuple[int, ...]  # tree: first is the boot CPU; v2: stored as a set
+    memory_bytes: int
+    llc_way_mask: int | None = None
+    devices: tuple[str, ...] = ()
+    numa_node: int | None = None  # tree `numa-nodes` first entry: node to carve the pool from
+
+
+@dataclass(frozen=True)
+class Segment:
+    kind: str  # "purgatory", "boot_params", "kernel", "initrd", "dtb", "control", "swap", ...
+    mem: int
+    memsz: int
+    bufsz: int
+    sha256: str  # of the bytes placed (bufsz bytes; memsz - bufsz zero fill not included)
+    in_pool: bool = True  # False when v2 fell back to system RAM (spec §3.3)
+
+
+@dataclass(frozen=True)
+class Kimage:
+    kernel_sha256: str
+    initrd_sha256: str | None
+    cmdline: str
+    segments: tuple[Segment, ...]
+    start: int  # image->start
+    loader: str  # "bzImage64", "vmlinux", "arm64-image"
+    spawnable: bool = True  # False: tree x86 bzImage has no mk_kernel_entry (spec 2.7.5 a)
+
+
+@dataclass(frozen=True)
+class KernelInstance:
+    """An instance as the kernel sees it."""
+
+    id: int
+    name: str
+    kernel_state: str  # raw status string: ready, loading, loaded, active, failed, empty
+    cpus: tuple[int, ...]
+    memory: tuple[MemChunk, ...]  # the instance pool's chunks
+    memory_bytes: int
+    llc_way_mask: int | None
+    devices: tuple[str, ...]
+    kimage: Kimage | None
+    failure: str | None = None  # why the kernel/simulator says `failed`
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """kexec_file_load(kernel_fd, initrd_fd, cmdline, flags) with files instead of fds.
+
+    kernel/initrd None mean fd -1. cmdline None means cmdline_len 0 (NULL pointer); otherwise the
+    exact bytes passed, normally ending in NUL (the length counts it, spec 2.7.1 step 6).
+    """
+
+    kernel: Path | None
+    initrd: Path | None
+    cmdline: bytes | None
+    flags: int  # full kexec_file_load flags, KEXEC_MULTIKERNEL | KEXEC_MK_ID(id) | ...
+    kernel_sha256: str = ""
+    initrd_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class KernelEvent:
+    """A change the kernel made on its own (spawn halted itself, instance failed)."""
+
+    id: int
+    name: str
+    from_state: str
+    to_state: str
+    reason: str = ""
