@@ -21,7 +21,7 @@ from mkd.api.idempotency_middleware import IdempotencyMiddleware
 from mkd.api.openapi_headers import add_header_docs
 from mkd.api.problems import install_problem_handlers
 from mkd.api.request_metrics import RequestMetrics, RequestMetricsMiddleware
-from mkd.api.routes import actions, dashboard, events, health, host, images, instances, pool, session
+from mkd.api.routes import actions, dashboard, declared, events, health, host, images, instances, pool, session
 from mkd.api.session_cookie import SessionSigner
 from mkd.auth_tokens import load_tokens
 from mkd.backends.registry import make_backend
@@ -35,6 +35,7 @@ from mkd.services.event_stream import prune_events
 from mkd.services.idempotency import drop_in_flight, expire_idempotency
 from mkd.services.kernel_events import apply_kernel_event
 from mkd.services.reconcile import reconcile
+from mkd.services.reconciler import Reconciler
 
 log = logging.getLogger("mkd")
 HOUSEKEEPING_S = 10.0
@@ -103,6 +104,11 @@ def create_app(settings: Settings | None = None, *,
         app.state.daemon = daemon
         tasks.start_soon(follow_kernel, daemon)
         tasks.start_soon(housekeeping, daemon)
+        reconciler = Reconciler(daemon, concurrency=settings.reconciler.concurrency,
+                                poll_interval_s=settings.reconciler.poll_interval_s,
+                                stop_timeout_s=settings.reconciler.stop_timeout_s)
+        daemon.reconciler = reconciler
+        tasks.start_soon(reconciler.run)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -145,7 +151,7 @@ def create_app(settings: Settings | None = None, *,
         app.state.tokens = load_tokens(settings.daemon.tokens_file)
         # Added last, so it runs first: the idempotency scope includes the token's name.
         app.add_middleware(TokenAuthMiddleware, tokens=app.state.tokens, signer=app.state.session_signer)
-    for module in (health, host, pool, instances, actions, images, events, session, dashboard):
+    for module in (health, host, pool, instances, declared, actions, images, events, session, dashboard):
         app.include_router(module.router)
     generate_openapi = app.openapi
 

@@ -60,11 +60,23 @@ class DaemonSettings(BaseModel):
     crash_at: str | None = None  # tests only: see mkd.crash_points
 
 
+class ReconcilerSettings(BaseModel):
+    """DESIGN "Desired state": how the reconciler works through declared instances."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int = Field(8, ge=1, le=256)
+    poll_interval_s: float = Field(1.0, gt=0.0, le=3600.0)
+    # Above the kernel's 30 s halt ACK wait, so the kernel's ETIMEDOUT comes first.
+    stop_timeout_s: float = Field(40.0, gt=0.0, le=3600.0)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     daemon: DaemonSettings = Field(default_factory=lambda: DaemonSettings())
     simulator: SimulatorSettings = Field(default_factory=lambda: SimulatorSettings())
+    reconciler: ReconcilerSettings = Field(default_factory=lambda: ReconcilerSettings())
 
     @property
     def database_path(self) -> Path:

@@ -183,3 +183,11 @@ class NotReady(MkdError):
     status = 503
     title = "Not ready"
     slug = "not-ready"
+
+
+class TooManyRequests(MkdError):
+    """A per-client limit (DESIGN "Limits"): event and console streams, waiters, idempotency quota."""
+
+    status = 429
+    title = "Too many requests"
+    slug = "too-many-requests"

@@ -51,4 +51,5 @@ class DaemonCollector(Collector):
 def render_metrics(daemon: Daemon | None, requests: CollectorRegistry) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DaemonCollector(daemon))
-    return generate_latest(registry) + generate_latest(requests), CONTENT_TYPE_LATEST
+    desired = generate_latest(daemon.desired_metrics.registry) if daemon is not None else b""
+    return generate_latest(registry) + generate_latest(requests) + desired, CONTENT_TYPE_LATEST

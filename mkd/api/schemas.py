@@ -93,6 +93,19 @@ class ResourcesOut(BaseModel):
     numa_node: int | None = None
 
 
+class ConditionOut(BaseModel):
+    type: Literal["ResourcesApplied", "KernelLoaded", "Running"]
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str
+    last_transition: str
+
+
+class PlanStep(BaseModel):
+    action: str
+    reason: str
+
+
 class InstanceOut(BaseModel):
     id: int
     name: str
@@ -106,6 +119,16 @@ class InstanceOut(BaseModel):
     version: int
     created_at: str
     updated_at: str
+    # Only on a declared instance (DESIGN "Desired state").
+    spec: dict[str, Any] | None = None
+    generation: int | None = None
+    observed_generation: int | None = None
+    restarts: int | None = None
+    labels: dict[str, str] | None = None
+    conditions: list[ConditionOut] | None = None
+    last_failure: dict[str, Any] | None = None
+    deleting: bool | None = None
+    plan: list[PlanStep] | None = None  # dry runs of a document PUT
 
 
 class InstanceList(BaseModel):
@@ -191,3 +214,7 @@ class Problem(BaseModel):
     errno: str | None = None
     errno_value: int | None = None
     instance_id: int | None = None
+
+
+class ImagesPruned(BaseModel):
+    removed: list[str]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Optional
 
 from sqlalchemy import JSON, Column, LargeBinary
-from sqlmodel import Field, SQLModel
+from sqlalchemy.orm import relationship
+from sqlmodel import Field, Relationship, SQLModel
 
 
 def utcnow() -> datetime:
@@ -46,6 +47,16 @@ class InstanceRecord(SQLModel, table=True):
     version: int = 1
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # Its desired state, if declared (joined by name, loaded with the row: bodies show it).
+    declared: Optional[DeclaredRecord] = Relationship(  # noqa: UP045 (SQLModel reads the string)
+        sa_relationship=relationship(
+            "DeclaredRecord",
+            primaryjoin="foreign(InstanceRecord.name) == DeclaredRecord.name",
+            viewonly=True,
+            uselist=False,
+            lazy="selectin",
+        )
+    )
 
 
 class ImageRecord(SQLModel, table=True):
@@ -91,3 +102,37 @@ class ImageUse(SQLModel, table=True):
     instance_id: int = Field(foreign_key="instance.id", primary_key=True, ondelete="CASCADE")
     sha256: str = Field(foreign_key="image.sha256", primary_key=True, ondelete="RESTRICT")
     role: str = Field(primary_key=True)  # "kernel" or "initrd"
+
+
+class DeclaredRecord(SQLModel, table=True):
+    """A declared instance (DESIGN "Desired state"), by name. Kept apart from the instance row,
+    which mirrors the kernel: a Recreate deletes and creates the kernel instance, and a spec
+    whose instance does not exist yet is still here."""
+
+    __tablename__ = "declared"
+
+    name: str = Field(primary_key=True)
+    spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    generation: int = 1
+    observed_generation: int = 0
+    conditions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The spec resources last applied, compared with the spec: an automatic choice (cpu_count) is
+    # then no change.
+    applied_resources: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    restarts: int = 0
+    # Restart times (epoch seconds) still counted against maxRestarts; stored so a daemon restart
+    # keeps the backoff.
+    restart_times: list[float] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # No step before this time (epoch seconds): a restart's backoff, or a retry after a failed step.
+    not_before: float | None = None
+    # Steps that failed in a row: the retry backs off on it.
+    failures: int = 0
+    # Why the instance last stopped without a request, and its console's last lines then.
+    last_failure: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Why the reconciler leaves it alone until a new generation or an imperative start
+    # (CrashLoop, Stopped, StartOutcomeUnknown), or None.
+    held: str | None = None
+    # DELETE was asked: the reconciler drives it down, then deletes it and this row.
+    deleting: bool = False
+    updated_at: datetime = Field(default_factory=utcnow)

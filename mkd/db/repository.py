@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 
-from mkd.db.models import EventRecord, ImageRecord, ImageUse, InstanceRecord, PoolRecord
+from mkd.db.models import DeclaredRecord, EventRecord, ImageRecord, ImageUse, InstanceRecord, PoolRecord
 
 
 def get_instance(*, session: Session, instance_id: int) -> InstanceRecord | None:
@@ -18,15 +18,24 @@ def get_instance_by_name(*, session: Session, name: str) -> InstanceRecord | Non
 
 
 def list_instances(
-    *, session: Session, state: str | None = None, after_id: int = 0, limit: int | None = None
+    *, session: Session, state: str | None = None, after_id: int = 0, limit: int | None = None,
+    names: list[str] | None = None,
 ) -> Sequence[InstanceRecord]:
     query = select(InstanceRecord).where(col(InstanceRecord.id) > after_id)
+    if names is not None:
+        query = query.where(col(InstanceRecord.name).in_(names))
     if state is not None:
         query = query.where(InstanceRecord.state == state)
     query = query.order_by(col(InstanceRecord.id))
     if limit is not None:
         query = query.limit(limit)
     return session.exec(query).all()
+
+
+def declared_names_with_labels(*, session: Session, labels: dict[str, str]) -> list[str]:
+    """Names of declared instances carrying every label given."""
+    rows = session.exec(select(DeclaredRecord.name, DeclaredRecord.labels)).all()
+    return [name for name, have in rows if all(have.get(k) == v for k, v in labels.items())]
 
 
 def get_pool(*, session: Session) -> PoolRecord | None:
@@ -42,6 +51,12 @@ def list_images(*, session: Session, after: str = "", limit: int = 100) -> Seque
         select(ImageRecord).where(col(ImageRecord.sha256) > after).order_by(col(ImageRecord.sha256)).limit(limit)
     )
     return session.exec(query).all()
+
+
+def unused_images(*, session: Session) -> Sequence[ImageRecord]:
+    """Images no kimage holds."""
+    used = select(ImageUse.sha256)
+    return session.exec(select(ImageRecord).where(col(ImageRecord.sha256).not_in(used))).all()
 
 
 def image_users(*, session: Session, sha256: str) -> list[int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 CpuAffinity = Literal["compact", "spread"]
 MemoryPolicy = Literal["local", "interleave"]
@@ -30,3 +30,20 @@ class InstanceRequest:
     id: int | None
     resources: ResourceRequest
     origin: str = "json"  # where it came from, for messages: "json", "/instances/web", "fragment@0"
+
+
+def resource_request_of(resources: dict[str, Any]) -> ResourceRequest:
+    """A ResourceRequest from the create body's `resources` as stored (a declared spec's)."""
+
+    def ints(key: str) -> tuple[int, ...] | None:
+        value = resources.get(key)
+        return tuple(int(v) for v in value) if value is not None else None
+
+    return ResourceRequest(
+        cpus=ints("cpus"), cpu_count=resources.get("cpu_count"), numa_nodes=ints("numa_nodes"),
+        cpu_affinity=resources.get("cpu_affinity") or "compact",
+        memory_bytes=int(resources.get("memory_bytes") or 0),
+        memory_policy=resources.get("memory_policy") or "local",
+        llc_way_mask=resources.get("llc_way_mask"), llc_ways=resources.get("llc_ways"),
+        devices=tuple(resources.get("devices") or ()),
+    )

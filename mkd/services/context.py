@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy.engine import Engine
 
@@ -13,6 +14,11 @@ from mkd.domain.allocation.ledger import Ledger
 from mkd.images.store import ImageStore
 from mkd.kernel_types import HostInfo
 from mkd.services.event_bus import EventBus
+from mkd.services.reconciler_metrics import ReconcilerMetrics
+
+
+class Waker(Protocol):
+    def wake(self, name: str) -> None: ...
 
 
 @dataclass
@@ -29,5 +35,9 @@ class Daemon:
     # Who owns what, kept in step with the records so a create costs the same at 1,000 instances
     # as at 10; None means "rebuild from the records on next use".
     ledger: Ledger | None = None
+    # The desired-state reconciler, once started: services wake it when a spec changes.
+    reconciler: Waker | None = None
+    desired_metrics: ReconcilerMetrics = field(default_factory=ReconcilerMetrics)
+    waiters: int = 0  # open GET …/wait requests (DESIGN "Limits": max_waiters)
     ready: bool = False
     not_ready_reason: str = "starting: migrations and reconciliation have not run yet"

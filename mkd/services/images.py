@@ -16,6 +16,7 @@ from mkd.errors import KernelError
 from mkd.images.store import check_sha256
 from mkd.kexec.image_format import detect_image_format
 from mkd.services.context import Daemon
+from mkd.services.desired import images_in_specs
 from mkd.services.idempotency import remember
 from mkd.services.records import check_if_match
 
@@ -84,7 +85,26 @@ def delete_image(*, daemon: Daemon, sha256: str, if_match: str | None = None) ->
                 if users:
                     raise KernelError(errno.EBUSY, f"image {sha256} is used by the kimage of instance(s) "
                                       + ", ".join(str(u) for u in users), extra={"instances": users})
+                declared = images_in_specs(session).get(sha256)
+                if declared:
+                    raise KernelError(errno.EBUSY, f"image {sha256} is named by the spec of instance(s) "
+                                      + ", ".join(declared), extra={"instances": declared})
                 session.delete(row)
         except IntegrityError as exc:  # a load raced us: the foreign key keeps the image
             raise KernelError(errno.EBUSY, f"image {sha256} is in use") from exc
         daemon.store.remove(sha256)
+
+
+def prune_images(*, daemon: Daemon) -> dict[str, Any]:
+    """POST /v1/images/prune: delete every image no kimage and no spec uses."""
+    removed: list[str] = []
+    with daemon.kernel_lock:
+        with transaction(daemon.engine) as session:
+            in_specs = images_in_specs(session)
+            for row in repository.unused_images(session=session):
+                if row.sha256 not in in_specs:
+                    removed.append(row.sha256)
+                    session.delete(row)
+        for sha256 in removed:
+            daemon.store.remove(sha256)
+    return {"removed": removed}

@@ -19,6 +19,7 @@ from mkd.domain.states import Action, InstanceState, daemon_state_for, transitio
 from mkd.errors import InvalidInput, KernelError
 from mkd.kernel_types import InstanceSpec, KernelInstance
 from mkd.services.context import Daemon
+from mkd.services.desired import follow_action, request_delete
 from mkd.services.holdings import holding_of, ledger_for, resources_of
 from mkd.services.idempotency import remember
 from mkd.services.publish import publish
@@ -47,7 +48,7 @@ def _would_be(spec: InstanceSpec) -> dict[str, Any]:
 
 
 def create_instances(
-    *, daemon: Daemon, requests: list[InstanceRequest], dry_run: bool, as_items: bool = False
+    *, daemon: Daemon, requests: list[InstanceRequest], dry_run: bool, as_items: bool = False, cause: str = "api",
 ) -> list[tuple[dict[str, Any], str]]:
     """Validate the whole plan, then create every instance, all or nothing."""
     if not requests:
@@ -75,7 +76,7 @@ def create_instances(
                     session.flush()
                     events.append(add_event(session=session, type="created", instance_id=spec.id, data={
                         "id": spec.id, "name": spec.name, "uid": record.uid, "from": None,
-                        "to": state.value, "cause": "api"}))
+                        "to": state.value, "cause": cause}))
                     records.append(record)
                 if as_items:
                     remember(session, status=201, body={"items": [instance_public(r) for r in records]})
@@ -121,22 +122,33 @@ def decode_cursor(cursor: str | None) -> int:
 
 
 def list_instances(
-    *, daemon: Daemon, state: InstanceState | None, limit: int, cursor: str | None
+    *, daemon: Daemon, state: InstanceState | None, limit: int, cursor: str | None,
+    labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     after = decode_cursor(cursor)
     with transaction(daemon.engine) as session:
+        names = repository.declared_names_with_labels(session=session, labels=labels) if labels else None
         rows = repository.list_instances(session=session, state=state.value if state else None,
-                                         after_id=after, limit=limit + 1)
+                                         after_id=after, limit=limit + 1, names=names)
         items = [instance_public(r) for r in rows[:limit]]
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return {"items": items, "next_cursor": next_cursor}
 
 
-def delete_instance(*, daemon: Daemon, ref: str, if_match: str | None) -> None:
+def delete_instance(*, daemon: Daemon, ref: str, if_match: str | None, cause: str = "api") -> bool:
+    """Delete now (True), or, for a declared instance asked by a client, let the reconciler drive
+    it down and delete it (False: DESIGN "Desired state", 202)."""
     with daemon.kernel_lock:
         with transaction(daemon.engine) as session:
             record = resolve_ref(session=session, ref=ref)
             check_if_match(if_match, etag_of(record))
+        if cause == "api" and record.declared is not None:
+            try:
+                request_delete(daemon=daemon, record=record)
+            except KernelError as exc:
+                refuse(daemon, record, "delete", exc)
+                raise
+            return False
         try:
             transition(InstanceState(record.state), Action.DELETE)
             daemon.backend.delete_instance(record.id)
@@ -150,16 +162,20 @@ def delete_instance(*, daemon: Daemon, ref: str, if_match: str | None) -> None:
                 session.delete(gone)
             event = add_event(session=session, type="deleted", instance_id=record.id, data={
                 "id": record.id, "name": record.name, "uid": record.uid, "from": record.state,
-                "to": None, "cause": "api"})
+                "to": None, "cause": cause})
             remember(session, status=204, body=None)
         if daemon.ledger is not None:  # else the next use rebuilds it from the records
             daemon.ledger.remove(record.id)
         publish(daemon, [event])
+        return True
 
 
 def update_instance(
-    *, daemon: Daemon, ref: str, request: ResourceRequest, if_match: str | None
+    *, daemon: Daemon, ref: str, request: ResourceRequest, if_match: str | None, cause: str = "api",
+    spec_resources: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
+    """Hot-update resources. `spec_resources` is the request as a declared spec stores it (the
+    reconciler passes its spec's; an imperative PATCH of a declared instance moves the spec to it)."""
     with daemon.kernel_lock:
         with transaction(daemon.engine) as session:
             record = resolve_ref(session=session, ref=ref)
@@ -184,11 +200,23 @@ def update_instance(
             bump(fresh)
             session.add(fresh)
             session.flush()
+            events = []
+            if spec_resources is not None:
+                if cause == "api":
+                    moved = follow_action(session, fresh, "update", cause=cause,
+                                          changes={"resources": spec_resources})
+                    events = [moved] if moved is not None else []
+                elif fresh.declared is not None:
+                    fresh.declared.applied_resources = spec_resources
+                    session.add(fresh.declared)
+                session.flush()
+                session.refresh(fresh)
             result = instance_public(fresh), etag_of(fresh)
             remember(session, status=200, body=result[0], headers={"etag": result[1]})
         ledger.remove(record.id)
         ledger.add(holding_of(fresh))
-        return result
+    publish(daemon, events)
+    return result
 
 
 def refuse(daemon: Daemon, record: InstanceRecord, operation: str, exc: KernelError) -> None:

@@ -19,6 +19,7 @@ from mkd.errors import KernelError
 from mkd.kernel_types import KernelInstance, LoadRequest
 from mkd.kexec.flags import load_flags
 from mkd.services.context import Daemon
+from mkd.services.desired import follow_action
 from mkd.services.idempotency import remember
 from mkd.services.instances import memory_json, refuse
 from mkd.services.publish import publish
@@ -40,7 +41,7 @@ def _set_state(
     daemon: Daemon, record_id: int, *, to: InstanceState, kernel: KernelInstance | None = None,
     intent: str | None = None, kimage: dict[str, Any] | None | bool = False, failure: str | None = None,
     image_uses: dict[str, str] | None = None, cause: str = "api", respond: bool = False,
-    restore: InstanceRecord | None = None,
+    restore: InstanceRecord | None = None, follow: tuple[str, dict[str, Any] | None] | None = None,
 ) -> tuple[InstanceRecord, list[Any]]:
     """One transaction: the new state, what the kernel said, and the state event.
 
@@ -73,6 +74,12 @@ def _set_state(
             bump(record)
         session.add(record)
         session.flush()
+        if follow is not None:
+            # DESIGN "Desired state": an imperative action on a declared instance moves its spec.
+            moved = follow_action(session, record, follow[0], cause=cause, changes=follow[1])
+            if moved is not None:
+                events.append(moved)
+                session.refresh(record)
         if respond:
             remember(session, status=200, body=instance_public(record), headers={"etag": etag_of(record)})
         return record, events
@@ -87,7 +94,7 @@ def _visible(record: InstanceRecord) -> dict[str, Any]:
 
 
 def _after_refusal(daemon: Daemon, before: InstanceRecord, record: InstanceRecord, operation: str,
-                   exc: KernelError) -> None:
+                   exc: KernelError, cause: str = "api") -> None:
     """Record what the kernel says now (a failed call may still have changed it), then the refusal.
     `before` is the record as the action found it, `record` as the intent left it."""
     try:
@@ -96,7 +103,7 @@ def _after_refusal(daemon: Daemon, before: InstanceRecord, record: InstanceRecor
         kernel = None
     if kernel is None:
         # Nothing to learn from the kernel: undo the intent (LOADING never outlives the call).
-        _, events = _set_state(daemon, record.id, to=InstanceState(before.state), restore=before)
+        _, events = _set_state(daemon, record.id, to=InstanceState(before.state), restore=before, cause=cause)
         publish(daemon, events)
     else:
         state = daemon_state_for(kernel.kernel_state, recorded=InstanceState(record.state),
@@ -111,7 +118,7 @@ def _after_refusal(daemon: Daemon, before: InstanceRecord, record: InstanceRecor
             state = InstanceState.FAILED
             failure = f"load failed with {exc.errno} and left a dangling kimage (bug-compatible mode)"
         _, events = _set_state(daemon, record.id, to=state, kernel=kernel, kimage=kimage,
-                               failure=failure, restore=before)
+                               failure=failure, restore=before, cause=cause)
         publish(daemon, events)
     refuse(daemon, record, operation, exc)
 
@@ -119,7 +126,7 @@ def _after_refusal(daemon: Daemon, before: InstanceRecord, record: InstanceRecor
 def _run(
     daemon: Daemon, ref: str, if_match: str | None, action: Action, operation: str,
     call: Callable[[InstanceRecord], KernelInstance], *, intent: str | None = None,
-    checks: Callable[[InstanceRecord], None] | None = None,
+    checks: Callable[[InstanceRecord], None] | None = None, cause: str = "api",
 ) -> tuple[InstanceRecord, KernelInstance]:
     with daemon.kernel_lock:
         record = before = _locate(daemon, ref, if_match)
@@ -132,20 +139,21 @@ def _run(
             raise
         if rule.via is not None or intent is not None:
             via = rule.via or InstanceState(record.state)
-            record, events = _set_state(daemon, record.id, to=via, intent=intent or operation)
+            record, events = _set_state(daemon, record.id, to=via, intent=intent or operation, cause=cause)
             publish(daemon, events)
             crash_point(f"{operation}.after_intent")
         try:
             kernel = call(record)
         except KernelError as exc:
-            _after_refusal(daemon, before, record, operation, exc)
+            _after_refusal(daemon, before, record, operation, exc, cause)
             raise
         crash_point(f"{operation}.after_kernel")
         return record, kernel
 
 
 def load(
-    *, daemon: Daemon, ref: str, kernel: str, initrd: str | None, cmdline: str | None, if_match: str | None
+    *, daemon: Daemon, ref: str, kernel: str, initrd: str | None, cmdline: str | None, if_match: str | None,
+    cause: str = "api",
 ) -> Result:
     def request_for(record: InstanceRecord) -> LoadRequest:
         return LoadRequest(
@@ -176,11 +184,13 @@ def load(
     # The kernel call and the record of its outcome happen under one hold of the lock, so a second
     # request waiting for it sees the outcome (and gets EBUSY), never the state before.
     with daemon.kernel_lock:
-        record, kernel_instance = _run(daemon, ref, if_match, Action.LOAD, "load", call, checks=checks)
+        record, kernel_instance = _run(daemon, ref, if_match, Action.LOAD, "load", call, checks=checks,
+                                        cause=cause)
         uses = {"kernel": kernel} | ({"initrd": initrd} if initrd else {})
         updated, events = _set_state(
             daemon, record.id, to=InstanceState.LOADED, kernel=kernel_instance,
-            kimage=kimage_json(kernel_instance, cmdline or ""), image_uses=uses, respond=True,
+            kimage=kimage_json(kernel_instance, cmdline or ""), image_uses=uses, respond=True, cause=cause,
+            follow=("load", {"kernel": kernel, "initrd": initrd, "cmdline": cmdline or ""}),
         )
     publish(daemon, events)
     return instance_public(updated), etag_of(updated)
@@ -198,33 +208,35 @@ def kimage_json(kernel: KernelInstance, cmdline: str) -> dict[str, Any] | None:
     }
 
 
-def unload(*, daemon: Daemon, ref: str, force: bool, if_match: str | None) -> Result:
+def unload(*, daemon: Daemon, ref: str, force: bool, if_match: str | None, cause: str = "api") -> Result:
     action = Action.UNLOAD_FORCE if force else Action.UNLOAD
     with daemon.kernel_lock:
-        record, kernel = _run(daemon, ref, if_match, action, "unload", lambda r: daemon.backend.unload(r.id))
+        record, kernel = _run(daemon, ref, if_match, action, "unload", lambda r: daemon.backend.unload(r.id),
+                              cause=cause)
         updated, events = _set_state(daemon, record.id, to=InstanceState.READY, kernel=kernel, kimage=None,
-                                     image_uses={}, respond=True)
+                                     image_uses={}, respond=True, cause=cause, follow=("unload", None))
     publish(daemon, events)
     return instance_public(updated), etag_of(updated)
 
 
-def start(*, daemon: Daemon, ref: str, if_match: str | None) -> Result:
+def start(*, daemon: Daemon, ref: str, if_match: str | None, cause: str = "api") -> Result:
     # The intent is stored before the reboot syscall: a crash in between becomes FAILED
     # "start outcome unknown" at reconcile (DESIGN "States").
     with daemon.kernel_lock:
         record, kernel = _run(daemon, ref, if_match, Action.START, "start",
-                              lambda r: daemon.backend.start(r.id), intent="start")
+                              lambda r: daemon.backend.start(r.id), intent="start", cause=cause)
         # rfc-v2 never reports active: the daemon sets ACTIVE when the start syscall returns 0,
         # unless the kernel already says the instance failed (DESIGN "States": FAILED).
         failed = KERNEL_STATE_MAP.get(kernel.kernel_state) is InstanceState.FAILED
         updated, events = _set_state(
             daemon, record.id, to=InstanceState.FAILED if failed else InstanceState.ACTIVE, kernel=kernel,
-            failure=f"the kernel reports {kernel.kernel_state!r} after start" if failed else None, respond=True)
+            failure=f"the kernel reports {kernel.kernel_state!r} after start" if failed else None, respond=True,
+            cause=cause, follow=("start", None))
     publish(daemon, events)
     return instance_public(updated), etag_of(updated)
 
 
-def stop(*, daemon: Daemon, ref: str, force: bool, if_match: str | None) -> Result:
+def stop(*, daemon: Daemon, ref: str, force: bool, if_match: str | None, cause: str = "api") -> Result:
     def checks(_record: InstanceRecord) -> None:
         if not daemon.host.capabilities.get("halt", False):
             raise KernelError(errno.EINVAL, "rfc-v2 has no halt")
@@ -232,7 +244,8 @@ def stop(*, daemon: Daemon, ref: str, force: bool, if_match: str | None) -> Resu
     action = Action.STOP_FORCE if force else Action.STOP
     with daemon.kernel_lock:
         record, kernel = _run(daemon, ref, if_match, action, "stop",
-                              lambda r: daemon.backend.stop(r.id, force=force), checks=checks)
-        updated, events = _set_state(daemon, record.id, to=InstanceState.LOADED, kernel=kernel, respond=True)
+                              lambda r: daemon.backend.stop(r.id, force=force), checks=checks, cause=cause)
+        updated, events = _set_state(daemon, record.id, to=InstanceState.LOADED, kernel=kernel, respond=True,
+                                     cause=cause, follow=("stop", None))
     publish(daemon, events)
     return instance_public(updated), etag_of(updated)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import Session
 
 from mkd.db import repository
-from mkd.db.models import EventRecord, InstanceRecord, utcnow
+from mkd.db.models import DeclaredRecord, EventRecord, InstanceRecord, utcnow
 from mkd.errors import KernelError, PreconditionFailed
 from mkd.services.event_bus import BusEvent
 
@@ -72,6 +72,18 @@ def instance_public(record: InstanceRecord) -> dict[str, Any]:
         "version": record.version,
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
+    } | declared_fields(record.declared)
+
+
+def declared_fields(declared: DeclaredRecord | None) -> dict[str, Any]:
+    """DESIGN "Desired state": what an instance with a spec shows beside the fields it always had."""
+    if declared is None:
+        return {}
+    return {
+        "spec": declared.spec, "generation": declared.generation,
+        "observed_generation": declared.observed_generation, "restarts": declared.restarts,
+        "labels": dict(declared.labels), "conditions": list(declared.conditions),
+        "last_failure": declared.last_failure, "deleting": declared.deleting,
     }
 
 

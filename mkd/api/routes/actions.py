@@ -23,14 +23,14 @@ def _reply(response: Response, result: tuple[dict[str, Any], str]) -> dict[str, 
     return body
 
 
-@router.post("/load", response_model=InstanceOut, responses=_ERRORS)
+@router.post("/load", response_model=InstanceOut, response_model_exclude_unset=True, responses=_ERRORS)
 def load(ref: str, body: LoadBody, daemon: DaemonDep, response: Response, if_match: IfMatch = None) -> dict[str, Any]:
     """kexec_file_load the kernel (and initrd) into the instance's pool."""
     return _reply(response, lifecycle.load(daemon=daemon, ref=ref, kernel=body.kernel, initrd=body.initrd,
                                            cmdline=body.cmdline, if_match=if_match))
 
 
-@router.post("/unload", response_model=InstanceOut, responses=_ERRORS)
+@router.post("/unload", response_model=InstanceOut, response_model_exclude_unset=True, responses=_ERRORS)
 def unload(
     ref: str, daemon: DaemonDep, response: Response, body: OptionalActionBody = None,
     if_match: IfMatch = None,
@@ -40,7 +40,7 @@ def unload(
     return _reply(response, lifecycle.unload(daemon=daemon, ref=ref, force=force, if_match=if_match))
 
 
-@router.post("/start", response_model=InstanceOut, responses=_ERRORS)
+@router.post("/start", response_model=InstanceOut, response_model_exclude_unset=True, responses=_ERRORS)
 def start(
     ref: str, daemon: DaemonDep, response: Response, body: OptionalActionBody = None,
     if_match: IfMatch = None,
@@ -50,7 +50,7 @@ def start(
     return _reply(response, lifecycle.start(daemon=daemon, ref=ref, if_match=if_match))
 
 
-@router.post("/stop", response_model=InstanceOut, responses=_ERRORS)
+@router.post("/stop", response_model=InstanceOut, response_model_exclude_unset=True, responses=_ERRORS)
 def stop(
     ref: str, daemon: DaemonDep, response: Response, body: OptionalActionBody = None,
     if_match: IfMatch = None,

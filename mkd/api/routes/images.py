@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from mkd.api.deps import DaemonDep, IfMatch
 from mkd.api.responses import problems
-from mkd.api.schemas import ImageList, ImageOut
+from mkd.api.schemas import ImageList, ImageOut, ImagesPruned
 from mkd.services import images as service
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
@@ -24,6 +24,12 @@ async def upload_image(request: Request, daemon: DaemonDep) -> Response:
     """Store raw image bytes, addressed by their sha256."""
     image, created = await service.upload_image(daemon=daemon, chunks=request.stream())
     return JSONResponse(image, status_code=201 if created else 200, headers=service.image_headers(image["sha256"]))
+
+
+@router.post("/prune", response_model=ImagesPruned, responses=problems(422))
+def prune_images(daemon: DaemonDep) -> dict[str, Any]:
+    """Delete every image that no kimage and no spec uses."""
+    return service.prune_images(daemon=daemon)
 
 
 @router.get("", response_model=ImageList, responses=problems(422))

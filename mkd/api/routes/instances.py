@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from mkd.api.deps import DaemonDep, IfMatch, read_body
@@ -23,7 +23,7 @@ from mkd.devicetree.parse import MAX_DT_BYTES, parse_instance_plan
 from mkd.domain.requests import InstanceRequest, ResourceRequest
 from mkd.domain.states import InstanceState
 from mkd.errors import InvalidInput
-from mkd.services import device_trees
+from mkd.services import desired, device_trees
 from mkd.services import instances as service
 
 router = APIRouter(prefix="/v1", tags=["instances"])
@@ -62,15 +62,28 @@ def _validation_problem(exc: ValidationError) -> InvalidInput:
     return InvalidInput(detail, extra={"errno": "EINVAL", "errno_value": 22, "errors": errors})
 
 
-@router.get("/instances", response_model=InstanceList, responses=problems(422))
+@router.get("/instances", response_model=InstanceList, response_model_exclude_unset=True, responses=problems(422))
 def list_instances(
     daemon: DaemonDep,
     state: Annotated[InstanceState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
+    label: Annotated[list[Annotated[str, StringConstraints(max_length=128)]] | None,
+                     Query(max_length=16, description="k=v; every one must match")] = None,
 ) -> dict[str, Any]:
     """List instances, oldest id first."""
-    return service.list_instances(daemon=daemon, state=state, limit=limit, cursor=cursor)
+    return service.list_instances(daemon=daemon, state=state, limit=limit, cursor=cursor,
+                                  labels=label_selector(label or []))
+
+
+def label_selector(pairs: list[str]) -> dict[str, str]:
+    selector: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"label selector {pair!r} is not k=v")
+        selector[key] = value
+    return selector
 
 
 @router.post("/instances", status_code=201, response_model=InstanceOut | InstanceItems, openapi_extra=_CREATE_BODY,
@@ -105,15 +118,23 @@ async def create_instances(
                         headers={"Location": f"/v1/instances/{item['id']}", "ETag": etag})
 
 
-@router.get("/instances/{ref}", response_model=InstanceOut, responses=problems(404, 422))
-def read_instance(ref: str, daemon: DaemonDep, response: Response) -> dict[str, Any]:
-    """Read one instance by id or name."""
+@router.get("/instances/{ref}", response_model=InstanceOut, response_model_exclude_unset=True,
+            responses=problems(404, 422))
+def read_instance(
+    ref: str, daemon: DaemonDep, response: Response,
+    format: Annotated[Literal["instance", "document"], Query()] = "instance",
+) -> Any:
+    """Read one instance by id or name (`?format=document`: a declared instance's document)."""
+    if format == "document":
+        document, etag = desired.get_document(daemon=daemon, ref=ref)
+        return JSONResponse(document, headers={"ETag": etag})
     body, etag = service.get_instance(daemon=daemon, ref=ref)
     response.headers["ETag"] = etag
     return body
 
 
-@router.patch("/instances/{ref}", response_model=InstanceOut, responses=problems(404, 409, 412, 422))
+@router.patch("/instances/{ref}", response_model=InstanceOut, response_model_exclude_unset=True,
+              responses=problems(404, 409, 412, 422))
 def update_instance(
     ref: str, body: InstanceUpdate, daemon: DaemonDep, response: Response, if_match: IfMatch = None
 ) -> dict[str, Any]:
@@ -124,11 +145,11 @@ def update_instance(
     return result
 
 
-@router.delete("/instances/{ref}", status_code=204, responses=problems(404, 409, 412, 422))
+@router.delete("/instances/{ref}", status_code=204, responses={202: {}, **problems(404, 409, 412, 422)})
 def delete_instance(ref: str, daemon: DaemonDep, if_match: IfMatch = None) -> Response:
-    """Delete an instance (EMPTY, READY or FAILED)."""
-    service.delete_instance(daemon=daemon, ref=ref, if_match=if_match)
-    return Response(status_code=204)
+    """Delete an instance (EMPTY, READY or FAILED); a declared one from any state (202)."""
+    deleted = service.delete_instance(daemon=daemon, ref=ref, if_match=if_match)
+    return Response(status_code=204 if deleted else 202)
 
 
 @router.get("/instances/{ref}/device-tree",

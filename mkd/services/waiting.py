@@ -1,0 +1,107 @@
+"""GET /v1/instances/{ref}/wait (DESIGN "Desired state"): answer once a state, a converged
+generation or a deletion is reached. Waiters wake on the event bus and read the instance once
+per event that names it; they never poll the database in a loop, and they are bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from dataclasses import dataclass
+from typing import Any
+
+from mkd.db.session import transaction
+from mkd.domain.desired.conditions import terminal
+from mkd.domain.states import InstanceState
+from mkd.errors import InvalidInput, KernelError, TooManyRequests
+from mkd.services.context import Daemon
+from mkd.services.records import instance_public, resolve_ref
+
+DEFAULT_MAX_WAITERS = 256
+
+
+@dataclass(frozen=True)
+class Verdict:
+    done: bool
+    body: dict[str, Any] | None  # the instance (None: deleted)
+    ident: tuple[int | None, str | None]  # id and name, to pick this instance's events
+
+
+def _check(daemon: Daemon, ref: str, state: InstanceState | None, generation: int | None,
+           deleted: bool) -> Verdict:
+    with transaction(daemon.engine) as session:
+        try:
+            record = resolve_ref(session=session, ref=ref)
+        except KernelError as exc:
+            if deleted and exc.errno == "ENOENT":
+                return Verdict(True, None, (None, None))
+            raise
+        body = instance_public(record)
+        ident = (record.id, record.name)
+        if deleted:
+            return Verdict(False, body, ident)
+        declared = record.declared
+        if state is not None and record.state == state.value:
+            return Verdict(True, body, ident)
+        if generation is not None:
+            if declared is None:
+                raise InvalidInput(f"instance {record.name!r} has no spec: it has no generation to wait for")
+            if declared.observed_generation >= generation and all(
+                    c["status"] == "True" or c["reason"] == "NotRequested" for c in declared.conditions):
+                return Verdict(True, body, ident)
+        if record.state == InstanceState.FAILED.value and state is not InstanceState.FAILED:
+            raise KernelError(errno.EBUSY, f"instance {record.name!r} is FAILED: {record.failure or 'no reason'}",
+                              instance_id=record.id, extra={"instance": body})
+        if declared is not None and (condition := terminal(declared.conditions)) is not None:
+            raise KernelError(errno.EBUSY, f"{condition['type']} is False ({condition['reason']}): "
+                              f"{condition['message']}", instance_id=record.id, extra={"instance": body})
+        return Verdict(False, body, ident)
+
+
+def _limit(daemon: Daemon) -> int:
+    limits = getattr(daemon.settings, "limits", None)
+    return int(getattr(limits, "max_waiters", DEFAULT_MAX_WAITERS))
+
+
+async def wait_for(daemon: Daemon, *, ref: str, state: InstanceState | None, generation: int | None,
+                   deleted: bool, timeout_s: float) -> dict[str, Any] | None:
+    if daemon.waiters >= _limit(daemon):
+        raise TooManyRequests(f"{daemon.waiters} requests already wait; at most {_limit(daemon)}",
+                              headers={"Retry-After": "1"})
+    daemon.waiters += 1
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    sub = daemon.bus.subscribe()  # before the first read, so nothing between is missed
+    try:
+        verdict = await asyncio.to_thread(_check, daemon, ref, state, generation, deleted)
+        while not verdict.done:
+            if sub.overflowed:  # it gets nothing more: a fresh one, then read the instance again
+                daemon.bus.unsubscribe(sub)
+                sub = daemon.bus.subscribe()
+            elif not await _next_event_for(sub, verdict.ident, deadline - loop.time()):
+                current = verdict.body["state"] if verdict.body else "unknown"
+                raise KernelError(errno.ETIMEDOUT, f"not reached within {timeout_s:g} s; the instance is {current}",
+                                  instance_id=verdict.ident[0], extra={"instance": verdict.body})
+            verdict = await asyncio.to_thread(_check, daemon, ref, state, generation, deleted)
+        return verdict.body
+    finally:
+        daemon.bus.unsubscribe(sub)
+        daemon.waiters -= 1
+
+
+async def _next_event_for(sub: Any, ident: tuple[int | None, str | None], remaining: float) -> bool:
+    """True when an event about this instance arrived (or the stream overflowed), False on timeout."""
+    instance_id, name = ident
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + remaining
+    while True:
+        left = deadline - loop.time()
+        if left <= 0:
+            return False
+        try:
+            event = await asyncio.wait_for(sub.queue.get(), left)
+        except TimeoutError:
+            return False
+        if event is None:
+            return True  # overflowed: read the instance again
+        if event.data.get("id") == instance_id or event.data.get("name") == name:
+            return True
