@@ -15,6 +15,7 @@ from mkd.images.store import ImageStore
 from mkd.kernel_types import HostInfo
 from mkd.services.event_bus import EventBus
 from mkd.services.reconciler_metrics import ReconcilerMetrics
+from mkd.services.signals import Signals
 
 
 class Waker(Protocol):
@@ -38,6 +39,7 @@ class Daemon:
     # The desired-state reconciler, once started: services wake it when a spec changes.
     reconciler: Waker | None = None
     desired_metrics: ReconcilerMetrics = field(default_factory=ReconcilerMetrics)
+    signals: Signals = field(default_factory=Signals)
     waiters: int = 0  # open GET …/wait requests (DESIGN "Limits": max_waiters)
     ready: bool = False
     not_ready_reason: str = "starting: migrations and reconciliation have not run yet"

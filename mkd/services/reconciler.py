@@ -86,6 +86,7 @@ def _record_outcome(daemon: Daemon, name: str, want: Want, *, problem: condition
         if record is not None:
             bump(record)  # what a client sees of the instance changed
             session.add(record)
+    daemon.signals.notify([name])
 
 
 def _finish_delete(daemon: Daemon, name: str) -> None:
@@ -93,6 +94,7 @@ def _finish_delete(daemon: Daemon, name: str) -> None:
         declared = session.get(DeclaredRecord, name)
         if declared is not None and declared.deleting:
             session.delete(declared)
+    daemon.signals.notify([name])
 
 
 def _execute(daemon: Daemon, name: str, record: InstanceRecord | None, declared: DeclaredRecord,
@@ -257,6 +259,7 @@ def note_unrequested_stop(daemon: Daemon, name: str, to_state: str, reason: str)
         session.add(declared)
         bump(record)
         session.add(record)
+    daemon.signals.notify([name])
 
 
 def console_tail(daemon: Daemon, instance_id: int) -> str:

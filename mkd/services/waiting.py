@@ -70,38 +70,29 @@ async def wait_for(daemon: Daemon, *, ref: str, state: InstanceState | None, gen
     daemon.waiters += 1
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    sub = daemon.bus.subscribe()  # before the first read, so nothing between is missed
+    keys = [ref]
+    changed = daemon.signals.watch(keys)  # before the first read, so nothing between is missed
     try:
         verdict = await asyncio.to_thread(_check, daemon, ref, state, generation, deleted)
+        more = [str(k) for k in verdict.ident if k is not None and str(k) != ref]
+        if more:
+            daemon.signals.unwatch(keys, changed)
+            keys = [ref, *more]
+            changed = daemon.signals.watch(keys)
+            verdict = await asyncio.to_thread(_check, daemon, ref, state, generation, deleted)
         while not verdict.done:
-            if sub.overflowed:  # it gets nothing more: a fresh one, then read the instance again
-                daemon.bus.unsubscribe(sub)
-                sub = daemon.bus.subscribe()
-            elif not await _next_event_for(sub, verdict.ident, deadline - loop.time()):
+            left = deadline - loop.time()
+            if left <= 0:
                 current = verdict.body["state"] if verdict.body else "unknown"
                 raise KernelError(errno.ETIMEDOUT, f"not reached within {timeout_s:g} s; the instance is {current}",
                                   instance_id=verdict.ident[0], extra={"instance": verdict.body})
+            try:
+                await asyncio.wait_for(changed.wait(), left)
+            except TimeoutError:
+                pass  # one last read below, then the deadline answers
+            changed.clear()
             verdict = await asyncio.to_thread(_check, daemon, ref, state, generation, deleted)
         return verdict.body
     finally:
-        daemon.bus.unsubscribe(sub)
+        daemon.signals.unwatch(keys, changed)
         daemon.waiters -= 1
-
-
-async def _next_event_for(sub: Any, ident: tuple[int | None, str | None], remaining: float) -> bool:
-    """True when an event about this instance arrived (or the stream overflowed), False on timeout."""
-    instance_id, name = ident
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + remaining
-    while True:
-        left = deadline - loop.time()
-        if left <= 0:
-            return False
-        try:
-            event = await asyncio.wait_for(sub.queue.get(), left)
-        except TimeoutError:
-            return False
-        if event is None:
-            return True  # overflowed: read the instance again
-        if event.data.get("id") == instance_id or event.data.get("name") == name:
-            return True

@@ -1,0 +1,252 @@
+"""Declared instances over HTTP (DESIGN "Desired state", issue 13): PUT documents, the
+reconciler converging them, wait, labels, documents round-trip, delete 202, prune."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mkd.testing import imagegen
+from tests.conftest import MakeClient
+from tests.helpers import MiB, assert_problem, create, upload
+
+FAST = {"poll_interval_s": 0.05}
+
+
+def document(name: str, kernel: str, **spec: Any) -> dict[str, Any]:
+    labels = spec.pop("labels", {"team": "web"})
+    body: dict[str, Any] = {"resources": {"cpus": [2, 3], "memory_bytes": 256 * MiB}, "kernel": kernel}
+    body.update(spec)
+    return {"apiVersion": "mkd.dev/v1", "kind": "Instance", "metadata": {"name": name, "labels": labels},
+            "spec": body}
+
+
+def wait(client: TestClient, ref: str, **query: Any) -> Any:
+    return client.get(f"/v1/instances/{ref}/wait", params={"timeout_s": 20, **query})
+
+
+@pytest.fixture(params=["tree", "rfc-v2"])
+def declared_client(request: pytest.FixtureRequest, make_client: MakeClient) -> TestClient:
+    return make_client(simulator={"kernel_profile": request.param, "halt_ack_timeout_s": 0.2}, reconciler=FAST)
+
+
+def test_put_creates_and_the_reconciler_brings_it_to_active(declared_client: TestClient) -> None:
+    client = declared_client
+    kernel = upload(client, imagegen.vmlinux())
+    reply = client.put("/v1/instances/web", json=document("web", kernel))
+    assert reply.status_code == 201, reply.text
+    body = reply.json()
+    assert body["generation"] == 1 and body["spec"]["state"] == "Active" and body["labels"] == {"team": "web"}
+    assert reply.headers["location"] == f"/v1/instances/{body['id']}"
+    done = wait(client, "web", generation=1)
+    assert done.status_code == 200, done.text
+    active = done.json()
+    assert active["state"] == "ACTIVE" and active["observed_generation"] == 1
+    assert {c["type"]: c["status"] for c in active["conditions"]} == {
+        "ResourcesApplied": "True", "KernelLoaded": "True", "Running": "True"}
+    profile = client.get("/v1/host").json()["kernel_profile"]
+    # under tree the reconciler adds the multikernel console so a panic is visible
+    assert active["kimage"]["cmdline"] == ("console=mktty0" if profile == "tree" else "")
+
+
+def test_the_same_document_twice_changes_nothing(client: TestClient) -> None:
+    kernel = upload(client, imagegen.vmlinux())
+    doc = document("web", kernel, state="Ready")
+    first = client.put("/v1/instances/web", json=doc)
+    assert first.status_code == 201
+    assert wait(client, "web", generation=1).status_code == 200
+    settled = client.get("/v1/instances/web")
+    create(client, "before", cpus=[8], memory_bytes=64 * MiB)
+    again = client.put("/v1/instances/web", json=doc)
+    create(client, "after", cpus=[9], memory_bytes=64 * MiB)
+    assert again.status_code == 200
+    assert again.headers["etag"] == settled.headers["etag"]
+    assert again.json()["generation"] == 1
+    assert _events_between(client, "before", "after") == []
+
+
+def _events_between(client: TestClient, first: str, last: str) -> list[dict[str, Any]]:
+    """Events after `first`'s created event up to `last`'s, read from the persisted log."""
+    seen: list[dict[str, Any]] = []
+    inside = False
+    with client.stream("GET", "/v1/events", headers={"Last-Event-ID": "0"}) as stream:
+        for line in stream.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = json.loads(line.removeprefix("data:"))
+            if data.get("name") == last and data.get("to") == "READY":
+                return seen
+            if inside:
+                seen.append(data)
+            if data.get("name") == first and data.get("to") == "READY":
+                inside = True
+    raise AssertionError("the stream ended early")
+
+
+def test_dry_run_answers_the_would_be_instance_and_its_plan(client: TestClient) -> None:
+    kernel = upload(client, imagegen.vmlinux())
+    reply = client.put("/v1/instances/web?dry_run=true", json=document("web", kernel))
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert [step["action"] for step in body["plan"]] == ["create", "load", "start"]
+    assert body["name"] == "web"
+    assert_problem(client.get("/v1/instances/web"), 404, "ENOENT")  # nothing stored
+
+
+def test_yaml_documents_and_the_document_round_trip(client: TestClient) -> None:
+    kernel = upload(client, imagegen.vmlinux())
+    text = (
+        "apiVersion: mkd.dev/v1\nkind: Instance\nmetadata:\n  name: db\n  labels: {tier: data}\n"
+        f"spec:\n  kernel: {kernel}\n  state: Loaded\n  resources:\n    cpus: [4]\n"
+        f"    memory_bytes: {128 * MiB}\n"
+    )
+    reply = client.put("/v1/instances/db", content=text, headers={"content-type": "application/yaml"})
+    assert reply.status_code == 201, reply.text
+    assert wait(client, "db", generation=1).status_code == 200
+    doc = client.get("/v1/instances/db", params={"format": "document"})
+    assert doc.status_code == 200
+    shown = doc.json()
+    assert shown["kind"] == "Instance" and shown["metadata"] == {"name": "db", "labels": {"tier": "data"}}
+    before = client.get("/v1/instances/db").headers["etag"]
+    back = client.put("/v1/instances/db", json=shown)  # what `get -o yaml` prints is taken back unchanged
+    assert back.status_code == 200 and back.headers["etag"] == before and back.json()["generation"] == 1
+
+
+def test_yaml_aliases_and_bad_documents_are_422(client: TestClient) -> None:
+    bomb = "a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"
+    reply = client.put("/v1/instances/x", content=bomb, headers={"content-type": "application/yaml"})
+    assert "aliases" in assert_problem(reply, 422)["detail"]
+    assert_problem(client.put("/v1/instances/x", content=b"{", headers={"content-type": "application/json"}), 422)
+    kernel = upload(client, imagegen.vmlinux())
+    other = document("y", kernel)
+    assert "metadata.name" in assert_problem(client.put("/v1/instances/x", json=other), 422)["detail"]
+    assert_problem(client.put("/v1/instances/7", json=document("7", kernel)), 422, "EINVAL")
+    unknown = document("x", "0" * 64)
+    assert_problem(client.put("/v1/instances/x", json=unknown), 422, "ENOENT")
+    bad = document("x", kernel, restartPolicy="Sometimes")
+    assert_problem(client.put("/v1/instances/x", json=bad), 422)
+
+
+def test_an_existing_instance_is_adopted(client: TestClient) -> None:
+    kernel = upload(client, imagegen.vmlinux())
+    made = create(client, "web", cpus=[2, 3], memory_bytes=256 * MiB)
+    reply = client.put("/v1/instances/web", json=document("web", kernel))
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["id"] == made["id"] and reply.json()["generation"] == 1
+    assert wait(client, "web", state="ACTIVE").json()["id"] == made["id"]
+
+
+def test_labels_select(client: TestClient) -> None:
+    kernel = upload(client, imagegen.vmlinux())
+    client.put("/v1/instances/a", json=document("a", kernel, state="Ready", labels={"team": "web", "env": "prod"},
+                                                resources={"cpus": [2], "memory_bytes": 64 * MiB}))
+    client.put("/v1/instances/b", json=document("b", kernel, state="Ready", labels={"team": "db"},
+                                                resources={"cpus": [3], "memory_bytes": 64 * MiB}))
+    create(client, "plain", cpus=[4], memory_bytes=64 * MiB)
+    names = [i["name"] for i in client.get("/v1/instances", params={"label": "team=web"}).json()["items"]]
+    assert names == ["a"]
+    both = client.get("/v1/instances", params=[("label", "team=web"), ("label", "env=prod")]).json()["items"]
+    assert [i["name"] for i in both] == ["a"]
+    assert client.get("/v1/instances", params={"label": "team=none"}).json()["items"] == []
+    assert_problem(client.get("/v1/instances", params={"label": "nokey"}), 422)
+    plain = client.get("/v1/instances/plain").json()
+    assert "spec" not in plain and "generation" not in plain  # imperative instances look as before
+
+
+def test_imperative_actions_move_the_spec(make_client: MakeClient) -> None:
+    client = make_client(simulator={"kernel_profile": "tree", "halt_ack_timeout_s": 0.2}, reconciler=FAST)
+    kernel = upload(client, imagegen.vmlinux())
+    client.put("/v1/instances/web", json=document("web", kernel))
+    assert wait(client, "web", generation=1).status_code == 200
+    stopped = client.post("/v1/instances/web/stop", json={"force": True})
+    assert stopped.status_code == 200, stopped.text
+    body = stopped.json()
+    assert body["state"] == "LOADED" and body["spec"]["state"] == "Loaded" and body["generation"] == 2
+    # the reconciler leaves it stopped: that is what the spec says now
+    assert wait(client, "web", generation=2).json()["state"] == "LOADED"
+    started = client.post("/v1/instances/web/start")
+    assert started.json()["spec"]["state"] == "Active" and started.json()["generation"] == 3
+
+
+def test_a_kernel_change_rolls_the_running_instance(make_client: MakeClient) -> None:
+    client = make_client(simulator={"kernel_profile": "tree", "halt_ack_timeout_s": 0.2}, reconciler=FAST)
+    first = upload(client, imagegen.vmlinux())
+    second = upload(client, imagegen.vmlinux(mk_entry=0x1000080))
+    assert first != second
+    client.put("/v1/instances/web", json=document("web", first))
+    assert wait(client, "web", generation=1).status_code == 200
+    reply = client.put("/v1/instances/web", json=document("web", second, cmdline="quiet"))
+    assert reply.status_code == 200 and reply.json()["generation"] == 2
+    done = wait(client, "web", generation=2).json()
+    assert done["state"] == "ACTIVE" and done["kimage"]["kernel"] == second
+    assert done["kimage"]["cmdline"] == "quiet console=mktty0"
+
+
+def test_rfc_v2_reports_unsupported_for_what_it_cannot_do(make_client: MakeClient) -> None:
+    client = make_client(simulator={"kernel_profile": "rfc-v2"}, reconciler=FAST)
+    kernel = upload(client, imagegen.vmlinux())
+    client.put("/v1/instances/web", json=document("web", kernel))
+    assert wait(client, "web", generation=1).status_code == 200
+    client.put("/v1/instances/web", json=document("web", kernel, state="Loaded"))
+    reply = wait(client, "web", generation=2)
+    problem = assert_problem(reply, 409, "EBUSY")
+    assert "Unsupported" in problem["detail"] and "no halt" in problem["detail"]
+    running = {c["type"]: c for c in client.get("/v1/instances/web").json()["conditions"]}["Running"]
+    assert (running["status"], running["reason"]) == ("False", "Unsupported")
+
+
+def test_delete_of_a_declared_instance_is_202_and_drives_it_down(make_client: MakeClient) -> None:
+    client = make_client(simulator={"kernel_profile": "tree", "halt_ack_timeout_s": 0.2}, reconciler=FAST)
+    kernel = upload(client, imagegen.vmlinux())
+    client.put("/v1/instances/web", json=document("web", kernel))
+    assert wait(client, "web", state="ACTIVE").status_code == 200
+    assert client.delete("/v1/instances/web").status_code == 202
+    assert wait(client, "web", deleted="true").status_code == 204
+    assert_problem(client.get("/v1/instances/web"), 404, "ENOENT")
+    assert wait(client, "web", deleted="true").status_code == 204  # already unknown
+    # the name is free again, spec and all
+    again = client.put("/v1/instances/web", json=document("web", kernel, state="Ready"))
+    assert again.status_code == 201 and again.json()["generation"] == 1
+
+
+def test_rfc_v2_cannot_delete_a_running_declared_instance(make_client: MakeClient) -> None:
+    client = make_client(simulator={"kernel_profile": "rfc-v2"}, reconciler=FAST)
+    kernel = upload(client, imagegen.vmlinux())
+    client.put("/v1/instances/web", json=document("web", kernel))
+    assert wait(client, "web", state="ACTIVE").status_code == 200
+    assert_problem(client.delete("/v1/instances/web"), 409, "EBUSY")
+
+
+def test_images_a_spec_names_stay_and_prune_removes_the_rest(client: TestClient) -> None:
+    kernel = upload(client, imagegen.vmlinux())
+    spare = upload(client, imagegen.initrd("gzip", size=8192))
+    client.put("/v1/instances/web", json=document("web", kernel, state="Ready"))
+    problem = assert_problem(client.delete(f"/v1/images/{kernel}"), 409, "EBUSY")
+    assert "web" in problem["detail"]
+    pruned = client.post("/v1/images/prune")
+    assert pruned.status_code == 200 and pruned.json() == {"removed": [spare]}
+    assert client.get(f"/v1/images/{kernel}").status_code == 200
+    assert client.get(f"/v1/images/{spare}").status_code == 404
+
+
+def test_wait_times_out_409_and_validates_its_query(client: TestClient) -> None:
+    create(client, "web", cpus=[2], memory_bytes=64 * MiB)
+    reply = client.get("/v1/instances/web/wait", params={"state": "ACTIVE", "timeout_s": 0.2})
+    problem = assert_problem(reply, 409, "ETIMEDOUT")
+    assert "READY" in problem["detail"]
+    assert client.get("/v1/instances/web/wait", params={"state": "READY"}).json()["state"] == "READY"
+    assert_problem(client.get("/v1/instances/web/wait", params={"timeout_s": 1}), 422)
+    assert_problem(client.get("/v1/instances/web/wait", params={"state": "READY", "timeout_s": 301}), 422)
+    assert_problem(client.get("/v1/instances/web/wait", params={"generation": 1}), 422)  # no spec
+    assert_problem(client.get("/v1/instances/nope/wait", params={"state": "READY"}), 404, "ENOENT")
+
+
+def test_openapi_documents_the_document_put(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    put = spec["paths"]["/v1/instances/{ref}"]["put"]
+    assert "application/json" in put["requestBody"]["content"]
+    assert "/v1/instances/{ref}/wait" in spec["paths"]
+    assert json.dumps(spec).count("InstanceDocument") >= 1
