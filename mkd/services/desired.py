@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from mkd.db import repository
 from mkd.db.models import DeclaredRecord, InstanceRecord, utcnow
 from mkd.db.session import transaction
+from mkd.domain.desired import conditions
 from mkd.domain.desired.plan import Boot, Capabilities, Have, plan
 from mkd.domain.desired.spec import DeclaredSpec
 from mkd.domain.requests import InstanceRequest, resource_request_of
@@ -130,7 +131,7 @@ def apply_document(
                 declared.generation += 1
                 declared.spec = spec.to_json()
                 declared.labels = labels
-            declared.held = None  # a new generation clears CrashLoop, Stopped, Unsupported
+            _release(declared)  # a new generation clears CrashLoop, Stopped, Unsupported
             declared.updated_at = utcnow()
             session.add(declared)
             bump(record)
@@ -181,7 +182,7 @@ def follow_action(session: Session, record: InstanceRecord, operation: str, *, c
     moved.update(SPEC_FOR_ACTION.get(operation, {}))
     moved.update(changes or {})
     if operation == "start":
-        declared.held = None  # an imperative start clears CrashLoop and Stopped
+        _release(declared)  # an imperative start clears CrashLoop and Stopped
         declared.not_before = None
         declared.failures = 0
     if moved == declared.spec:
@@ -191,7 +192,7 @@ def follow_action(session: Session, record: InstanceRecord, operation: str, *, c
     declared.generation += 1
     if operation == "update" and changes is not None and "resources" in changes:
         declared.applied_resources = changes["resources"]
-    declared.held = None
+    _release(declared)
     declared.updated_at = utcnow()
     session.add(declared)
     session.flush()
@@ -209,7 +210,7 @@ def request_delete(*, daemon: Daemon, record: InstanceRecord) -> None:
             raise KernelError(errno.ENOENT, f"instance {record.name!r} has no spec", instance_id=record.id)
         if not declared.deleting:
             declared.deleting = True
-            declared.held = None
+            _release(declared)
             declared.generation += 1
             declared.updated_at = utcnow()
             session.add(declared)
@@ -249,3 +250,8 @@ def get_document(*, daemon: Daemon, ref: str) -> tuple[dict[str, Any], str]:
             raise InvalidInput(f"instance {record.name!r} has no spec: there is no document to show; "
                                "PUT one to adopt it")
         return document_of(record, record.declared), etag_of(record)
+
+
+def _release(declared: DeclaredRecord) -> None:
+    declared.held = None
+    declared.conditions = conditions.release(declared.conditions, utcnow().isoformat())

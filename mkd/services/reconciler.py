@@ -20,7 +20,17 @@ from mkd.db import repository
 from mkd.db.models import DeclaredRecord, InstanceRecord, utcnow
 from mkd.db.session import transaction
 from mkd.domain.desired import conditions
-from mkd.domain.desired.plan import MAX_PLAN_STEPS, Blocked, Blocker, Planned, Step, Want, next_step
+from mkd.domain.desired.plan import (
+    MAX_PLAN_STEPS,
+    START_OUTCOME_UNKNOWN,
+    Blocked,
+    Blocker,
+    Have,
+    Planned,
+    Step,
+    Want,
+    next_step,
+)
 from mkd.domain.desired.restart import Backoff, CrashLoop, Restart, StaysDown, StopCause, decide, recent
 from mkd.domain.desired.spec import DeclaredSpec
 from mkd.domain.requests import InstanceRequest, resource_request_of
@@ -178,7 +188,12 @@ def reconcile_one(daemon: Daemon, name: str, stop_timeout_s: float) -> PassResul
             return PassResult(done, converged=False)
         if declared.not_before is not None and declared.not_before > time.time():
             return PassResult(done, converged=False)
-        nxt = next_step(have_of(record, declared), want, caps)
+        have = have_of(record, declared)
+        if _stopped_unasked(declared, spec, have):
+            assert have is not None
+            note_unrequested_stop(daemon, name, have.state.value, have.failure or "")
+            continue  # the decision (backoff, CrashLoop, Stopped) is read back next round
+        nxt = next_step(have, want, caps)
         if nxt is None:
             if declared.deleting:
                 _finish_delete(daemon, name)
@@ -190,6 +205,11 @@ def reconcile_one(daemon: Daemon, name: str, stop_timeout_s: float) -> PassResul
             return PassResult(done, converged=False)
         try:
             _execute(daemon, name, record, declared, spec, nxt, stop_timeout_s)
+            if nxt.step is Step.START:
+                started, _ = _load(daemon, name)
+                if started is not None and started.state != InstanceState.ACTIVE.value:
+                    # it did not stay up: the same as a crash, never an immediate retry
+                    note_unrequested_stop(daemon, name, started.state, started.failure or "")
         except MkdError as exc:
             what = exc.errno if isinstance(exc, KernelError) and exc.errno else type(exc).__name__
             problem = conditions.Problem(_condition_for(nxt.step), what, f"{nxt.step.value} failed: {exc.detail}")
@@ -197,6 +217,20 @@ def reconcile_one(daemon: Daemon, name: str, stop_timeout_s: float) -> PassResul
             _record_outcome(daemon, name, want, problem=problem, failed_step=True)
             return PassResult(done + 1, converged=False)
     raise RuntimeError(f"reconciling {name!r} did not converge in {MAX_PLAN_STEPS} steps")
+
+
+def _stopped_unasked(declared: DeclaredRecord, spec: DeclaredSpec, have: Have | None) -> bool:
+    """A converged Active instance that is no longer ACTIVE, with no restart decided yet: the
+    kernel took it down (the bus may not have told the reconciler yet)."""
+    if have is None or declared.deleting or spec.state.value != "Active":
+        return False
+    if declared.observed_generation != declared.generation or _restart_pending(declared):
+        return False
+    return have.state in (InstanceState.LOADED, InstanceState.FAILED) and have.failure != START_OUTCOME_UNKNOWN
+
+
+def _restart_pending(declared: DeclaredRecord) -> bool:
+    return bool(declared.last_failure and declared.last_failure.get("restart_pending"))
 
 
 def _condition_for(step: Step) -> str:
@@ -220,10 +254,12 @@ def note_unrequested_stop(daemon: Daemon, name: str, to_state: str, reason: str)
     with transaction(daemon.engine) as session:
         declared = session.get(DeclaredRecord, name)
         record = repository.get_instance_by_name(session=session, name=name)
-        if declared is None or declared.deleting or record is None:
+        if declared is None or declared.deleting or record is None or declared.held is not None:
             return
+        if _restart_pending(declared):
+            return  # already decided (the pass and the bus may both report the same stop)
         spec = DeclaredSpec.from_json(declared.spec)
-        if spec.state.value != "Active":
+        if spec.state.value != "Active" or record.state == InstanceState.ACTIVE.value:
             return
         console = console_tail(daemon, record.id)
         if to_state == InstanceState.FAILED.value:

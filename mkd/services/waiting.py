@@ -48,12 +48,14 @@ def _check(daemon: Daemon, ref: str, state: InstanceState | None, generation: in
             if declared.observed_generation >= generation and all(
                     c["status"] == "True" or c["reason"] == "NotRequested" for c in declared.conditions):
                 return Verdict(True, body, ident)
-        if record.state == InstanceState.FAILED.value and state is not InstanceState.FAILED:
-            raise KernelError(errno.EBUSY, f"instance {record.name!r} is FAILED: {record.failure or 'no reason'}",
-                              instance_id=record.id, extra={"instance": body})
         if declared is not None and (condition := terminal(declared.conditions)) is not None:
             raise KernelError(errno.EBUSY, f"{condition['type']} is False ({condition['reason']}): "
                               f"{condition['message']}", instance_id=record.id, extra={"instance": body})
+        # A declared instance the reconciler still drives (restarts) is not finished by FAILED.
+        recovering = declared is not None and declared.held is None and not declared.deleting
+        if record.state == InstanceState.FAILED.value and state is not InstanceState.FAILED and not recovering:
+            raise KernelError(errno.EBUSY, f"instance {record.name!r} is FAILED: {record.failure or 'no reason'}",
+                              instance_id=record.id, extra={"instance": body})
         return Verdict(False, body, ident)
 
 

@@ -250,3 +250,78 @@ def test_openapi_documents_the_document_put(client: TestClient) -> None:
     assert "application/json" in put["requestBody"]["content"]
     assert "/v1/instances/{ref}/wait" in spec["paths"]
     assert json.dumps(spec).count("InstanceDocument") >= 1
+
+
+def _events_of(client: TestClient, kind: str, name: str, count: int) -> list[dict[str, Any]]:
+    """The first `count` events of `kind` about `name` in the persisted log (waits for them)."""
+    found: list[dict[str, Any]] = []
+    event = ""
+    with client.stream("GET", "/v1/events", headers={"Last-Event-ID": "0"}) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.removeprefix("event:").strip()
+            elif line.startswith("data:") and event == kind:
+                data = json.loads(line.removeprefix("data:"))
+                if data.get("name") == name:
+                    found.append(data)
+                    if len(found) == count:
+                        return found
+    raise AssertionError("the stream ended early")
+
+
+def crashing(make_client: MakeClient, **faults: object) -> TestClient:
+    return make_client(simulator={"kernel_profile": "tree", "halt_ack_timeout_s": 0.2, "faults": faults},
+                       reconciler=FAST)
+
+
+def test_on_failure_restarts_a_failed_instance_then_crash_loops(make_client: MakeClient) -> None:
+    client = crashing(make_client, fail_after_start=True)
+    kernel = upload(client, imagegen.vmlinux())
+    doc = document("web", kernel, maxRestarts=2, restartBackoff={"initial_s": 0.1, "max_s": 0.2})
+    client.put("/v1/instances/web", json=doc)
+    restarted = _events_of(client, "restarted", "web", 2)
+    assert [e["attempt"] for e in restarted] == [1, 2]
+    assert "failed" in restarted[0]["reason"]
+    looped = wait(client, "web", generation=1)
+    problem = assert_problem(looped, 409, "EBUSY")
+    assert "CrashLoop" in problem["detail"]
+    body = client.get("/v1/instances/web").json()
+    assert body["restarts"] == 2 and body["last_failure"]["reason"].startswith("the kernel says failed")
+    running = {c["type"]: c for c in body["conditions"]}["Running"]
+    assert (running["status"], running["reason"]) == ("False", "CrashLoop")
+    metrics = client.get("/metrics").text
+    assert 'mkd_restarts_total{instance="web"} 2.0' in metrics
+    assert 'mkd_crash_loops_total{instance="web"} 1.0' in metrics
+
+
+def test_a_new_generation_clears_a_crash_loop(make_client: MakeClient) -> None:
+    client = crashing(make_client, fail_after_start=True)
+    kernel = upload(client, imagegen.vmlinux())
+    client.put("/v1/instances/web", json=document("web", kernel, maxRestarts=0))
+    assert "CrashLoop" in assert_problem(wait(client, "web", generation=1), 409)["detail"]
+    client.app.state.daemon.backend.kernel.faults.fail_after_start = False  # type: ignore[attr-defined]
+    fixed = client.put("/v1/instances/web", json=document("web", kernel, maxRestarts=3))
+    assert fixed.status_code == 200 and fixed.json()["generation"] == 2
+    settled = wait(client, "web", generation=2)
+    assert settled.status_code == 200, settled.text
+    assert settled.json()["state"] == "ACTIVE"
+
+
+def test_a_clean_self_stop_stays_down_under_on_failure_and_restarts_under_always(make_client: MakeClient) -> None:
+    client = crashing(make_client)
+    kernel = upload(client, imagegen.vmlinux())
+    client.put("/v1/instances/calm", json=document("calm", kernel))
+    client.put("/v1/instances/eager", json=document("eager", kernel, restartPolicy="Always",
+                                                    resources={"cpus": [4], "memory_bytes": 64 * MiB},
+                                                    restartBackoff={"initial_s": 0.1, "max_s": 1}))
+    calm = wait(client, "calm", generation=1).json()
+    eager = wait(client, "eager", generation=1).json()
+    kernel_model = client.app.state.daemon.backend.kernel  # type: ignore[attr-defined]
+    kernel_model.spawn_halt_self(calm["id"])
+    kernel_model.spawn_halt_self(eager["id"])
+    assert _events_of(client, "restarted", "eager", 1)[0]["attempt"] == 1
+    assert wait(client, "eager", state="ACTIVE").status_code == 200
+    stopped = wait(client, "calm", state="LOADED").json()
+    running = {c["type"]: c for c in stopped["conditions"]}["Running"]
+    assert (running["status"], running["reason"]) == ("False", "Stopped")
+    assert stopped["restarts"] == 0 and "stopped by itself" in stopped["last_failure"]["reason"]

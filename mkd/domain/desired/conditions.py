@@ -68,3 +68,16 @@ def terminal(conditions: list[dict[str, Any]]) -> dict[str, Any] | None:
         if condition["status"] == "False" and condition["reason"] in TERMINAL_REASONS:
             return condition
     return None
+
+
+# What a new generation or an imperative start clears (the reconciler looks again).
+HELD_REASONS = TERMINAL_REASONS | {"Stopped", "StartOutcomeUnknown"}
+
+
+def release(previous: list[dict[str, Any]], at: str) -> list[dict[str, Any]]:
+    """Conditions once what held the instance is cleared: those reasons become Unknown/Pending."""
+    return [
+        {**c, "status": "Unknown", "reason": "Pending", "message": "the reconciler looks again",
+         "last_transition": at} if c["status"] == "False" and c["reason"] in HELD_REASONS else c
+        for c in previous
+    ]
