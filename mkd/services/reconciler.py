@@ -72,6 +72,8 @@ def _record_outcome(daemon: Daemon, name: str, want: Want, *, problem: condition
         declared = session.get(DeclaredRecord, name)
         if declared is None:
             return
+        if declared.held is not None and held is None:
+            return  # decided meanwhile (a crash seen on the bus): that decision's conditions stand
         record = repository.get_instance_by_name(session=session, name=name)
         now_conditions = conditions.merge(
             declared.conditions, conditions.observe(have_of(record, declared), want, problem), _now_iso())

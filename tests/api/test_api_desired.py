@@ -284,7 +284,7 @@ def test_on_failure_restarts_a_failed_instance_then_crash_loops(make_client: Mak
     assert "failed" in restarted[0]["reason"]
     looped = wait(client, "web", generation=1)
     problem = assert_problem(looped, 409, "EBUSY")
-    assert "CrashLoop" in problem["detail"]
+    assert "CrashLoop" in problem["detail"], problem
     body = client.get("/v1/instances/web").json()
     assert body["restarts"] == 2 and body["last_failure"]["reason"].startswith("the kernel says failed")
     running = {c["type"]: c for c in body["conditions"]}["Running"]
