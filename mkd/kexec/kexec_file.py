@@ -26,7 +26,7 @@ from mkd.kexec.kernel_pages import KernelPages
 from mkd.kexec.loader_api import KexecLoader, LoadContext, ProbeInput
 from mkd.kexec.loaders import loaders_for
 from mkd.kexec.mem_pool import GenPool
-from mkd.kexec.placement import ULONG_MAX, KimageSegments
+from mkd.kexec.placement import CONTROL_PAGE_KINDS, ULONG_MAX, KimageSegments
 from mkd.kexec.sanity import sanity_check_segment_list
 from mkd.kexec.segments import KexecBuf, PlannedSegment, SegmentSource
 
@@ -41,8 +41,6 @@ __all__ = [
     "release_kimage",
 ]
 
-# Kinds that to_kimage() appends after the real segments; they are not counted in nr_segments.
-CONTROL_PAGE_KINDS = ("control", "swap")
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 

@@ -17,6 +17,7 @@ from mkd.kexec.mem_pool import GenPool
 from mkd.kexec.segments import KexecBuf, PlannedSegment
 
 KEXEC_SEGMENT_MAX = 16
+CONTROL_PAGE_KINDS = ("control", "swap")  # the control-code page, then the swap page (spec 2.7.1 step 11)
 KEXEC_CONTROL_PAGE_SIZE = 4096
 ULONG_MAX = (1 << 64) - 1
 
@@ -165,7 +166,7 @@ class KimageSegments:
 
     def alloc_control_pages(self) -> None:
         """The control-code page, then the swap page (non-crash images)."""
-        for kind, what in (("control", "control_code_buffer"), ("swap", "swap buffer")):
+        for kind, what in zip(CONTROL_PAGE_KINDS, ("control_code_buffer", "swap buffer"), strict=True):
             self.control_pages.append(self._alloc_control_page(kind, what))
 
     def _alloc_control_page(self, kind: str, what: str) -> tuple[int, int, bool]:

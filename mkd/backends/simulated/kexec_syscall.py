@@ -22,7 +22,7 @@ from mkd.kexec.flags import (
     kexec_get_mk_id,
 )
 from mkd.kexec.kernel_pages import KernelPages
-from mkd.kexec.kexec_file import KexecEnv, PreparedKimage, prepare_kimage, release_kimage
+from mkd.kexec.kexec_file import CONTROL_PAGE_KINDS, KexecEnv, PreparedKimage, prepare_kimage, release_kimage
 
 COPY_STEP = "copy"
 # Sizes of the pages a load takes from the page allocator. The real constants were not read
@@ -33,21 +33,21 @@ MK_SHARED_DATA_SIZE = 2 * 64 * (4096 + 64)
 KHO_FDT_SIZE = 4096
 
 
-def kernel_pages(model: KernelModel, env: KexecEnv, settings: SimulatorSettings, faults: Faults) -> KernelPages:
+def _page_allocator(model: KernelModel, env: KexecEnv, settings: SimulatorSettings, faults: Faults) -> KernelPages:
     """The page allocator as it stands: kernel RAM minus every pool chunk and every page a kimage holds.
 
     rfc-v2's RAM already leaves out the boot pool (memblock-reserved); the tree's pool is grown from
     the page allocator, so all of RAM is the allocator's except the chunks handed out (spec 3.1).
     """
-    ram = env.system_ram if model.profile == "rfc-v2" else ((0, settings.memory_bytes),)
+    whole = ((0, settings.memory_bytes),)
+    ram = (env.system_ram or whole) if model.profile == "rfc-v2" else whole
     excluded = [(chunk.base, chunk.size) for chunk in model.pool.chunks]
     for inst in model.instances.values():
         excluded += inst.chunks
         if inst.kimage is not None:
             excluded += [(addr, size) for addr, size, in_pool in inst.kimage.control_pages if not in_pool]
             excluded += [(addr, size) for _, addr, size in inst.kimage.kernel_pages]
-    return KernelPages(ram=ram or ((0, settings.memory_bytes),), excluded=excluded,
-                       failing=frozenset(faults.fail_page_alloc))
+    return KernelPages(ram=ram, excluded=excluded, failing=frozenset(faults.fail_page_alloc))
 
 
 def _record(
@@ -63,7 +63,7 @@ def _record(
         nr_segments=prepared.nr_segments,
         cmdline=prepared.cmdline,
         # manifest, IPI ring, KHO FDT: held until kimage_free; control pages are listed above
-        kernel_pages=[] if pages is None else [page for page in pages.taken if page[0] not in ("control", "swap")],
+        kernel_pages=[] if pages is None else [page for page in pages.taken if page[0] not in CONTROL_PAGE_KINDS],
     )
 
 
@@ -120,7 +120,7 @@ def load_v2(
         raise KernelError(errno.EBUSY, f"instance {mk_id} already has a kimage", instance_id=mk_id)
     loading = transition(model.profile, inst.state, KEvent.LOAD_ASSOCIATE, instance_id=mk_id)
     inst.state = loading
-    pages = kernel_pages(model, env, settings, faults)
+    pages = _page_allocator(model, env, settings, faults)
     try:
         pages.alloc("kho_fdt", KHO_FDT_SIZE)  # spec 2.3 step 6 (patch 16): one KHO FDT page
         # The seed's error path frees none of the pool: placed segments and control pages are on no
@@ -159,7 +159,7 @@ def load_tree(
         raise KernelError(errno.EBUSY, f"instance {mk_id} already has a kimage", instance_id=mk_id)
     # kimage_file_alloc_init (spec 2.4 step 4): the manifest pages, then the IPI ring pages, then
     # the image; any failure undoes the association only, and what was taken is given back.
-    pages = kernel_pages(model, env, settings, faults)
+    pages = _page_allocator(model, env, settings, faults)
     pages.alloc("manifest", MK_MANIFEST_SIZE)
     pages.alloc("ipi", MK_SHARED_DATA_SIZE)
     prepared = prepare_kimage(env, request, inst.pool, kernel_pages=pages)
