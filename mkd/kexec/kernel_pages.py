@@ -18,12 +18,15 @@ from mkd.errors import KernelError
 PAGE_SIZE = 4096
 
 
-def _hit(ranges: Iterable[tuple[int, int]], first: int, last: int) -> tuple[int, int] | None:
-    """The first (base, size) range that overlaps the inclusive [first, last]."""
-    for base, size in ranges:
-        if size and last >= base and first <= base + size - 1:
-            return base, size
-    return None
+def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(start, end) of the union of (base, size) ranges, sorted, overlapping and touching ones joined."""
+    merged: list[tuple[int, int]] = []
+    for base, size in sorted(r for r in ranges if r[1] > 0):
+        if merged and base <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], base + size))
+        else:
+            merged.append((base, base + size))
+    return merged
 
 
 @dataclass
@@ -41,13 +44,23 @@ class KernelPages:
         if kind in self.failing:
             raise failure
         size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-        blocked = [*self.excluded, *((addr, length) for _, addr, length in self.taken), *avoid]
+        blocked = _merged([*self.excluded, *((addr, length) for _, addr, length in self.taken), *avoid])
         for base, length in sorted(self.ram, reverse=True):
-            candidate = (base + length - size) & ~(PAGE_SIZE - 1)
-            while candidate >= base:
-                hit = _hit(blocked, candidate, candidate + size - 1)
-                if hit is None:
-                    self.taken.append((kind, candidate, size))
-                    return candidate
-                candidate = (hit[0] - size) & ~(PAGE_SIZE - 1)  # jump below what is in the way
+            top = base + length  # the gaps of this RAM range, from the highest down
+            for start, end in reversed(blocked):
+                if start >= top:
+                    continue
+                candidate = (top - size) & ~(PAGE_SIZE - 1)
+                if candidate >= max(end, base):
+                    return self._take(kind, candidate, size)
+                top = start
+                if top <= base:
+                    break
+            candidate = (top - size) & ~(PAGE_SIZE - 1)
+            if top > base and candidate >= base:
+                return self._take(kind, candidate, size)
         raise failure
+
+    def _take(self, kind: str, addr: int, size: int) -> int:
+        self.taken.append((kind, addr, size))
+        return addr
