@@ -32,6 +32,9 @@ class SimulatorSettings(BaseModel):
     # Kernel build options that change loader behaviour (spec 2.7).
     five_level_paging: bool = False
     kexec_sig_enforced: bool = False
+    # The caller's privileges and the kernel's lockdown (spec 2.2 step 1, 2.7.1 step 3, 6.2).
+    cap_sys_boot: bool = True
+    lockdown: Literal["none", "integrity", "confidentiality"] = "none"
     purgatory_bytes: int = Field(0x4000, ge=4096, le=1 << 20)
     bzimage_policy: Literal["load-no-spawn", "reject"] = "load-no-spawn"  # spec 2.7.5 option a / b
     devices: list[str] = Field(default_factory=list)  # platform device names / PCI ids present

@@ -100,12 +100,17 @@ def _after_refusal(daemon: Daemon, before: InstanceRecord, record: InstanceRecor
         publish(daemon, events)
     else:
         state = daemon_state_for(kernel.kernel_state, recorded=InstanceState(record.state),
-                                 active_reported=daemon.host.capabilities.get("active_reported", True))
+                                 active_reported=daemon.host.capabilities.get("active_reported", True),
+                                 kimage_present=kernel.kimage is not None)
         kimage: dict[str, Any] | None | bool = False
         # A refused action on a FAILED instance keeps the reason it failed.
         failure = before.failure if state.value == before.state else None
         if kernel.kimage is None:
             kimage = None
+            if state is InstanceState.FAILED and failure is None:
+                # DESIGN "States": the bug-compatible dangling kimage of a failed v2 load is FAILED.
+                failure = kernel.failure or (
+                    f"load failed with {exc.errno} and left a dangling kimage (bug-compatible mode)")
         elif record.state == InstanceState.LOADING.value or record.kimage is None:
             # DESIGN "States": the bug-compatible dangling kimage of a failed v2 load is FAILED.
             state = InstanceState.FAILED
@@ -202,8 +207,14 @@ def unload(*, daemon: Daemon, ref: str, force: bool, if_match: str | None) -> Re
     action = Action.UNLOAD_FORCE if force else Action.UNLOAD
     with daemon.kernel_lock:
         record, kernel = _run(daemon, ref, if_match, action, "unload", lambda r: daemon.backend.unload(r.id))
-        updated, events = _set_state(daemon, record.id, to=InstanceState.READY, kernel=kernel, kimage=None,
-                                     image_uses={}, respond=True)
+        # READY, unless the kernel says otherwise: the rfc-v2 bug-compatible unload returns 0 and
+        # leaves a dangling kimage where it was (FAILED, spec 2.5).
+        state = daemon_state_for(kernel.kernel_state, recorded=InstanceState.READY,
+                                 active_reported=daemon.host.capabilities.get("active_reported", True),
+                                 kimage_present=kernel.kimage is not None)
+        failure = kernel.failure if state is InstanceState.FAILED else None
+        updated, events = _set_state(daemon, record.id, to=state, kernel=kernel, kimage=None,
+                                     failure=failure, image_uses={}, respond=True)
     publish(daemon, events)
     return instance_public(updated), etag_of(updated)
 

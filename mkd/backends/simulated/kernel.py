@@ -329,6 +329,7 @@ class SimulatedKernel:
 
     def load(self, request: LoadRequest) -> KernelInstance | None:
         """kexec_file_load: generic checks (spec 2.2), then the profile's order."""
+        self._require_cap_sys_boot()  # spec 2.2 step 1, unload included
         if request.flags & ~KEXEC_FILE_FLAGS:
             raise KernelError(errno.EINVAL, f"flags {request.flags:#x} have bits outside KEXEC_FILE_FLAGS")
         # bug_compat's single kexec_image slot can free another instance's kimage.
@@ -362,6 +363,7 @@ class SimulatedKernel:
         magic2: int = reboot.LINUX_REBOOT_MAGIC2,
     ) -> int:
         """reboot(magic1, magic2, cmd, &{mk_id}) for the multikernel commands (spec 6.2)."""
+        self._require_cap_sys_boot()  # spec 6.2: before the magic check; lockdown does not apply
         reboot.check_magic(magic1, magic2)
         if cmd == reboot.LINUX_REBOOT_CMD_MULTIKERNEL:
             self._spawn(mk_id)
@@ -376,6 +378,10 @@ class SimulatedKernel:
         else:
             raise KernelError(errno.EINVAL, f"unknown reboot command {cmd:#x}")
         return 0
+
+    def _require_cap_sys_boot(self) -> None:
+        if not self.settings.cap_sys_boot:
+            raise KernelError(errno.EPERM, "the caller lacks CAP_SYS_BOOT")
 
     def _spawn(self, mk_id: int) -> None:
         with self._kexec_lock(), self._mutation(touched=[mk_id]) as model:

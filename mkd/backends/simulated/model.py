@@ -23,6 +23,7 @@ class KimageRecord:
     control_pages: list[tuple[int, int, bool]]  # (addr, size, in_pool), spec 3.4
     nr_segments: int  # real segments (kimage.segments also lists control pages)
     cmdline: bytes  # the kept command line, as copied from the caller
+    kernel_pages: list[tuple[str, int, int]] = field(default_factory=list)  # (kind, addr, size): manifest, ipi, kho_fdt
 
 
 @dataclass

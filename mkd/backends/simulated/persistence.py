@@ -57,6 +57,7 @@ def _kimage_to_json(record: KimageRecord) -> dict[str, Any]:
         "sources": [source.to_json() for source in record.sources],
         "pool_allocations": _pairs(record.pool_allocations),
         "control_pages": [[a, s, p] for a, s, p in record.control_pages],
+        "kernel_pages": [[kind, a, s] for kind, a, s in record.kernel_pages],
         "nr_segments": record.nr_segments,
         "cmdline": record.cmdline.hex(),
     }
@@ -71,6 +72,7 @@ def _kimage_from_json(data: dict[str, Any]) -> KimageRecord:
         sources=[SegmentSource.from_json(source) for source in data["sources"]],
         pool_allocations=[(int(a), int(s)) for a, s in data["pool_allocations"]],
         control_pages=[(int(a), int(s), bool(p)) for a, s, p in data["control_pages"]],
+        kernel_pages=[(str(kind), int(a), int(s)) for kind, a, s in data.get("kernel_pages", [])],
         nr_segments=int(data["nr_segments"]),
         cmdline=bytes.fromhex(data["cmdline"]),
     )

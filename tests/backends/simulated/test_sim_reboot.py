@@ -190,16 +190,6 @@ def test_watch_delivers_a_failure_after_start(make_backend: BackendFactory, imag
     backend.delete_instance(1)
 
 
-def test_close_ends_watchers(tree: SimulatedBackend) -> None:
-    stream = tree.watch()
-    tree.close()
-
-    async def drain() -> list[KernelEvent]:
-        return [event async for event in stream]
-
-    assert asyncio.run(drain()) == []
-
-
 def test_halt_commands_are_distinct_values() -> None:
     assert (
         LINUX_REBOOT_CMD_MULTIKERNEL,
