@@ -1,22 +1,31 @@
 """The simulated multikernel kernel: one object, thread-safe, persisted after every mutation.
 
 Rules live in the modules this one calls (pool_rules, instance_rules, kexec_syscall, reboot,
-hot_update, states); this class adds what a kernel adds around them: locking (the kexec mutex,
-spec 2.2), the asynchronous work of running spawns, and the state file.
+hot_update, hotplug, states); this class adds what a kernel adds around them: locking (the kexec
+mutex, spec 2.2), the asynchronous work of running spawns, the console device and the state file.
+
+Under `tree` (the v7.0-mk2 release, spec 8) nothing is pushed to `watch()`: the kernel raises no
+notification (8.1.2), so a client polls the status files. What a running spawn does on its own
+(panic, poweroff, reboot, halt, hang: `[simulator] faults`, or `spawn_exit()`) is stored as a
+time and applied when the kernel is next looked at, so 2,047 running spawns cost no threads.
 """
 
 from __future__ import annotations
 
 import errno
+import heapq
+import logging
 import math
 import threading
 import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mkd.backends.simulated import (
+    boot_log,
+    boot_tree,
     hot_update,
     instance_rules,
     kexec_syscall,
@@ -26,10 +35,12 @@ from mkd.backends.simulated import (
     sysfs_dt,
 )
 from mkd.backends.simulated.events import EventHub, EventStream
-from mkd.backends.simulated.faults import Faults
+from mkd.backends.simulated.faults import Faults, SpawnEnd
 from mkd.backends.simulated.global_pool import GlobalPool, Ram
+from mkd.backends.simulated.hotplug import spawn_answers
 from mkd.backends.simulated.machine import build_topology, node_memory_ranges
-from mkd.backends.simulated.model import InstanceRecord, KernelModel, OverlayTx
+from mkd.backends.simulated.mktty import ConsoleTarget, Mktty
+from mkd.backends.simulated.model import InstanceRecord, KernelModel, OverlayTx, SpawnRecord
 from mkd.backends.simulated.overlay_ops import OpContext
 from mkd.backends.simulated.persistence import StateFile, load_model, model_from_json, model_to_json
 from mkd.backends.simulated.states import KEvent, KState, status_string, transition
@@ -45,10 +56,13 @@ from mkd.kexec.proc_kimage import render_proc_kimage
 MK_SYS_HEARTBEAT = 0x3001
 MK_SYS_HALTED = 0x3004
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SpawnStatus:
-    """A running simulated spawn, as its MK_SYS_HEARTBEAT ticks show it (spec 6.3)."""
+    """A running simulated spawn, as its MK_SYS_HEARTBEAT ticks show it (spec 6.3; the tree
+    release has no heartbeat sender, spec 8.2.2, so there it never ticks)."""
 
     running: bool
     started_at: float
@@ -88,6 +102,11 @@ class SimulatedKernel:
         loaded = load_model(state_path, settings) if state_path is not None else None
         self._model = loaded if loaded is not None else _empty_model(settings)
         self._work = Workqueue(f"mk-sim-{self.profile}")
+        self.console = Mktty(self)  # /dev/mktty (spec 8.8)
+        self._due: list[tuple[float, int, float]] = []  # (when, instance id, spawn started_at)
+        for inst in self._model.instances.values():
+            if inst.spawn is not None:
+                self._schedule(inst.id, inst.spawn)
         if loaded is None:
             self._save()
 
@@ -103,10 +122,47 @@ class SimulatedKernel:
         something (the v2 dangling kimage). `touched` names the instances the call may change
         (None: any), so only those are serialised again."""
         with self._lock:
+            self._settle()
             try:
                 yield self._model
             finally:
                 self._save(touched)
+
+    @contextmanager
+    def _settled(self) -> Iterator[KernelModel]:
+        """Hold the model after applying what running spawns did on their own up to now."""
+        with self._lock:
+            self._settle()
+            yield self._model
+
+    def _schedule(self, instance_id: int, spawn: SpawnRecord) -> None:
+        for when in (spawn.end_noticed_at, spawn.ends_at, spawn.hangs_at):
+            if when is not None:
+                heapq.heappush(self._due, (when, instance_id, spawn.started_at))
+
+    def _settle(self) -> None:
+        """Apply due spawn ends: print what the spawn printed, then MK_SYS_HALTED -> LOADED (spec 8.4)."""
+        now = time.time()
+        touched: list[int] = []
+        while self._due and self._due[0][0] <= now:
+            _, instance_id, started_at = heapq.heappop(self._due)
+            inst = self._same_spawn(instance_id, started_at)
+            if inst is None or inst.spawn is None:
+                continue
+            self._print_up_to(inst, now)
+            if inst.spawn.ends_at is not None and inst.spawn.ends_at <= now:
+                self._settle_halted(inst)
+                touched.append(instance_id)
+        if touched:
+            self._save(touched)
+
+    def _settle_halted(self, inst: InstanceRecord) -> None:
+        before = inst.state
+        inst.state = transition(self._model.profile, inst.state, KEvent.SPAWN_HALTED, instance_id=inst.id)
+        how = inst.spawn.end if inst.spawn is not None else None
+        inst.spawn = None
+        log.info("multikernel: instance %d %s: %s -> loaded after MK_SYS_HALTED (%s)", inst.id, inst.name,
+                 status_string(self.profile, before), how)
 
     @contextmanager
     def _kexec_lock(self) -> Iterator[None]:
@@ -135,15 +191,15 @@ class SimulatedKernel:
     # -- reading ---------------------------------------------------------------------------------
 
     def read_pool(self) -> PoolState:
-        with self._lock:
+        with self._settled():
             return pool_view(self._model)
 
     def list_instances(self) -> list[KernelInstance]:
-        with self._lock:
+        with self._settled():
             return [self._view(inst) for inst in sorted(self._model.instances.values(), key=lambda i: i.id)]
 
     def read_instance(self, instance_id: int) -> KernelInstance:
-        with self._lock:
+        with self._settled():
             return self._view(self._record(instance_id))
 
     def lowest_free_id(self) -> int:
@@ -152,17 +208,17 @@ class SimulatedKernel:
 
     def status_file(self, name: str) -> str:
         """/sys/fs/multikernel/instances/<name>/status."""
-        with self._lock:
+        with self._settled():
             return status_file(self._model, self._by_name(name))
 
     def id_file(self, name: str) -> str:
         """/sys/fs/multikernel/instances/<name>/id."""
-        with self._lock:
+        with self._settled():
             return id_file(self._by_name(name))
 
     def proc_kimage(self) -> str:
         """/proc/kimage (spec 2.6): every multikernel kimage, by id."""
-        with self._lock:
+        with self._settled():
             rows = [
                 (inst.id, "multikernel", inst.kimage.kimage.start, inst.kimage.nr_segments, "file", inst.kimage.cmdline)
                 for inst in sorted(self._model.instances.values(), key=lambda i: i.id)
@@ -172,12 +228,13 @@ class SimulatedKernel:
 
     def spawn_status(self, instance_id: int) -> SpawnStatus | None:
         """Heartbeats tick every heartbeat_interval_s while the spawn runs."""
-        with self._lock:
+        with self._settled():
             spawn = self._record(instance_id).spawn
             if spawn is None:
                 return None
             interval = self.settings.heartbeat_interval_s
-            ticks = math.floor(max(time.time() - spawn.started_at, 0.0) / interval) if spawn.running else 0
+            beating = spawn.running and self.profile == "rfc-v2"  # tree: MK_SYS_HEARTBEAT has no sender
+            ticks = math.floor(max(time.time() - spawn.started_at, 0.0) / interval) if beating else 0
             last = spawn.started_at + ticks * interval if ticks else None
             return SpawnStatus(spawn.running, spawn.started_at, ticks, last)
 
@@ -215,6 +272,7 @@ class SimulatedKernel:
             instance_rules.destroy(model, instance_id)
             if self.profile == "tree":
                 model.next_tx += 1
+        self.console.forget(instance_id)
 
     def rmdir_instance(self, name: str) -> None:
         """rmdir /sys/fs/multikernel/instances/<name> (spec 6.1): tree removes only via overlays."""
@@ -232,6 +290,8 @@ class SimulatedKernel:
 
     def update_instance(self, spec: InstanceSpec) -> KernelInstance:
         """Hot update of an instance's resources (tree; rfc-v2 is EOPNOTSUPP)."""
+        if self.profile == "tree" and not self.settings.llc_way_masks:
+            spec = replace(spec, llc_way_mask=None)  # v7.0-mk2 does not read llc-way-mask (8.6.3)
         with self._mutation(touched=[spec.id]) as model:
             self._record(spec.id)
             candidate = _clone(model, self.settings)
@@ -255,7 +315,7 @@ class SimulatedKernel:
 
     def read_device_tree(self) -> bytes:
         """read(2) of device_tree: v2's fixed text, or the tree's binary pool DTB (5.1 "Read-back")."""
-        with self._lock:
+        with self._settled():
             return sysfs_dt.read_root(self._model)
 
     def cpu_online(self, cpu: int) -> bool:
@@ -269,22 +329,25 @@ class SimulatedKernel:
         """write(2) to overlays/new (5.4): returns the new transaction's id, whatever its status."""
         self._require_overlays()
         with self._mutation() as model:
-            return overlays.new_transaction(OpContext(model, self.settings, self.faults), dtbo, offset).id
+            return overlays.new_transaction(self._op_context(model), dtbo, offset).id
+
+    def _op_context(self, model: KernelModel) -> OpContext:
+        return OpContext(model, self.settings, self.faults, now=time.time(), wait=self._closing.wait)
 
     def overlay_ids(self) -> list[int]:
         """The tx_<N> directories under overlays/."""
         self._require_overlays()
-        with self._lock:
+        with self._settled():
             return [tx.id for tx in sorted(self._model.overlays.values(), key=lambda t: t.id) if tx.status != "removed"]
 
     def tx_status(self, tx_id: int) -> str:
         """overlays/tx_<N>/status without the newline; a removed tx reads `removed`."""
-        with self._lock:
+        with self._settled():
             return self._tx(tx_id).status
 
     def tx_files(self, tx_id: int) -> dict[str, bytes]:
         """The files of overlays/tx_<N>: id, status, instance, resources, dtbo."""
-        with self._lock:
+        with self._settled():
             tx = self._tx(tx_id)
             if tx.status == "removed":
                 raise KernelError(errno.ENOENT, f"no overlays/tx_{tx_id}")
@@ -293,7 +356,7 @@ class SimulatedKernel:
     def rmdir_tx(self, tx_id: int) -> None:
         """rmdir overlays/tx_<N>: roll the transaction back (5.4)."""
         with self._mutation() as model:
-            overlays.rollback(OpContext(model, self.settings, self.faults), self._tx(tx_id))
+            overlays.rollback(self._op_context(model), self._tx(tx_id))
 
     def mkdir(self, path: str) -> None:
         """mkdir anywhere under /sys/fs/multikernel is EPERM (6.1, 5.4); v2 has no overlays/ at all."""
@@ -382,16 +445,52 @@ class SimulatedKernel:
             if self.profile == "rfc-v2":
                 inst = reboot.kexec_by_id_v2(model, mk_id, self.faults)
             else:
-                inst = reboot.kexec_by_id_tree(model, mk_id, self.faults, self.settings)
+                inst = reboot.kexec_by_id_tree(model, mk_id, self.faults, self.settings, self._finalize)
+                self._booted(inst)
             if self.faults.fail_after_start:
                 started_at = inst.spawn.started_at if inst.spawn else 0.0
                 self._work.queue_work(lambda: self._spawn_failed(mk_id, started_at))
+
+    def _finalize(self, inst: InstanceRecord) -> SpawnRecord:
+        """mk_manifest_finalize at exec (spec 8.9): the boot tree of this start, or ENOSPC."""
+        assert inst.kimage is not None
+        tree = boot_tree.build(self._model, inst, self.settings, inst.kimage.cmdline)
+        enumerated = boot_tree.enumerated_cpus(self._model, inst, self.settings)
+        return SpawnRecord(
+            started_at=time.time(),
+            boot_tree=tree,
+            boot_cpus=sorted(set(inst.cpus) | set(enumerated)),
+            boot_devices=list(inst.devices),
+        )
+
+    def _booted(self, inst: InstanceRecord) -> None:
+        """After a tree start: the ring was zeroed, the spawn prints its banner, faults are armed."""
+        spawn = inst.spawn
+        assert spawn is not None and inst.kimage is not None
+        self.console.exec_reset(inst.id)  # input queued while LOADED is lost (spec 8.8.3)
+        self.console.emit(
+            inst.id, boot_log.boot_banner(inst.id, inst.name, inst.cpus, inst.chunks, inst.kimage.cmdline)
+        )
+        fault = self.faults.spawn(inst.name)
+        if fault.after_start is not None:
+            self._arm_end(inst, spawn, fault.after_start, spawn.started_at + fault.delay_s)
+
+    def _arm_end(self, inst: InstanceRecord, spawn: SpawnRecord, how: SpawnEnd, at: float) -> None:
+        if how == "hang":
+            spawn.hangs_at = at
+        else:
+            spawn.end, spawn.end_noticed_at = how, at
+            delay = boot_log.panic_timeout(inst.kimage.cmdline if inst.kimage else b"") if how == "panic" else 0
+            spawn.ends_at = at + delay
+        self._schedule(inst.id, spawn)
 
     def _halt(self, mk_id: int) -> None:
         """Graceful halt: MK_SYS_SHUTDOWN, then wait for the ACK without holding the model."""
         with self._mutation(touched=[mk_id]) as model:
             inst = reboot.halt_check(model, mk_id)
             acks = self.faults.halt_ack and inst.spawn is not None and inst.spawn.running
+            if self.profile == "tree":
+                acks = acks and spawn_answers(self._op_context(model), inst)
             if acks:
                 reboot.halt_acked(model, inst)
                 return
@@ -402,12 +501,112 @@ class SimulatedKernel:
 
     def spawn_halt_self(self, instance_id: int) -> None:
         """The spawn sends MK_SYS_HALTED; the host handles it later on its workqueue (spec 1.2)."""
+        if self.profile == "tree":
+            self.spawn_exit(instance_id, "halt")
+            return
         with self._lock:
             spawn = self._record(instance_id).spawn
             if spawn is None or not spawn.running:
                 raise KernelError(errno.EINVAL, "no running spawn", instance_id=instance_id)
             started_at = spawn.started_at
         self._work.queue_work(lambda: self._spawn_halted(instance_id, started_at))
+
+    def spawn_exit(self, instance_id: int, how: SpawnEnd) -> None:
+        """Tree: the running spawn panics, powers off, reboots, halts or hangs now (spec 8.2.2).
+
+        No host call follows: a panic or exit settles the instance LOADED once MK_SYS_HALTED is
+        handled (a panic `panic=N` seconds later), a hang keeps it ACTIVE and silent.
+        """
+        if self.profile != "tree":
+            raise KernelError(errno.EINVAL, "only the tree profile models a spawn's own exit", instance_id=instance_id)
+        with self._mutation(touched=[instance_id]):
+            inst = self._record(instance_id)
+            spawn = inst.spawn
+            if spawn is None or not spawn.running or spawn.end is not None:
+                raise KernelError(errno.EINVAL, "no running spawn", instance_id=instance_id)
+            self._arm_end(inst, spawn, how, time.time())
+            self._settle()
+
+    def spawn_print(self, instance_id: int, data: bytes) -> int:
+        """Tree: the running spawn writes `data` to mktty0; returns the bytes a reader got (8.8.4)."""
+        with self._settled():
+            inst = self._record(instance_id)
+            if inst.spawn is None or not inst.spawn.running:
+                raise KernelError(errno.EINVAL, "no running spawn", instance_id=instance_id)
+            self._print_up_to(inst, time.time())
+            return self.console.emit(instance_id, data)
+
+    def spawn_console_input(self, instance_id: int) -> bytes:
+        """What the running spawn has read from its console since it started (spec 8.8.3)."""
+        with self._settled():
+            self._record(instance_id)
+        return self.console.received(instance_id)
+
+    def boot_device_tree(self, instance_id: int) -> bytes:
+        """The boot device tree the running spawn was started with (spec 8.9)."""
+        with self._settled():
+            spawn = self._record(instance_id).spawn
+            if spawn is None or not spawn.boot_tree:
+                raise KernelError(errno.ENOENT, "the instance is not running", instance_id=instance_id)
+            return spawn.boot_tree
+
+    def host_netdevs(self) -> list[tuple[str, bool]]:
+        """The host's virtio-net netdevs (spec 8.6.5): `mk-<9 chars of the name>-<index>` and carrier.
+
+        Carrier is on while the spawn runs and answers: the simulated spawn driver sets DRIVER_OK
+        with both queues enabled as soon as it boots.
+        """
+        with self._settled() as model:
+            context = self._op_context(model)
+            return [
+                (f"mk-{inst.name[:9]}-{index}", inst.state == KState.ACTIVE and spawn_answers(context, inst))
+                for inst in sorted(model.instances.values(), key=lambda i: i.id)
+                for index, device in enumerate(inst.virtio)
+                if device.device_id == 1
+            ]
+
+    # -- the console device's kernel side (mktty.ConsoleHost) -----------------------------------------
+
+    def console_target(self, instance_id: int) -> ConsoleTarget | None:
+        with self._settled() as model:
+            inst = model.instances.get(instance_id)
+            if inst is None:
+                return None
+            spawn = inst.spawn
+            consuming = (
+                inst.state == KState.ACTIVE
+                and spawn is not None
+                and spawn.running
+                and (spawn.hangs_at is None or spawn.hangs_at > time.time())
+            )
+            return ConsoleTarget(has_ring=inst.kimage is not None and bool(inst.cpus), consuming=consuming)
+
+    def console_sync(self, instance_id: int) -> None:
+        with self._settled() as model:
+            inst = model.instances.get(instance_id)
+            if inst is not None and inst.spawn is not None:
+                self._print_up_to(inst, time.time())
+
+    def _print_up_to(self, inst: InstanceRecord, now: float) -> None:
+        """Emit the uptime lines and the end message the spawn has printed by `now` (item 4)."""
+        spawn = inst.spawn
+        if spawn is None or not spawn.running:
+            return
+        stops = [at for at in (spawn.hangs_at, spawn.end_noticed_at) if at is not None]
+        upto = math.floor(min([now, *stops]) - spawn.started_at)
+        if upto > spawn.printed_s:
+            if self.console.has_reader(inst.id):  # nobody reads: the output is dropped, so not built
+                self.console.emit(inst.id, boot_log.uptime_lines(inst.name, spawn.printed_s + 1, upto))
+            spawn.printed_s = upto
+        noticed = spawn.end_noticed_at
+        if noticed is not None and noticed <= now and not spawn.end_printed:
+            uptime = noticed - spawn.started_at
+            if spawn.end == "panic":
+                timeout = boot_log.panic_timeout(inst.kimage.cmdline if inst.kimage else b"")
+                self.console.emit(inst.id, boot_log.panic_trace(inst.id, uptime, timeout))
+            else:
+                self.console.emit(inst.id, boot_log.exit_line(spawn.end or "halt", uptime))
+            spawn.end_printed = True
 
     def spawn_stop_silently(self, instance_id: int) -> None:
         """The spawn dies without notice: CPUs parked, state still ACTIVE (spec 6.2 recovery)."""
@@ -432,8 +631,7 @@ class SimulatedKernel:
             inst.state = transition(model.profile, inst.state, KEvent.SPAWN_HALTED, instance_id=instance_id)
             inst.spawn = None
             event = self._event(inst, before, f"spawn sent MK_SYS_HALTED ({MK_SYS_HALTED:#x})")
-        if event is not None:
-            self.events.publish(event)
+        self._publish(event)
 
     def _spawn_failed(self, instance_id: int, started_at: float) -> None:
         with self._mutation(touched=[instance_id]) as model:
@@ -446,7 +644,11 @@ class SimulatedKernel:
             if inst.spawn is not None:
                 inst.spawn.running = False
             event = self._event(inst, before, inst.failure)
-        if event is not None:
+        self._publish(event)
+
+    def _publish(self, event: KernelEvent | None) -> None:
+        """rfc-v2 pushes kernel-initiated changes; the tree release raises no notification (8.1.2)."""
+        if event is not None and self.profile == "rfc-v2":
             self.events.publish(event)
 
     def _event(self, inst: InstanceRecord, before: KState, reason: str) -> KernelEvent | None:
