@@ -14,6 +14,11 @@ def _stamp(uptime_s: float) -> str:
     return f"[{uptime_s:12.6f}]"
 
 
+def _cmdline_text(cmdline: bytes) -> str:
+    """The kept command line up to its NUL terminator."""
+    return cmdline.split(b"\0", 1)[0].decode(errors="replace")
+
+
 def boot_banner(
     instance_id: int, name: str, cpus: Sequence[int], chunks: Sequence[tuple[int, int]], cmdline: bytes
 ) -> bytes:
@@ -22,7 +27,7 @@ def boot_banner(
         f"{_stamp(0)} multikernel: instance {instance_id} ({name}) booting on mktty0",
         f"{_stamp(0)} multikernel: cpus {','.join(str(cpu) for cpu in cpus) or 'none'}",
         f"{_stamp(0)} multikernel: memory {memory}",
-        f"{_stamp(0)} Kernel command line: {cmdline.decode(errors='replace')}",
+        f"{_stamp(0)} Kernel command line: {_cmdline_text(cmdline)}",
     ]
     return ("\n".join(lines) + "\n").encode()
 
@@ -67,7 +72,7 @@ def exit_line(how: str, uptime_s: float) -> bytes:
 def panic_timeout(cmdline: bytes) -> int:
     """The spawn's `panic=N`; 0 (the default) is forced to -1, i.e. immediate (spec 8.2.2)."""
     value = 0
-    for word in cmdline.split():
+    for word in cmdline.split(b"\0", 1)[0].split():
         if word.startswith(b"panic="):
             try:
                 value = int(word.removeprefix(b"panic="))

@@ -18,7 +18,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,6 +47,7 @@ from mkd.backends.simulated.states import KEvent, KState, status_string, transit
 from mkd.backends.simulated.views import chunk_nodes, id_file, instance_view, pool_view, status_file
 from mkd.backends.simulated.workqueue import Workqueue
 from mkd.config import SimulatorSettings
+from mkd.devicetree.build import build_instance_tree
 from mkd.errors import KernelError
 from mkd.kernel_types import InstanceSpec, KernelEvent, KernelInstance, LoadRequest, PoolSpec, PoolState, Topology
 from mkd.kexec.flags import KEXEC_FILE_FLAGS, kexec_get_mk_id
@@ -102,6 +103,9 @@ class SimulatedKernel:
         loaded = load_model(state_path, settings) if state_path is not None else None
         self._model = loaded if loaded is not None else _empty_model(settings)
         self._work = Workqueue(f"mk-sim-{self.profile}")
+        # The kernel's wall clock: what running spawns did on their own is settled against it.
+        # Tests may replace it to step time instead of sleeping.
+        self.clock: Callable[[], float] = time.time
         self.console = Mktty(self)  # /dev/mktty (spec 8.8)
         self._due: list[tuple[float, int, float]] = []  # (when, instance id, spawn started_at)
         for inst in self._model.instances.values():
@@ -142,7 +146,7 @@ class SimulatedKernel:
 
     def _settle(self) -> None:
         """Apply due spawn ends: print what the spawn printed, then MK_SYS_HALTED -> LOADED (spec 8.4)."""
-        now = time.time()
+        now = self.clock()
         touched: list[int] = []
         while self._due and self._due[0][0] <= now:
             _, instance_id, started_at = heapq.heappop(self._due)
@@ -234,7 +238,7 @@ class SimulatedKernel:
                 return None
             interval = self.settings.heartbeat_interval_s
             beating = spawn.running and self.profile == "rfc-v2"  # tree: MK_SYS_HEARTBEAT has no sender
-            ticks = math.floor(max(time.time() - spawn.started_at, 0.0) / interval) if beating else 0
+            ticks = math.floor(max(self.clock() - spawn.started_at, 0.0) / interval) if beating else 0
             last = spawn.started_at + ticks * interval if ticks else None
             return SpawnStatus(spawn.running, spawn.started_at, ticks, last)
 
@@ -332,7 +336,7 @@ class SimulatedKernel:
             return overlays.new_transaction(self._op_context(model), dtbo, offset).id
 
     def _op_context(self, model: KernelModel) -> OpContext:
-        return OpContext(model, self.settings, self.faults, now=time.time(), wait=self._closing.wait)
+        return OpContext(model, self.settings, self.faults, now=self.clock(), wait=self._closing.wait)
 
     def overlay_ids(self) -> list[int]:
         """The tx_<N> directories under overlays/."""
@@ -344,6 +348,12 @@ class SimulatedKernel:
         """overlays/tx_<N>/status without the newline; a removed tx reads `removed`."""
         with self._settled():
             return self._tx(tx_id).status
+
+    def tx_log(self, tx_id: int) -> str | None:
+        """What the kernel logged (dmesg) when overlays/tx_<N> failed: "EBUSY: why"; the status
+        file only says `failed`."""
+        with self._settled():
+            return self._tx(tx_id).error
 
     def tx_files(self, tx_id: int) -> dict[str, bytes]:
         """The files of overlays/tx_<N>: id, status, instance, resources, dtbo."""
@@ -457,7 +467,7 @@ class SimulatedKernel:
         tree = boot_tree.build(self._model, inst, self.settings, inst.kimage.cmdline)
         enumerated = boot_tree.enumerated_cpus(self._model, inst, self.settings)
         return SpawnRecord(
-            started_at=time.time(),
+            started_at=self.clock(),
             boot_tree=tree,
             boot_cpus=sorted(set(inst.cpus) | set(enumerated)),
             boot_devices=list(inst.devices),
@@ -524,7 +534,7 @@ class SimulatedKernel:
             spawn = inst.spawn
             if spawn is None or not spawn.running or spawn.end is not None:
                 raise KernelError(errno.EINVAL, "no running spawn", instance_id=instance_id)
-            self._arm_end(inst, spawn, how, time.time())
+            self._arm_end(inst, spawn, how, self.clock())
             self._settle()
 
     def spawn_print(self, instance_id: int, data: bytes) -> int:
@@ -533,7 +543,7 @@ class SimulatedKernel:
             inst = self._record(instance_id)
             if inst.spawn is None or not inst.spawn.running:
                 raise KernelError(errno.EINVAL, "no running spawn", instance_id=instance_id)
-            self._print_up_to(inst, time.time())
+            self._print_up_to(inst, self.clock())
             return self.console.emit(instance_id, data)
 
     def spawn_console_input(self, instance_id: int) -> bytes:
@@ -549,6 +559,11 @@ class SimulatedKernel:
             if spawn is None or not spawn.boot_tree:
                 raise KernelError(errno.ENOENT, "the instance is not running", instance_id=instance_id)
             return spawn.boot_tree
+
+    def instance_device_tree(self, name: str) -> bytes:
+        """/sys/fs/multikernel/instances/<name>/device_tree: the instance as the kernel holds it now."""
+        with self._settled():
+            return build_instance_tree(self.profile, self._view(self._by_name(name)))
 
     def host_netdevs(self) -> list[tuple[str, bool]]:
         """The host's virtio-net netdevs (spec 8.6.5): `mk-<9 chars of the name>-<index>` and carrier.
@@ -577,7 +592,7 @@ class SimulatedKernel:
                 inst.state == KState.ACTIVE
                 and spawn is not None
                 and spawn.running
-                and (spawn.hangs_at is None or spawn.hangs_at > time.time())
+                and (spawn.hangs_at is None or spawn.hangs_at > self.clock())
             )
             return ConsoleTarget(has_ring=inst.kimage is not None and bool(inst.cpus), consuming=consuming)
 
@@ -585,7 +600,7 @@ class SimulatedKernel:
         with self._settled() as model:
             inst = model.instances.get(instance_id)
             if inst is not None and inst.spawn is not None:
-                self._print_up_to(inst, time.time())
+                self._print_up_to(inst, self.clock())
 
     def _print_up_to(self, inst: InstanceRecord, now: float) -> None:
         """Emit the uptime lines and the end message the spawn has printed by `now` (item 4)."""
