@@ -31,7 +31,9 @@ WEB = (
     'instance-create { instance-name = "web"; id = <1>; resources { '
     "cpus = /bits/ 64 <1 2>; memory-bytes = /bits/ 64 <0x10000000>; {extra} }; };"
 )
-START, HALT, HALT_FORCE = LINUX_REBOOT_CMD_MULTIKERNEL, LINUX_REBOOT_CMD_MULTIKERNEL_HALT, LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE
+START = LINUX_REBOOT_CMD_MULTIKERNEL
+HALT = LINUX_REBOOT_CMD_MULTIKERNEL_HALT
+HALT_FORCE = LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE
 
 
 def overlay(target: str, ops: str) -> bytes:
@@ -74,7 +76,9 @@ def load_web(kernel: SimulatedKernel, image: Path, cmdline: bytes = b"console=mk
     assert kernel.kexec_file_load(image, None, cmdline + b"\0", load_flags(1)) == 0
 
 
-def active_web(make_backend: BackendFactory, image: Path, cmdline: bytes = b"console=mktty0", **simulator: object) -> SimulatedKernel:
+def active_web(
+    make_backend: BackendFactory, image: Path, cmdline: bytes = b"console=mktty0", **simulator: object
+) -> SimulatedKernel:
     kernel = ready_web(make_backend, **simulator)
     load_web(kernel, image, cmdline)
     assert kernel.reboot(START, 1) == 0

@@ -183,7 +183,9 @@ def test_m24_device_add_of_a_device_outside_the_boot_tree(
     assert kernel.read_instance(1).devices == ()
 
 
-def test_device_remove_from_an_active_instance_only_warns(make_backend: BackendFactory, images: dict[str, Path]) -> None:
+def test_device_remove_from_an_active_instance_only_warns(
+    make_backend: BackendFactory, images: dict[str, Path]
+) -> None:
     """spec 8.7.7: the spawn unbinds; the bookkeeping cannot fail the op."""
     kernel = _with_nic_in_pool(make_backend)
     assert write_overlay(kernel, "/instances", WEB.replace("{extra}", NIC_NODE)) == "applied"

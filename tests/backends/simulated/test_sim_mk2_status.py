@@ -96,7 +96,9 @@ def test_m5_poweroff_or_reboot_by_the_spawn_ends_loaded(make_backend: BackendFac
         assert kernel.reboot(START, 1) == 0  # a respawn needs no new load (8.4.2)
 
 
-def test_m5_poweroff_after_a_delay_from_the_fault_settings(make_backend: BackendFactory, images: dict[str, Path]) -> None:
+def test_m5_poweroff_after_a_delay_from_the_fault_settings(
+    make_backend: BackendFactory, images: dict[str, Path]
+) -> None:
     faults = {"instances": {"web": {"after_start": "poweroff", "delay_s": 2}}}
     kernel = machine(make_backend, faults=faults)
     clock = SteppedClock(kernel)
