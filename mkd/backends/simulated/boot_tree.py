@@ -56,6 +56,11 @@ def build(model: KernelModel, inst: InstanceRecord, settings: SimulatorSettings,
             with writer.node(f"memory@{base:x}"):
                 writer.prop_string("device_type", "memory")
                 writer.prop_bytes("reg", u64_cells([base, size]))
+        aliases = {a: name for a, name in sorted(model.pool_aliases.items()) if name in inst.devices}
+        if aliases:  # spec 8.5.1: a pool alias follows its device into the instance
+            with writer.node("aliases"):
+                for alias, name in aliases.items():
+                    writer.prop_string(alias, f"/resources/devices/device@{inst.devices.index(name)}")
         with writer.node("chosen"):
             writer.prop_bytes("bootargs", cmdline + b"\0")
             _write_chosen(writer, model, inst, settings)

@@ -97,6 +97,9 @@ class SimulatedKernel:
         self.events = EventHub()
         self.kexec_mutex = threading.Lock()  # spec 2.2 step 3: a busy mutex is EBUSY, not a wait
         self._lock = threading.RLock()  # guards the model
+        # Serialises whatever changes resources (overlays, the baseline, the backend's shortcuts):
+        # an overlay waiting for a spawn's ACK lets readers in but no other change (spec 8.7).
+        self._resources = threading.Lock()
         self._closing = threading.Event()
         self._env = KexecEnv.from_settings(settings)
         self._state_file = StateFile(state_path, settings) if state_path is not None else None
@@ -246,7 +249,7 @@ class SimulatedKernel:
 
     def apply_pool(self, spec: PoolSpec) -> PoolState:
         """Reconcile the baseline; all or nothing (the candidate model is committed on success)."""
-        with self._mutation():
+        with self._resources, self._mutation():
             candidate = _clone(self._model, self.settings)
             if self.profile == "rfc-v2":
                 pool_rules.apply_pool_v2(candidate, spec, self.settings)
@@ -257,7 +260,7 @@ class SimulatedKernel:
 
     def create_instances(self, specs: list[InstanceSpec]) -> list[KernelInstance]:
         """Create in order; if one fails, the ones created by this call are destroyed again."""
-        with self._mutation(touched=[spec.id for spec in specs]) as model:
+        with self._resources, self._mutation(touched=[spec.id for spec in specs]) as model:
             created: list[int] = []
             try:
                 for spec in specs:
@@ -272,7 +275,7 @@ class SimulatedKernel:
 
     def delete_instance(self, instance_id: int) -> None:
         """v2 rmdir instances/<name> / tree overlay instance-remove."""
-        with self._mutation(touched=[instance_id]) as model:
+        with self._resources, self._mutation(touched=[instance_id]) as model:
             instance_rules.destroy(model, instance_id)
             if self.profile == "tree":
                 model.next_tx += 1
@@ -296,7 +299,7 @@ class SimulatedKernel:
         """Hot update of an instance's resources (tree; rfc-v2 is EOPNOTSUPP)."""
         if self.profile == "tree" and not self.settings.llc_way_masks:
             spec = replace(spec, llc_way_mask=None)  # v7.0-mk2 does not read llc-way-mask (8.6.3)
-        with self._mutation(touched=[spec.id]) as model:
+        with self._resources, self._mutation(touched=[spec.id]) as model:
             self._record(spec.id)
             candidate = _clone(model, self.settings)
             if hot_update.update(candidate, spec, self.faults):
@@ -308,7 +311,7 @@ class SimulatedKernel:
 
     def write_device_tree(self, data: bytes) -> int:
         """write(2) to device_tree: v2 defines instances (5.2), tree applies the baseline (5.1)."""
-        with self._mutation() as model:
+        with self._resources, self._mutation() as model:
             if self.profile == "rfc-v2":
                 sysfs_dt.write_v2_root(model, data, self.settings)
             else:
@@ -332,11 +335,20 @@ class SimulatedKernel:
     def overlay_new(self, dtbo: bytes, offset: int = 0) -> int:
         """write(2) to overlays/new (5.4): returns the new transaction's id, whatever its status."""
         self._require_overlays()
-        with self._mutation() as model:
+        with self._resources, self._mutation() as model:
             return overlays.new_transaction(self._op_context(model), dtbo, offset).id
 
     def _op_context(self, model: KernelModel) -> OpContext:
-        return OpContext(model, self.settings, self.faults, now=self.clock(), wait=self._closing.wait)
+        return OpContext(model, self.settings, self.faults, now=self.clock(), wait=self._wait_for_ack)
+
+    def _wait_for_ack(self, seconds: float) -> None:
+        """Wait out an ACK that does not come without holding the model (the caller holds it once,
+        and `_resources`), so status reads and the spawns' own exits go on meanwhile."""
+        self._lock.release()
+        try:
+            self._closing.wait(seconds)
+        finally:
+            self._lock.acquire()
 
     def overlay_ids(self) -> list[int]:
         """The tx_<N> directories under overlays/."""
@@ -365,7 +377,7 @@ class SimulatedKernel:
 
     def rmdir_tx(self, tx_id: int) -> None:
         """rmdir overlays/tx_<N>: roll the transaction back (5.4)."""
-        with self._mutation() as model:
+        with self._resources, self._mutation() as model:
             overlays.rollback(self._op_context(model), self._tx(tx_id))
 
     def mkdir(self, path: str) -> None:

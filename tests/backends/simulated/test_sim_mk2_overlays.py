@@ -138,3 +138,16 @@ def test_m31_virtio_queue_limits(make_backend: BackendFactory) -> None:
         assert write_overlay(kernel, "/instances", WEB.replace("{extra}", _virtio(queues))) == "failed EINVAL"
     assert write_overlay(kernel, "/instances", WEB.replace("{extra}", _virtio(8))) == "applied"
     assert cells(kernel.instance_device_tree("web"), "/resources", "cpus") == [1, 2]
+
+
+def test_an_alias_follows_its_device_into_the_boot_tree(make_backend: BackendFactory, images: dict[str, Path]) -> None:
+    kernel = machine(make_backend, devices=[NIC])
+    ops = f'device-add {{ d {{ pci-id = "{NIC}"; alias = "nvme0"; }}; }};'
+    assert write_overlay(kernel, "/resources", ops) == "applied"
+    nic = f'devices {{ nic {{ device-type = "pci"; pci-id = "{NIC}"; }}; }};'
+    assert write_overlay(kernel, "/instances", WEB.replace("{extra}", nic)) == "applied"
+    kernel.kexec_file_load(images["vmlinux"], None, b"\0", load_flags(1))
+    kernel.reboot(START, 1)
+    boot = kernel.boot_device_tree(1)
+    assert _prop(boot, "/aliases", "nvme0") == b"/resources/devices/device@0\0"
+    assert _prop(boot, "/resources/devices/device@0", "pci-id") == f"{NIC}\0".encode()

@@ -4,8 +4,11 @@ spawn that powers off, panics or hangs on its own."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from pathlib import Path
 
+import pytest
 from conftest import BackendFactory
 from mk2_setup import HALT, HALT_FORCE, START, WEB, active_web, errno_of, load_web, machine, write_overlay
 
@@ -165,3 +168,45 @@ def test_m9_the_host_id_is_never_an_instance(make_backend: BackendFactory, image
     kernel = active_web(make_backend, images["vmlinux"])
     assert errno_of(kernel.reboot, HALT_FORCE, 0) == "ENOENT"
     assert kernel.status_file("web") == "active\n"
+
+
+def test_status_reads_go_on_while_an_op_waits_for_its_ack(
+    make_backend: BackendFactory, images: dict[str, Path]
+) -> None:
+    kernel = active_web(
+        make_backend, images["vmlinux"], faults={"instances": {"web": {"ack": False}}}, resource_ack_timeout_s=300
+    )
+    result: list[str] = []
+    writer = threading.Thread(
+        target=lambda: result.append(
+            write_overlay(kernel, "/instances/web", "cpu-add { cpu@3 { reg = /bits/ 64 <3>; }; };")
+        )
+    )
+    writer.start()
+    while writer.is_alive() and not kernel._resources.locked():
+        time.sleep(0.001)  # until the write is in the kernel
+    assert kernel.status_file("web") == "active\n"  # not blocked behind the 300 s wait
+    kernel.spawn_exit(1, "poweroff")  # the spawn's own exit is not blocked either
+    assert kernel.status_file("web") == "loaded\n"
+    assert writer.is_alive()
+    kernel.close()  # ends the wait
+    writer.join()
+    assert result == ["failed ETIMEDOUT"]
+
+
+def test_a_reopened_kernel_keeps_a_scheduled_spawn_end(
+    make_backend: BackendFactory, images: dict[str, Path]
+) -> None:
+    faults = {"instances": {"web": {"after_start": "panic", "delay_s": 60}}}
+    first = active_web(make_backend, images["vmlinux"], faults=faults)
+    first.close()
+    again = make_backend(kernel_profile="tree", faults=faults).kernel  # the same state directory
+    clock = SteppedClock(again)
+    assert again.status_file("web") == "active\n"
+    clock.advance(61)
+    assert again.status_file("web") == "loaded\n"
+
+
+def test_an_unknown_spawn_fault_is_refused(make_backend: BackendFactory) -> None:
+    with pytest.raises(ValueError, match="after_start"):
+        make_backend(kernel_profile="tree", faults={"instances": {"web": {"after_start": "explode"}}})
