@@ -512,6 +512,8 @@ class SimulatedKernel:
             inst = reboot.halt_check(model, mk_id)
             acks = self.faults.halt_ack and inst.spawn is not None and inst.spawn.running
             if self.profile == "tree":
+                if self.console.ring_full(mk_id):  # MK_SYS_SHUTDOWN cannot be sent (spec 8.3.1)
+                    raise KernelError(errno.ENOSPC, "the instance's IPI ring is full", instance_id=mk_id)
                 acks = acks and spawn_answers(self._op_context(model), inst)
             if acks:
                 reboot.halt_acked(model, inst)

@@ -233,14 +233,11 @@ class Mktty:
         with self.lock:
             self._rings[instance_id] = _Ring()
 
-    def resume(self, instance_id: int) -> None:
-        """A running spawn drains what is queued in its ring."""
+    def ring_full(self, instance_id: int) -> bool:
+        """All 63 slots hold unconsumed messages: the next send is ENOSPC (spec 8.3.1)."""
         with self.lock:
             ring = self._rings.get(instance_id)
-            if ring is not None:
-                for message in ring.queued:
-                    ring.received += message
-                ring.queued.clear()
+            return ring is not None and len(ring.queued) >= RING_SLOTS
 
     def received(self, instance_id: int) -> bytes:
         """What the running spawn has read from its console since its start."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BackendFactory
-from mk2_setup import HALT_FORCE, START, active_web, load_web, ready_web
+from mk2_setup import HALT, HALT_FORCE, START, active_web, load_web, ready_web
 
 from mkd.backends.simulated import boot_log
 from mkd.backends.simulated.kernel import SimulatedKernel
@@ -204,3 +204,17 @@ def test_a_panic_fault_with_panic_timeout_says_when_it_reboots(
     assert kernel.status_file("web") == "active\n"
     clock.advance(9)
     assert kernel.status_file("web") == "loaded\n"
+
+
+def test_a_ring_full_of_input_refuses_the_graceful_halt(
+    make_backend: BackendFactory, images: dict[str, Path]
+) -> None:
+    """spec 8.3.1: the shutdown message cannot be sent into a full ring (ENOSPC); force still works."""
+    kernel = active_web(make_backend, images["vmlinux"])
+    kernel.spawn_exit(1, "hang")  # a hung spawn no longer drains its ring
+    fd = kernel.console.open()
+    fd.write(b"1\n")
+    assert fd.write(b"q" * 4080 * 63) == 4080 * 63
+    assert _errno(kernel.reboot, HALT, 1) == "ENOSPC"
+    assert kernel.status_file("web") == "active\n"
+    assert kernel.reboot(HALT_FORCE, 1) == 0
