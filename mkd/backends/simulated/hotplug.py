@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from mkd.backends.simulated.model import InstanceRecord, SpawnRecord
 from mkd.backends.simulated.overlay_context import OpContext, instance_memory_carve, instance_memory_give
+from mkd.backends.simulated.spawn_timeline import hung
 from mkd.errors import KernelError
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def spawn_answers(ctx: OpContext, inst: InstanceRecord) -> bool:
     spawn = inst.spawn
     if spawn is None or not spawn.running:
         return False
-    if spawn.hangs_at is not None and spawn.hangs_at <= ctx.now:
+    if hung(spawn, ctx.now):
         return False
     return ctx.faults.update_ack and ctx.faults.spawn(inst.name).ack
 

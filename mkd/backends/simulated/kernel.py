@@ -13,7 +13,6 @@ time and applied when the kernel is next looked at, so 2,047 running spawns cost
 from __future__ import annotations
 
 import errno
-import heapq
 import logging
 import math
 import threading
@@ -43,6 +42,7 @@ from mkd.backends.simulated.mktty import ConsoleTarget, Mktty
 from mkd.backends.simulated.model import InstanceRecord, KernelModel, OverlayTx, SpawnRecord
 from mkd.backends.simulated.overlay_ops import OpContext
 from mkd.backends.simulated.persistence import StateFile, load_model, model_from_json, model_to_json
+from mkd.backends.simulated.spawn_timeline import SpawnTimeline, arm_end, hung, print_up_to
 from mkd.backends.simulated.states import KEvent, KState, status_string, transition
 from mkd.backends.simulated.views import chunk_nodes, id_file, instance_view, pool_view, status_file
 from mkd.backends.simulated.workqueue import Workqueue
@@ -110,10 +110,10 @@ class SimulatedKernel:
         # Tests may replace it to step time instead of sleeping.
         self.clock: Callable[[], float] = time.time
         self.console = Mktty(self)  # /dev/mktty (spec 8.8)
-        self._due: list[tuple[float, int, float]] = []  # (when, instance id, spawn started_at)
+        self._timeline = SpawnTimeline()
         for inst in self._model.instances.values():
             if inst.spawn is not None:
-                self._schedule(inst.id, inst.spawn)
+                self._timeline.schedule(inst.id, inst.spawn)
         if loaded is None:
             self._save()
 
@@ -142,21 +142,15 @@ class SimulatedKernel:
             self._settle()
             yield self._model
 
-    def _schedule(self, instance_id: int, spawn: SpawnRecord) -> None:
-        for when in (spawn.end_noticed_at, spawn.ends_at, spawn.hangs_at):
-            if when is not None:
-                heapq.heappush(self._due, (when, instance_id, spawn.started_at))
-
     def _settle(self) -> None:
         """Apply due spawn ends: print what the spawn printed, then MK_SYS_HALTED -> LOADED (spec 8.4)."""
         now = self.clock()
         touched: list[int] = []
-        while self._due and self._due[0][0] <= now:
-            _, instance_id, started_at = heapq.heappop(self._due)
+        for instance_id, started_at in self._timeline.pop_due(now):
             inst = self._same_spawn(instance_id, started_at)
             if inst is None or inst.spawn is None:
                 continue
-            self._print_up_to(inst, now)
+            print_up_to(self.console, inst, now)
             if inst.spawn.ends_at is not None and inst.spawn.ends_at <= now:
                 self._settle_halted(inst)
                 touched.append(instance_id)
@@ -495,16 +489,11 @@ class SimulatedKernel:
         )
         fault = self.faults.spawn(inst.name)
         if fault.after_start is not None:
-            self._arm_end(inst, spawn, fault.after_start, spawn.started_at + fault.delay_s)
+            self._arm_end_now(inst, spawn, fault.after_start, spawn.started_at + fault.delay_s)
 
-    def _arm_end(self, inst: InstanceRecord, spawn: SpawnRecord, how: SpawnEnd, at: float) -> None:
-        if how == "hang":
-            spawn.hangs_at = at
-        else:
-            spawn.end, spawn.end_noticed_at = how, at
-            delay = boot_log.panic_timeout(inst.kimage.cmdline if inst.kimage else b"") if how == "panic" else 0
-            spawn.ends_at = at + delay
-        self._schedule(inst.id, spawn)
+    def _arm_end_now(self, inst: InstanceRecord, spawn: SpawnRecord, how: SpawnEnd, at: float) -> None:
+        arm_end(inst, spawn, how, at)
+        self._timeline.schedule(inst.id, spawn)
 
     def _halt(self, mk_id: int) -> None:
         """Graceful halt: MK_SYS_SHUTDOWN, then wait for the ACK without holding the model."""
@@ -548,7 +537,7 @@ class SimulatedKernel:
             spawn = inst.spawn
             if spawn is None or not spawn.running or spawn.end is not None:
                 raise KernelError(errno.EINVAL, "no running spawn", instance_id=instance_id)
-            self._arm_end(inst, spawn, how, self.clock())
+            self._arm_end_now(inst, spawn, how, self.clock())
             self._settle()
 
     def spawn_print(self, instance_id: int, data: bytes) -> int:
@@ -557,7 +546,7 @@ class SimulatedKernel:
             inst = self._record(instance_id)
             if inst.spawn is None or not inst.spawn.running:
                 raise KernelError(errno.EINVAL, "no running spawn", instance_id=instance_id)
-            self._print_up_to(inst, self.clock())
+            print_up_to(self.console, inst, self.clock())
             return self.console.emit(instance_id, data)
 
     def spawn_console_input(self, instance_id: int) -> bytes:
@@ -606,7 +595,7 @@ class SimulatedKernel:
                 inst.state == KState.ACTIVE
                 and spawn is not None
                 and spawn.running
-                and (spawn.hangs_at is None or spawn.hangs_at > self.clock())
+                and not hung(spawn, self.clock())
             )
             return ConsoleTarget(has_ring=inst.kimage is not None and bool(inst.cpus), consuming=consuming)
 
@@ -614,28 +603,7 @@ class SimulatedKernel:
         with self._settled() as model:
             inst = model.instances.get(instance_id)
             if inst is not None and inst.spawn is not None:
-                self._print_up_to(inst, self.clock())
-
-    def _print_up_to(self, inst: InstanceRecord, now: float) -> None:
-        """Emit the uptime lines and the end message the spawn has printed by `now` (item 4)."""
-        spawn = inst.spawn
-        if spawn is None or not spawn.running:
-            return
-        stops = [at for at in (spawn.hangs_at, spawn.end_noticed_at) if at is not None]
-        upto = math.floor(min([now, *stops]) - spawn.started_at)
-        if upto > spawn.printed_s:
-            if self.console.has_reader(inst.id):  # nobody reads: the output is dropped, so not built
-                self.console.emit(inst.id, boot_log.uptime_lines(inst.name, spawn.printed_s + 1, upto))
-            spawn.printed_s = upto
-        noticed = spawn.end_noticed_at
-        if noticed is not None and noticed <= now and not spawn.end_printed:
-            uptime = noticed - spawn.started_at
-            if spawn.end == "panic":
-                timeout = boot_log.panic_timeout(inst.kimage.cmdline if inst.kimage else b"")
-                self.console.emit(inst.id, boot_log.panic_trace(inst.id, uptime, timeout))
-            else:
-                self.console.emit(inst.id, boot_log.exit_line(spawn.end or "halt", uptime))
-            spawn.end_printed = True
+                print_up_to(self.console, inst, self.clock())
 
     def spawn_stop_silently(self, instance_id: int) -> None:
         """The spawn dies without notice: CPUs parked, state still ACTIVE (spec 6.2 recovery)."""
