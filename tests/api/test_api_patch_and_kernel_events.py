@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from mkd.db import repository
 from mkd.db.session import transaction
+from mkd.services.reconcile import reconcile
 from mkd.testing import imagegen
 from tests.conftest import MakeClient
 from tests.helpers import MiB, assert_problem, create, upload
@@ -81,10 +82,15 @@ def test_a_spawn_that_halts_itself_becomes_loaded(make_client: MakeClient) -> No
     client.post("/v1/instances/web/start")
     daemon = client.app.state.daemon  # type: ignore[attr-defined]
     daemon.backend.kernel.spawn_halt_self(web["id"])  # MK_SYS_HALTED (spec vector 34)
-    _wait_for_state(client, "web", "LOADED")
+    # The tree release raises no notification (spec 8.1.2): the daemon sees it by re-reading the
+    # kernel. Until the status poller exists (issue 10 item 5), reconciliation is that re-read.
+    assert client.get("/v1/instances/web").json()["state"] == "ACTIVE"
+    changes = reconcile(daemon=daemon)
+    assert [(c["name"], c["to"], c["cause"]) for c in changes] == [("web", "LOADED", "kernel")]
+    assert client.get("/v1/instances/web").json()["state"] == "LOADED"
     with transaction(daemon.engine) as session:
         last = repository.events_after(session=session, after_id=0)[-1]
-    assert last.type == "state" and last.data["cause"] == "kernel" and last.data["to"] == "LOADED"
+    assert last.type == "reconciled" and last.data["cause"] == "kernel" and last.data["to"] == "LOADED"
 
 
 def test_fault_injected_failure_becomes_failed_then_recovers(make_client: MakeClient) -> None:

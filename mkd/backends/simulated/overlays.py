@@ -58,7 +58,6 @@ def new_transaction(ctx: OpContext, data: bytes, offset: int) -> OverlayTx:
     model = ctx.model
     model.next_tx += 1  # pre-incremented from 1: the first transaction is tx_2
     tx = OverlayTx(id=model.next_tx, status="pending", instance=UNKNOWN, resources=UNKNOWN, dtbo=bytes(data))
-    model.overlays[tx.id] = tx
     try:
         root = open_dtb(blob)
         tx.resources = read_string(node_properties(root), "mk,resources") or UNKNOWN
@@ -72,6 +71,8 @@ def new_transaction(ctx: OpContext, data: bytes, offset: int) -> OverlayTx:
         tx.status, tx.error = "failed", f"{exc.errno}: {exc.detail}"
     else:
         tx.status = "applied"
+    # spec 8.1.3: tx_<N> appears only once the apply has finished, so `pending` is never read
+    model.overlays[tx.id] = tx
     return tx
 
 

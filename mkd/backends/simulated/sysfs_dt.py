@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 
-from mkd.backends.simulated import instance_rules, pool_rules
+from mkd.backends.simulated import instance_rules, overlay_items, pool_rules
 from mkd.backends.simulated.dt_blob import (
     U64_INVALID,
     einval,
@@ -140,7 +140,7 @@ def write_tree_baseline(model: KernelModel, data: bytes, settings: SimulatorSett
         if cpu == U64_INVALID or cpu >= settings.cpus:  # physical id == logical id in the simulator
             raise KernelError(errno.ENODEV, f"CPU {cpu} is not present")
     devices = _baseline_devices(resources, settings)
-    llc_way_mask = read_u32(props, "llc-way-mask", "/resources")  # spec 4.1, documentation only
+    llc_way_mask = overlay_items.llc_way_mask(props, "/resources", settings)  # spec 8.6.3
     chunks = [pool_rules.grow_chunk(model, size, node=node, hint=hint) for size, node, hint in memory]
     pool_rules.record_baseline(
         model,
@@ -227,7 +227,7 @@ def read_root(model: KernelModel) -> bytes:
             devices=tuple(model.pool_devices),
         )
     chunks = [MemChunk(c.base, c.size, c.node) for c in model.pool.chunks]
-    return build_root_tree("tree", pool, chunks=chunks, free_cpus=model.free_cpus())
+    return build_root_tree("tree", pool, chunks=chunks, free_cpus=model.free_cpus(), aliases=model.pool_aliases)
 
 
 def cpu_online(model: KernelModel, cpu: int) -> bool:
