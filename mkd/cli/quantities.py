@@ -15,7 +15,7 @@ MAX_CPUS = 8192
 MAX_BYTES = (1 << 64) - 1  # the API's u64 bound
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50, "E": 1 << 60}
-_SIZE = re.compile(r"(?P<number>0[xX][0-9a-fA-F]+|[0-9]+)\s*(?P<unit>[kKmMgGtTpPeE]?)(?:i?[bB])?")
+_SIZE = re.compile(r"(?P<number>0[xX][0-9a-fA-F]+|[0-9]+)\s*(?:(?P<unit>[kKmMgGtTpPeE])i?)?[bB]?")
 _CPU_ITEM = re.compile(r"(?P<first>[0-9]+)(?:-(?P<last>[0-9]+))?")
 
 
@@ -67,7 +67,7 @@ def parse_size(text: str, *, option: str = "--memory") -> int:
     if match is None:
         hint = " (whole numbers only: 1536M, not 1.5G)" if re.fullmatch(r"\s*[0-9]*\.[0-9]+.*", text) else ""
         raise QuantityError(f"{option} wants a size such as 256M, 1G or 0x10000000, not {text!r}{hint}")
-    value = int(match["number"], 0) * _UNITS[match["unit"].upper()]
+    value = int(match["number"], 0) * _UNITS[(match["unit"] or "").upper()]
     if value > MAX_BYTES:
         raise QuantityError(f"{option}: {text!r} is more than 2^64-1 bytes")
     return value
