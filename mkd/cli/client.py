@@ -44,7 +44,9 @@ class Target:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         if self.socket is not None:
             transport = httpx.HTTPTransport(uds=str(self.socket))
-            return httpx.Client(transport=transport, base_url="http://mkd", headers=headers, timeout=self.timeout)
+            # Host: localhost, a name the daemon's Host guard always accepts (mkd/api/cross_site_guard.py).
+            return httpx.Client(transport=transport, base_url="http://localhost", headers=headers,
+                                timeout=self.timeout)
         return httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout)
 
 

@@ -197,5 +197,7 @@ def test_probe_over_the_unix_socket(daemon: DaemonProcess) -> None:
         result = CliRunner(env={"MKD_URL": None}).invoke(app, ["--socket", str(sock), "probe", which])
         assert result.exit_code == 0, result.stderr
         assert json.loads(result.stdout) == body
+    listed = CliRunner(env={"MKD_URL": None}).invoke(app, ["--socket", str(sock), "instances", "list", "-o", "json"])
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == [], listed.stderr  # not only the probes
     missing = CliRunner().invoke(app, ["--socket", str(daemon.state_dir / "absent.sock"), "probe", "readyz"])
     refused(missing, 7, "cannot reach mkd")
