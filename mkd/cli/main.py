@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from mkd.cli import commands
-from mkd.config import load_settings
 from mkd.errors import MkdError
 
 # add_completion: `mkd --install-completion` / `--show-completion [bash|zsh|fish]` (typer's, via click).
@@ -55,6 +54,7 @@ def serve(
 ) -> None:
     """Run the daemon."""
     from mkd.cli.serve import StartupFailed, UnsafeBind, run
+    from mkd.config import load_settings  # pydantic: imported by serve and doctor only, so probes start fast
 
     if backend not in (None, "simulated", "host"):
         typer.echo(f"mkd: --backend must be simulated or host, not {backend!r}", err=True)
@@ -93,6 +93,7 @@ def doctor(
     kernel: Annotated[Path | None, typer.Option("--kernel", help="check this image's signature too")] = None,
 ) -> None:
     """Tell whether this machine can run the host backend, and if not exactly why."""
+    from mkd.config import load_settings
     from mkd.doctor import diagnose
 
     try:
