@@ -26,7 +26,11 @@ if [ -z "${BASE:-}" ]; then
 fi
 
 # chroot isolation: builds where the OCI runtime cannot start containers (no cgroup delegation).
-buildah bud --isolation chroot --layers --build-arg "BASE=$BASE" -f deploy/Containerfile -t "$image" .
+set -- --isolation chroot --layers --build-arg "BASE=$BASE" -f deploy/Containerfile -t "$image"
+if [ -n "${PIP_CERT:-}" ]; then
+    set -- "$@" --secret "id=pip-ca,src=$PIP_CERT"  # the CA pip trusts here, for pip inside the build
+fi
+buildah bud "$@" .
 
 container=$(buildah from "$image")
 trap 'buildah rm "$container" >/dev/null' EXIT
