@@ -37,4 +37,16 @@ trap 'buildah rm "$container" >/dev/null' EXIT
 inside=$(buildah run --isolation chroot --user 10001:10001 "$container" -- /opt/mkd/bin/mkd --version)
 echo "inside $image: $inside"
 [ "$inside" = "mkd $version" ] || { echo "expected 'mkd $version'" >&2; exit 1; }
-buildah run --isolation chroot "$container" -- sh -c 'command -v dtc && id mkd && test -f /etc/mkd/mkd.toml'
+buildah run --isolation chroot "$container" -- sh -c 'command -v dtc && test "$(id -u mkd):$(id -g mkd)" = 10001:10001 && test -f /etc/mkd/mkd.toml'
+# The simulated backend serves as uid 10001 inside the image, and the probe the DaemonSet uses answers.
+buildah run --isolation chroot --user 10001:10001 "$container" -- sh -c '
+    mkd serve --config /etc/mkd/mkd.toml --listen 127.0.0.1:0 >/tmp/serve.log 2>&1 & pid=$!
+    tries=0
+    until mkd --socket /run/mkd/mkd.sock probe readyz; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 60 ]; then cat /tmp/serve.log; kill "$pid"; exit 1; fi
+        sleep 1
+    done
+    mkd --socket /run/mkd/mkd.sock host
+    kill "$pid"; wait "$pid" || true'
+echo "$image: built, mkd --version and a served probe checked"

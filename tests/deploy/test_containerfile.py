@@ -117,7 +117,8 @@ def test_the_final_stage_runs_mkd_unprivileged_with_its_settings() -> None:
     (user,) = final("USER")
     assert user == "10001:10001"
     run = " ".join(final("RUN"))
-    assert "useradd --system --uid 10001" in run and "install -d -o mkd -g mkd -m 0750 /var/lib/mkd /run/mkd" in run
+    assert "groupadd --system --gid 10001 mkd" in run and "useradd --system --uid 10001 --gid 10001" in run
+    assert "install -d -o mkd -g mkd -m 0750 /var/lib/mkd /run/mkd" in run
     (entrypoint,) = final("ENTRYPOINT")
     (cmd,) = final("CMD")
     assert eval_json(entrypoint) == ["/opt/mkd/bin/mkd"]
