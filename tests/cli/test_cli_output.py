@@ -201,3 +201,13 @@ def test_probe_over_the_unix_socket(daemon: DaemonProcess) -> None:
     assert listed.exit_code == 0 and json.loads(listed.stdout) == [], listed.stderr  # not only the probes
     missing = CliRunner().invoke(app, ["--socket", str(daemon.state_dir / "absent.sock"), "probe", "readyz"])
     refused(missing, 7, "cannot reach mkd")
+
+
+def test_install_completion_writes_the_script_where_bash_reads_it(tmp_path: Path) -> None:
+    env = clean_env(HOME=str(tmp_path), PATH=f"{MKD.parent}:{os.environ.get('PATH', '')}")
+    done = subprocess.run([MKD, "--install-completion", "bash"], capture_output=True, text=True, timeout=30, env=env,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    scripts = list(tmp_path.rglob("mkd.sh"))
+    assert len(scripts) == 1 and "_mkd_completion" in scripts[0].read_text()
+    assert str(scripts[0].relative_to(tmp_path)) in (tmp_path / ".bashrc").read_text()
