@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from mkd.devicetree.dts import dtb_to_dts, dts_to_dtb
 from mkd.devicetree.fdt import open_dtb
 from tests.conftest import MakeClient
-from tests.helpers import assert_problem, create
+from tests.helpers import MEM, assert_problem, create
 
 V2_PLAN = """/dts-v1/;
 / {
@@ -57,7 +57,8 @@ def test_the_same_plan_as_dtb_and_as_overlay(make_client: MakeClient) -> None:
 
 
 def test_a_plan_is_all_or_nothing(client: TestClient) -> None:
-    taken = client.post("/v1/instances", json={"name": "taken", "id": 9, "resources": {"cpus": [4]}})
+    taken = client.post("/v1/instances",
+                        json={"name": "taken", "id": 9, "resources": {"cpus": [4], "memory_bytes": MEM}})
     assert taken.status_code == 201
     body = assert_problem(client.post("/v1/instances", content=V2_PLAN, headers={"content-type": "text/plain"}),
                           409, "EBUSY")

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 from mkd.backends.simulated.dt_blob import einval, node_properties, read_cells, read_string, read_u32, read_u64
 from mkd.backends.simulated.global_pool import PAGE_SIZE
-from mkd.backends.simulated.instance_rules import MAX_NUMNODES
 from mkd.backends.simulated.model import KernelModel
 from mkd.devicetree.fdt import DtNode
 from mkd.devicetree.names import is_pci_id
 from mkd.errors import KernelError
-from mkd.kernel_types import InstanceSpec
+from mkd.kernel_types import MAX_NUMNODES, InstanceSpec
 
 # spec 5.3 names the virtio limits but not their values; these are the simulator's (inferred).
 VIRTIO_MAX_QUEUES = 64

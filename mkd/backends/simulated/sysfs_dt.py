@@ -22,7 +22,6 @@ from mkd.backends.simulated.dt_blob import (
     read_u64,
 )
 from mkd.backends.simulated.global_pool import PAGE_SIZE
-from mkd.backends.simulated.instance_rules import MAX_NUMNODES
 from mkd.backends.simulated.model import KernelModel
 from mkd.backends.simulated.reboot import HOST_BOOT_CPU
 from mkd.config import SimulatorSettings
@@ -31,7 +30,7 @@ from mkd.devicetree.emit import COMPATIBLE
 from mkd.devicetree.fdt import DtNode, TreeWriter
 from mkd.devicetree.names import is_pci_id
 from mkd.errors import KernelError
-from mkd.kernel_types import InstanceSpec, MemChunk, PoolSpec
+from mkd.kernel_types import MAX_NUMNODES, InstanceSpec, MemChunk, PoolSpec
 
 log = logging.getLogger(__name__)
 
