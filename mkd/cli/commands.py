@@ -103,7 +103,7 @@ def create_instance(
     name: Annotated[str | None, typer.Argument()] = None,
     cpus: Annotated[str | None, typer.Option("--cpus", help="comma-separated CPU ids")] = None,
     cpu_count: Annotated[int | None, typer.Option("--cpu-count")] = None,
-    memory: Annotated[int, typer.Option("--memory-bytes")] = 0,
+    memory: Annotated[int | None, typer.Option("--memory-bytes", help="required with NAME")] = None,
     instance_id: Annotated[int | None, typer.Option("--id")] = None,
     from_file: Annotated[Path | None, typer.Option("--from", help="a DTS or DTB plan file")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
@@ -120,6 +120,8 @@ def create_instance(
         else:
             if not name:
                 raise CliError("a NAME or --from FILE is needed", 5)
+            if memory is None:
+                raise CliError("--memory-bytes is needed: an instance's memory is required", 5)
             resources: dict[str, Any] = {"memory_bytes": memory}
             if cpus:
                 resources["cpus"] = _int_list("--cpus", cpus)
@@ -218,13 +220,15 @@ def update_instance(
     ref: str,
     cpus: Annotated[str | None, typer.Option("--cpus", help="comma-separated CPU ids")] = None,
     cpu_count: Annotated[int | None, typer.Option("--cpu-count")] = None,
-    memory: Annotated[int, typer.Option("--memory-bytes")] = 0,
+    memory: Annotated[int | None, typer.Option("--memory-bytes")] = None,
     if_match: IfMatchOpt = None,
 ) -> None:
-    """Hot-update an instance's resources (PATCH; the resources given replace the current ones)."""
+    """Hot-update an instance's resources (a merge patch: what is not given keeps its value)."""
     def go() -> None:
         _require("hot_update", "update")
-        resources: dict[str, Any] = {"memory_bytes": memory}
+        resources: dict[str, Any] = {}
+        if memory is not None:
+            resources["memory_bytes"] = memory
         if cpus:
             resources["cpus"] = _int_list("--cpus", cpus)
         if cpu_count is not None:
