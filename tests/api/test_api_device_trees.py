@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from mkd.devicetree.dts import dtb_to_dts, dts_to_dtb
 from mkd.devicetree.fdt import open_dtb
-from tests.conftest import MakeClient
+from tests.conftest import RFC_V2, MakeClient
 from tests.helpers import MEM, assert_problem, create
 
 V2_PLAN = """/dts-v1/;
@@ -114,7 +114,8 @@ def test_ten_thousand_instance_overlay_is_refused_quickly(client: TestClient) ->
     assert client.get("/v1/instances").json()["items"] == []
 
 
-def test_pool_device_tree_round_trips_through_dtc(client: TestClient) -> None:
+def test_pool_device_tree_round_trips_through_dtc(v2_client: TestClient) -> None:
+    client = v2_client  # the v2 root tree lists the instances
     create(client, "web", cpus=[2, 3])
     dtb = client.get("/v1/pool/device-tree?format=dtb")
     assert dtb.status_code == 200 and dtb.headers["content-type"] == "application/x-dtb"
@@ -128,7 +129,7 @@ def test_pool_device_tree_round_trips_through_dtc(client: TestClient) -> None:
 
 
 def test_instance_device_tree_per_profile(make_client: MakeClient) -> None:
-    v2 = make_client()
+    v2 = make_client(simulator=RFC_V2)
     create(v2, "web", cpus=[2])
     text = v2.get("/v1/instances/web/device-tree").text
     assert text.startswith("/dts-v1/;") and "memory-bytes = <0x10000000>; // 256 MB" in text

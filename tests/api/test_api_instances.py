@@ -14,9 +14,15 @@ from tests.helpers import MEM, POOL, GiB, MiB, assert_problem, create
 def test_host_describes_the_simulated_machine(client: TestClient) -> None:
     body = client.get("/v1/host").json()
     assert body["backend"] == "simulated"
-    assert body["kernel_profile"] == "rfc-v2"
+    assert body["kernel_profile"] == "tree"  # DESIGN "Two kernel generations": the default
     assert len(body["topology"]["cpus"]) == 16
     assert {c["numa_node"] for c in body["topology"]["cpus"]} == {0, 1}
+    assert body["capabilities"]["halt"] is True and body["capabilities"]["hot_update"] is True
+
+
+def test_rfc_v2_is_there_when_asked_for(v2_client: TestClient) -> None:
+    body = v2_client.get("/v1/host").json()
+    assert body["kernel_profile"] == "rfc-v2"
     assert body["capabilities"]["halt"] is False
 
 
@@ -78,7 +84,8 @@ def test_refs_outside_the_id_range_are_einval(client: TestClient) -> None:
     assert_problem(client.get("/v1/instances/nosuch"), 404, "ENOENT")
 
 
-def test_daemon_checks_refuse_before_the_kernel(client: TestClient) -> None:
+def test_daemon_checks_refuse_before_the_kernel(v2_client: TestClient) -> None:
+    client = v2_client  # rfc-v2: memory-bytes is a u32
     def post(name: str, instance_id: int | None = None, **resources: object) -> object:
         body: dict[str, object] = {"name": name, "resources": {"memory_bytes": MEM, **resources}}
         if instance_id is not None:
@@ -104,8 +111,8 @@ def test_create_dry_run_stores_nothing(client: TestClient) -> None:
     body = {"name": "web", "resources": {"cpu_count": 2, "memory_bytes": 64 * MiB}}
     reply = client.post("/v1/instances?dry_run=true", json=body)
     assert reply.status_code == 200, reply.text
-    # compact: the NUMA node that can hold the most (node 1: CPUs 8-15 all free) first.
-    assert reply.json()["resources"]["cpus"] == [8, 9]
+    # compact, prefer-local: the CPUs go where the pool memory is (tree: node 0 holds the pool).
+    assert reply.json()["resources"]["cpus"] == [2, 3]
     assert client.get("/v1/instances").json()["items"] == []
 
 

@@ -18,7 +18,8 @@ def tree(make_client: MakeClient, **faults: object) -> TestClient:
     return make_client(simulator={"kernel_profile": "tree", "faults": faults})
 
 
-def test_patch_under_rfc_v2_is_eopnotsupp(client: TestClient) -> None:
+def test_patch_under_rfc_v2_is_eopnotsupp(v2_client: TestClient) -> None:
+    client = v2_client  # about rfc-v2 (the default is tree)
     create(client, "web", cpus=[2])
     assert_problem(client.patch("/v1/instances/web", json={"resources": {"cpus": [2, 3]}}), 409, "EOPNOTSUPP")
 
