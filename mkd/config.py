@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mkd.errors import InvalidInput
+from mkd.kernel_types import KernelProfile
 
 
 class SimulatorSettings(BaseModel):
@@ -17,7 +18,8 @@ class SimulatorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kernel_profile: Literal["rfc-v2", "tree"] = "rfc-v2"
+    # DESIGN "Two kernel generations": the tree (v7.0-mk2) is the kernel hosts run.
+    kernel_profile: KernelProfile = "tree"
     arch: Literal["x86_64", "arm64"] = "x86_64"
     cpus: int = Field(16, ge=1, le=8192)
     numa_nodes: int = Field(2, ge=1, le=64)

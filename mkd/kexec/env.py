@@ -10,7 +10,6 @@ from mkd.kernel_types import Arch, KernelProfile
 if TYPE_CHECKING:
     from mkd.config import SimulatorSettings
 
-PAGE_SIZE = 4096
 
 
 @dataclass(frozen=True)

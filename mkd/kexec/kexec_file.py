@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mkd.errors import KernelError
-from mkd.kernel_types import Kimage, LoadRequest, Segment
-from mkd.kexec.env import PAGE_SIZE, KexecEnv
+from mkd.kernel_types import PAGE_SIZE, Kimage, LoadRequest, Segment
+from mkd.kexec.env import KexecEnv
 from mkd.kexec.file_read import KexecFile, read_kexec_file
 from mkd.kexec.flags import (
     KEXEC_FILE_FORCE_DTB,

@@ -11,7 +11,8 @@ import errno
 from collections.abc import Iterable
 
 from mkd.errors import KernelError
-from mkd.kexec.env import PAGE_SIZE, KexecEnv
+from mkd.kernel_types import PAGE_SIZE
+from mkd.kexec.env import KexecEnv
 from mkd.kexec.kernel_pages import KernelPages
 from mkd.kexec.mem_pool import GenPool
 from mkd.kexec.segments import KexecBuf, PlannedSegment

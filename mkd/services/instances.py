@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import errno
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -13,8 +14,8 @@ from mkd.db import repository
 from mkd.db.models import InstanceRecord
 from mkd.db.session import transaction
 from mkd.domain.allocation.plan import plan_instances
-from mkd.domain.allocation.update import plan_update
-from mkd.domain.requests import InstanceRequest, ResourceRequest
+from mkd.domain.allocation.update import plan_patch
+from mkd.domain.requests import InstanceRequest
 from mkd.domain.states import Action, InstanceState, daemon_state_for, transition
 from mkd.errors import InvalidInput, KernelError
 from mkd.kernel_types import InstanceSpec, KernelInstance
@@ -158,8 +159,9 @@ def delete_instance(*, daemon: Daemon, ref: str, if_match: str | None) -> None:
 
 
 def update_instance(
-    *, daemon: Daemon, ref: str, request: ResourceRequest, if_match: str | None
+    *, daemon: Daemon, ref: str, changes: Mapping[str, object], if_match: str | None
 ) -> tuple[dict[str, Any], str]:
+    """PATCH: `changes` is a merge patch of the instance's resources (DESIGN "Device trees per profile")."""
     with daemon.kernel_lock:
         with transaction(daemon.engine) as session:
             record = resolve_ref(session=session, ref=ref)
@@ -170,7 +172,7 @@ def update_instance(
                                   f"the {daemon.host.kernel_profile} kernel cannot update an instance's resources")
             transition(InstanceState(record.state), Action.UPDATE)
             ledger = ledger_for(daemon)
-            spec, _diff = plan_update(ledger, record.id, request)
+            spec, _diff = plan_patch(ledger, record.id, changes)
             spec = replace(spec, name=record.name)
             kernel = daemon.backend.update_instance(spec)
         except KernelError as exc:

@@ -14,6 +14,7 @@ from mkd.crash_points import crash_point
 from mkd.db import repository
 from mkd.db.models import InstanceRecord
 from mkd.db.session import transaction
+from mkd.domain.requests import MAX_CMDLINE_BYTES
 from mkd.domain.states import KERNEL_STATE_MAP, Action, InstanceState, daemon_state_for, transition
 from mkd.errors import KernelError
 from mkd.kernel_types import KernelInstance, LoadRequest
@@ -26,7 +27,6 @@ from mkd.services.records import bump, check_if_match, etag_of, instance_public,
 from mkd.services.strict_isolation import check_strict_isolation
 
 Result = tuple[dict[str, Any], str]
-MAX_CMDLINE_BYTES = 64 * 1024
 
 
 def _locate(daemon: Daemon, ref: str, if_match: str | None) -> InstanceRecord:

@@ -163,6 +163,7 @@ def test_exit_4_for_a_second_load_and_for_an_if_match_mismatch(cli: RunCli, kern
     ("instances", "create", "web", "--cpus", "two,three", "--memory-bytes", "1"),  # refused before any call
     ("pool", "put", "--cpus", "2", "--memory-base", "zero", "--memory-bytes", "1"),
     ("instances", "create"),                                       # neither NAME nor --from
+    ("instances", "create", "web", "--cpus", "2"),                 # no --memory-bytes: memory is required
 ])
 def test_exit_5_for_invalid_input(cli: RunCli, args: tuple[str, ...]) -> None:
     refused(cli(*args), 5)

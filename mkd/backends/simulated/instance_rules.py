@@ -11,11 +11,10 @@ from mkd.backends.simulated.model import InstanceRecord, KernelModel
 from mkd.backends.simulated.states import KEvent, KState, Outcome, check
 from mkd.config import SimulatorSettings
 from mkd.errors import KernelError
-from mkd.kernel_types import InstanceSpec
+from mkd.kernel_types import MAX_NUMNODES, InstanceSpec
 from mkd.kexec.mem_pool import GenPool
 
 U32_MAX = 0xFFFF_FFFF
-MAX_NUMNODES = 1024  # 1 << CONFIG_NODES_SHIFT of the simulated build
 
 
 def _llc_checks(model: KernelModel, spec: InstanceSpec) -> None:

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 
 from mkd.backends.simulated.dt_blob import einval, node_properties, read_cells, read_string, read_u32, read_u64
 from mkd.backends.simulated.global_pool import PAGE_SIZE
-from mkd.backends.simulated.instance_rules import MAX_NUMNODES
 from mkd.backends.simulated.model import KernelModel, VirtioDevice
 from mkd.config import SimulatorSettings
 from mkd.devicetree.fdt import DtNode
 from mkd.devicetree.names import is_pci_id
 from mkd.errors import KernelError
-from mkd.kernel_types import InstanceSpec
+from mkd.kernel_types import MAX_NUMNODES, InstanceSpec
 
 # spec 8.6.5 (multikernel_virtio.h): at most 16 devices of at most 8 queues each
 VIRTIO_MAX_QUEUES = 8
