@@ -5,20 +5,21 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint typecheck bench openapi system-deps clean
+.PHONY: run test lint typecheck bench openapi system-deps image clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Debian packages the tests use: dtc (DTS <-> DTB), chromium (dashboard tests), systemd-analyze
-# (the unit in deploy/).
+# Debian packages the tests use: dtc (DTS <-> DTB), chromium (dashboard tests), systemd-analyze and
+# systemd-socket-activate (the units in deploy/).
 system-deps:
 	@missing=""; \
 	command -v dtc >/dev/null 2>&1 || missing="$$missing device-tree-compiler"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v systemd-socket-activate >/dev/null 2>&1 || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
@@ -43,6 +44,19 @@ bench: $(STAMP) system-deps
 
 openapi: $(STAMP)
 	$(BIN)/python -m mkd.openapi > openapi.json
+
+# The container image (deploy/Containerfile) built with Debian's buildah on a debootstrap base, then
+# `mkd --version` run inside it: minutes, so not part of `make test` (which checks the definition).
+image:
+	@missing=""; \
+	command -v buildah >/dev/null 2>&1 || missing="$$missing buildah"; \
+	command -v podman >/dev/null 2>&1 || missing="$$missing podman"; \
+	command -v debootstrap >/dev/null 2>&1 || missing="$$missing debootstrap"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+	deploy/build-image.sh
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

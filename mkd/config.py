@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mkd.errors import InvalidInput
+from mkd.kernel_types import KernelProfile
 
 
 class SimulatorSettings(BaseModel):
@@ -17,7 +18,8 @@ class SimulatorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kernel_profile: Literal["rfc-v2", "tree"] = "rfc-v2"
+    # DESIGN "Two kernel generations": the tree (v7.0-mk2) is the kernel hosts run.
+    kernel_profile: KernelProfile = "tree"
     arch: Literal["x86_64", "arm64"] = "x86_64"
     cpus: int = Field(16, ge=1, le=8192)
     numa_nodes: int = Field(2, ge=1, le=64)
@@ -32,11 +34,20 @@ class SimulatorSettings(BaseModel):
     # Kernel build options that change loader behaviour (spec 2.7).
     five_level_paging: bool = False
     kexec_sig_enforced: bool = False
+    # The caller's privileges and the kernel's lockdown (spec 2.2 step 1, 2.7.1 step 3, 6.2).
+    cap_sys_boot: bool = True
+    lockdown: Literal["none", "integrity", "confidentiality"] = "none"
     purgatory_bytes: int = Field(0x4000, ge=4096, le=1 << 20)
     bzimage_policy: Literal["load-no-spawn", "reject"] = "load-no-spawn"  # spec 2.7.5 option a / b
     devices: list[str] = Field(default_factory=list)  # platform device names / PCI ids present
-    heartbeat_interval_s: float = Field(5.0, gt=0.0, le=3600.0)
-    # Fault injection, used by tests: see mkd.backends.base.Faults.
+    heartbeat_interval_s: float = Field(5.0, gt=0.0, le=3600.0)  # rfc-v2 only: the tree release has none
+    # tree at v7.0-mk2 (spec 8): the open LLC pull request's behaviour instead of ignoring llc-way-mask
+    llc_way_masks: bool = False
+    chosen_layout: Literal["pool-cpus", "host-tree"] = "pool-cpus"  # spec 8.9.2: the boot tree's /chosen
+    memory_block_size: int = Field(128 << 20, ge=4096, le=1 << 40)  # spec 8.7.3: the spawn's hot-plug unit
+    resource_ack_timeout_s: float = Field(10.0, ge=0.0, le=3600.0)  # spec 8.3.3: MK_RES_ACK wait; tests set it low
+    offline_cpus: list[int] = Field(default_factory=list)  # host CPUs that are offline (spec 8.5.5)
+    # Fault injection, used by tests: see mkd.backends.simulated.faults.Faults.
     faults: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -11,6 +11,20 @@ from typing import Literal
 KernelProfile = Literal["rfc-v2", "tree"]
 Arch = Literal["x86_64", "arm64"]
 
+# Spec 2.1: KEXEC_MK_ID carries the id in 11 flag bits, so ids are 1..2047; 0 is the host, and a
+# larger id is masked by the kernel, never by the daemon (DESIGN "Ids and refs").
+MK_ID_BITS = 11
+MIN_INSTANCE_ID = 1
+MAX_INSTANCE_ID = (1 << MK_ID_BITS) - 1
+
+PAGE_SIZE = 4096
+# rfc-v2 carries memory-bytes as a u32 (spec 5.2): the largest page-aligned u32.
+U32_MEMORY_MAX = 0xFFFFF000
+# Spec 5.1 rule 2 / 5.4: kernfs takes a root DTB or an overlay in one write of at most 1 MiB.
+MAX_DT_WRITE_BYTES = 1 << 20
+# Spec 5.3/5.5: numa-node ids must be < MAX_NUMNODES, 1 << CONFIG_NODES_SHIFT at its largest (10).
+MAX_NUMNODES = 1 << 10
+
 
 @dataclass(frozen=True)
 class CpuInfo:

@@ -13,6 +13,8 @@ from mkd.app import create_app
 from mkd.config import Settings, load_settings
 from tests.helpers import POOL
 
+RFC_V2 = {"kernel_profile": "rfc-v2"}  # tests about the seed say so: the default is tree
+
 MakeSettings = Callable[..., Settings]
 MakeClient = Callable[..., TestClient]
 
@@ -44,7 +46,7 @@ def make_client(make_settings: MakeSettings) -> Iterator[MakeClient]:
         clients.append(client)
         if pool is not None:
             reply = client.put("/v1/pool", json=pool)
-            assert reply.status_code in (200, 201), reply.text
+            assert reply.status_code == 201, reply.text  # a new daemon: the pool is created
         return client
 
     yield make
@@ -54,6 +56,13 @@ def make_client(make_settings: MakeSettings) -> Iterator[MakeClient]:
 
 @pytest.fixture
 def client(make_client: MakeClient) -> TestClient:
+    """A daemon over the default kernel profile (tree), for tests that hold under either."""
     return make_client()
+
+
+@pytest.fixture
+def v2_client(make_client: MakeClient) -> TestClient:
+    """A daemon over the rfc-v2 kernel (the seed), for tests about its behaviour."""
+    return make_client(simulator=RFC_V2)
 
 

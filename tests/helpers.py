@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 GiB = 1 << 30
 MiB = 1 << 20
+MEM = 64 * MiB  # memory_bytes for tests about something else (JSON creates require it)
 POOL = {"cpus": list(range(2, 16)), "memory_base": 0x1_0000_0000, "memory_bytes": 4 * GiB}
 
 

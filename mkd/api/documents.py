@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, StrictBool, StringConstraints, ValidationError
 
-from mkd.api.schemas import MAX_CMDLINE, InstanceId, Name, PoolIn, ResourcesIn, Sha256, Strict
+from mkd.api.schemas import InstanceId, Name, PoolIn, ResourcesIn, Sha256, Strict
+from mkd.domain.requests import MAX_CMDLINE_BYTES
 from mkd.errors import InvalidInput
 
 API_VERSION = "mkd.dev/v1"
@@ -31,7 +32,7 @@ class InstanceSpecIn(Strict):
     resources: ResourcesIn
     kernel: Sha256
     initrd: Sha256 | None = None
-    cmdline: str = Field("", max_length=MAX_CMDLINE)
+    cmdline: str = Field("", max_length=MAX_CMDLINE_BYTES)
     state: Literal["Ready", "Loaded", "Active"] = "Active"
     restartPolicy: Literal["Never", "OnFailure", "Always"] = "OnFailure"  # noqa: N815 (the document's name)
     restartBackoff: RestartBackoffIn = Field(default_factory=RestartBackoffIn)  # noqa: N815

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mkd.errors import PROBLEM_BASE, MkdError
+from mkd.errors import PROBLEM_BASE, MkdError, errno_value
 
 log = logging.getLogger("mkd")
 PROBLEM_JSON = "application/problem+json"
@@ -41,7 +41,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response({
             "type": PROBLEM_BASE + "invalid-input", "title": "Invalid input", "status": 422,
             "detail": _describe(errors), "instance": request.url.path, "errno": "EINVAL",
-            "errno_value": 22, "errors": errors,
+            "errno_value": errno_value("EINVAL"), "errors": errors,
         })
 
     @app.exception_handler(StarletteHTTPException)

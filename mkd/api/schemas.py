@@ -4,32 +4,45 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
+
+from mkd.domain.names import NAME_PATTERN
+from mkd.domain.requests import MAX_CMDLINE_BYTES, CpuAffinity, MemoryPolicy
+from mkd.kernel_types import MAX_INSTANCE_ID, MAX_NUMNODES, MIN_INSTANCE_ID
 
 U64 = Annotated[int, Field(ge=0, le=(1 << 64) - 1)]
 CpuId = Annotated[int, Field(ge=0, le=(1 << 32) - 1)]
-InstanceId = Annotated[int, Field(ge=1, le=2047)]
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9,._+-]{1,31}$")]
+InstanceId = Annotated[int, Field(ge=MIN_INSTANCE_ID, le=MAX_INSTANCE_ID)]
+# The characters and length; mkd.domain.names refuses the rest (numeric names, "." and "..").
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 LlcMask = Annotated[int, Field(ge=0, le=(1 << 32) - 1)]
 DeviceName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9,._:+-]+$")]
-MAX_CMDLINE = 64 * 1024  # daemon cap for loaders without a command-line limit (DESIGN "Running")
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# DESIGN "Shapes": required and non-zero in JSON (alignment and rfc-v2's u32 are the domain's checks).
+MemoryBytes = Annotated[int, Field(ge=1, le=(1 << 64) - 1)]
+CpuList = Annotated[list[CpuId], Field(max_length=8192)]
+CpuCount = Annotated[int, Field(ge=1, le=8192)]
+NumaNodes = Annotated[list[Annotated[int, Field(ge=0, lt=MAX_NUMNODES)]], Field(max_length=64)]
+LlcWays = Annotated[int, Field(ge=1, le=32)]
+DeviceList = Annotated[list[DeviceName], Field(max_length=256)]
+
+
 class ResourcesIn(Strict):
-    cpus: list[CpuId] | None = Field(None, max_length=8192)
-    cpu_count: int | None = Field(None, ge=1, le=8192)
-    numa_nodes: list[Annotated[int, Field(ge=0, le=1023)]] | None = Field(None, max_length=64)
-    cpu_affinity: Literal["compact", "spread"] = "compact"
-    memory_bytes: U64 = 0
-    memory_policy: Literal["local", "interleave"] = "local"
+    cpus: CpuList | None = None
+    cpu_count: CpuCount | None = None
+    numa_nodes: NumaNodes | None = None
+    cpu_affinity: CpuAffinity = "compact"
+    memory_bytes: MemoryBytes
+    memory_policy: MemoryPolicy = "prefer-local"
     llc_way_mask: LlcMask | None = None
-    llc_ways: int | None = Field(None, ge=1, le=32)
-    devices: list[DeviceName] = Field(default_factory=list, max_length=256)
+    llc_ways: LlcWays | None = None
+    devices: DeviceList = Field(default_factory=list)
 
 
 class InstanceCreate(Strict):
@@ -38,14 +51,41 @@ class InstanceCreate(Strict):
     resources: ResourcesIn
 
 
+class ResourcesPatch(Strict):
+    """A JSON merge patch of resources (RFC 7396): what is absent keeps its value, a list given
+    replaces the list, null removes an optional field (memory_bytes is not optional)."""
+
+    cpus: CpuList | None = None
+    cpu_count: CpuCount | None = None
+    numa_nodes: NumaNodes | None = None
+    cpu_affinity: CpuAffinity | None = None
+    memory_bytes: MemoryBytes | None = None
+    memory_policy: MemoryPolicy | None = None
+    llc_way_mask: LlcMask | None = None
+    llc_ways: LlcWays | None = None
+    devices: DeviceList | None = None
+
+    @field_validator("memory_bytes", mode="before")
+    @classmethod
+    def _memory_stays(cls, value: object) -> object:
+        # Only an explicit null reaches here (defaults are not validated).
+        if value is None:
+            raise ValueError("memory_bytes is required and cannot be removed")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the patch gives, null included."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
 class InstanceUpdate(Strict):
-    resources: ResourcesIn
+    resources: ResourcesPatch = Field(default_factory=ResourcesPatch)
 
 
 class LoadBody(Strict):
     kernel: Sha256
     initrd: Sha256 | None = None
-    cmdline: str | None = Field(None, max_length=MAX_CMDLINE)
+    cmdline: str | None = Field(None, max_length=MAX_CMDLINE_BYTES)
 
 
 class ActionBody(Strict):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +44,9 @@ class Target:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         if self.socket is not None:
             transport = httpx.HTTPTransport(uds=str(self.socket))
-            return httpx.Client(transport=transport, base_url="http://mkd", headers=headers, timeout=self.timeout)
+            # Host: localhost, a name the daemon's Host guard always accepts (mkd/api/cross_site_guard.py).
+            return httpx.Client(transport=transport, base_url="http://localhost", headers=headers,
+                                timeout=self.timeout)
         return httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout)
 
 
@@ -73,12 +73,6 @@ def call(target: Target, method: str, path: str, **kwargs: Any) -> httpx.Respons
     return reply
 
 
-def stream_file(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            yield block
-
-
 def follow_events(target: Target, last_event_id: str | None) -> Iterator[tuple[str, str, str]]:
     headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
     try:
@@ -88,11 +82,9 @@ def follow_events(target: Target, last_event_id: str | None) -> Iterator[tuple[s
                 source.response.read()  # a streamed reply: read the problem body before decoding it
                 _raise_for(source.response)
             for sse in source.iter_sse():
+                if sse.event == "message" and not sse.data:
+                    continue  # a heartbeat comment (DESIGN "Events"), not an event
                 yield sse.id, sse.event, sse.data
     except httpx.TransportError as exc:
         where = f"unix:{target.socket}" if target.socket else target.url
         raise CliError(f"cannot reach mkd at {where}: {exc}", EXIT_UNREACHABLE) from exc
-
-
-def show(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2) + "\n")

@@ -3,26 +3,43 @@
 from __future__ import annotations
 
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mkd.cli import commands
-from mkd.config import load_settings
 from mkd.errors import MkdError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Manage Linux multikernel instances.")
+# add_completion: `mkd --install-completion` / `--show-completion [bash|zsh|fish]` (typer's, via click).
+app = typer.Typer(no_args_is_help=True, add_completion=True, help="Manage Linux multikernel instances.")
 app.add_typer(commands.instances, name="instances")
 app.add_typer(commands.images, name="images")
 app.add_typer(commands.pool, name="pool")
 app.command("host")(commands.host)
 app.command("events")(commands.events)
+app.command("probe")(commands.probe)
+
+
+def mkd_version() -> str:
+    try:
+        return version("mkd")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def show_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"mkd {mkd_version()}")
+        raise typer.Exit()
 
 
 @app.callback()
 def main(url: commands.UrlOpt = "http://127.0.0.1:8080", socket_path: commands.SocketOpt = None,
-         token: commands.TokenOpt = None) -> None:
+         token: commands.TokenOpt = None,
+         _version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
     """mkd: the multikernel daemon and its client."""
     commands.set_target(url, socket_path, token)
 
@@ -37,6 +54,7 @@ def serve(
 ) -> None:
     """Run the daemon."""
     from mkd.cli.serve import StartupFailed, UnsafeBind, run
+    from mkd.config import load_settings  # pydantic: imported by serve and doctor only, so probes start fast
 
     if backend not in (None, "simulated", "host"):
         typer.echo(f"mkd: --backend must be simulated or host, not {backend!r}", err=True)
@@ -75,6 +93,7 @@ def doctor(
     kernel: Annotated[Path | None, typer.Option("--kernel", help="check this image's signature too")] = None,
 ) -> None:
     """Tell whether this machine can run the host backend, and if not exactly why."""
+    from mkd.config import load_settings
     from mkd.doctor import diagnose
 
     try:

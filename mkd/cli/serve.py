@@ -10,6 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
+from mkd.cli.socket_activation import describe, inherited_sockets
 from mkd.config import Settings
 from mkd.errors import InvalidInput
 from mkd.malloc_tuning import tune_malloc
@@ -53,6 +54,17 @@ def check_bind(settings: Settings) -> None:
             f"refusing to listen on {listen}: binding beyond loopback needs a tokens file "
             "([daemon] tokens_file, lines 'name:role:token'); use 127.0.0.1 or --socket otherwise"
         )
+
+
+def check_inherited(settings: Settings, sockets: list[socket.socket]) -> None:
+    """The rule of check_bind for sockets systemd passed: beyond loopback needs a tokens file."""
+    for sock in sockets:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host = sock.getsockname()[0]
+            tokens = settings.daemon.tokens_file
+            if not is_loopback(host) and (tokens is None or not Path(tokens).is_file()):
+                raise UnsafeBind(f"refusing the socket systemd passed on {describe(sock)}: beyond loopback "
+                                 "needs a tokens file ([daemon] tokens_file, lines 'name:role:token')")
 
 
 def show_daemon_log(level: str) -> None:
@@ -104,8 +116,13 @@ def bind_sockets(settings: Settings) -> tuple[list[socket.socket], list[str]]:
 def run(settings: Settings, *, announce: bool = True) -> None:
     from mkd.app import create_app
 
-    check_bind(settings)
-    sockets, urls = bind_sockets(settings)
+    sockets = inherited_sockets()  # socket activation (deploy/mkd.socket): systemd's sockets replace our binds
+    if sockets:
+        check_inherited(settings, sockets)
+        urls = [describe(sock) for sock in sockets]
+    else:
+        check_bind(settings)
+        sockets, urls = bind_sockets(settings)
     if announce:
         for url in urls:
             print(f"mkd: dashboard and API at {url}", flush=True)  # noqa: T201

@@ -16,7 +16,7 @@ read back through parse_instance_plan means what the instance has.
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from mkd.devicetree.emit import COMPATIBLE, write_devices, write_u32
 from mkd.devicetree.fdt import TreeWriter
@@ -34,8 +34,10 @@ def build_root_tree(
     chunks: Sequence[MemChunk] = (),
     free_cpus: Sequence[int] = (),
     instances: Sequence[InstanceSpec] = (),
+    aliases: Mapping[str, str] | None = None,
 ) -> bytes:
-    """The root device tree of `profile`; under tree, `instances` are not part of it."""
+    """The root device tree of `profile`; under tree, `instances` are not part of it. `aliases`
+    (alias -> pool device, spec 8.5.1) become `/aliases` entries naming the device nodes."""
     writer = TreeWriter()
     with writer.node(""):
         writer.prop_string("compatible", COMPATIBLE)
@@ -60,6 +62,7 @@ def build_root_tree(
             if pool is not None:
                 pool_chunks = list(chunks) or _pool_as_chunk(pool)
                 _write_tree_pool(writer, pool, pool_chunks, free_cpus)
+                _write_aliases(writer, pool.devices, aliases or {})
     return writer.finish()
 
 
@@ -204,6 +207,16 @@ def _write_tree_pool(writer: TreeWriter, pool: PoolSpec, chunks: Sequence[MemChu
                 if chunk.numa_node is not None:
                     write_u32(writer, "numa-node-id", chunk.numa_node)
         write_devices(writer, pool.devices)
+
+
+def _write_aliases(writer: TreeWriter, devices: Sequence[str], aliases: Mapping[str, str]) -> None:
+    paths = {device: f"/resources/devices/device@{index}" for index, device in enumerate(devices)}
+    known = {alias: paths[device] for alias, device in sorted(aliases.items()) if device in paths}
+    if not known:
+        return
+    with writer.node("aliases"):
+        for alias, path in known.items():
+            writer.prop_string(alias, path)
 
 
 def _write_tree_instance(writer: TreeWriter, inst: KernelInstance) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-# DESIGN "Device trees per profile": device-tree bodies are limited to 1 MiB (the tree kernfs
-# write limit too, spec 5.1 rule 2 / 5.4).
-MAX_DT_BYTES = 1 << 20
+from mkd.kernel_types import MAX_DT_WRITE_BYTES, MAX_INSTANCE_ID
+
+# DESIGN "Device trees per profile": device-tree bodies are limited to what the tree kernfs takes
+# in one write (spec 5.1 rule 2 / 5.4).
+MAX_DT_BYTES = MAX_DT_WRITE_BYTES
 
 # No property the schema knows comes near this: 8192 u64 CPU ids are 64 KiB.
 MAX_PROPERTY_BYTES = 64 * 1024
@@ -13,14 +15,8 @@ MAX_PROPERTY_BYTES = 64 * 1024
 # (depth 6); anything deeper is refused before it is walked.
 MAX_NODE_DEPTH = 8
 
-# DESIGN "Ids and refs": ids are 1..2047 (11 flag bits), so no plan can hold more instances.
-MAX_INSTANCE_ID = 2047
+# DESIGN "Ids and refs": no plan can hold more instances than there are ids.
 MAX_INSTANCES = MAX_INSTANCE_ID
-
-PAGE_SIZE = 4096
-
-# Spec 5.3/5.5: numa-node ids must be < MAX_NUMNODES; the kernel's largest is 1 << NODES_SHIFT(10).
-MAX_NUMNODES = 1 << 10
 
 # dtc runs on client input; spec-sized inputs compile in milliseconds.
 DTC_TIMEOUT_S = 5.0

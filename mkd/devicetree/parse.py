@@ -21,8 +21,7 @@ import itertools
 from collections.abc import Iterator
 
 from mkd.devicetree.fdt import DtNode, invalid
-from mkd.devicetree.limits import MAX_DT_BYTES, MAX_INSTANCE_ID, MAX_INSTANCES
-from mkd.devicetree.names import instance_name_problem
+from mkd.devicetree.limits import MAX_DT_BYTES, MAX_INSTANCES
 from mkd.devicetree.pool import parse_pool_tree
 from mkd.devicetree.props import decode_int, decode_string, decode_string_list
 from mkd.devicetree.resources import (
@@ -34,8 +33,10 @@ from mkd.devicetree.resources import (
     refuse_property,
 )
 from mkd.devicetree.source import load_tree
+from mkd.domain.names import name_problem
 from mkd.domain.requests import InstanceRequest, ResourceRequest
 from mkd.errors import KernelError
+from mkd.kernel_types import MAX_INSTANCE_ID, MIN_INSTANCE_ID
 
 __all__ = ["MAX_DT_BYTES", "parse_instance_plan", "parse_pool_tree"]
 
@@ -76,7 +77,7 @@ def parse_instance_plan(data: bytes) -> list[InstanceRequest]:
 def _too_many() -> KernelError:
     return KernelError(
         errno.E2BIG,
-        f"the plan defines more than {MAX_INSTANCES} instances (ids are 1..{MAX_INSTANCE_ID})",
+        f"the plan defines more than {MAX_INSTANCES} instances (ids are {MIN_INSTANCE_ID}..{MAX_INSTANCE_ID})",
         body_content=True,
     )
 
@@ -112,7 +113,7 @@ def _v2_instances(root: DtNode) -> Iterator[InstanceRequest]:
 
 
 def _v2_instance(node: DtNode) -> InstanceRequest:
-    problem = instance_name_problem(node.name)
+    problem = name_problem(node.name)
     if problem is not None:
         raise invalid(f"{node.path}: the node name is the instance name, and {problem}")
     instance_id: int | None = None
@@ -131,8 +132,8 @@ def _instance_id(node: DtNode, value: bytes) -> int:
     where = node.prop_path("id")
     instance_id = decode_int(where, value, 4)
     # DESIGN "Ids and refs": ids are 1..2047; v2 would accept 0 but kexec can never load it.
-    if not 1 <= instance_id <= MAX_INSTANCE_ID:
-        raise invalid(f"{where}: {instance_id} is outside 1..{MAX_INSTANCE_ID}")
+    if not MIN_INSTANCE_ID <= instance_id <= MAX_INSTANCE_ID:
+        raise invalid(f"{where}: {instance_id} is outside {MIN_INSTANCE_ID}..{MAX_INSTANCE_ID}")
     return instance_id
 
 
@@ -240,7 +241,7 @@ def _instance_create(node: DtNode) -> InstanceRequest:
     # Spec 5.3: instance-name is required, non-empty, no '/'; DESIGN narrows it to a DT node name.
     if name is None:
         raise invalid(f"{node.path}: has no instance-name")
-    problem = instance_name_problem(name)
+    problem = name_problem(name)
     if problem is not None:
         raise invalid(f"{node.prop_path('instance-name')}: {problem}")
     resources = _resources_child(node, TREE_CELLS)

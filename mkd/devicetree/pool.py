@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mkd.devicetree.fdt import DtNode, invalid
-from mkd.devicetree.limits import MAX_NUMNODES, PAGE_SIZE
 from mkd.devicetree.props import decode_int, decode_int_list, decode_string, decode_string_list
 from mkd.devicetree.resources import node_properties, parse_devices, refuse_property
 from mkd.devicetree.source import load_tree
-from mkd.kernel_types import PoolSpec
+from mkd.kernel_types import MAX_NUMNODES, PAGE_SIZE, PoolSpec
 
 _ROOT_PROPS = ("compatible", "model", "#address-cells", "#size-cells", "id")
 

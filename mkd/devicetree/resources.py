@@ -6,11 +6,11 @@ import errno
 from dataclasses import dataclass
 
 from mkd.devicetree.fdt import DtNode, invalid
-from mkd.devicetree.limits import MAX_NUMNODES, PAGE_SIZE
 from mkd.devicetree.names import is_pci_id
 from mkd.devicetree.props import decode_int, decode_int_list, decode_string
 from mkd.domain.requests import ResourceRequest
 from mkd.errors import KernelError
+from mkd.kernel_types import MAX_NUMNODES, PAGE_SIZE
 
 # Properties the kernel refuses in input wherever they appear, with its reason.
 _REFUSED_PROPERTIES = {

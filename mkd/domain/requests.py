@@ -5,8 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+# DESIGN "Running": loaders without a command-line limit of their own get this daemon cap (bytes,
+# with the NUL).
+MAX_CMDLINE_BYTES = 64 * 1024
+
 CpuAffinity = Literal["compact", "spread"]
-MemoryPolicy = Literal["local", "interleave"]
+# DESIGN "Shapes": prefer-local (default) falls back to any node, local insists, interleave spreads.
+MemoryPolicy = Literal["prefer-local", "local", "interleave"]
 
 
 @dataclass(frozen=True)
@@ -18,7 +23,7 @@ class ResourceRequest:
     numa_nodes: tuple[int, ...] | None = None
     cpu_affinity: CpuAffinity = "compact"
     memory_bytes: int = 0
-    memory_policy: MemoryPolicy = "local"
+    memory_policy: MemoryPolicy = "prefer-local"
     llc_way_mask: int | None = None
     llc_ways: int | None = None
     devices: tuple[str, ...] = ()
@@ -43,7 +48,7 @@ def resource_request_of(resources: dict[str, Any]) -> ResourceRequest:
         cpus=ints("cpus"), cpu_count=resources.get("cpu_count"), numa_nodes=ints("numa_nodes"),
         cpu_affinity=resources.get("cpu_affinity") or "compact",
         memory_bytes=int(resources.get("memory_bytes") or 0),
-        memory_policy=resources.get("memory_policy") or "local",
+        memory_policy=resources.get("memory_policy") or "prefer-local",
         llc_way_mask=resources.get("llc_way_mask"), llc_ways=resources.get("llc_ways"),
         devices=tuple(resources.get("devices") or ()),
     )

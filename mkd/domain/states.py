@@ -129,8 +129,16 @@ KERNEL_STATE_MAP: dict[str, InstanceState] = {
 }
 
 
-def daemon_state_for(kernel_state: str, *, recorded: InstanceState, active_reported: bool) -> InstanceState:
-    """What the daemon should record given the kernel's word (used by actions and reconciliation)."""
+def daemon_state_for(
+    kernel_state: str, *, recorded: InstanceState, active_reported: bool, kimage_present: bool = True
+) -> InstanceState:
+    """What the daemon should record given the kernel's word (used by actions and reconciliation).
+
+    `kimage_present`: whether the kernel lists a kimage for the instance (/proc/kimage). rfc-v2's
+    `loading` without one is the seed's dangling kimage (spec 2.3 note): DESIGN "States" FAILED.
+    """
+    if kernel_state == "loading" and not kimage_present:
+        return S.FAILED
     mapped = KERNEL_STATE_MAP.get(kernel_state, S.FAILED)
     # rfc-v2 never reports active: the daemon's own ACTIVE stands while the kimage is still there.
     if not active_reported and mapped is S.LOADED and recorded is S.ACTIVE:

@@ -40,30 +40,45 @@ def load(ctx: LoadContext) -> LoaderResult:
     if granule is not None and granule not in env.arm64_page_sizes:  # load check 4
         raise KernelError(errno.EINVAL, f"CPU lacks the Image's {granule // 1024}K page size")
 
-    kernel = ctx.segments.add_buffer(  # segment 0: the whole file, bottom-up, 2 MiB aligned
-        KexecBuf(
-            kind="kernel",
-            source=SegmentSource(path=ctx.kernel.path, offset=0, length=ctx.kernel.size),
-            bufsz=ctx.kernel.size,
-            memsz=image_size + text_offset,
-            buf_align=MIN_KIMG_ALIGN,
-            buf_min=0,
-            buf_max=ULONG_MAX,
-            top_down=False,
-        )
+    kernel_buf = KexecBuf(  # segment 0: the whole file, bottom-up, 2 MiB aligned
+        kind="kernel",
+        source=SegmentSource(path=ctx.kernel.path, offset=0, length=ctx.kernel.size),
+        bufsz=ctx.kernel.size,
+        memsz=image_size + text_offset,
+        buf_align=MIN_KIMG_ALIGN,
+        buf_min=0,
+        buf_max=ULONG_MAX,
+        top_down=False,
     )
-    kernel_mem, kernel_end = kernel.mem, kernel.mem + kernel.memsz
+    kernel_index = len(ctx.segments.segments)
+    # spec 2.7.4 (mainline image_load): the kernel's place may leave no room for the other segments,
+    # so each failure drops them and the kernel and tries again above the previous kernel; it ends
+    # when kexec_add_buffer itself fails, with that errno.
+    while True:
+        kernel = ctx.segments.add_buffer(kernel_buf)
+        try:
+            _load_other_segments(ctx, kernel.mem, kernel.mem + kernel.memsz)
+        except KernelError:
+            ctx.segments.rollback(kernel_index)  # load_other_segments' rollback, then nr_segments -= 1
+            kernel_buf.buf_min = kernel.mem + kernel.memsz
+            continue
+        break
+    # Only now is the kernel segment moved by text_offset (its pool allocation stays as it was).
+    kernel.mem += text_offset
+    kernel.memsz -= text_offset
+    return LoaderResult(start=kernel.mem)
 
-    # load_other_segments: nothing goes below the kernel.
+
+def _load_other_segments(ctx: LoadContext, kernel_mem: int, kernel_end: int) -> None:
+    """load_other_segments: initrd and DTB, nothing below the kernel."""
     initrd_placed = add_initrd_segment(
         ctx, buf_align=0, buf_min=kernel_end,
         buf_max=align_down(kernel_mem, _SZ_1G) + 32 * _SZ_1G,  # a 1 GiB-aligned 32 GiB window
         top_down=False,
     )
-
     dtb = build_kexec_dtb(DtbInput(cmdline=ctx.cmdline, initrd=initrd_placed, ima_buffer=ctx.ima_buffer))
     # tree multikernel: room for mk_build_boot_dtb to rewrite the DTB in place at every spawn.
-    mk_tree = ctx.multikernel and env.profile == "tree"
+    mk_tree = ctx.multikernel and ctx.env.profile == "tree"
     ctx.segments.add_buffer(
         KexecBuf(
             kind="dtb",
@@ -76,10 +91,6 @@ def load(ctx: LoadContext) -> LoaderResult:
             top_down=True,
         )
     )
-    # Only now is the kernel segment moved by text_offset (its pool allocation stays as it was).
-    kernel.mem += text_offset
-    kernel.memsz -= text_offset
-    return LoaderResult(start=kernel.mem)
 
 
 ARM64_IMAGE = KexecLoader(name="arm64-image", probe=probe, load=load)

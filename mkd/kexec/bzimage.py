@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 
 from mkd.errors import KernelError
-from mkd.kexec.env import PAGE_SIZE
+from mkd.kernel_types import PAGE_SIZE
 from mkd.kexec.loader_api import (
     KexecLoader,
     LoadContext,

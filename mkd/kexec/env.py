@@ -10,7 +10,6 @@ from mkd.kernel_types import Arch, KernelProfile
 if TYPE_CHECKING:
     from mkd.config import SimulatorSettings
 
-PAGE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -19,6 +18,7 @@ class KexecEnv:
     arch: Arch
     five_level_paging: bool = False
     kexec_sig_enforced: bool = False
+    lockdown: Literal["none", "integrity", "confidentiality"] = "none"  # both levels lock kexec
     purgatory_bytes: int = 0x4000
     bzimage_policy: Literal["load-no-spawn", "reject"] = "load-no-spawn"
     mk_ipi_abi_version: int = 1
@@ -50,6 +50,7 @@ class KexecEnv:
             arch=sim.arch,
             five_level_paging=sim.five_level_paging,
             kexec_sig_enforced=sim.kexec_sig_enforced,
+            lockdown=sim.lockdown,
             purgatory_bytes=sim.purgatory_bytes,
             bzimage_policy=sim.bzimage_policy,
             mk_ipi_abi_version=sim.mk_ipi_abi_version,

@@ -7,6 +7,7 @@ file regions, so a multi-GiB file is never pulled into memory.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
 from dataclasses import dataclass
@@ -38,6 +39,28 @@ class KexecFile:
         return data
 
 
+_PROC_FDS = Path("/proc/self/fd")
+
+
+def _open_for_writing(info: os.stat_result) -> bool:
+    """Whether a descriptor of this process has the file (same device and inode) open for writing."""
+    try:
+        fds = list(_PROC_FDS.iterdir())
+    except OSError:
+        return False  # no procfs: nothing to see
+    for fd in fds:
+        try:
+            held = os.stat(fd)
+            if (held.st_dev, held.st_ino) != (info.st_dev, info.st_ino):
+                continue
+            mode = fcntl.fcntl(int(fd.name), fcntl.F_GETFL) & os.O_ACCMODE
+        except (OSError, ValueError):
+            continue  # closed meanwhile (the listing's own descriptor) or not a number
+        if mode in (os.O_WRONLY, os.O_RDWR):
+            return True
+    return False
+
+
 def read_kexec_file(path: Path | None, what: str) -> KexecFile:
     """Open and size-check a kernel or initrd file; `what` names it in messages."""
     # spec 2.7.1 step 1: fd -1 (None here) or a file we cannot open for reading -> EBADF.
@@ -53,6 +76,10 @@ def read_kexec_file(path: Path | None, what: str) -> KexecFile:
         raise KernelError(errno.EINVAL, f"{what}: {path} is not a regular file")
     if not os.access(path, os.R_OK):
         raise KernelError(errno.EBADF, f"{what}: {path} is not readable")
+    # spec 2.7.1 step 1: deny_write_access -> ETXTBSY while the file is open for writing. What the
+    # simulator can see is this process's own descriptors.
+    if _open_for_writing(info):
+        raise KernelError(errno.ETXTBSY, f"{what}: {path} is open for writing")
     # spec 2.7.1 step 1: i_size <= 0 -> EINVAL; i_size > KEXEC_FILE_SIZE_MAX -> EFBIG.
     if info.st_size <= 0:
         raise KernelError(errno.EINVAL, f"{what}: {path} is empty")

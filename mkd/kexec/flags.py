@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mkd.kernel_types import MAX_INSTANCE_ID
+
 KEXEC_FILE_UNLOAD = 0x1
 KEXEC_FILE_ON_CRASH = 0x2
 KEXEC_FILE_NO_INITRAMFS = 0x4
@@ -13,8 +15,7 @@ KEXEC_FILE_NO_CMA = 0x10
 KEXEC_FILE_FORCE_DTB = 0x20
 
 KEXEC_MK_ID_SHIFT = 5
-KEXEC_MK_ID_MASK = 0xFFE0
-KEXEC_MK_ID_MAX = KEXEC_MK_ID_MASK >> KEXEC_MK_ID_SHIFT  # 2047
+KEXEC_MK_ID_MASK = MAX_INSTANCE_ID << KEXEC_MK_ID_SHIFT  # 0xffe0: bits 5..15
 
 # spec 2.7.1 step 5: the tree's legal set, which settles the 2.1 collision question.
 KEXEC_FILE_FLAGS = (
@@ -29,12 +30,12 @@ KEXEC_FILE_FLAGS = (
 
 
 def kexec_mk_id(instance_id: int) -> int:
-    """KEXEC_MK_ID(id): ids above 2047 are silently masked (spec 2.1, KEXEC_MK_ID(2048) == 0)."""
+    """KEXEC_MK_ID(id): ids above MAX_INSTANCE_ID are silently masked (spec 2.1, KEXEC_MK_ID(2048) == 0)."""
     return (instance_id << KEXEC_MK_ID_SHIFT) & KEXEC_MK_ID_MASK
 
 
 def kexec_get_mk_id(flags: int) -> int:
-    """KEXEC_GET_MK_ID(flags) -> 0..2047."""
+    """KEXEC_GET_MK_ID(flags) -> 0..MAX_INSTANCE_ID."""
     return (flags & KEXEC_MK_ID_MASK) >> KEXEC_MK_ID_SHIFT
 
 

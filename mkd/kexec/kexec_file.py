@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mkd.errors import KernelError
-from mkd.kernel_types import Kimage, LoadRequest, Segment
-from mkd.kexec.env import PAGE_SIZE, KexecEnv
+from mkd.kernel_types import PAGE_SIZE, Kimage, LoadRequest, Segment
+from mkd.kexec.env import KexecEnv
 from mkd.kexec.file_read import KexecFile, read_kexec_file
 from mkd.kexec.flags import (
     KEXEC_FILE_FORCE_DTB,
@@ -22,15 +22,17 @@ from mkd.kexec.flags import (
     KEXEC_MULTIKERNEL,
 )
 from mkd.kexec.image_format import HEAD_BYTES
+from mkd.kexec.kernel_pages import KernelPages
 from mkd.kexec.loader_api import KexecLoader, LoadContext, ProbeInput
 from mkd.kexec.loaders import loaders_for
 from mkd.kexec.mem_pool import GenPool
-from mkd.kexec.placement import ULONG_MAX, KimageSegments
+from mkd.kexec.placement import CONTROL_PAGE_KINDS, ULONG_MAX, KimageSegments
 from mkd.kexec.sanity import sanity_check_segment_list
 from mkd.kexec.segments import KexecBuf, PlannedSegment, SegmentSource
 
 __all__ = [
     "CONTROL_PAGE_KINDS",
+    "KernelPages",
     "KexecEnv",
     "PlannedSegment",
     "PreparedKimage",
@@ -39,8 +41,6 @@ __all__ = [
     "release_kimage",
 ]
 
-# Kinds that to_kimage() appends after the real segments; they are not counted in nr_segments.
-CONTROL_PAGE_KINDS = ("control", "swap")
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
@@ -54,6 +54,8 @@ class PreparedKimage:
     cmdline: bytes
     mk_boot_params: int | None
     mk_kernel_entry: int | None
+    # Pool memory of segments a loader rolled back; the image holds it until kimage_free.
+    held: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def nr_segments(self) -> int:
@@ -62,7 +64,7 @@ class PreparedKimage:
     def pool_allocations(self) -> list[tuple[int, int]]:
         """Every (addr, size) this image holds in the instance pool."""
         taken = [segment.pool_alloc for segment in self.segments if segment.pool_alloc is not None]
-        return taken + [(addr, size) for addr, size, in_pool in self.control_pages if in_pool]
+        return taken + self.held + [(addr, size) for addr, size, in_pool in self.control_pages if in_pool]
 
     def to_kimage(self, *, kernel_sha256: str, initrd_sha256: str | None) -> Kimage:
         segments = [
@@ -100,6 +102,7 @@ class PreparedKimage:
             "cmdline": self.cmdline.hex(),
             "mk_boot_params": self.mk_boot_params,
             "mk_kernel_entry": self.mk_kernel_entry,
+            "held": [list(pair) for pair in self.held],
         }
 
     @classmethod
@@ -113,6 +116,7 @@ class PreparedKimage:
             cmdline=bytes.fromhex(data["cmdline"]),
             mk_boot_params=data.get("mk_boot_params"),
             mk_kernel_entry=data.get("mk_kernel_entry"),
+            held=[(int(a), int(s)) for a, s in data.get("held", [])],
         )
 
 
@@ -154,26 +158,38 @@ def _add_ima_buffer(env: KexecEnv, segments: KimageSegments, multikernel: bool) 
     return segment.mem, segment.memsz
 
 
-def prepare_kimage(env: KexecEnv, request: LoadRequest, pool: GenPool) -> PreparedKimage:
+def prepare_kimage(
+    env: KexecEnv,
+    request: LoadRequest,
+    pool: GenPool,
+    *,
+    kernel_pages: KernelPages | None = None,
+    free_on_failure: bool = True,
+) -> PreparedKimage:
     """kimage_file_prepare_segments + sanity check + control pages, mutating `pool`.
 
-    On any failure everything taken from `pool` is given back and KernelError is raised.
+    On any failure everything taken from `pool` is given back (unless `free_on_failure` is False:
+    the seed's error path, which frees none of it) and KernelError is raised. `kernel_pages` is
+    where control pages come from when they are not pool pages.
     """
     flags = request.flags
     if flags & KEXEC_FILE_ON_CRASH:
         raise KernelError(errno.EOPNOTSUPP, "crash images are not simulated")
     multikernel = bool(flags & KEXEC_MULTIKERNEL)
-    segments = KimageSegments(env, pool, multikernel=multikernel)
+    segments = KimageSegments(env, pool, multikernel=multikernel, kernel_pages=kernel_pages)
     try:
         # Step 1: read the kernel (EBADF / EINVAL / EFBIG).
         kernel = read_kexec_file(request.kernel, "kernel")
         head = kernel.read(0, HEAD_BYTES)
         # Step 2: probe the arch's loaders in order.
         loader = _probe(env, kernel, head, multikernel)
-        # Step 3: signature check; no simulated loader has verify_sig, and without enforcement (and
-        # no lockdown) the failure is ignored.
-        if env.kexec_sig_enforced and not loader.has_verify_sig:
-            raise KernelError(errno.EKEYREJECTED, f"{loader.name} loader cannot verify signatures")
+        # Step 3: signature check; no simulated loader has verify_sig, so the check always fails:
+        # enforced -> its errno; else lockdown(kexec) -> EPERM; else the failure is ignored.
+        if not loader.has_verify_sig:
+            if env.kexec_sig_enforced:
+                raise KernelError(errno.EKEYREJECTED, f"{loader.name} loader cannot verify signatures")
+            if env.lockdown != "none":
+                raise KernelError(errno.EPERM, f"kernel is locked down ({env.lockdown}): unsigned image refused")
         # Step 4: the initrd, unless KEXEC_FILE_NO_INITRAMFS; then initrd_fd is never looked at.
         initrd = None if flags & KEXEC_FILE_NO_INITRAMFS else read_kexec_file(request.initrd, "initrd")
         # Step 5 (tree): 0x20 doubles as FORCE_DTB; NO_CMA has no effect on multikernel placement.
@@ -204,7 +220,8 @@ def prepare_kimage(env: KexecEnv, request: LoadRequest, pool: GenPool) -> Prepar
         # Step 11: control-code page, then the swap page.
         segments.alloc_control_pages()
     except BaseException:
-        segments.release()
+        if free_on_failure:
+            segments.release()
         raise
     return PreparedKimage(
         loader=loader.name,
@@ -215,6 +232,7 @@ def prepare_kimage(env: KexecEnv, request: LoadRequest, pool: GenPool) -> Prepar
         cmdline=cmdline or b"",
         mk_boot_params=result.mk_boot_params,
         mk_kernel_entry=result.mk_kernel_entry,
+        held=list(segments.held),
     )
 
 

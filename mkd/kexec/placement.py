@@ -11,11 +11,14 @@ import errno
 from collections.abc import Iterable
 
 from mkd.errors import KernelError
-from mkd.kexec.env import PAGE_SIZE, KexecEnv
+from mkd.kernel_types import PAGE_SIZE
+from mkd.kexec.env import KexecEnv
+from mkd.kexec.kernel_pages import KernelPages
 from mkd.kexec.mem_pool import GenPool
 from mkd.kexec.segments import KexecBuf, PlannedSegment
 
 KEXEC_SEGMENT_MAX = 16
+CONTROL_PAGE_KINDS = ("control", "swap")  # the control-code page, then the swap page (spec 2.7.1 step 11)
 KEXEC_CONTROL_PAGE_SIZE = 4096
 ULONG_MAX = (1 << 64) - 1
 
@@ -44,12 +47,21 @@ def _overlapping(ranges: Iterable[tuple[int, int]], first: int, last: int) -> tu
 class KimageSegments:
     """The segment list of one kimage under construction, plus its control pages."""
 
-    def __init__(self, env: KexecEnv, pool: GenPool, *, multikernel: bool) -> None:
+    def __init__(
+        self, env: KexecEnv, pool: GenPool, *, multikernel: bool, kernel_pages: KernelPages | None = None
+    ) -> None:
         self.env = env
         self.pool = pool
         self.multikernel = multikernel
+        # Without the simulator's view of every pool, kernel RAM is what the env says minus this pool.
+        self.kernel_pages = kernel_pages or KernelPages(
+            ram=env.system_ram or ((0, env.total_ram_bytes),), excluded=list(pool.chunks)
+        )
         self.segments: list[PlannedSegment] = []
         self.control_pages: list[tuple[int, int, bool]] = []
+        # Pool memory of segments a loader rolled back (image->nr_segments lowered): the image still
+        # holds it until it is freed, so a retry finds the next hole (spec 2.7.4, inferred).
+        self.held: list[tuple[int, int]] = []
 
     # -- kexec_add_buffer ----------------------------------------------------------------------
 
@@ -94,7 +106,7 @@ class KimageSegments:
                 if self.env.profile == "tree":
                     raise
         # KHO scratch and CMA are not active in the simulator (spec 2.7.1 kexec_add_buffer).
-        hole = self._walk_system_ram(memsz, buf_align, kbuf.buf_min, kbuf.buf_max, kbuf.top_down, ())
+        hole = self._walk_system_ram(memsz, buf_align, kbuf.buf_min, kbuf.buf_max, kbuf.top_down)
         if hole is None:
             raise KernelError(errno.EADDRNOTAVAIL, f"no System RAM hole for a {memsz:#x}-byte {kbuf.kind} segment")
         return hole, None
@@ -134,12 +146,10 @@ class KimageSegments:
         buf_min: int,
         buf_max: int,
         top_down: bool,
-        also_taken: tuple[tuple[int, int], ...],
-        ram: tuple[tuple[int, int], ...] | None = None,
     ) -> int | None:
         """kexec_walk_resources + locate_mem_hole_callback: the first hole in walk order."""
-        ranges = sorted(self.env.system_ram if ram is None else ram)
-        taken = self._placed() + list(also_taken)
+        ranges = sorted(self.env.system_ram)
+        taken = self._placed()
         for base, size in reversed(ranges) if top_down else ranges:
             start, end = base, base + size - 1
             if size < memsz or end < buf_min or start > buf_max:
@@ -157,45 +167,49 @@ class KimageSegments:
 
     def alloc_control_pages(self) -> None:
         """The control-code page, then the swap page (non-crash images)."""
-        for what in ("control_code_buffer", "swap buffer"):
-            self.control_pages.append(self._alloc_control_page(what))
+        for kind, what in zip(CONTROL_PAGE_KINDS, ("control_code_buffer", "swap buffer"), strict=True):
+            self.control_pages.append(self._alloc_control_page(kind, what))
 
-    def _alloc_control_page(self, what: str) -> tuple[int, int, bool]:
+    def _alloc_control_page(self, kind: str, what: str) -> tuple[int, int, bool]:
         size = KEXEC_CONTROL_PAGE_SIZE  # order get_order(KEXEC_CONTROL_PAGE_SIZE) = 0
         failure = KernelError(errno.ENOMEM, f"Could not allocate {what}")
         if self.multikernel and self.env.profile == "rfc-v2":
             # spec 3.4: the seed takes control pages from the instance pool, page aligned.
-            addr = self.pool.alloc_aligned(size, PAGE_SIZE)
+            addr = None if kind in self.kernel_pages.failing else self.pool.alloc_aligned(size, PAGE_SIZE)
             if addr is None:
                 raise failure
             if not is_aligned(addr, PAGE_SIZE) or _overlapping(self._placed(), addr, addr + size - 1):
                 self.pool.free(addr, size)
                 raise failure
             return addr, size, True
-        # spec 2.7.1 step 11 (tree note): normal kernel pages that are no segment's destination.
-        # The simulator picks the highest such page of kernel RAM so the result is deterministic.
-        taken = tuple((addr, length) for addr, length, _ in self.control_pages)
-        ram = self.env.system_ram or ((0, self.env.total_ram_bytes),)
-        addr = self._walk_system_ram(size, PAGE_SIZE, 0, ULONG_MAX, True, taken, ram)
-        if addr is None:
-            raise failure
+        # spec 2.7.1 step 11 (tree note): buddy pages that are no segment's destination and, since
+        # the buddy allocator never hands out pool memory, in no pool chunk (spec 3.1).
+        try:
+            addr = self.kernel_pages.alloc(kind, size, avoid=self._placed())
+        except KernelError:
+            raise failure from None
         return addr, size, False
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
-    def truncate(self, count: int) -> None:
-        """Roll the segment list back to `count` entries, returning their pool memory."""
+    def rollback(self, count: int) -> None:
+        """`image->nr_segments = count`: the segments go, their pool memory stays with the image."""
         while len(self.segments) > count:
             segment = self.segments.pop()
             if segment.pool_alloc is not None:
-                self.pool.free(*segment.pool_alloc)
+                self.held.append(segment.pool_alloc)
+
+    def pool_allocations(self) -> list[tuple[int, int]]:
+        """Every (addr, size) this image holds in the instance pool."""
+        taken = [segment.pool_alloc for segment in self.segments if segment.pool_alloc is not None]
+        return taken + self.held + [(addr, size) for addr, size, in_pool in self.control_pages if in_pool]
 
     def release(self) -> None:
         """Give every pool allocation back (the failure path and kimage_free)."""
-        self.truncate(0)
-        for addr, size, in_pool in self.control_pages:
-            if in_pool:
-                self.pool.free(addr, size)
+        for addr, size in self.pool_allocations():
+            self.pool.free(addr, size)
+        self.segments.clear()
+        self.held.clear()
         self.control_pages.clear()
 
 

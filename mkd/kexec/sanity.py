@@ -6,7 +6,8 @@ import errno
 from collections.abc import Sequence
 
 from mkd.errors import KernelError
-from mkd.kexec.env import PAGE_SIZE, KexecEnv
+from mkd.kernel_types import PAGE_SIZE
+from mkd.kexec.env import KexecEnv
 from mkd.kexec.segments import PlannedSegment
 
 _ADDRESS_SPACE = 1 << 64

@@ -7,7 +7,7 @@ import struct
 from dataclasses import dataclass
 
 from mkd.errors import KernelError
-from mkd.kexec.env import PAGE_SIZE
+from mkd.kernel_types import PAGE_SIZE
 from mkd.kexec.loader_api import (
     KexecLoader,
     LoadContext,

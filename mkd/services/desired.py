@@ -17,7 +17,7 @@ from mkd.domain.desired.plan import Boot, Capabilities, Have, plan
 from mkd.domain.desired.spec import DeclaredSpec
 from mkd.domain.requests import InstanceRequest, resource_request_of
 from mkd.domain.states import InstanceState
-from mkd.errors import InvalidInput, KernelError
+from mkd.errors import InvalidInput, KernelError, errno_value
 from mkd.services.context import Daemon
 from mkd.services.publish import publish
 from mkd.services.records import add_event, bump, check_if_match, etag_of, instance_public, resolve_ref
@@ -100,7 +100,7 @@ def apply_document(
                     and spec.update_strategy != "Recreate"):
                 raise InvalidInput(f"spec.id {spec.id} differs from the instance's id {record.id}; "
                                    "changing it needs updateStrategy: Recreate",
-                                   extra={"errno": "EINVAL", "errno_value": errno.EINVAL})
+                                   extra={"errno": "EINVAL", "errno_value": errno_value("EINVAL")})
             _check_images(session, spec)
             same = declared is not None and declared.spec == spec.to_json() and declared.labels == labels
             if same and record is not None and not dry_run:
@@ -255,3 +255,20 @@ def get_document(*, daemon: Daemon, ref: str) -> tuple[dict[str, Any], str]:
 def _release(declared: DeclaredRecord) -> None:
     declared.held = None
     declared.conditions = conditions.release(declared.conditions, utcnow().isoformat())
+
+
+# A count replaces the explicit set it counts, unless the patch gives both (as the PATCH does).
+_COUNTED = {"cpu_count": "cpus", "llc_ways": "llc_way_mask"}
+
+
+def merged_resources(spec_resources: dict[str, Any], changes: Any) -> dict[str, Any]:
+    """A spec's resources after a JSON merge patch (RFC 7396): what an imperative PATCH makes them."""
+    merged = dict(spec_resources)
+    for key, value in dict(changes).items():
+        merged[key] = value
+    for count, explicit in _COUNTED.items():
+        if count in changes and explicit not in changes:
+            merged[explicit] = None
+        if explicit in changes and count not in changes:
+            merged[count] = None
+    return merged

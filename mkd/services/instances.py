@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import errno
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -13,13 +14,13 @@ from mkd.db import repository
 from mkd.db.models import InstanceRecord
 from mkd.db.session import transaction
 from mkd.domain.allocation.plan import plan_instances
-from mkd.domain.allocation.update import plan_update
-from mkd.domain.requests import InstanceRequest, ResourceRequest
+from mkd.domain.allocation.update import plan_patch
+from mkd.domain.requests import InstanceRequest
 from mkd.domain.states import Action, InstanceState, daemon_state_for, transition
 from mkd.errors import InvalidInput, KernelError
 from mkd.kernel_types import InstanceSpec, KernelInstance
 from mkd.services.context import Daemon
-from mkd.services.desired import follow_action, request_delete
+from mkd.services.desired import follow_action, merged_resources, request_delete
 from mkd.services.holdings import holding_of, ledger_for, resources_of
 from mkd.services.idempotency import remember
 from mkd.services.publish import publish
@@ -171,11 +172,11 @@ def delete_instance(*, daemon: Daemon, ref: str, if_match: str | None, cause: st
 
 
 def update_instance(
-    *, daemon: Daemon, ref: str, request: ResourceRequest, if_match: str | None, cause: str = "api",
-    spec_resources: dict[str, Any] | None = None,
+    *, daemon: Daemon, ref: str, changes: Mapping[str, object], if_match: str | None, cause: str = "api",
 ) -> tuple[dict[str, Any], str]:
-    """Hot-update resources. `spec_resources` is the request as a declared spec stores it (the
-    reconciler passes its spec's; an imperative PATCH of a declared instance moves the spec to it)."""
+    """PATCH: `changes` is a merge patch of the instance's resources (DESIGN "Device trees per profile").
+    A declared instance's spec moves with an imperative PATCH; the reconciler's own update records
+    that the spec's resources are applied."""
     with daemon.kernel_lock:
         with transaction(daemon.engine) as session:
             record = resolve_ref(session=session, ref=ref)
@@ -186,7 +187,7 @@ def update_instance(
                                   f"the {daemon.host.kernel_profile} kernel cannot update an instance's resources")
             transition(InstanceState(record.state), Action.UPDATE)
             ledger = ledger_for(daemon)
-            spec, _diff = plan_update(ledger, record.id, request)
+            spec, _diff = plan_patch(ledger, record.id, changes)
             spec = replace(spec, name=record.name)
             kernel = daemon.backend.update_instance(spec)
         except KernelError as exc:
@@ -201,13 +202,13 @@ def update_instance(
             session.add(fresh)
             session.flush()
             events = []
-            if spec_resources is not None:
+            if fresh.declared is not None:
+                wanted = merged_resources(fresh.declared.spec["resources"], changes)
                 if cause == "api":
-                    moved = follow_action(session, fresh, "update", cause=cause,
-                                          changes={"resources": spec_resources})
+                    moved = follow_action(session, fresh, "update", cause=cause, changes={"resources": wanted})
                     events = [moved] if moved is not None else []
-                elif fresh.declared is not None:
-                    fresh.declared.applied_resources = spec_resources
+                else:
+                    fresh.declared.applied_resources = wanted
                     session.add(fresh.declared)
                 session.flush()
                 session.refresh(fresh)

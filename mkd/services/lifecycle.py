@@ -14,6 +14,7 @@ from mkd.crash_points import crash_point
 from mkd.db import repository
 from mkd.db.models import InstanceRecord
 from mkd.db.session import transaction
+from mkd.domain.requests import MAX_CMDLINE_BYTES
 from mkd.domain.states import KERNEL_STATE_MAP, Action, InstanceState, daemon_state_for, transition
 from mkd.errors import KernelError
 from mkd.kernel_types import KernelInstance, LoadRequest
@@ -27,7 +28,6 @@ from mkd.services.records import bump, check_if_match, etag_of, instance_public,
 from mkd.services.strict_isolation import check_strict_isolation
 
 Result = tuple[dict[str, Any], str]
-MAX_CMDLINE_BYTES = 64 * 1024
 
 
 def _locate(daemon: Daemon, ref: str, if_match: str | None) -> InstanceRecord:
@@ -107,12 +107,17 @@ def _after_refusal(daemon: Daemon, before: InstanceRecord, record: InstanceRecor
         publish(daemon, events)
     else:
         state = daemon_state_for(kernel.kernel_state, recorded=InstanceState(record.state),
-                                 active_reported=daemon.host.capabilities.get("active_reported", True))
+                                 active_reported=daemon.host.capabilities.get("active_reported", True),
+                                 kimage_present=kernel.kimage is not None)
         kimage: dict[str, Any] | None | bool = False
         # A refused action on a FAILED instance keeps the reason it failed.
         failure = before.failure if state.value == before.state else None
         if kernel.kimage is None:
             kimage = None
+            if state is InstanceState.FAILED and failure is None:
+                # DESIGN "States": the bug-compatible dangling kimage of a failed v2 load is FAILED.
+                failure = kernel.failure or (
+                    f"load failed with {exc.errno} and left a dangling kimage (bug-compatible mode)")
         elif record.state == InstanceState.LOADING.value or record.kimage is None:
             # DESIGN "States": the bug-compatible dangling kimage of a failed v2 load is FAILED.
             state = InstanceState.FAILED
@@ -213,8 +218,15 @@ def unload(*, daemon: Daemon, ref: str, force: bool, if_match: str | None, cause
     with daemon.kernel_lock:
         record, kernel = _run(daemon, ref, if_match, action, "unload", lambda r: daemon.backend.unload(r.id),
                               cause=cause)
-        updated, events = _set_state(daemon, record.id, to=InstanceState.READY, kernel=kernel, kimage=None,
-                                     image_uses={}, respond=True, cause=cause, follow=("unload", None))
+        # READY, unless the kernel says otherwise: the rfc-v2 bug-compatible unload returns 0 and
+        # leaves a dangling kimage where it was (FAILED, spec 2.5).
+        state = daemon_state_for(kernel.kernel_state, recorded=InstanceState.READY,
+                                 active_reported=daemon.host.capabilities.get("active_reported", True),
+                                 kimage_present=kernel.kimage is not None)
+        failure = kernel.failure if state is InstanceState.FAILED else None
+        updated, events = _set_state(daemon, record.id, to=state, kernel=kernel, kimage=None,
+                                     failure=failure, image_uses={}, respond=True, cause=cause,
+                                     follow=("unload", None))
     publish(daemon, events)
     return instance_public(updated), etag_of(updated)
 

@@ -24,7 +24,8 @@ START_UNKNOWN = "start outcome unknown"
 
 def _desired_state(record: InstanceRecord, kernel: KernelInstance, active_reported: bool) -> tuple[str, str | None]:
     recorded = InstanceState(record.state)
-    state = daemon_state_for(kernel.kernel_state, recorded=recorded, active_reported=active_reported)
+    state = daemon_state_for(kernel.kernel_state, recorded=recorded, active_reported=active_reported,
+                             kimage_present=kernel.kimage is not None)
     failure = record.failure if state is InstanceState.FAILED else None
     if record.intent == "start":
         if state is InstanceState.ACTIVE:

@@ -127,8 +127,7 @@ def _execute(daemon: Daemon, name: str, record: InstanceRecord | None, declared:
     assert record is not None
     ref = str(record.id)
     if step is Step.UPDATE:
-        instances.update_instance(daemon=daemon, ref=ref, request=resource_request_of(spec.resources),
-                                  if_match=None, cause=cause, spec_resources=spec.resources)
+        instances.update_instance(daemon=daemon, ref=ref, changes=spec.resources, if_match=None, cause=cause)
     elif step is Step.LOAD:
         boot = spec.boot(profile)
         lifecycle.load(daemon=daemon, ref=ref, kernel=boot.kernel, initrd=boot.initrd, cmdline=boot.cmdline,

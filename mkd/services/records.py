@@ -3,33 +3,30 @@
 from __future__ import annotations
 
 import errno
-import re
 from typing import Any
 
 from sqlmodel import Session
 
 from mkd.db import repository
 from mkd.db.models import DeclaredRecord, EventRecord, InstanceRecord, utcnow
+from mkd.domain.names import is_numeric_ref, name_problem
 from mkd.errors import KernelError, PreconditionFailed
+from mkd.kernel_types import MAX_INSTANCE_ID, MIN_INSTANCE_ID
 from mkd.services.event_bus import BusEvent
-
-NUMERIC_REF = re.compile(r"^[+-]?[0-9]+$")
-NAME_RE = re.compile(r"^[A-Za-z0-9,._+-]{1,31}$")
-MAX_ID = 2047
 
 
 def resolve_ref(*, session: Session, ref: str) -> InstanceRecord:
-    """DESIGN "Ids and refs": numeric outside 1..2047 is EINVAL (the kernel's mk_id <= 0 and the
+    """DESIGN "Ids and refs": numeric outside the id range is EINVAL (the kernel's mk_id <= 0 and the
     unencodable ids, never masked); an unknown id or name is ENOENT."""
-    if NUMERIC_REF.fullmatch(ref):
+    if is_numeric_ref(ref):
         value = int(ref)
-        if not 1 <= value <= MAX_ID:
-            raise KernelError(errno.EINVAL, f"instance id {value} is outside 1..{MAX_ID}")
+        if not MIN_INSTANCE_ID <= value <= MAX_INSTANCE_ID:
+            raise KernelError(errno.EINVAL, f"instance id {value} is outside {MIN_INSTANCE_ID}..{MAX_INSTANCE_ID}")
         record = repository.get_instance(session=session, instance_id=value)
         if record is None:
             raise KernelError(errno.ENOENT, f"no instance with id {value}", instance_id=value)
         return record
-    if not NAME_RE.fullmatch(ref):
+    if name_problem(ref) is not None:
         raise KernelError(errno.ENOENT, f"no instance named {ref!r} (not a valid instance name)")
     record = repository.get_instance_by_name(session=session, name=ref)
     if record is None:

@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 
 from mkd.devicetree.dts import dtb_to_dts, dts_to_dtb
 from mkd.devicetree.fdt import open_dtb
-from tests.conftest import MakeClient
-from tests.helpers import assert_problem, create
+from tests.conftest import RFC_V2, MakeClient
+from tests.helpers import MEM, assert_problem, create
 
 V2_PLAN = """/dts-v1/;
 / {
@@ -57,7 +57,8 @@ def test_the_same_plan_as_dtb_and_as_overlay(make_client: MakeClient) -> None:
 
 
 def test_a_plan_is_all_or_nothing(client: TestClient) -> None:
-    taken = client.post("/v1/instances", json={"name": "taken", "id": 9, "resources": {"cpus": [4]}})
+    taken = client.post("/v1/instances",
+                        json={"name": "taken", "id": 9, "resources": {"cpus": [4], "memory_bytes": MEM}})
     assert taken.status_code == 201
     body = assert_problem(client.post("/v1/instances", content=V2_PLAN, headers={"content-type": "text/plain"}),
                           409, "EBUSY")
@@ -113,7 +114,8 @@ def test_ten_thousand_instance_overlay_is_refused_quickly(client: TestClient) ->
     assert client.get("/v1/instances").json()["items"] == []
 
 
-def test_pool_device_tree_round_trips_through_dtc(client: TestClient) -> None:
+def test_pool_device_tree_round_trips_through_dtc(v2_client: TestClient) -> None:
+    client = v2_client  # the v2 root tree lists the instances
     create(client, "web", cpus=[2, 3])
     dtb = client.get("/v1/pool/device-tree?format=dtb")
     assert dtb.status_code == 200 and dtb.headers["content-type"] == "application/x-dtb"
@@ -127,7 +129,7 @@ def test_pool_device_tree_round_trips_through_dtc(client: TestClient) -> None:
 
 
 def test_instance_device_tree_per_profile(make_client: MakeClient) -> None:
-    v2 = make_client()
+    v2 = make_client(simulator=RFC_V2)
     create(v2, "web", cpus=[2])
     text = v2.get("/v1/instances/web/device-tree").text
     assert text.startswith("/dts-v1/;") and "memory-bytes = <0x10000000>; // 256 MB" in text

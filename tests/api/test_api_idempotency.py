@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from mkd.services.idempotency import claim, scope_of
 from mkd.testing import imagegen
 from tests.conftest import MakeClient
-from tests.helpers import MiB, assert_problem, create, upload
+from tests.helpers import MEM, MiB, assert_problem, create, upload
 
 
 def events_of(client: TestClient) -> list[str]:
@@ -32,8 +32,9 @@ def test_retried_create_returns_the_first_response(client: TestClient) -> None:
 
 
 def test_same_key_with_another_body_is_422(client: TestClient) -> None:
-    client.post("/v1/instances", json={"name": "a", "resources": {"cpus": [2]}}, headers={"Idempotency-Key": "k"})
-    assert_problem(client.post("/v1/instances", json={"name": "b", "resources": {"cpus": [3]}},
+    client.post("/v1/instances", json={"name": "a", "resources": {"cpus": [2], "memory_bytes": MEM}},
+                headers={"Idempotency-Key": "k"})
+    assert_problem(client.post("/v1/instances", json={"name": "b", "resources": {"cpus": [3], "memory_bytes": MEM}},
                                headers={"Idempotency-Key": "k"}), 422)
 
 
@@ -71,7 +72,7 @@ def test_refusals_are_replayed_too(client: TestClient) -> None:
 
 
 def test_key_too_long_is_422(client: TestClient) -> None:
-    body = assert_problem(client.post("/v1/instances", json={"name": "a", "resources": {}},
+    body = assert_problem(client.post("/v1/instances", json={"name": "a", "resources": {"memory_bytes": MEM}},
                                       headers={"Idempotency-Key": "x" * 300}), 422)
     assert body["title"] == "Invalid input" and "Idempotency-Key" in body["detail"]
 

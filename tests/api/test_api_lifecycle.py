@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from mkd.testing import imagegen
-from tests.conftest import MakeClient
+from tests.conftest import RFC_V2, MakeClient
 from tests.helpers import MiB, assert_problem, create, upload
 
 
-def test_load_places_every_segment_inside_the_instance_pool(client: TestClient) -> None:
+def test_load_places_every_segment_inside_the_instance_pool(v2_client: TestClient) -> None:
+    client = v2_client  # about rfc-v2 (the default is tree)
     web = create(client, "web", cpus=[2, 3], memory_bytes=256 * MiB)
     kernel = upload(client, imagegen.vmlinux())
     initrd = upload(client, imagegen.initrd("gzip", size=1 * MiB))
@@ -75,7 +76,7 @@ def test_strict_isolation_refuses_a_segment_outside_the_pool(client: TestClient)
 
 
 def test_without_strict_isolation_rfc_v2_falls_back_to_system_ram(make_client: MakeClient) -> None:
-    client = make_client(daemon={"strict_isolation": False})
+    client = make_client(simulator=RFC_V2, daemon={"strict_isolation": False})
     create(client, "tiny", cpus=[2], memory_bytes=4 * MiB)
     kernel = upload(client, imagegen.vmlinux())
     reply = client.post("/v1/instances/tiny/load", json={"kernel": kernel})
@@ -85,7 +86,8 @@ def test_without_strict_isolation_rfc_v2_falls_back_to_system_ram(make_client: M
     assert all(s["in_pool"] for kind, s in placed.items() if kind != "kernel")
 
 
-def test_start_and_stop_rfc_v2(client: TestClient) -> None:
+def test_start_and_stop_rfc_v2(v2_client: TestClient) -> None:
+    client = v2_client  # about rfc-v2 (the default is tree)
     create(client, "web", cpus=[2])
     assert_problem(client.post("/v1/instances/web/start"), 422, "EINVAL")
     kernel = upload(client, imagegen.vmlinux())

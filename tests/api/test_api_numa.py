@@ -25,3 +25,33 @@ def test_compact_local_prefers_cpus_where_the_memory_is(make_client: MakeClient)
     body = reply.json()
     assert body["resources"]["cpus"] == [2, 3]  # node 0: the only node with pool memory
     assert {c["numa_node"] for c in body["memory"]} == {0}
+
+
+def test_cpus_on_a_node_without_pool_memory_get_memory_from_any_node(make_client: MakeClient) -> None:
+    """The reproduction of issue 9 (divergence 5): the default policy is prefer-local, so a request
+    the kernel would accept (spec 5.5: no node named, any node) is not refused for locality."""
+    client = make_client(pool=POOL_ON_NODE_0, simulator=FOUR_NODES)
+    reply = client.post("/v1/instances",
+                        json={"name": "far", "resources": {"cpus": [14, 15], "memory_bytes": 64 * MiB}})
+    assert reply.status_code == 201, reply.text
+    body = reply.json()
+    assert {c["numa_node"] for c in client.get("/v1/host").json()["topology"]["cpus"] if c["id"] in (14, 15)} == {3}
+    assert {c["numa_node"] for c in body["memory"]} == {0}
+    assert sum(c["bytes"] for c in body["memory"]) == 64 * MiB
+    assert body["resources"]["numa_node"] is None  # the kernel was told no node
+
+
+def test_local_insists_on_the_cpus_node(make_client: MakeClient) -> None:
+    client = make_client(pool=POOL_ON_NODE_0, simulator=FOUR_NODES)
+    body = assert_problem(client.post("/v1/instances", json={"name": "far", "resources": {
+        "cpus": [14, 15], "memory_bytes": 64 * MiB, "memory_policy": "local"}}), 409, "ENOMEM")
+    assert "node 3" in body["detail"]
+    assert client.get("/v1/instances").json()["items"] == []
+
+
+def test_prefer_local_names_the_cpus_node_when_it_has_room(make_client: MakeClient) -> None:
+    client = make_client(pool=POOL_ON_NODE_0, simulator=FOUR_NODES)
+    reply = client.post("/v1/instances", json={"name": "near", "resources": {"cpus": [2, 3], "memory_bytes": 64 * MiB}})
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["resources"]["numa_node"] == 0
+    assert {c["numa_node"] for c in reply.json()["memory"]} == {0}

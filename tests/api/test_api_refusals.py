@@ -50,7 +50,8 @@ def test_a_load_the_kernel_refuses_after_loading_keeps_the_etag(make_client: Mak
     assert after.json() == before.json() and after.headers["ETag"] == before.headers["ETag"]
 
 
-def test_table_and_daemon_refusals_name_the_instance(client: TestClient) -> None:
+def test_table_and_daemon_refusals_name_the_instance(v2_client: TestClient) -> None:
+    client = v2_client  # about rfc-v2 (the default is tree)
     web = loaded(client)
     for reply, errno_name in (
         (client.delete("/v1/instances/web"), "EBUSY"),               # transition table

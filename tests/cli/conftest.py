@@ -51,8 +51,12 @@ def run_mkd(*args: str, env: dict[str, str] | None = None, timeout: float = 30.0
 
 @pytest.fixture(scope="session")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    """One `mkd serve` for the CLI tests, with the standard pool applied; tests delete what they create."""
-    with DaemonProcess(tmp_path_factory.mktemp("cli") / "state", env=clean_env()) as running, \
+    """One `mkd serve` for the CLI tests, with the standard pool applied; tests delete what they create.
+
+    It runs rfc-v2, explicitly: the capability tests check what the CLI refuses for a kernel without
+    halt or hot update."""
+    env = clean_env(MKD_SIMULATOR__KERNEL_PROFILE="rfc-v2")
+    with DaemonProcess(tmp_path_factory.mktemp("cli") / "state", env=env) as running, \
             running.client() as http:
         assert http.put("/v1/pool", json=POOL).status_code == 201
         yield running

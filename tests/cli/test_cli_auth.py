@@ -46,12 +46,12 @@ def test_no_token_is_exit_6(secured: ServedProcess) -> None:
 
 
 def test_read_token_reads_but_cannot_mutate(secured: ServedProcess) -> None:
-    shown = mkd(secured, "host", token=READ_TOKEN)
+    shown = mkd(secured, "host", "-o", "json", token=READ_TOKEN)
     assert shown.exit_code == 0 and json.loads(shown.stdout)["backend"] == "simulated"
     result = mkd(secured, "pool", "put", "--cpus", "2", "--memory-base", "0x100000000",
                  "--memory-bytes", str(64 * MiB), token=READ_TOKEN)
     assert result.exit_code == 6 and result.stderr.startswith("mkd: 403") and "read-only" in result.stderr
-    pool = mkd(secured, "pool", "get", token=READ_TOKEN)
+    pool = mkd(secured, "pool", "get", "-o", "json", token=READ_TOKEN)
     assert pool.exit_code == 0 and json.loads(pool.stdout)["cpus"] == []  # the refused put changed nothing
 
 
@@ -60,7 +60,7 @@ def test_write_token_mutates_and_wrong_token_is_6(secured: ServedProcess, tmp_pa
               "--memory-bytes", str(512 * MiB), token=WRITE_TOKEN)
     assert put.exit_code == 0, put.stderr
     created = mkd(secured, "instances", "create", "web", "--cpus", "2", "--memory-bytes", str(64 * MiB),
-                  token=WRITE_TOKEN)
+                  "-o", "json", token=WRITE_TOKEN)
     assert created.exit_code == 0 and json.loads(created.stdout)["state"] == "READY"
     assert mkd(secured, "instances", "delete", "web", token=WRITE_TOKEN[:-1] + "x").exit_code == 6
     assert mkd(secured, "instances", "delete", "web", token=WRITE_TOKEN).exit_code == 0

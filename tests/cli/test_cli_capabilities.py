@@ -13,17 +13,18 @@ __all__ = ["no_instances_left"]  # autouse there, imported so it runs here too: 
 
 
 def test_stop_and_update_are_not_offered_without_the_capability(cli: RunCli) -> None:
-    output(cli("instances", "create", "capweb", "--cpus", "2", "--memory-bytes", str(64 * MiB)))
+    output(cli("instances", "create", "capweb", "--cpus", "2", "--memory-bytes", str(64 * MiB), "-o", "json"))
     refused(cli("instances", "stop", "capweb"), 5, "stop is not available", "rfc-v2", "halt")
     refused(cli("instances", "update", "capweb", "--cpus", "2,3"), 5, "update is not available", "hot update")
-    assert output(cli("instances", "get", "capweb"))["resources"]["cpus"] == [2]
+    assert output(cli("instances", "get", "capweb", "-o", "json"))["resources"]["cpus"] == [2]
 
 
 def test_image_get_and_conditional_delete(cli: RunCli, tmp_path: Path) -> None:
     image = tmp_path / "blob"
     image.write_bytes(b"not a kernel, just bytes")
-    sha = output(cli("images", "upload", str(image)))["sha256"]
-    assert output(cli("images", "get", sha)) == {**output(cli("images", "get", sha)), "sha256": sha, "size": 24}
+    sha = output(cli("images", "upload", str(image), "-o", "json"))["sha256"]
+    shown = output(cli("images", "get", sha, "-o", "json"))
+    assert shown == {**shown, "sha256": sha, "size": 24}
     refused(cli("images", "delete", sha, "--if-match", '"stale"'), 4)
     assert cli("images", "delete", sha, "--if-match", f'"{sha}"').exit_code == 0
     refused(cli("images", "get", sha), 3)

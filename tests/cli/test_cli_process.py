@@ -17,11 +17,12 @@ def test_operator_session_over_real_processes(daemon: DaemonProcess, tmp_path: P
     env = clean_env(MKD_URL=daemon.url)  # the daemon named by the environment, not --url
     before = newest_event_id(daemon.url)
 
-    created = run_mkd("instances", "create", "proc", "--cpus", "8", "--memory-bytes", str(256 * MiB), env=env)
+    created = run_mkd("instances", "create", "proc", "--cpus", "8", "--memory-bytes", str(256 * MiB), "-o", "json",
+                      env=env)
     assert created.code == 0, created.stderr
     instance_id = json.loads(created.stdout)["id"]
 
-    loaded = run_mkd("instances", "load", str(instance_id), "--kernel", str(kernel), env=env)
+    loaded = run_mkd("instances", "load", str(instance_id), "--kernel", str(kernel), "-o", "json", env=env)
     assert loaded.code == 0, loaded.stderr
     assert json.loads(loaded.stdout)["state"] == "LOADED"
 
@@ -29,11 +30,11 @@ def test_operator_session_over_real_processes(daemon: DaemonProcess, tmp_path: P
     assert again.code == 4 and again.stdout == ""
     assert again.stderr.startswith("mkd: 409") and "EBUSY" in again.stderr and "Traceback" not in again.stderr
 
-    started = run_mkd("instances", "start", "proc", env=env)
+    started = run_mkd("instances", "start", "proc", "-o", "json", env=env)
     assert started.code == 0 and json.loads(started.stdout)["state"] == "ACTIVE"
 
     # Created, READY->LOADING, LOADING->LOADED, the refused load, LOADED->ACTIVE: one JSON line each.
-    events = run_mkd("events", "--last-event-id", str(before), "--count", "5", env=env)
+    events = run_mkd("events", "--last-event-id", str(before), "--count", "5", "-o", "json", env=env)
     assert events.code == 0, events.stderr
     lines = [json.loads(line) for line in events.stdout.splitlines()]
     assert [line["id"] for line in lines] == list(range(before + 1, before + 6))

@@ -1,4 +1,5 @@
-"""deploy/mkd.service passes `systemd-analyze verify` in a temporary root (DESIGN "Testing notes")."""
+"""deploy/mkd.service and deploy/mkd.socket pass `systemd-analyze verify` in a temporary root (DESIGN
+"Testing notes"), alone and as the socket-activated pair."""
 
 from __future__ import annotations
 
@@ -6,15 +7,22 @@ import shutil
 import subprocess
 from pathlib import Path
 
-UNIT = Path(__file__).resolve().parents[2] / "deploy" / "mkd.service"
+import pytest
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+UNIT = DEPLOY / "mkd.service"
+SOCKET = DEPLOY / "mkd.socket"
 HOST_UNITS = Path("/usr/lib/systemd/system")
-TARGETS = ("sysinit.target", "basic.target", "local-fs.target", "multi-user.target", "shutdown.target")
+TARGETS = ("sysinit.target", "basic.target", "local-fs.target", "multi-user.target", "shutdown.target",
+           "sockets.target")
 
 
-def make_root(tmp_path: Path, unit_text: str) -> Path:
+def make_root(tmp_path: Path, unit_text: str, socket_text: str | None = None) -> Path:
     root = tmp_path / "root"
     (root / "etc/systemd/system").mkdir(parents=True)
     (root / "etc/systemd/system/mkd.service").write_text(unit_text)
+    if socket_text is not None:
+        (root / "etc/systemd/system/mkd.socket").write_text(socket_text)
     (root / "etc/mkd").mkdir(parents=True)
     (root / "etc/mkd/mkd.toml").write_text("[daemon]\n")
     binary = root / "usr/bin/mkd"
@@ -23,16 +31,16 @@ def make_root(tmp_path: Path, unit_text: str) -> Path:
     binary.chmod(0o755)
     units = root / "usr/lib/systemd/system"
     units.mkdir(parents=True)
-    for target in TARGETS:  # the unit's dependencies, from this machine's systemd
+    for target in TARGETS:  # the units' dependencies, from this machine's systemd
         shutil.copy(HOST_UNITS / target, units / target)
     return root
 
 
-def verify(root: Path) -> subprocess.CompletedProcess[str]:
+def verify(root: Path, *units: str) -> subprocess.CompletedProcess[str]:
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is missing: `make test` installs Debian's systemd"
-    return subprocess.run([analyze, "verify", f"--root={root}", "/etc/systemd/system/mkd.service"],
-                          capture_output=True, text=True, timeout=60)
+    paths = [f"/etc/systemd/system/{unit}" for unit in units or ("mkd.service",)]
+    return subprocess.run([analyze, "verify", f"--root={root}", *paths], capture_output=True, text=True, timeout=60)
 
 
 def test_the_unit_verifies(tmp_path: Path) -> None:
@@ -41,7 +49,29 @@ def test_the_unit_verifies(tmp_path: Path) -> None:
     assert result.stderr.strip() == "", result.stderr
 
 
+def test_the_socket_and_its_service_verify(tmp_path: Path) -> None:
+    result = verify(make_root(tmp_path, UNIT.read_text(), SOCKET.read_text()), "mkd.socket", "mkd.service")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr.strip() == "", result.stderr
+
+
+def test_the_socket_listens_where_the_service_looks() -> None:
+    """The unix socket of mkd.socket is the path mkd.service names, inside its preserved runtime directory."""
+    listens = [line.split("=", 1)[1] for line in SOCKET.read_text().splitlines() if line.startswith("ListenStream=")]
+    service = UNIT.read_text()
+    assert "/run/mkd/mkd.sock" in listens and "--socket /run/mkd/mkd.sock" in service
+    assert "RuntimeDirectory=mkd\n" in service and "RuntimeDirectoryPreserve=yes\n" in service
+    assert all(address.startswith(("/", "127.0.0.1:", "[::1]:")) for address in listens)  # loopback only
+
+
 def test_a_broken_unit_would_be_caught(tmp_path: Path) -> None:
     broken = UNIT.read_text().replace("ExecStart=/usr/bin/mkd", "ExecStart=/usr/bin/no-such-mkd")
     result = verify(make_root(tmp_path, broken))
     assert result.returncode != 0 or "no-such-mkd" in result.stderr
+
+
+@pytest.mark.parametrize(("good", "bad"), [("ListenStream=", "ListenStreem="), ("Service=mkd.service", "Service=")])
+def test_a_broken_socket_would_be_caught(tmp_path: Path, good: str, bad: str) -> None:
+    broken = SOCKET.read_text().replace(good, bad, 1)
+    result = verify(make_root(tmp_path, UNIT.read_text(), broken), "mkd.socket")
+    assert result.returncode != 0 or result.stderr.strip(), (good, bad)

@@ -222,9 +222,9 @@ def test_platform_device_by_acpi_hid() -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("1234", "'1234' is purely numeric"),
-        ("a" * 32, "is not a DT node name"),
-        ("web@1", "'web@1' is not a DT node name"),
+        ("1234", "'1234' is numeric"),
+        ("a" * 32, "must be 1-31 characters"),
+        ("web@1", "'web@1' has '@'"),
     ],
 )
 def test_v2_node_names_follow_the_name_rules(name: str, expected: str) -> None:
@@ -233,7 +233,7 @@ def test_v2_node_names_follow_the_name_rules(name: str, expected: str) -> None:
     assert expected in detail
 
 
-@pytest.mark.parametrize("name", ["", "a/b", "has space", "x" * 32, "007"])
+@pytest.mark.parametrize("name", ["", "a/b", "has space", "x" * 32, "007", "+7", ".", ".."])
 def test_overlay_instance_names_follow_the_name_rules(name: str) -> None:
     detail = refused(overlay_create(f'instance-name = "{name}"; resources {{ }};'))
     assert detail.startswith("/fragment@0/__overlay__/instance-create/instance-name: ")

@@ -145,10 +145,31 @@ def test_llc_ways_respect_a_non_contiguous_pool_mask() -> None:
 
 def test_local_memory_comes_from_the_cpus_node(small: Ledger) -> None:
     (planned,) = plan_instance_holdings(
-        small, [request("a", cpu_count=2, memory_bytes=1 * GiB)], u32_memory=False
+        small, [request("a", cpu_count=2, memory_bytes=1 * GiB, memory_policy="local")], u32_memory=False
     )
     assert planned.holding.numa_memory == {1: 1 * GiB}
-    error = refusal(small, request("a", cpu_count=2, memory_bytes=3 * GiB))
+    assert planned.spec.numa_node == 1
+    error = refusal(small, request("a", cpu_count=2, memory_bytes=3 * GiB, memory_policy="local"))
+    assert (error.errno, error.detail) == ("ENOMEM", "need 3 GiB on node 1, 2 GiB free")
+
+
+def test_prefer_local_takes_the_cpus_node_when_it_has_room(small: Ledger) -> None:
+    (planned,) = plan_instance_holdings(small, [request("a", cpu_count=2, memory_bytes=1 * GiB)], u32_memory=False)
+    assert planned.holding.numa_memory == {1: 1 * GiB}
+    assert planned.spec.numa_node == 1  # the kernel is told to carve there
+
+
+def test_prefer_local_falls_back_to_any_node(small: Ledger) -> None:
+    """Spec 5.5: with no node named the kernel carves from any node, so the default policy does not
+    refuse what the kernel would accept (3 GiB does not fit node 1's 2 GiB, but the pool's 4 GiB)."""
+    (planned,) = plan_instance_holdings(small, [request("a", cpu_count=2, memory_bytes=3 * GiB)], u32_memory=False)
+    assert planned.spec.cpus == (8, 9)
+    assert sum(planned.holding.numa_memory.values()) == 3 * GiB
+    assert planned.spec.numa_node is None  # any node
+
+
+def test_explicit_numa_nodes_insist_under_prefer_local(small: Ledger) -> None:
+    error = refusal(small, request("a", cpu_count=2, numa_nodes=(1,), memory_bytes=3 * GiB))
     assert (error.errno, error.detail) == ("ENOMEM", "need 3 GiB on node 1, 2 GiB free")
 
 
@@ -158,11 +179,15 @@ def test_local_memory_over_several_cpu_nodes_is_split(small: Ledger) -> None:
     assert planned.holding.numa_memory == {0: 512 * MiB + 4096, 1: 512 * MiB}
 
 
-def test_interleave_splits_evenly_over_allowed_nodes(small: Ledger) -> None:
-    plan = [request("a", cpu_count=2, memory_bytes=3 * GiB, memory_policy="interleave")]
+def test_interleave_splits_evenly_over_the_cpus_nodes(small: Ledger) -> None:
+    plan = [request("a", cpu_count=2, cpu_affinity="spread", memory_bytes=3 * GiB, memory_policy="interleave")]
     (planned,) = plan_instance_holdings(small, plan, u32_memory=False)
     assert planned.holding.numa_memory == {0: 1536 * MiB, 1: 1536 * MiB}
     assert planned.spec.numa_node is None
+    # CPUs on one node: DESIGN "Shapes" spreads over the CPUs' nodes, here that one node.
+    plan = [request("a", cpu_count=2, memory_bytes=1 * GiB, memory_policy="interleave")]
+    (planned,) = plan_instance_holdings(small, plan, u32_memory=False)
+    assert planned.holding.numa_memory == {1: 1 * GiB}
 
 
 def test_later_requests_see_per_node_memory_taken(small: Ledger) -> None:

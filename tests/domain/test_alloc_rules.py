@@ -30,7 +30,10 @@ def refusal(ledger: Ledger, *requests: InstanceRequest, u32_memory: bool = False
         ("x" * 32, "1-31 characters"),
         ("a/b", "has '/'"),
         ("has space", "has ' '"),
-        ("12345", "purely numeric"),
+        ("12345", "is numeric"),
+        ("-3", "is numeric"),
+        (".", "cannot be a sysfs directory name"),
+        ("..", "cannot be a sysfs directory name"),
     ],
 )
 def test_bad_name_is_einval(ledger: Ledger, name: str, fragment: str) -> None:
@@ -40,7 +43,7 @@ def test_bad_name_is_einval(ledger: Ledger, name: str, fragment: str) -> None:
     assert error.status == 422
 
 
-@pytest.mark.parametrize("name", ["a", "x" * 31, "web-1", "A,b.c_d+e", "1a"])
+@pytest.mark.parametrize("name", ["a", "x" * 31, "web-1", "A,b.c_d+e", "1a", "...", ".web", "+"])
 def test_good_names_are_accepted(ledger: Ledger, name: str) -> None:
     assert plan_instances(ledger, [request(name)], u32_memory=False)[0].name == name
 
@@ -239,10 +242,17 @@ def test_single_json_request_has_no_prefix_but_dt_origin_does(ledger: Ledger) ->
 def test_accepted_explicit_request_is_kernel_ready(ledger: Ledger) -> None:
     (spec,) = plan_instances(
         ledger,
-        [request("db", cpus=(6, 5), memory_bytes=256 * MiB, llc_way_mask=0x3, devices=("0000:03:00.0",))],
+        [request("db", cpus=(6, 5), memory_bytes=256 * MiB, llc_way_mask=0x3, devices=("0000:03:00.0",),
+                 memory_policy="local")],
         u32_memory=False,
     )
     assert spec.id == 1  # lowest free
     assert spec.cpus == (6, 5)  # order kept: the tree boots the first
     assert (spec.memory_bytes, spec.llc_way_mask, spec.devices) == (256 * MiB, 0x3, ("0000:03:00.0",))
     assert spec.numa_node == 0
+
+
+def test_prefer_local_without_per_node_memory_leaves_the_node_to_the_kernel(ledger: Ledger) -> None:
+    """Nothing says node 0 has room, so naming it could make the kernel refuse (spec 5.5)."""
+    (spec,) = plan_instances(ledger, [request("db", cpus=(6, 5), memory_bytes=256 * MiB)], u32_memory=False)
+    assert spec.numa_node is None

@@ -152,6 +152,15 @@ def test_rfc_v2_reports_loading_for_an_attached_kimage() -> None:
     assert daemon_state_for("loading", recorded=S.LOADING, active_reported=False) is S.LOADED
 
 
+def test_rfc_v2_loading_without_a_kimage_is_the_dangling_kimage_and_failed() -> None:
+    """spec 2.3 note, DESIGN "States": the seed's failed load leaves `loading` and no kimage."""
+    for recorded in (S.LOADING, S.LOADED, S.ACTIVE, S.FAILED):
+        assert daemon_state_for("loading", recorded=recorded, active_reported=False, kimage_present=False) is S.FAILED
+    assert daemon_state_for("loading", recorded=S.LOADING, active_reported=False, kimage_present=True) is S.LOADED
+    # other states do not depend on the kimage
+    assert daemon_state_for("ready", recorded=S.LOADING, active_reported=False, kimage_present=False) is S.READY
+
+
 def test_rfc_v2_keeps_the_daemons_active_while_the_kimage_stays() -> None:
     assert daemon_state_for("loading", recorded=S.ACTIVE, active_reported=False) is S.ACTIVE
     # ...but not once the kimage is gone, nor when the kernel is one that reports active itself.

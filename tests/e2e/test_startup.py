@@ -58,7 +58,7 @@ def test_readyz_is_503_while_start_up_waits_then_200(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, ready.text
             time.sleep(0.05)
         assert httpx.get(base + "/v1/instances").json()["items"] == []
-        assert "mkd: ready: simulated backend, rfc-v2 kernel" in (tmp_path / "mkd.log").read_text()
+        assert "mkd: ready: simulated backend, tree kernel" in (tmp_path / "mkd.log").read_text()
     finally:
         proc.terminate()
         proc.wait(10)

@@ -10,7 +10,7 @@ import pytest
 from conftest import POOL_BASE, expect_errno, make_request
 
 from mkd.kexec.arm64_image import MK_BOOT_DTB_SIZE
-from mkd.kexec.kexec_file import KexecEnv, prepare_kimage
+from mkd.kexec.kexec_file import KexecEnv, prepare_kimage, release_kimage
 from mkd.kexec.mem_pool import GenPool
 from mkd.kexec.placement import ULONG_MAX
 from mkd.testing import imagegen
@@ -137,10 +137,43 @@ def test_l27_file_longer_than_image_size(tmp_path: Path, pool: GenPool) -> None:
 
 def test_l28_first_fit_puts_the_initrd_below_the_kernel(tmp_path: Path, initrd_1m: Path) -> None:
     # The pool starts 1 MiB below a 2 MiB boundary: the kernel goes to the boundary and the
-    # initrd's first fit is the 1 MiB gap under it, below buf_min.
+    # initrd's first fit is the 1 MiB gap under it, below buf_min. Every retry of image_load puts
+    # the kernel higher, the initrd's first fit is the same gap each time, so all attempts fail and
+    # the load ends with the kernel's own ENOMEM once the pool has no room left for it (2.7.4).
     pool = GenPool([(POOL_BASE + 0x100000, 0x8000000)])
     error = expect_errno(errno.ENOMEM, arm64(), make_request(image_file(tmp_path), initrd=initrd_1m), pool)
-    assert "initrd" in error.detail
+    assert "kernel segment" in error.detail
+
+
+def test_image_load_retries_the_kernel_above_the_previous_attempt(tmp_path: Path, initrd_1m: Path) -> None:
+    """spec 2.7.4 (mainline image_load): first attempt fails, the second succeeds.
+
+    Chunk A (searched first) holds exactly the kernel at 4 GiB; the initrd's only room is chunk B
+    at 64 GiB, outside the 32 GiB window above the kernel: ENOMEM. The retry asks for the kernel
+    above the first one: it goes to B, and the initrd and DTB follow it there.
+    """
+    kernel_bytes = 0x1E30000
+    chunk_a, chunk_b = (POOL_BASE, kernel_bytes), (64 << 30, 1 << 30)
+    pool = GenPool([chunk_b, chunk_a])  # newest first: A is tried first
+    image = prepare_kimage(arm64(), make_request(image_file(tmp_path), initrd=initrd_1m, cmdline=CMDLINE_20), pool)
+    kernel, initrd, dtb = image.segments
+    assert (kernel.kind, initrd.kind, dtb.kind) == ("kernel", "initrd", "dtb")
+    assert kernel.mem == chunk_b[0] and initrd.mem >= kernel.mem + kernel_bytes and dtb.mem >= initrd.mem
+    # The first kernel's pool memory stays with the image (what made the retry find B) until it is freed.
+    assert image.held == [chunk_a]
+    release_kimage(image, pool)
+    assert pool.avail() == chunk_a[1] + chunk_b[1]
+
+
+def test_image_load_retry_also_walks_system_ram(tmp_path: Path, initrd_1m: Path) -> None:
+    """rfc-v2 without pool room: the System RAM walk gets the raised buf_min on each retry (2.7.4)."""
+    # RAM: a low range with room for the kernel only, then a high range; the initrd window from a
+    # low kernel does not reach the high range, so the first attempt fails and the second succeeds.
+    env = arm64("rfc-v2", ima_kexec=False, system_ram=((0x40000000, 0x1E30000), (80 << 30, 1 << 30)))
+    control_pages_only = GenPool([(POOL_BASE, 0x2000)])  # the seed's control pages are pool pages (3.4)
+    image = prepare_kimage(env, make_request(image_file(tmp_path), initrd=initrd_1m), control_pages_only)
+    kernel = image.segments[0]
+    assert kernel.mem == 80 << 30 and not kernel.in_pool and image.held == []
 
 
 def test_l28_v2_falls_back_to_system_ram(tmp_path: Path, initrd_1m: Path) -> None:

@@ -92,3 +92,14 @@ def test_read_clips_to_the_file(tmp_path: Path) -> None:
 def test_missing_path_message_names_the_file_kind(tmp_path: Path) -> None:
     with pytest.raises(KernelError, match="initrd"):
         read_kexec_file(tmp_path / "nope", "initrd")
+
+
+def test_a_file_open_for_writing_is_etxtbsy_before_its_size_is_looked_at(tmp_path: Path, pool: GenPool) -> None:
+    """Step 1: deny_write_access comes after the regular-file check and before the i_size checks."""
+    empty = tmp_path / "empty"
+    with open(empty, "wb"):  # open for writing, still empty
+        expect_errno(errno.ETXTBSY, tree_x86(), make_request(empty), pool)
+        with pytest.raises(KernelError) as caught:
+            read_kexec_file(tmp_path, "kernel")  # a directory is still EINVAL first
+        assert caught.value.errno_code == errno.EINVAL
+    expect_errno(errno.EINVAL, tree_x86(), make_request(empty), pool)  # closed: the empty-file rule

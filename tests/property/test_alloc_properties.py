@@ -46,7 +46,7 @@ def draw_request(data: st.DataObject, topology: Topology, serial: int) -> Instan
     explicit = data.draw(st.booleans())
     resources: dict[str, Any] = {
         "memory_bytes": data.draw(st.integers(0, 48)) * MiB,
-        "memory_policy": data.draw(st.sampled_from(["local", "interleave"])),
+        "memory_policy": data.draw(st.sampled_from(["prefer-local", "local", "interleave"])),
         "cpu_affinity": data.draw(st.sampled_from(["compact", "spread"])),
         "devices": tuple(data.draw(st.lists(st.sampled_from(DEVICES), unique=True, max_size=2))),
     }
@@ -153,3 +153,35 @@ def test_planning_is_deterministic(machine: tuple[Topology, PoolSpec, bool], dat
         except KernelError as error:
             outcomes.append(f"{error.errno}: {error.detail}")
     assert outcomes[0] == outcomes[1]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(machine=machines(), data=st.data())
+def test_prefer_local_never_refuses_memory_that_is_free_somewhere(
+    machine: tuple[Topology, PoolSpec, bool], data: st.DataObject
+) -> None:
+    """DESIGN "Shapes": under the default policy a request the kernel would accept (spec 5.5: no
+    node named, any node) is never refused for locality alone: ENOMEM only when the pool is short."""
+    topology, pool, _ = machine
+    ledger = make_ledger(topology, pool, per_node_memory=True)
+    # Take memory off some nodes first, so the CPUs' node is often the one without room.
+    for serial in range(data.draw(st.integers(0, 2), label="earlier instances")):
+        node = data.draw(st.integers(0, topology.numa_nodes - 1))
+        free_there = ledger.free_memory_by_node[node] if ledger.free_memory_by_node else 0
+        size = data.draw(st.integers(0, free_there // MiB)) * MiB
+        if size:
+            request = InstanceRequest(name=f"e{serial}", id=None,
+                                      resources=ResourceRequest(numa_nodes=(node,), memory_bytes=size))
+            for planned in plan_instance_holdings(ledger, [request], u32_memory=False):
+                ledger.add(planned.holding)
+    free = ledger.free_memory_bytes
+    memory = data.draw(st.integers(1, max(free // MiB, 1))) * MiB
+    cpus = [cpu for cpu in pool.cpus if cpu not in {c for h in ledger.holdings() for c in h.cpus}]
+    wanted = ResourceRequest(cpus=tuple(data.draw(st.lists(st.sampled_from(cpus), unique=True, max_size=3)))
+                             if cpus else (), memory_bytes=memory)
+    try:
+        (planned,) = plan_instance_holdings(ledger, [InstanceRequest("x", None, wanted)], u32_memory=False)
+    except KernelError as error:
+        assert error.errno != "ENOMEM" or memory > free, error.detail
+        return
+    assert sum(planned.holding.numa_memory.values()) == memory

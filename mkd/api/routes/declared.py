@@ -15,11 +15,11 @@ from mkd.api.schemas import InstanceOut
 from mkd.domain.desired.plan import DesiredState
 from mkd.domain.desired.restart import Backoff, RestartPolicy
 from mkd.domain.desired.spec import DeclaredSpec
+from mkd.domain.names import is_numeric_ref
 from mkd.domain.states import InstanceState
-from mkd.errors import InvalidInput
+from mkd.errors import InvalidInput, errno_value
 from mkd.services import desired as service
 from mkd.services import waiting
-from mkd.services.records import NUMERIC_REF
 
 router = APIRouter(prefix="/v1", tags=["instances"])
 
@@ -56,9 +56,9 @@ async def put_instance(
     dry_run: Annotated[bool, Query()] = False,
 ) -> Response:
     """Declare an instance (an Instance document, JSON or YAML): create, adopt or replace."""
-    if NUMERIC_REF.fullmatch(ref):
+    if is_numeric_ref(ref):
         raise InvalidInput(f"PUT takes an instance name, not the id {ref!r}",
-                           extra={"errno": "EINVAL", "errno_value": 22})
+                           extra={"errno": "EINVAL", "errno_value": errno_value("EINVAL")})
     body = await read_body(request, MAX_DOCUMENT_BYTES)
     doc = instance_document(load_body(body, request.headers.get("content-type", "application/json")))
     if doc.metadata.name != ref:

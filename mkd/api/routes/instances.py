@@ -22,7 +22,7 @@ from mkd.api.schemas import (
 from mkd.devicetree.parse import MAX_DT_BYTES, parse_instance_plan
 from mkd.domain.requests import InstanceRequest, ResourceRequest
 from mkd.domain.states import InstanceState
-from mkd.errors import InvalidInput
+from mkd.errors import InvalidInput, errno_value
 from mkd.services import desired, device_trees
 from mkd.services import instances as service
 
@@ -56,10 +56,21 @@ def resource_request(res: ResourcesIn) -> ResourceRequest:
     )
 
 
+_PATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            media: {"schema": {"$ref": "#/components/schemas/InstanceUpdate"}}
+            for media in ("application/merge-patch+json", "application/json")
+        },
+    }
+}
+
+
 def _validation_problem(exc: ValidationError) -> InvalidInput:
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-    return InvalidInput(detail, extra={"errno": "EINVAL", "errno_value": 22, "errors": errors})
+    return InvalidInput(detail, extra={"errno": "EINVAL", "errno_value": errno_value("EINVAL"), "errors": errors})
 
 
 @router.get("/instances", response_model=InstanceList, response_model_exclude_unset=True, responses=problems(422))
@@ -87,7 +98,9 @@ def label_selector(pairs: list[str]) -> dict[str, str]:
 
 
 @router.post("/instances", status_code=201, response_model=InstanceOut | InstanceItems, openapi_extra=_CREATE_BODY,
-             responses={200: {"model": InstanceItems}, **problems(404, 409, 413, 415, 422)})
+             responses={200: {"model": InstanceOut | InstanceItems,
+                              "description": "dry run: the would-be result in the real call's shape"},
+                        **problems(404, 409, 413, 415, 422)})
 async def create_instances(
     request: Request, daemon: DaemonDep, dry_run: Annotated[bool, Query()] = False
 ) -> Response:
@@ -110,7 +123,9 @@ async def create_instances(
     created = await run_in_threadpool(service.create_instances, daemon=daemon, requests=requests,
                                       dry_run=dry_run, as_items=from_tree)
     if dry_run:
-        return JSONResponse({"items": [item for item, _ in created]}, status_code=200)
+        # DESIGN "HTTP API": the shape the real call answers (JSON: one instance), nothing stored.
+        would_be = [item for item, _ in created]
+        return JSONResponse({"items": would_be} if from_tree else would_be[0], status_code=200)
     if from_tree:
         return JSONResponse({"items": [item for item, _ in created]}, status_code=201)
     item, etag = created[0]
@@ -134,12 +149,13 @@ def read_instance(
 
 
 @router.patch("/instances/{ref}", response_model=InstanceOut, response_model_exclude_unset=True,
+              openapi_extra=_PATCH_BODY,
               responses=problems(404, 409, 412, 422))
 def update_instance(
     ref: str, body: InstanceUpdate, daemon: DaemonDep, response: Response, if_match: IfMatch = None
 ) -> dict[str, Any]:
-    """Hot-update an instance's resources in the kernel's order."""
-    result, etag = service.update_instance(daemon=daemon, ref=ref, request=resource_request(body.resources),
+    """Hot-update an instance's resources in the kernel's order (a JSON merge patch, RFC 7396)."""
+    result, etag = service.update_instance(daemon=daemon, ref=ref, changes=body.resources.changes(),
                                            if_match=if_match)
     response.headers["ETag"] = etag
     return result

@@ -15,10 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mkd.errors import KernelError
-from mkd.kernel_types import KernelProfile
-
-# spec 5.4: kernfs takes a DTB or DTBO in one write of at most 1 MiB.
-MAX_BLOB_BYTES = 1 << 20
+from mkd.kernel_types import MAX_DT_WRITE_BYTES, KernelProfile
 
 _TX_NAME = re.compile(r"^tx_(\d+)$")
 
@@ -212,7 +209,7 @@ class MultikernelFs:
 
 
 def _check_blob_size(blob: bytes, what: str) -> None:
-    if len(blob) > MAX_BLOB_BYTES:
+    if len(blob) > MAX_DT_WRITE_BYTES:
         raise KernelError(errno.EFBIG, f"{what} is {len(blob)} bytes; the kernel takes at most 1 MiB")
 
 

@@ -15,8 +15,17 @@ from mkd.backends.simulated.reboot import (
 )
 from mkd.config import Settings
 from mkd.errors import KernelError
-from mkd.kernel_types import HostInfo, InstanceSpec, KernelInstance, LoadRequest, PoolSpec, PoolState
-from mkd.kexec.flags import KEXEC_FILE_UNLOAD, KEXEC_MK_ID_MAX, KEXEC_MULTIKERNEL, kexec_mk_id
+from mkd.kernel_types import (
+    MAX_INSTANCE_ID,
+    MIN_INSTANCE_ID,
+    HostInfo,
+    InstanceSpec,
+    KernelInstance,
+    LoadRequest,
+    PoolSpec,
+    PoolState,
+)
+from mkd.kexec.flags import KEXEC_FILE_UNLOAD, KEXEC_MULTIKERNEL, kexec_mk_id
 
 _CAPABILITIES = {
     "rfc-v2": {
@@ -32,9 +41,10 @@ _CAPABILITIES = {
 
 def _encodable(instance_id: int) -> int:
     """Ids travel in 11 flag bits; one that does not fit is refused, never masked (DESIGN "Ids")."""
-    if not 0 < instance_id <= KEXEC_MK_ID_MAX:
+    if not MIN_INSTANCE_ID <= instance_id <= MAX_INSTANCE_ID:
         raise KernelError(
-            errno.EINVAL, f"instance id {instance_id} is outside 1..{KEXEC_MK_ID_MAX}", instance_id=instance_id
+            errno.EINVAL, f"instance id {instance_id} is outside {MIN_INSTANCE_ID}..{MAX_INSTANCE_ID}",
+            instance_id=instance_id,
         )
     return instance_id
 

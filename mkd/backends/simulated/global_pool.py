@@ -11,9 +11,9 @@ import errno
 from dataclasses import dataclass
 
 from mkd.errors import KernelError
+from mkd.kernel_types import PAGE_SIZE as PAGE_SIZE
 from mkd.kexec.mem_pool import GenPool
 
-PAGE_SIZE = 4096
 SZ_256K = 256 << 10
 SZ_1M = 1 << 20
 

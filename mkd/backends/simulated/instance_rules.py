@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from dataclasses import replace
 
 from mkd.backends.simulated.global_pool import PAGE_SIZE
 from mkd.backends.simulated.kimages import free_kimage
@@ -10,11 +11,10 @@ from mkd.backends.simulated.model import InstanceRecord, KernelModel
 from mkd.backends.simulated.states import KEvent, KState, Outcome, check
 from mkd.config import SimulatorSettings
 from mkd.errors import KernelError
-from mkd.kernel_types import InstanceSpec
+from mkd.kernel_types import MAX_NUMNODES, InstanceSpec
 from mkd.kexec.mem_pool import GenPool
 
 U32_MAX = 0xFFFF_FFFF
-MAX_NUMNODES = 1024  # 1 << CONFIG_NODES_SHIFT of the simulated build
 
 
 def _llc_checks(model: KernelModel, spec: InstanceSpec) -> None:
@@ -115,6 +115,8 @@ def create_tree(model: KernelModel, spec: InstanceSpec) -> InstanceRecord:
 def create(model: KernelModel, spec: InstanceSpec, settings: SimulatorSettings) -> InstanceRecord:
     if model.profile == "rfc-v2":
         return create_v2(model, spec, settings)
+    if not settings.llc_way_masks:  # v7.0-mk2 does not read llc-way-mask (spec 8.6.3)
+        spec = replace(spec, llc_way_mask=None)
     return create_tree(model, spec)
 
 

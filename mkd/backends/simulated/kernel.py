@@ -1,22 +1,30 @@
 """The simulated multikernel kernel: one object, thread-safe, persisted after every mutation.
 
 Rules live in the modules this one calls (pool_rules, instance_rules, kexec_syscall, reboot,
-hot_update, states); this class adds what a kernel adds around them: locking (the kexec mutex,
-spec 2.2), the asynchronous work of running spawns, and the state file.
+hot_update, hotplug, states); this class adds what a kernel adds around them: locking (the kexec
+mutex, spec 2.2), the asynchronous work of running spawns, the console device and the state file.
+
+Under `tree` (the v7.0-mk2 release, spec 8) nothing is pushed to `watch()`: the kernel raises no
+notification (8.1.2), so a client polls the status files. What a running spawn does on its own
+(panic, poweroff, reboot, halt, hang: `[simulator] faults`, or `spawn_exit()`) is stored as a
+time and applied when the kernel is next looked at, so 2,047 running spawns cost no threads.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mkd.backends.simulated import (
+    boot_log,
+    boot_tree,
     hot_update,
     instance_rules,
     kexec_syscall,
@@ -26,16 +34,20 @@ from mkd.backends.simulated import (
     sysfs_dt,
 )
 from mkd.backends.simulated.events import EventHub, EventStream
-from mkd.backends.simulated.faults import Faults
+from mkd.backends.simulated.faults import Faults, SpawnEnd
 from mkd.backends.simulated.global_pool import GlobalPool, Ram
+from mkd.backends.simulated.hotplug import spawn_answers
 from mkd.backends.simulated.machine import build_topology, node_memory_ranges
-from mkd.backends.simulated.model import InstanceRecord, KernelModel, OverlayTx
+from mkd.backends.simulated.mktty import ConsoleTarget, Mktty
+from mkd.backends.simulated.model import InstanceRecord, KernelModel, OverlayTx, SpawnRecord
 from mkd.backends.simulated.overlay_ops import OpContext
 from mkd.backends.simulated.persistence import StateFile, load_model, model_from_json, model_to_json
+from mkd.backends.simulated.spawn_timeline import SpawnTimeline, arm_end, hung, print_up_to
 from mkd.backends.simulated.states import KEvent, KState, status_string, transition
 from mkd.backends.simulated.views import chunk_nodes, id_file, instance_view, pool_view, status_file
 from mkd.backends.simulated.workqueue import Workqueue
 from mkd.config import SimulatorSettings
+from mkd.devicetree.build import build_instance_tree
 from mkd.errors import KernelError
 from mkd.kernel_types import InstanceSpec, KernelEvent, KernelInstance, LoadRequest, PoolSpec, PoolState, Topology
 from mkd.kexec.flags import KEXEC_FILE_FLAGS, kexec_get_mk_id
@@ -45,10 +57,13 @@ from mkd.kexec.proc_kimage import render_proc_kimage
 MK_SYS_HEARTBEAT = 0x3001
 MK_SYS_HALTED = 0x3004
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SpawnStatus:
-    """A running simulated spawn, as its MK_SYS_HEARTBEAT ticks show it (spec 6.3)."""
+    """A running simulated spawn, as its MK_SYS_HEARTBEAT ticks show it (spec 6.3; the tree
+    release has no heartbeat sender, spec 8.2.2, so there it never ticks)."""
 
     running: bool
     started_at: float
@@ -82,12 +97,23 @@ class SimulatedKernel:
         self.events = EventHub()
         self.kexec_mutex = threading.Lock()  # spec 2.2 step 3: a busy mutex is EBUSY, not a wait
         self._lock = threading.RLock()  # guards the model
+        # Serialises whatever changes resources (overlays, the baseline, the backend's shortcuts):
+        # an overlay waiting for a spawn's ACK lets readers in but no other change (spec 8.7).
+        self._resources = threading.Lock()
         self._closing = threading.Event()
         self._env = KexecEnv.from_settings(settings)
         self._state_file = StateFile(state_path, settings) if state_path is not None else None
         loaded = load_model(state_path, settings) if state_path is not None else None
         self._model = loaded if loaded is not None else _empty_model(settings)
         self._work = Workqueue(f"mk-sim-{self.profile}")
+        # The kernel's wall clock: what running spawns did on their own is settled against it.
+        # Tests may replace it to step time instead of sleeping.
+        self.clock: Callable[[], float] = time.time
+        self.console = Mktty(self)  # /dev/mktty (spec 8.8)
+        self._timeline = SpawnTimeline()
+        for inst in self._model.instances.values():
+            if inst.spawn is not None:
+                self._timeline.schedule(inst.id, inst.spawn)
         if loaded is None:
             self._save()
 
@@ -103,10 +129,41 @@ class SimulatedKernel:
         something (the v2 dangling kimage). `touched` names the instances the call may change
         (None: any), so only those are serialised again."""
         with self._lock:
+            self._settle()
             try:
                 yield self._model
             finally:
                 self._save(touched)
+
+    @contextmanager
+    def _settled(self) -> Iterator[KernelModel]:
+        """Hold the model after applying what running spawns did on their own up to now."""
+        with self._lock:
+            self._settle()
+            yield self._model
+
+    def _settle(self) -> None:
+        """Apply due spawn ends: print what the spawn printed, then MK_SYS_HALTED -> LOADED (spec 8.4)."""
+        now = self.clock()
+        touched: list[int] = []
+        for instance_id, started_at in self._timeline.pop_due(now):
+            inst = self._same_spawn(instance_id, started_at)
+            if inst is None or inst.spawn is None:
+                continue
+            print_up_to(self.console, inst, now)
+            if inst.spawn.ends_at is not None and inst.spawn.ends_at <= now:
+                self._settle_halted(inst)
+                touched.append(instance_id)
+        if touched:
+            self._save(touched)
+
+    def _settle_halted(self, inst: InstanceRecord) -> None:
+        before = inst.state
+        inst.state = transition(self._model.profile, inst.state, KEvent.SPAWN_HALTED, instance_id=inst.id)
+        how = inst.spawn.end if inst.spawn is not None else None
+        inst.spawn = None
+        log.info("multikernel: instance %d %s: %s -> loaded after MK_SYS_HALTED (%s)", inst.id, inst.name,
+                 status_string(self.profile, before), how)
 
     @contextmanager
     def _kexec_lock(self) -> Iterator[None]:
@@ -135,15 +192,15 @@ class SimulatedKernel:
     # -- reading ---------------------------------------------------------------------------------
 
     def read_pool(self) -> PoolState:
-        with self._lock:
+        with self._settled():
             return pool_view(self._model)
 
     def list_instances(self) -> list[KernelInstance]:
-        with self._lock:
+        with self._settled():
             return [self._view(inst) for inst in sorted(self._model.instances.values(), key=lambda i: i.id)]
 
     def read_instance(self, instance_id: int) -> KernelInstance:
-        with self._lock:
+        with self._settled():
             return self._view(self._record(instance_id))
 
     def lowest_free_id(self) -> int:
@@ -152,17 +209,17 @@ class SimulatedKernel:
 
     def status_file(self, name: str) -> str:
         """/sys/fs/multikernel/instances/<name>/status."""
-        with self._lock:
+        with self._settled():
             return status_file(self._model, self._by_name(name))
 
     def id_file(self, name: str) -> str:
         """/sys/fs/multikernel/instances/<name>/id."""
-        with self._lock:
+        with self._settled():
             return id_file(self._by_name(name))
 
     def proc_kimage(self) -> str:
         """/proc/kimage (spec 2.6): every multikernel kimage, by id."""
-        with self._lock:
+        with self._settled():
             rows = [
                 (inst.id, "multikernel", inst.kimage.kimage.start, inst.kimage.nr_segments, "file", inst.kimage.cmdline)
                 for inst in sorted(self._model.instances.values(), key=lambda i: i.id)
@@ -172,12 +229,13 @@ class SimulatedKernel:
 
     def spawn_status(self, instance_id: int) -> SpawnStatus | None:
         """Heartbeats tick every heartbeat_interval_s while the spawn runs."""
-        with self._lock:
+        with self._settled():
             spawn = self._record(instance_id).spawn
             if spawn is None:
                 return None
             interval = self.settings.heartbeat_interval_s
-            ticks = math.floor(max(time.time() - spawn.started_at, 0.0) / interval) if spawn.running else 0
+            beating = spawn.running and self.profile == "rfc-v2"  # tree: MK_SYS_HEARTBEAT has no sender
+            ticks = math.floor(max(self.clock() - spawn.started_at, 0.0) / interval) if beating else 0
             last = spawn.started_at + ticks * interval if ticks else None
             return SpawnStatus(spawn.running, spawn.started_at, ticks, last)
 
@@ -185,7 +243,7 @@ class SimulatedKernel:
 
     def apply_pool(self, spec: PoolSpec) -> PoolState:
         """Reconcile the baseline; all or nothing (the candidate model is committed on success)."""
-        with self._mutation():
+        with self._resources, self._mutation():
             candidate = _clone(self._model, self.settings)
             if self.profile == "rfc-v2":
                 pool_rules.apply_pool_v2(candidate, spec, self.settings)
@@ -196,7 +254,7 @@ class SimulatedKernel:
 
     def create_instances(self, specs: list[InstanceSpec]) -> list[KernelInstance]:
         """Create in order; if one fails, the ones created by this call are destroyed again."""
-        with self._mutation(touched=[spec.id for spec in specs]) as model:
+        with self._resources, self._mutation(touched=[spec.id for spec in specs]) as model:
             created: list[int] = []
             try:
                 for spec in specs:
@@ -211,10 +269,11 @@ class SimulatedKernel:
 
     def delete_instance(self, instance_id: int) -> None:
         """v2 rmdir instances/<name> / tree overlay instance-remove."""
-        with self._mutation(touched=[instance_id]) as model:
+        with self._resources, self._mutation(touched=[instance_id]) as model:
             instance_rules.destroy(model, instance_id)
             if self.profile == "tree":
                 model.next_tx += 1
+        self.console.forget(instance_id)
 
     def rmdir_instance(self, name: str) -> None:
         """rmdir /sys/fs/multikernel/instances/<name> (spec 6.1): tree removes only via overlays."""
@@ -232,7 +291,9 @@ class SimulatedKernel:
 
     def update_instance(self, spec: InstanceSpec) -> KernelInstance:
         """Hot update of an instance's resources (tree; rfc-v2 is EOPNOTSUPP)."""
-        with self._mutation(touched=[spec.id]) as model:
+        if self.profile == "tree" and not self.settings.llc_way_masks:
+            spec = replace(spec, llc_way_mask=None)  # v7.0-mk2 does not read llc-way-mask (8.6.3)
+        with self._resources, self._mutation(touched=[spec.id]) as model:
             self._record(spec.id)
             candidate = _clone(model, self.settings)
             if hot_update.update(candidate, spec, self.faults):
@@ -244,7 +305,7 @@ class SimulatedKernel:
 
     def write_device_tree(self, data: bytes) -> int:
         """write(2) to device_tree: v2 defines instances (5.2), tree applies the baseline (5.1)."""
-        with self._mutation() as model:
+        with self._resources, self._mutation() as model:
             if self.profile == "rfc-v2":
                 sysfs_dt.write_v2_root(model, data, self.settings)
             else:
@@ -255,7 +316,7 @@ class SimulatedKernel:
 
     def read_device_tree(self) -> bytes:
         """read(2) of device_tree: v2's fixed text, or the tree's binary pool DTB (5.1 "Read-back")."""
-        with self._lock:
+        with self._settled():
             return sysfs_dt.read_root(self._model)
 
     def cpu_online(self, cpu: int) -> bool:
@@ -268,23 +329,41 @@ class SimulatedKernel:
     def overlay_new(self, dtbo: bytes, offset: int = 0) -> int:
         """write(2) to overlays/new (5.4): returns the new transaction's id, whatever its status."""
         self._require_overlays()
-        with self._mutation() as model:
-            return overlays.new_transaction(OpContext(model, self.settings, self.faults), dtbo, offset).id
+        with self._resources, self._mutation() as model:
+            return overlays.new_transaction(self._op_context(model), dtbo, offset).id
+
+    def _op_context(self, model: KernelModel) -> OpContext:
+        return OpContext(model, self.settings, self.faults, now=self.clock(), wait=self._wait_for_ack)
+
+    def _wait_for_ack(self, seconds: float) -> None:
+        """Wait out an ACK that does not come without holding the model (the caller holds it once,
+        and `_resources`), so status reads and the spawns' own exits go on meanwhile."""
+        self._lock.release()
+        try:
+            self._closing.wait(seconds)
+        finally:
+            self._lock.acquire()
 
     def overlay_ids(self) -> list[int]:
         """The tx_<N> directories under overlays/."""
         self._require_overlays()
-        with self._lock:
+        with self._settled():
             return [tx.id for tx in sorted(self._model.overlays.values(), key=lambda t: t.id) if tx.status != "removed"]
 
     def tx_status(self, tx_id: int) -> str:
         """overlays/tx_<N>/status without the newline; a removed tx reads `removed`."""
-        with self._lock:
+        with self._settled():
             return self._tx(tx_id).status
+
+    def tx_log(self, tx_id: int) -> str | None:
+        """What the kernel logged (dmesg) when overlays/tx_<N> failed: "EBUSY: why"; the status
+        file only says `failed`."""
+        with self._settled():
+            return self._tx(tx_id).error
 
     def tx_files(self, tx_id: int) -> dict[str, bytes]:
         """The files of overlays/tx_<N>: id, status, instance, resources, dtbo."""
-        with self._lock:
+        with self._settled():
             tx = self._tx(tx_id)
             if tx.status == "removed":
                 raise KernelError(errno.ENOENT, f"no overlays/tx_{tx_id}")
@@ -292,8 +371,8 @@ class SimulatedKernel:
 
     def rmdir_tx(self, tx_id: int) -> None:
         """rmdir overlays/tx_<N>: roll the transaction back (5.4)."""
-        with self._mutation() as model:
-            overlays.rollback(OpContext(model, self.settings, self.faults), self._tx(tx_id))
+        with self._resources, self._mutation() as model:
+            overlays.rollback(self._op_context(model), self._tx(tx_id))
 
     def mkdir(self, path: str) -> None:
         """mkdir anywhere under /sys/fs/multikernel is EPERM (6.1, 5.4); v2 has no overlays/ at all."""
@@ -329,6 +408,7 @@ class SimulatedKernel:
 
     def load(self, request: LoadRequest) -> KernelInstance | None:
         """kexec_file_load: generic checks (spec 2.2), then the profile's order."""
+        self._require_cap_sys_boot()  # spec 2.2 step 1, unload included
         if request.flags & ~KEXEC_FILE_FLAGS:
             raise KernelError(errno.EINVAL, f"flags {request.flags:#x} have bits outside KEXEC_FILE_FLAGS")
         # bug_compat's single kexec_image slot can free another instance's kimage.
@@ -362,6 +442,7 @@ class SimulatedKernel:
         magic2: int = reboot.LINUX_REBOOT_MAGIC2,
     ) -> int:
         """reboot(magic1, magic2, cmd, &{mk_id}) for the multikernel commands (spec 6.2)."""
+        self._require_cap_sys_boot()  # spec 6.2: before the magic check; lockdown does not apply
         reboot.check_magic(magic1, magic2)
         if cmd == reboot.LINUX_REBOOT_CMD_MULTIKERNEL:
             self._spawn(mk_id)
@@ -377,21 +458,58 @@ class SimulatedKernel:
             raise KernelError(errno.EINVAL, f"unknown reboot command {cmd:#x}")
         return 0
 
+    def _require_cap_sys_boot(self) -> None:
+        if not self.settings.cap_sys_boot:
+            raise KernelError(errno.EPERM, "the caller lacks CAP_SYS_BOOT")
+
     def _spawn(self, mk_id: int) -> None:
         with self._kexec_lock(), self._mutation(touched=[mk_id]) as model:
             if self.profile == "rfc-v2":
                 inst = reboot.kexec_by_id_v2(model, mk_id, self.faults)
             else:
-                inst = reboot.kexec_by_id_tree(model, mk_id, self.faults, self.settings)
+                inst = reboot.kexec_by_id_tree(model, mk_id, self.faults, self.settings, self._finalize)
+                self._booted(inst)
             if self.faults.fail_after_start:
                 started_at = inst.spawn.started_at if inst.spawn else 0.0
                 self._work.queue_work(lambda: self._spawn_failed(mk_id, started_at))
+
+    def _finalize(self, inst: InstanceRecord) -> SpawnRecord:
+        """mk_manifest_finalize at exec (spec 8.9): the boot tree of this start, or ENOSPC."""
+        assert inst.kimage is not None
+        tree = boot_tree.build(self._model, inst, self.settings, inst.kimage.cmdline)
+        enumerated = boot_tree.enumerated_cpus(self._model, inst, self.settings)
+        return SpawnRecord(
+            started_at=self.clock(),
+            boot_tree=tree,
+            boot_cpus=sorted(set(inst.cpus) | set(enumerated)),
+            boot_devices=list(inst.devices),
+        )
+
+    def _booted(self, inst: InstanceRecord) -> None:
+        """After a tree start: the ring was zeroed, the spawn prints its banner, faults are armed."""
+        spawn = inst.spawn
+        assert spawn is not None and inst.kimage is not None
+        self.console.exec_reset(inst.id)  # input queued while LOADED is lost (spec 8.8.3)
+        self.console.emit(
+            inst.id, boot_log.boot_banner(inst.id, inst.name, inst.cpus, inst.chunks, inst.kimage.cmdline)
+        )
+        fault = self.faults.spawn(inst.name)
+        if fault.after_start is not None:
+            self._arm_end_now(inst, spawn, fault.after_start, spawn.started_at + fault.delay_s)
+
+    def _arm_end_now(self, inst: InstanceRecord, spawn: SpawnRecord, how: SpawnEnd, at: float) -> None:
+        arm_end(inst, spawn, how, at)
+        self._timeline.schedule(inst.id, spawn)
 
     def _halt(self, mk_id: int) -> None:
         """Graceful halt: MK_SYS_SHUTDOWN, then wait for the ACK without holding the model."""
         with self._mutation(touched=[mk_id]) as model:
             inst = reboot.halt_check(model, mk_id)
             acks = self.faults.halt_ack and inst.spawn is not None and inst.spawn.running
+            if self.profile == "tree":
+                if self.console.ring_full(mk_id):  # MK_SYS_SHUTDOWN cannot be sent (spec 8.3.1)
+                    raise KernelError(errno.ENOSPC, "the instance's IPI ring is full", instance_id=mk_id)
+                acks = acks and spawn_answers(self._op_context(model), inst)
             if acks:
                 reboot.halt_acked(model, inst)
                 return
@@ -402,12 +520,96 @@ class SimulatedKernel:
 
     def spawn_halt_self(self, instance_id: int) -> None:
         """The spawn sends MK_SYS_HALTED; the host handles it later on its workqueue (spec 1.2)."""
+        if self.profile == "tree":
+            self.spawn_exit(instance_id, "halt")
+            return
         with self._lock:
             spawn = self._record(instance_id).spawn
             if spawn is None or not spawn.running:
                 raise KernelError(errno.EINVAL, "no running spawn", instance_id=instance_id)
             started_at = spawn.started_at
         self._work.queue_work(lambda: self._spawn_halted(instance_id, started_at))
+
+    def spawn_exit(self, instance_id: int, how: SpawnEnd) -> None:
+        """Tree: the running spawn panics, powers off, reboots, halts or hangs now (spec 8.2.2).
+
+        No host call follows: a panic or exit settles the instance LOADED once MK_SYS_HALTED is
+        handled (a panic `panic=N` seconds later), a hang keeps it ACTIVE and silent.
+        """
+        if self.profile != "tree":
+            raise KernelError(errno.EINVAL, "only the tree profile models a spawn's own exit", instance_id=instance_id)
+        with self._mutation(touched=[instance_id]):
+            inst = self._record(instance_id)
+            spawn = inst.spawn
+            if spawn is None or not spawn.running or spawn.end is not None:
+                raise KernelError(errno.EINVAL, "no running spawn", instance_id=instance_id)
+            self._arm_end_now(inst, spawn, how, self.clock())
+            self._settle()
+
+    def spawn_print(self, instance_id: int, data: bytes) -> int:
+        """Tree: the running spawn writes `data` to mktty0; returns the bytes a reader got (8.8.4)."""
+        with self._settled():
+            inst = self._record(instance_id)
+            if inst.spawn is None or not inst.spawn.running:
+                raise KernelError(errno.EINVAL, "no running spawn", instance_id=instance_id)
+            print_up_to(self.console, inst, self.clock())
+            return self.console.emit(instance_id, data)
+
+    def spawn_console_input(self, instance_id: int) -> bytes:
+        """What the running spawn has read from its console since it started (spec 8.8.3)."""
+        with self._settled():
+            self._record(instance_id)
+        return self.console.received(instance_id)
+
+    def boot_device_tree(self, instance_id: int) -> bytes:
+        """The boot device tree the running spawn was started with (spec 8.9)."""
+        with self._settled():
+            spawn = self._record(instance_id).spawn
+            if spawn is None or not spawn.boot_tree:
+                raise KernelError(errno.ENOENT, "the instance is not running", instance_id=instance_id)
+            return spawn.boot_tree
+
+    def instance_device_tree(self, name: str) -> bytes:
+        """/sys/fs/multikernel/instances/<name>/device_tree: the instance as the kernel holds it now."""
+        with self._settled():
+            return build_instance_tree(self.profile, self._view(self._by_name(name)))
+
+    def host_netdevs(self) -> list[tuple[str, bool]]:
+        """The host's virtio-net netdevs (spec 8.6.5): `mk-<9 chars of the name>-<index>` and carrier.
+
+        Carrier is on while the spawn runs and answers: the simulated spawn driver sets DRIVER_OK
+        with both queues enabled as soon as it boots.
+        """
+        with self._settled() as model:
+            context = self._op_context(model)
+            return [
+                (f"mk-{inst.name[:9]}-{index}", inst.state == KState.ACTIVE and spawn_answers(context, inst))
+                for inst in sorted(model.instances.values(), key=lambda i: i.id)
+                for index, device in enumerate(inst.virtio)
+                if device.device_id == 1
+            ]
+
+    # -- the console device's kernel side (mktty.ConsoleHost) -----------------------------------------
+
+    def console_target(self, instance_id: int) -> ConsoleTarget | None:
+        with self._settled() as model:
+            inst = model.instances.get(instance_id)
+            if inst is None:
+                return None
+            spawn = inst.spawn
+            consuming = (
+                inst.state == KState.ACTIVE
+                and spawn is not None
+                and spawn.running
+                and not hung(spawn, self.clock())
+            )
+            return ConsoleTarget(has_ring=inst.kimage is not None and bool(inst.cpus), consuming=consuming)
+
+    def console_sync(self, instance_id: int) -> None:
+        with self._settled() as model:
+            inst = model.instances.get(instance_id)
+            if inst is not None and inst.spawn is not None:
+                print_up_to(self.console, inst, self.clock())
 
     def spawn_stop_silently(self, instance_id: int) -> None:
         """The spawn dies without notice: CPUs parked, state still ACTIVE (spec 6.2 recovery)."""
@@ -432,8 +634,7 @@ class SimulatedKernel:
             inst.state = transition(model.profile, inst.state, KEvent.SPAWN_HALTED, instance_id=instance_id)
             inst.spawn = None
             event = self._event(inst, before, f"spawn sent MK_SYS_HALTED ({MK_SYS_HALTED:#x})")
-        if event is not None:
-            self.events.publish(event)
+        self._publish(event)
 
     def _spawn_failed(self, instance_id: int, started_at: float) -> None:
         with self._mutation(touched=[instance_id]) as model:
@@ -446,7 +647,11 @@ class SimulatedKernel:
             if inst.spawn is not None:
                 inst.spawn.running = False
             event = self._event(inst, before, inst.failure)
-        if event is not None:
+        self._publish(event)
+
+    def _publish(self, event: KernelEvent | None) -> None:
+        """rfc-v2 pushes kernel-initiated changes; the tree release raises no notification (8.1.2)."""
+        if event is not None and self.profile == "rfc-v2":
             self.events.publish(event)
 
     def _event(self, inst: InstanceRecord, before: KState, reason: str) -> KernelEvent | None:

@@ -23,14 +23,40 @@ class KimageRecord:
     control_pages: list[tuple[int, int, bool]]  # (addr, size, in_pool), spec 3.4
     nr_segments: int  # real segments (kimage.segments also lists control pages)
     cmdline: bytes  # the kept command line, as copied from the caller
+    kernel_pages: list[tuple[str, int, int]] = field(default_factory=list)  # (kind, addr, size): manifest, ipi, kho_fdt
 
 
 @dataclass
 class SpawnRecord:
-    """A simulated spawned kernel (started by reboot MULTIKERNEL)."""
+    """A simulated spawned kernel (started by reboot MULTIKERNEL).
+
+    What the spawn does on its own is stored as times, and the kernel applies it when it is next
+    looked at (no thread per spawn): `ends_at` is when MK_SYS_HALTED settles it LOADED (spec
+    8.4), `hangs_at` when it stops answering and printing (spec 8.2.2 "hangs").
+    """
 
     started_at: float  # time.time() of the spawn
     running: bool = True  # False: CPUs parked while the state still says ACTIVE
+    ends_at: float | None = None
+    end: str | None = None  # how it ends: panic, poweroff, reboot, halt (faults.SPAWN_ENDS)
+    end_noticed_at: float | None = None  # when it panicked or ran poweroff (console output)
+    hangs_at: float | None = None
+    boot_tree: bytes = b""  # the boot device tree built at this start (spec 8.9)
+    boot_cpus: list[int] = field(default_factory=list)  # CPU phys ids the spawn enumerated (8.9.2)
+    boot_devices: list[str] = field(default_factory=list)  # devices that were nodes of its boot tree
+    printed_s: int = 0  # console: uptime lines already printed
+    end_printed: bool = False  # console: the panic trace or exit line is out
+    drivers: dict[str, str] = field(default_factory=dict)  # device -> driver override (8.7.6)
+
+
+@dataclass
+class VirtioDevice:
+    """A virtio device of an instance (`virtio/<name>@<n>`, spec 5.3, 8.6.5)."""
+
+    name: str  # the node name, e.g. net@0
+    device_id: int  # 1 = net, the only in-tree backend
+    queues: int
+    queue_size: int = 256
 
 
 @dataclass
@@ -48,6 +74,7 @@ class InstanceRecord:
     dangling_kimage: bool = False  # v2 bug-compatible error path (spec 2.3 note)
     failure: str | None = None
     spawn: SpawnRecord | None = None
+    virtio: list[VirtioDevice] = field(default_factory=list)
 
     @property
     def memory_bytes(self) -> int:
@@ -95,6 +122,7 @@ class KernelModel:
     pool_cpus: list[int] = field(default_factory=list)  # baseline CPUs (free ∪ lent)
     pool_devices: list[str] = field(default_factory=list)
     pool_llc_way_mask: int | None = None
+    pool_aliases: dict[str, str] = field(default_factory=dict)  # /aliases: alias -> device (spec 8.5.1)
     instances: dict[int, InstanceRecord] = field(default_factory=dict)
     kexec_image_slot: int | None = None  # v2 bug-compatible: mk_id installed as kexec_image
     next_tx: int = 1  # tree overlay transaction counter (pre-incremented: first is tx_2)

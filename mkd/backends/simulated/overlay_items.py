@@ -7,16 +7,29 @@ from dataclasses import dataclass
 
 from mkd.backends.simulated.dt_blob import einval, node_properties, read_cells, read_string, read_u32, read_u64
 from mkd.backends.simulated.global_pool import PAGE_SIZE
-from mkd.backends.simulated.instance_rules import MAX_NUMNODES
-from mkd.backends.simulated.model import KernelModel
+from mkd.backends.simulated.model import KernelModel, VirtioDevice
+from mkd.config import SimulatorSettings
 from mkd.devicetree.fdt import DtNode
 from mkd.devicetree.names import is_pci_id
 from mkd.errors import KernelError
-from mkd.kernel_types import InstanceSpec
+from mkd.kernel_types import MAX_NUMNODES, InstanceSpec
 
-# spec 5.3 names the virtio limits but not their values; these are the simulator's (inferred).
-VIRTIO_MAX_QUEUES = 64
+# spec 8.6.5 (multikernel_virtio.h): at most 16 devices of at most 8 queues each
+VIRTIO_MAX_QUEUES = 8
 VIRTIO_MAX_DEVICES = 16
+MK_PCI_ALIAS_LEN = 32  # spec 8.5.1: an alias is stored truncated to 31 characters
+MK_DRIVER_NAME_LEN = 64  # spec 8.7.6: MK_RES_DEVICE_ADD carries at most 63 bytes of driver name
+ID_AUTO = -1  # instance-create without a usable `id`: the kernel allocates one (spec 8.5.2)
+
+
+@dataclass(frozen=True)
+class DeviceItem:
+    """A device item and its optional properties (spec 8.5.1), whose use depends on the target."""
+
+    name: str
+    driver: str | None = None
+    alias: str | None = None
+    flags: int = 0
 
 
 @dataclass(frozen=True)
@@ -29,13 +42,33 @@ class MemoryItem:
     numa_node: int | None
 
 
-def instance_create(node: DtNode, model: KernelModel) -> InstanceSpec:
+def instance_id(props: dict[str, bytes]) -> int | None:
+    """`id` as v7.0-mk2 reads it (spec 8.5.2): not 4 bytes, or >= 2^31 once cast to int, is absent."""
+    raw = props.get("id")
+    if raw is None or len(raw) != 4:
+        return None
+    value = int.from_bytes(raw, "big", signed=True)
+    return None if value < 0 else value
+
+
+def llc_way_mask(props: dict[str, bytes], where: str, settings: SimulatorSettings) -> int | None:
+    """v7.0-mk2 ignores `llc-way-mask` (spec 8.6.3); with `llc_way_masks` it is the mid revision's
+    rule: exactly one u32, non-zero, else EINVAL."""
+    if not settings.llc_way_masks:
+        return None
+    mask = read_u32(props, "llc-way-mask", where)
+    if mask == 0:
+        raise einval(f"{where}/llc-way-mask must be non-zero")
+    return mask
+
+
+def instance_create(node: DtNode, model: KernelModel, settings: SimulatorSettings) -> InstanceSpec:
     """An `instance-create` node (spec 5.3); the EEXIST / ENOMEM rules are create_tree's."""
     props = node_properties(node)
     name = read_string(props, "instance-name")
     if not name or "/" in name:
         raise einval(f"{node.path}/instance-name must be non-empty and contain no '/'")
-    explicit_id = read_u32(props, "id", node.path)
+    explicit_id = instance_id(props)
     resources = node.child("resources")
     if resources is None:
         raise einval(f"{node.path}: instance-create needs a resources node")
@@ -50,13 +83,12 @@ def instance_create(node: DtNode, model: KernelModel) -> InstanceSpec:
     if numa_node is not None and numa_node >= MAX_NUMNODES:
         raise einval(f"{where}/numa-nodes: node {numa_node} is not below MAX_NUMNODES")
     devices = _instance_devices(resources)
-    _check_virtio(resources)
     return InstanceSpec(
         id=model.lowest_free_id() if explicit_id is None else explicit_id,  # absent: lowest free id >= 1
         name=name,
         cpus=cpus,
         memory_bytes=memory_bytes or 0,
-        llc_way_mask=read_u32(rprops, "llc-way-mask", where),
+        llc_way_mask=llc_way_mask(rprops, where, settings),
         devices=devices,
         numa_node=numa_node,
     )
@@ -91,14 +123,16 @@ def _pci_id(node: DtNode, props: dict[str, bytes]) -> str:
     return name
 
 
-def _check_virtio(resources: DtNode) -> None:
-    """virtio devices are checked but not modelled further (spec 5.3)."""
-    container = resources.child("virtio")
+def virtio_devices(node: DtNode) -> list[VirtioDevice]:
+    """The `resources/virtio` devices of an `instance-create` node (spec 5.3, 8.6.5)."""
+    resources = node.child("resources")
+    container = None if resources is None else resources.child("virtio")
     if container is None:
-        return
+        return []
     nodes = list(container.children())
     if len(nodes) > VIRTIO_MAX_DEVICES:
         raise KernelError(errno.E2BIG, f"{container.path}: {len(nodes)} virtio devices; at most {VIRTIO_MAX_DEVICES}")
+    devices: list[VirtioDevice] = []
     for node in nodes:
         props = node_properties(node)
         device_id = read_u32(props, "device-id", node.path)
@@ -107,7 +141,9 @@ def _check_virtio(resources: DtNode) -> None:
             raise einval(f"{node.path}: a virtio device needs device-id and queues")
         if not 1 <= queues <= VIRTIO_MAX_QUEUES:
             raise einval(f"{node.path}/queues must be 1..{VIRTIO_MAX_QUEUES}, got {queues}")
-        read_u32(props, "queue-size", node.path)  # default 256
+        queue_size = read_u32(props, "queue-size", node.path)
+        devices.append(VirtioDevice(node.name, device_id, queues, 256 if queue_size is None else queue_size))
+    return devices
 
 
 def instance_name(node: DtNode) -> str:
@@ -147,12 +183,22 @@ def memory(node: DtNode) -> MemoryItem:
     return MemoryItem(node.path, reg, size_value, numa_node)
 
 
-def device(node: DtNode) -> str:
-    """A device item: PCI by `pci-id`, platform by `device-name` or `acpi-hid`."""
+def device(node: DtNode) -> DeviceItem:
+    """A device item: PCI by `pci-id`, platform by `device-name` or `acpi-hid`; optional
+    `driver`, `alias` and `flags` (spec 8.5.1: a `flags` of the wrong length reads as 0)."""
     props = node_properties(node)
     if "pci-id" in props:
-        return _pci_id(node, props)
-    name = read_string(props, "device-name") or read_string(props, "acpi-hid")
-    if not name:
-        raise einval(f"{node.path}: a device item needs pci-id, device-name or acpi-hid")
-    return name
+        name = _pci_id(node, props)
+    else:
+        name = read_string(props, "device-name") or read_string(props, "acpi-hid") or ""
+        if not name:
+            raise einval(f"{node.path}: a device item needs pci-id, device-name or acpi-hid")
+    raw_flags = props.get("flags", b"")
+    alias = read_string(props, "alias")
+    driver = read_string(props, "driver")
+    return DeviceItem(
+        name=name,
+        driver=None if driver is None else driver[: MK_DRIVER_NAME_LEN - 1],
+        alias=None if alias is None else alias[: MK_PCI_ALIAS_LEN - 1],
+        flags=int.from_bytes(raw_flags, "big") if len(raw_flags) == 4 else 0,
+    )

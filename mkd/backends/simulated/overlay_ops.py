@@ -10,14 +10,16 @@ import errno
 import logging
 from dataclasses import dataclass
 
-from mkd.backends.simulated import instance_rules, overlay_items, pool_rules
+__all__ = ["OpContext", "Target", "apply_op", "undo_op"]
+
+from mkd.backends.simulated import hotplug, instance_rules, overlay_items, pool_rules
 from mkd.backends.simulated.dt_blob import U64_INVALID, einval
-from mkd.backends.simulated.faults import Faults
 from mkd.backends.simulated.global_pool import PoolChunk
+from mkd.backends.simulated.hotplug import MemoryRange
 from mkd.backends.simulated.model import InstanceRecord, KernelModel, OverlayOp
-from mkd.backends.simulated.overlay_items import MemoryItem
-from mkd.backends.simulated.states import KEvent, Outcome, check
-from mkd.config import SimulatorSettings
+from mkd.backends.simulated.overlay_context import OpContext, instance_memory_carve, instance_memory_give
+from mkd.backends.simulated.overlay_items import DeviceItem, MemoryItem
+from mkd.backends.simulated.states import KEvent, KState, check
 from mkd.devicetree.fdt import DtNode
 from mkd.errors import KernelError
 from mkd.kernel_types import PoolSpec
@@ -38,13 +40,6 @@ class Target:
     instance: str | None = None
 
 
-@dataclass(frozen=True)
-class OpContext:
-    model: KernelModel
-    settings: SimulatorSettings
-    faults: Faults
-
-
 def apply_op(ctx: OpContext, target: Target, kind: str, node: DtNode, applied: list[OverlayOp]) -> None:
     """Apply one op node of a fragment; every item that changed something is appended to `applied`."""
     model = ctx.model
@@ -52,8 +47,9 @@ def apply_op(ctx: OpContext, target: Target, kind: str, node: DtNode, applied: l
         if target.path != INSTANCES:
             raise einval(f"{kind} must target /instances, not {target.path}")
         if kind == "instance-create":
-            spec = overlay_items.instance_create(node, model)
-            instance_rules.create_tree(model, spec)
+            spec = overlay_items.instance_create(node, model, ctx.settings)
+            virtio = overlay_items.virtio_devices(node)
+            instance_rules.create_tree(model, spec).virtio = virtio
             applied.append(OverlayOp(kind, target.path, instance=spec.name))
         else:
             name = overlay_items.instance_name(node)
@@ -73,7 +69,7 @@ def apply_op(ctx: OpContext, target: Target, kind: str, node: DtNode, applied: l
             _refresh_pool_spec(model)
         return
     inst = _instance(model, target.instance)
-    _spawn_acks(ctx, inst, kind)
+    check(model.profile, inst.state, KEvent.UPDATE, instance_id=inst.id)  # FAILED: EBUSY
     for item in items:
         applied.append(_apply_instance_item(ctx, inst, kind, item, target.path))
 
@@ -94,7 +90,7 @@ def undo_op(ctx: OpContext, op: OverlayOp) -> None:
         _refresh_pool_spec(model)
     else:
         inst = _instance(model, op.instance)
-        _spawn_acks(ctx, inst, f"undo of {op.kind}")
+        check(model.profile, inst.state, KEvent.UPDATE, instance_id=inst.id)
         _undo_instance_item(ctx, inst, op)
 
 
@@ -103,13 +99,6 @@ def _instance(model: KernelModel, name: str) -> InstanceRecord:
     if inst is None:
         raise KernelError(errno.ENOENT, f"no instance named {name}")
     return inst
-
-
-def _spawn_acks(ctx: OpContext, inst: InstanceRecord, what: str) -> None:
-    """Instance ops go to a running spawn as MK_RES_* messages and wait for its ACK (spec 5.4)."""
-    outcome = check(ctx.model.profile, inst.state, KEvent.UPDATE, instance_id=inst.id)
-    if outcome is Outcome.VIA_ACK and not ctx.faults.update_ack:
-        raise KernelError(errno.EBUSY, f"spawn kernel NACKed {what}", instance_id=inst.id)
 
 
 # -- /resources: the pool ------------------------------------------------------------------------
@@ -123,8 +112,13 @@ def _apply_pool_item(ctx: OpContext, kind: str, item: DtNode) -> OverlayOp | Non
         return OverlayOp(kind, RESOURCES, cpu=cpu) if changed else None
     if kind in ("device-add", "device-remove"):
         device = overlay_items.device(item)
-        changed = _pool_device_add(ctx, device) if kind == "device-add" else _pool_device_remove(model, device)
-        return OverlayOp(kind, RESOURCES, device=device) if changed else None
+        if kind == "device-add":
+            changed = _pool_device_add(ctx, device.name)
+            if device.alias:  # spec 8.5.1: /aliases of the pool (driver is ignored here)
+                model.pool_aliases[device.alias] = device.name
+        else:
+            changed = _pool_device_remove(model, device.name)
+        return OverlayOp(kind, RESOURCES, device=device.name) if changed else None
     memory = overlay_items.memory(item)
     if kind == "memory-add":
         if memory.reg is not None or memory.size is None:
@@ -152,10 +146,10 @@ def _undo_pool_item(ctx: OpContext, op: OverlayOp) -> None:
 
 
 def _pool_cpu_add(ctx: OpContext, cpu: int) -> bool:
-    if cpu == U64_INVALID or cpu >= ctx.settings.cpus:
-        raise KernelError(errno.ENODEV, f"CPU {cpu} is not present")
     if cpu in ctx.model.pool_cpus:
         return False  # an ordered set: a duplicate is ignored (spec 4, inferred)
+    if cpu == U64_INVALID or cpu >= ctx.settings.cpus or cpu in ctx.settings.offline_cpus:
+        raise KernelError(errno.EINVAL, f"CPU {cpu} is not online in the host")  # spec 8.5.5
     ctx.model.pool_cpus.append(cpu)
     return True
 
@@ -171,7 +165,7 @@ def _pool_device_add(ctx: OpContext, device: str) -> bool:
     if device not in ctx.settings.devices:
         raise KernelError(errno.ENODEV, f"device {device} is not present")
     if device in ctx.model.pool_devices:
-        return False
+        return False  # -EEXIST is tolerated (spec 8.5.4)
     ctx.model.pool_devices.append(device)
     return True
 
@@ -218,108 +212,98 @@ def _refresh_pool_spec(model: KernelModel) -> None:
 
 
 # -- /instances/<name>: one instance --------------------------------------------------------------
+#
+# An ACTIVE target goes through the spawn (hotplug, spec 8.7); any other state is bookkeeping
+# (spec 8.6, 8.14 item 2). Instance memory-add ignores the base in both cases.
 
 
 def _apply_instance_item(ctx: OpContext, inst: InstanceRecord, kind: str, item: DtNode, target: str) -> OverlayOp:
-    model = ctx.model
     if kind in ("cpu-add", "cpu-remove"):
         cpu = overlay_items.cpu(item)
-        if kind == "cpu-add":
-            _instance_cpu_add(ctx, inst, cpu)
-        else:
-            _instance_cpu_remove(inst, cpu)
+        _instance_cpu(ctx, inst, kind, cpu)
         return OverlayOp(kind, target, instance=inst.name, cpu=cpu)
     if kind in ("device-add", "device-remove"):
         device = overlay_items.device(item)
-        if kind == "device-add":
-            _instance_device_add(model, inst, device)
-        else:
-            _instance_device_remove(inst, device)
-        return OverlayOp(kind, target, instance=inst.name, device=device)
+        _instance_device(ctx, inst, kind, device)
+        return OverlayOp(kind, target, instance=inst.name, device=device.name)
     memory = overlay_items.memory(item)
     if kind == "memory-remove":
         if memory.reg is None:
             raise einval(f"{memory.path}: memory-remove names a range with `reg`")
-        _instance_memory_give(model, inst, *memory.reg)
+        _instance_memory_remove(ctx, inst, MemoryRange(*memory.reg))
         return OverlayOp(kind, target, instance=inst.name, chunks=[(*memory.reg, None)])
-    if memory.reg is not None:
-        _instance_memory_take(model, inst, *memory.reg)
-        return OverlayOp(kind, target, instance=inst.name, chunks=[(*memory.reg, None)])
-    if memory.size is None:
-        raise einval(f"{memory.path}: memory-add needs `reg` or `size`")
-    chunks = _instance_memory_carve(model, inst, memory.size, memory.numa_node)
+    chunks = _instance_memory_add(ctx, inst, memory)
     return OverlayOp(kind, target, instance=inst.name, chunks=[(base, size, None) for base, size in chunks])
 
 
 def _undo_instance_item(ctx: OpContext, inst: InstanceRecord, op: OverlayOp) -> None:
-    model = ctx.model
-    if op.kind == "cpu-add" and op.cpu is not None:
-        _instance_cpu_remove(inst, op.cpu)
-    elif op.kind == "cpu-remove" and op.cpu is not None:
-        _instance_cpu_add(ctx, inst, op.cpu)
-    elif op.kind == "device-add" and op.device is not None:
-        _instance_device_remove(inst, op.device)
-    elif op.kind == "device-remove" and op.device is not None:
-        _instance_device_add(model, inst, op.device)
+    inverse = {"cpu-add": "cpu-remove", "cpu-remove": "cpu-add", "device-add": "device-remove"}
+    if op.cpu is not None:
+        _instance_cpu(ctx, inst, inverse[op.kind], op.cpu)
+    elif op.device is not None:
+        _instance_device(ctx, inst, inverse.get(op.kind, "device-add"), DeviceItem(op.device))
+    elif op.kind == "memory-add":
+        for base, size, _ in reversed(op.chunks):
+            _instance_memory_remove(ctx, inst, MemoryRange(base, size))
     else:
         for base, size, _ in reversed(op.chunks):
-            if op.kind == "memory-add":
-                _instance_memory_give(model, inst, base, size)
+            if inst.state == KState.ACTIVE:
+                hotplug.memory_add(ctx, inst, MemoryRange(base, size), None)
             else:
-                _instance_memory_take(model, inst, base, size)
+                _instance_memory_take(ctx.model, inst, base, size)
 
 
-def _instance_cpu_add(ctx: OpContext, inst: InstanceRecord, cpu: int) -> None:
-    # spec 4: the CPU must be free in the pool and map to a logical CPU
-    if cpu not in ctx.model.free_cpus() or cpu >= ctx.settings.cpus:
-        raise KernelError(errno.EBUSY, f"CPU {cpu} is not free in the pool", instance_id=inst.id)
-    inst.cpus.append(cpu)
+def _instance_cpu(ctx: OpContext, inst: InstanceRecord, kind: str, cpu: int) -> None:
+    if inst.state == KState.ACTIVE:
+        (hotplug.cpu_add if kind == "cpu-add" else hotplug.cpu_remove)(ctx, inst, cpu)
+    elif kind == "cpu-add":
+        # spec 4, 8.6.1: the CPU must be free in the pool and map to a logical CPU
+        if cpu not in ctx.model.free_cpus() or cpu >= ctx.settings.cpus:
+            raise KernelError(errno.EBUSY, f"CPU {cpu} is not free in the pool", instance_id=inst.id)
+        inst.cpus.append(cpu)
+    else:
+        if cpu not in inst.cpus:  # spec 4 "Return": CPUs must belong to the instance
+            raise KernelError(errno.EINVAL, f"CPU {cpu} does not belong to {inst.name}", instance_id=inst.id)
+        inst.cpus.remove(cpu)  # even the last one (spec 8.7.5): a later start is EINVAL
 
 
-def _instance_cpu_remove(inst: InstanceRecord, cpu: int) -> None:
-    if cpu not in inst.cpus:  # spec 4 "Return": CPUs must belong to the instance
-        raise KernelError(errno.EINVAL, f"CPU {cpu} does not belong to {inst.name}", instance_id=inst.id)
-    inst.cpus.remove(cpu)
+def _instance_device(ctx: OpContext, inst: InstanceRecord, kind: str, device: DeviceItem) -> None:
+    if inst.state == KState.ACTIVE:
+        if kind == "device-add":
+            hotplug.device_add(ctx, inst, device.name, device.driver)
+        else:
+            hotplug.device_remove(ctx, inst, device.name)
+    elif kind == "device-add":  # `driver` is dropped and `alias` ignored on an instance (8.5.1)
+        if device.name not in ctx.model.free_devices():
+            raise KernelError(errno.EBUSY, f"device {device.name} is not free in the pool", instance_id=inst.id)
+        inst.devices.append(device.name)
+    else:
+        if device.name not in inst.devices:
+            raise KernelError(
+                errno.EINVAL, f"device {device.name} does not belong to {inst.name}", instance_id=inst.id
+            )
+        inst.devices.remove(device.name)
 
 
-def _instance_device_add(model: KernelModel, inst: InstanceRecord, device: str) -> None:
-    if device not in model.free_devices():
-        raise KernelError(errno.EBUSY, f"device {device} is not free in the pool", instance_id=inst.id)
-    inst.devices.append(device)
+def _instance_memory_add(ctx: OpContext, inst: InstanceRecord, memory: MemoryItem) -> list[tuple[int, int]]:
+    base, size = memory.reg if memory.reg is not None else (0, memory.size)
+    if size is None:
+        raise einval(f"{memory.path}: memory-add needs `reg` or `size`")
+    if inst.state == KState.ACTIVE:
+        return hotplug.memory_add(ctx, inst, MemoryRange(base, size), memory.numa_node)
+    return instance_memory_carve(ctx.model, inst, size, memory.numa_node)
 
 
-def _instance_device_remove(inst: InstanceRecord, device: str) -> None:
-    if device not in inst.devices:
-        raise KernelError(errno.EINVAL, f"device {device} does not belong to {inst.name}", instance_id=inst.id)
-    inst.devices.remove(device)
+def _instance_memory_remove(ctx: OpContext, inst: InstanceRecord, memory: MemoryRange) -> None:
+    if inst.state == KState.ACTIVE:
+        hotplug.memory_remove(ctx, inst, memory)
+    else:
+        instance_memory_give(ctx.model, inst, memory.base, memory.size)
 
 
 def _instance_memory_take(model: KernelModel, inst: InstanceRecord, base: int, size: int) -> None:
+    """Rollback of a memory-remove: the same region comes back from the pool."""
     if not model.pool.alloc_at(base, size):
         raise KernelError(errno.EBUSY, f"memory {base:#x}+{size:#x} is not free in the pool", instance_id=inst.id)
     inst.chunks.append((base, size))
     inst.pool.add_chunk(base, size)
-
-
-def _instance_memory_carve(
-    model: KernelModel, inst: InstanceRecord, size: int, node: int | None
-) -> list[tuple[int, int]]:
-    if size > model.pool.avail_bytes():  # spec 3.2 pre-check
-        raise KernelError(errno.ENOMEM, f"{size:#x} bytes exceed what the pool has available", instance_id=inst.id)
-    chunks = model.pool.carve(size, inst.numa_node if node is None else node)
-    for base, chunk_size in chunks:
-        inst.chunks.append((base, chunk_size))
-        inst.pool.add_chunk(base, chunk_size)
-    return chunks
-
-
-def _instance_memory_give(model: KernelModel, inst: InstanceRecord, base: int, size: int) -> None:
-    """Simulator: an instance memory-remove names one of the instance's chunks exactly."""
-    if (base, size) not in inst.chunks:
-        raise einval(f"{base:#x}+{size:#x} is not a memory chunk of {inst.name}")
-    try:
-        inst.pool.remove_chunk(base, size)
-    except ValueError as exc:  # a kimage segment or control page lives there
-        raise KernelError(errno.EBUSY, f"memory {base:#x}+{size:#x} is in use", instance_id=inst.id) from exc
-    inst.chunks.remove((base, size))
-    model.pool.free(base, size)

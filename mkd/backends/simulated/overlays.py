@@ -17,10 +17,10 @@ from mkd.backends.simulated.overlay_ops import RESOURCES, OpContext, Target, app
 from mkd.backends.simulated.sysfs_dt import baseline_applied
 from mkd.devicetree.fdt import DtNode, open_dtb
 from mkd.errors import KernelError
+from mkd.kernel_types import MAX_DT_WRITE_BYTES
 
 log = logging.getLogger(__name__)
 
-OVERLAY_MAX_BYTES = 1 << 20  # spec 5.4: larger writes are EFBIG
 # spec 5.4 per-fragment op order, by target
 INSTANCE_OP_ORDER = (
     "instance-create",
@@ -52,13 +52,12 @@ def new_transaction(ctx: OpContext, data: bytes, offset: int) -> OverlayTx:
         raise einval("overlays/new is written in one piece at offset 0")
     if not data:
         raise einval("an empty overlay")
-    if len(data) > OVERLAY_MAX_BYTES:
-        raise KernelError(errno.EFBIG, f"overlay is {len(data)} bytes; at most {OVERLAY_MAX_BYTES}")
+    if len(data) > MAX_DT_WRITE_BYTES:
+        raise KernelError(errno.EFBIG, f"overlay is {len(data)} bytes; at most {MAX_DT_WRITE_BYTES}")
     blob = check_header(data, exact_size=False)
     model = ctx.model
     model.next_tx += 1  # pre-incremented from 1: the first transaction is tx_2
     tx = OverlayTx(id=model.next_tx, status="pending", instance=UNKNOWN, resources=UNKNOWN, dtbo=bytes(data))
-    model.overlays[tx.id] = tx
     try:
         root = open_dtb(blob)
         tx.resources = read_string(node_properties(root), "mk,resources") or UNKNOWN
@@ -72,6 +71,8 @@ def new_transaction(ctx: OpContext, data: bytes, offset: int) -> OverlayTx:
         tx.status, tx.error = "failed", f"{exc.errno}: {exc.detail}"
     else:
         tx.status = "applied"
+    # spec 8.1.3: tx_<N> appears only once the apply has finished, so `pending` is never read
+    model.overlays[tx.id] = tx
     return tx
 
 

@@ -24,6 +24,7 @@ from mkd.backends.simulated.model import (
     OverlayOp,
     OverlayTx,
     SpawnRecord,
+    VirtioDevice,
 )
 from mkd.backends.simulated.states import KState
 from mkd.config import SimulatorSettings
@@ -57,6 +58,7 @@ def _kimage_to_json(record: KimageRecord) -> dict[str, Any]:
         "sources": [source.to_json() for source in record.sources],
         "pool_allocations": _pairs(record.pool_allocations),
         "control_pages": [[a, s, p] for a, s, p in record.control_pages],
+        "kernel_pages": [[kind, a, s] for kind, a, s in record.kernel_pages],
         "nr_segments": record.nr_segments,
         "cmdline": record.cmdline.hex(),
     }
@@ -71,6 +73,7 @@ def _kimage_from_json(data: dict[str, Any]) -> KimageRecord:
         sources=[SegmentSource.from_json(source) for source in data["sources"]],
         pool_allocations=[(int(a), int(s)) for a, s in data["pool_allocations"]],
         control_pages=[(int(a), int(s), bool(p)) for a, s, p in data["control_pages"]],
+        kernel_pages=[(str(kind), int(a), int(s)) for kind, a, s in data.get("kernel_pages", [])],
         nr_segments=int(data["nr_segments"]),
         cmdline=bytes.fromhex(data["cmdline"]),
     )
@@ -90,8 +93,21 @@ def _instance_to_json(inst: InstanceRecord) -> dict[str, Any]:
         "kimage": None if inst.kimage is None else _kimage_to_json(inst.kimage),
         "dangling_kimage": inst.dangling_kimage,
         "failure": inst.failure,
-        "spawn": None if inst.spawn is None else asdict(inst.spawn),
+        "spawn": None if inst.spawn is None else _spawn_to_json(inst.spawn),
+        "virtio": [asdict(device) for device in inst.virtio],
     }
+
+
+def _spawn_to_json(spawn: SpawnRecord) -> dict[str, Any]:
+    data = asdict(spawn)
+    data["boot_tree"] = spawn.boot_tree.hex()
+    return data
+
+
+def _spawn_from_json(data: dict[str, Any]) -> SpawnRecord:
+    fields = dict(data)
+    fields["boot_tree"] = bytes.fromhex(fields.get("boot_tree", ""))
+    return SpawnRecord(**fields)
 
 
 def _instance_from_json(data: dict[str, Any]) -> InstanceRecord:
@@ -109,7 +125,8 @@ def _instance_from_json(data: dict[str, Any]) -> InstanceRecord:
         kimage=None if data["kimage"] is None else _kimage_from_json(data["kimage"]),
         dangling_kimage=bool(data["dangling_kimage"]),
         failure=data["failure"],
-        spawn=None if spawn is None else SpawnRecord(float(spawn["started_at"]), bool(spawn["running"])),
+        spawn=None if spawn is None else _spawn_from_json(spawn),
+        virtio=[VirtioDevice(**device) for device in data.get("virtio", [])],
     )
 
 
@@ -179,6 +196,7 @@ def model_to_json(model: KernelModel, settings: SimulatorSettings, *, with_insta
             "cpus": model.pool_cpus,
             "devices": model.pool_devices,
             "llc_way_mask": model.pool_llc_way_mask,
+            "aliases": model.pool_aliases,
         },
         "ram": None if model.ram is None else [node.to_json() for node in model.ram.nodes],
         "instances": [_instance_to_json(inst) for inst in sorted(model.instances.values(), key=lambda i: i.id)]
@@ -216,6 +234,7 @@ def model_from_json(data: dict[str, Any]) -> KernelModel:
         pool_cpus=[int(c) for c in pool["cpus"]],
         pool_devices=list(pool["devices"]),
         pool_llc_way_mask=pool["llc_way_mask"],
+        pool_aliases=dict(pool.get("aliases", {})),
         kexec_image_slot=data["kexec_image_slot"],
         next_tx=int(data["next_tx"]),
         # state files written before overlays were modelled have none

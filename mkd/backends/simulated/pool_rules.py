@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterable
+from dataclasses import replace
 
 from mkd.backends.simulated.global_pool import PAGE_SIZE, GlobalPool, PoolChunk
 from mkd.backends.simulated.model import KernelModel
@@ -152,8 +153,11 @@ def apply_pool_tree(model: KernelModel, spec: PoolSpec, settings: SimulatorSetti
 
     Ops run in the /resources order (cpu-remove, device-remove, memory-remove, memory-add,
     cpu-add, device-add). The caller works on a copy of the model, so the first error leaves
-    the kernel unchanged. Returns whether anything changed.
+    the kernel unchanged. Returns whether anything changed. Without `llc_way_masks` the release
+    ignores the mask (spec 8.6.3).
     """
+    if not settings.llc_way_masks:
+        spec = replace(spec, llc_way_mask=None)
     if not model.pool.chunks and not model.pool_cpus:
         _apply_first_tree_baseline(model, spec, settings)
         return True

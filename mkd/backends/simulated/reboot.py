@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections.abc import Callable
 
 from mkd.backends.simulated.faults import Faults
 from mkd.backends.simulated.model import InstanceRecord, KernelModel, SpawnRecord
@@ -71,8 +72,15 @@ def kexec_by_id_v2(model: KernelModel, mk_id: int, faults: Faults) -> InstanceRe
     return inst
 
 
-def kexec_by_id_tree(model: KernelModel, mk_id: int, faults: Faults, settings: SimulatorSettings) -> InstanceRecord:
-    """multikernel_kexec_by_id, tree (spec 6.2, 1.2)."""
+def kexec_by_id_tree(
+    model: KernelModel,
+    mk_id: int,
+    faults: Faults,
+    settings: SimulatorSettings,
+    finalize: Callable[[InstanceRecord], SpawnRecord] | None = None,
+) -> InstanceRecord:
+    """multikernel_kexec_by_id, tree (spec 6.2, 1.2). `finalize` builds the boot device tree into
+    the manifest page (spec 8.9); its refusal (ENOSPC) leaves the instance LOADED."""
     inst = model.instances.get(mk_id) if mk_id > 0 else None
     if inst is None or inst.kimage is None:
         raise KernelError(errno.EINVAL, f"no kimage for instance {mk_id}", instance_id=mk_id)
@@ -92,9 +100,10 @@ def kexec_by_id_tree(model: KernelModel, mk_id: int, faults: Faults, settings: S
     if not inst.kimage.kimage.spawnable:
         # spec 2.7.5 (a): a bzImage never sets arch.mk_kernel_entry, so the arch spawn cannot start it
         raise KernelError(errno.EINVAL, "kimage has no multikernel entry point (bzImage)", instance_id=mk_id)
+    spawn = finalize(inst) if finalize is not None else SpawnRecord(started_at=time.time())
     _fail_start(faults, inst)
     inst.state = transition(model.profile, inst.state, KEvent.START, instance_id=mk_id)
-    inst.spawn = SpawnRecord(started_at=time.time())
+    inst.spawn = spawn
     return inst
 
 

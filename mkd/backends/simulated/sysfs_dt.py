@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 
-from mkd.backends.simulated import instance_rules, pool_rules
+from mkd.backends.simulated import instance_rules, overlay_items, pool_rules
 from mkd.backends.simulated.dt_blob import (
     U64_INVALID,
     einval,
@@ -22,7 +22,6 @@ from mkd.backends.simulated.dt_blob import (
     read_u64,
 )
 from mkd.backends.simulated.global_pool import PAGE_SIZE
-from mkd.backends.simulated.instance_rules import MAX_NUMNODES
 from mkd.backends.simulated.model import KernelModel
 from mkd.backends.simulated.reboot import HOST_BOOT_CPU
 from mkd.config import SimulatorSettings
@@ -31,14 +30,12 @@ from mkd.devicetree.emit import COMPATIBLE
 from mkd.devicetree.fdt import DtNode, TreeWriter
 from mkd.devicetree.names import is_pci_id
 from mkd.errors import KernelError
-from mkd.kernel_types import InstanceSpec, MemChunk, PoolSpec
+from mkd.kernel_types import MAX_DT_WRITE_BYTES, MAX_NUMNODES, InstanceSpec, MemChunk, PoolSpec
 
 log = logging.getLogger(__name__)
 
 V2_READ_TEXT = b"Write multikernel device tree here to propagate to instances\n"  # spec 5.1 read-back
 ONE_INSTANCE_DTB_BYTES = 4096  # spec 5.2 creation step 1: the one-instance DTB buffer
-# spec 5.1 rule 2: the tree accepts up to 1 MiB atomically; kernfs refuses a longer write (E2BIG, inferred)
-BASELINE_MAX_BYTES = 1 << 20
 
 
 # -- rfc-v2: the root DTB defines instances (spec 5.2) ---------------------------------------------
@@ -116,7 +113,7 @@ def baseline_applied(model: KernelModel) -> bool:
 
 def write_tree_baseline(model: KernelModel, data: bytes, settings: SimulatorSettings) -> None:
     """Apply the baseline; the caller works on a copy of the model, so a refusal changes nothing."""
-    if len(data) > BASELINE_MAX_BYTES:
+    if len(data) > MAX_DT_WRITE_BYTES:
         raise KernelError(errno.E2BIG, f"a {len(data)}-byte write exceeds the 1 MiB atomic write size")
     root = open_kernel_blob(data, exact_size=True)  # rules 1, 2
     instances = root.child("instances")
@@ -140,7 +137,7 @@ def write_tree_baseline(model: KernelModel, data: bytes, settings: SimulatorSett
         if cpu == U64_INVALID or cpu >= settings.cpus:  # physical id == logical id in the simulator
             raise KernelError(errno.ENODEV, f"CPU {cpu} is not present")
     devices = _baseline_devices(resources, settings)
-    llc_way_mask = read_u32(props, "llc-way-mask", "/resources")  # spec 4.1, documentation only
+    llc_way_mask = overlay_items.llc_way_mask(props, "/resources", settings)  # spec 8.6.3
     chunks = [pool_rules.grow_chunk(model, size, node=node, hint=hint) for size, node, hint in memory]
     pool_rules.record_baseline(
         model,
@@ -227,7 +224,7 @@ def read_root(model: KernelModel) -> bytes:
             devices=tuple(model.pool_devices),
         )
     chunks = [MemChunk(c.base, c.size, c.node) for c in model.pool.chunks]
-    return build_root_tree("tree", pool, chunks=chunks, free_cpus=model.free_cpus())
+    return build_root_tree("tree", pool, chunks=chunks, free_cpus=model.free_cpus(), aliases=model.pool_aliases)
 
 
 def cpu_online(model: KernelModel, cpu: int) -> bool:

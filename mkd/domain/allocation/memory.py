@@ -1,4 +1,4 @@
-"""Check a memory size and place it on NUMA nodes (local or interleaved)."""
+"""Check a memory size and place it on NUMA nodes (DESIGN "Shapes": memory_policy)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import errno
 from collections.abc import Sequence
 
 from mkd.domain.allocation.draft import Draft
-from mkd.domain.allocation.sizes import PAGE_SIZE, U32_MEMORY_MAX, format_bytes, is_page_aligned
+from mkd.domain.allocation.sizes import format_bytes, is_page_aligned
 from mkd.domain.requests import MemoryPolicy
 from mkd.errors import KernelError
+from mkd.kernel_types import PAGE_SIZE, U32_MEMORY_MAX
 
 
 def check_memory_size(memory_bytes: int, *, u32_memory: bool) -> None:
-    """Shape of memory_bytes: zero (no instance pool) is fine; negative or unaligned is not."""
+    """Shape of memory_bytes: negative or unaligned is refused. Zero (no instance pool) is a
+    device-tree input's right (spec 5.3: memory-bytes is optional); JSON's schema requires it."""
     if memory_bytes < 0:
         raise KernelError(errno.EINVAL, f"memory_bytes {memory_bytes} is negative")
     if not is_page_aligned(memory_bytes):
@@ -51,6 +53,10 @@ def _fill_largest_first(draft: Draft, memory_bytes: int, nodes: Sequence[int]) -
     return placed
 
 
+def _fits(draft: Draft, placed: dict[int, int]) -> bool:
+    return all(size <= (draft.free_memory_on(node) or 0) for node, size in placed.items())
+
+
 def place_memory(
     draft: Draft,
     memory_bytes: int,
@@ -59,7 +65,13 @@ def place_memory(
     cpu_nodes: Sequence[int],
     numa_nodes: Sequence[int] | None,
 ) -> dict[int, int]:
-    """Check memory is free and return bytes per node ({} when per-node memory is unknown)."""
+    """Check memory is free and return bytes per node ({} when per-node memory is unknown).
+
+    Spec 5.5: the kernel carves an instance pool from any node unless one is named. `local` and
+    explicit `numa_nodes` name it and insist (ENOMEM naming the node); `prefer-local` takes the
+    CPUs' nodes when they have room and any node otherwise, so the default never refuses what
+    the kernel would accept; `interleave` spreads over the CPUs' nodes (or the nodes given).
+    """
     if memory_bytes == 0:
         return {}
     most = draft.base.max_instance_bytes
@@ -75,9 +87,11 @@ def place_memory(
     if known_nodes is None:
         return {}
     if policy == "interleave":
-        placed = split_evenly(memory_bytes, numa_nodes or known_nodes)
-    elif cpu_nodes or numa_nodes:
+        placed = split_evenly(memory_bytes, numa_nodes or cpu_nodes or known_nodes)
+    elif numa_nodes or (policy == "local" and cpu_nodes):
         placed = split_evenly(memory_bytes, cpu_nodes or numa_nodes or ())
+    elif cpu_nodes and _fits(draft, near := split_evenly(memory_bytes, cpu_nodes)):
+        placed = near
     else:
         placed = _fill_largest_first(draft, memory_bytes, known_nodes)
     for node, size in sorted(placed.items()):

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from mkd.domain.allocation.draft import Draft
 from mkd.domain.allocation.ledger import Holding, Ledger
-from mkd.domain.allocation.names import check_id, check_name
+from mkd.domain.allocation.names import check_id
 from mkd.domain.allocation.resolve import resolve_resources
+from mkd.domain.names import check_name
 from mkd.domain.requests import InstanceRequest
 from mkd.errors import KernelError
 from mkd.kernel_types import InstanceSpec, KernelProfile

@@ -58,19 +58,33 @@ def resolve_resources(
     numa_memory = place_memory(
         draft, request.memory_bytes, policy=request.memory_policy, cpu_nodes=cpu_nodes, numa_nodes=numa_nodes
     )
-    numa_node: int | None = None
-    if request.memory_policy == "local":
-        home_nodes = cpu_nodes or list(numa_nodes or ())
-        if len(home_nodes) == 1:
-            numa_node = home_nodes[0]
     return Resources(
         cpus=cpus,
         memory_bytes=request.memory_bytes,
         llc_way_mask=llc_way_mask,
         devices=devices,
         numa_memory=numa_memory,
-        numa_node=numa_node,
+        numa_node=_kernel_node(request, cpu_nodes, numa_nodes, numa_memory),
     )
+
+
+def _kernel_node(
+    request: ResourceRequest, cpu_nodes: list[int], numa_nodes: tuple[int, ...] | None, numa_memory: dict[int, int]
+) -> int | None:
+    """The node the kernel carves the instance pool from (spec 5.5: None = any node).
+
+    Named when the memory is to be local to one node: always under `local` or explicit
+    `numa_nodes`; under `prefer-local` only when the placement found room there.
+    """
+    if request.memory_policy == "interleave":
+        return None
+    home_nodes = cpu_nodes or list(numa_nodes or ())
+    if len(home_nodes) != 1:
+        return None
+    home = home_nodes[0]
+    if request.memory_policy == "local" or numa_nodes or request.memory_bytes == 0:
+        return home
+    return home if set(numa_memory) == {home} else None
 
 
 def _resolve_cpus(
@@ -108,9 +122,9 @@ def _resolve_cpus(
             )
         except KernelError:
             pass  # not enough there: any node will do
-    if numa_nodes is None and request.cpu_affinity == "compact" and request.memory_policy == "local":
-        # Local memory follows the CPUs: prefer nodes that can also hold the memory, so a request
-        # that fits somewhere is not refused for picking CPUs on a node without pool memory.
+    if numa_nodes is None and request.cpu_affinity == "compact" and request.memory_policy != "interleave":
+        # Local memory follows the CPUs: prefer nodes that can also hold the memory, so the CPUs
+        # chosen are not on a node without pool memory when another node has both.
         roomy = _nodes_with_memory(draft, request.memory_bytes)
         if roomy:
             try:

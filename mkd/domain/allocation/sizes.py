@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-PAGE_SIZE = 4096
-# rfc-v2 carries memory-bytes as a u32; the largest page-aligned u32 (DESIGN "Shapes").
-U32_MEMORY_MAX = 0xFFFFF000
+from mkd.kernel_types import PAGE_SIZE
 
 _UNITS = (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10))
 

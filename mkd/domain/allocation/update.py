@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any
 
 from mkd.domain.allocation.draft import Draft
@@ -57,6 +58,43 @@ class PlannedUpdate:
     holding: Holding  # what the ledger records once the kernel applied the diff
 
 
+def merge_patch(current: Holding, changes: Mapping[str, object]) -> ResourceRequest:
+    """The complete resource request a JSON merge patch (RFC 7396) of `current` asks for.
+
+    Fields absent keep their values; a list given replaces the list; null removes the field
+    (it takes the value it has when a create leaves it out). A count replaces the explicit set
+    it counts (cpu_count the cpus, llc_ways the llc_way_mask) unless the patch gives both.
+    """
+    kept = ResourceRequest(
+        cpus=current.cpus, memory_bytes=current.memory_bytes, llc_way_mask=current.llc_way_mask,
+        devices=current.devices,
+    )
+    defaults = {f.name: f.default for f in fields(ResourceRequest) if f.default is not MISSING}
+    values: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name not in defaults:
+            raise KernelError(errno.EINVAL, f"resources has no field {name!r}")
+        if value is None:
+            values[name] = defaults[name]
+        else:
+            values[name] = tuple(value) if isinstance(value, list | tuple) else value
+    if changes.get("cpu_count") is not None and "cpus" not in changes:
+        values["cpus"] = None
+    if changes.get("llc_ways") is not None and "llc_way_mask" not in changes:
+        values["llc_way_mask"] = None
+    return replace(kept, **values)
+
+
+def plan_patch(
+    ledger: Ledger, instance_id: int, changes: Mapping[str, object]
+) -> tuple[InstanceSpec, ResourceDiff]:
+    """plan_update for a merge patch of the instance's current resources."""
+    current = ledger.holding(instance_id)
+    if current is None:
+        raise KernelError(errno.ENOENT, f"instance {instance_id} does not exist")
+    return plan_update(ledger, instance_id, merge_patch(current, changes))
+
+
 def plan_update(
     ledger: Ledger, instance_id: int, request: ResourceRequest
 ) -> tuple[InstanceSpec, ResourceDiff]:
@@ -68,7 +106,7 @@ def plan_update(
 def plan_update_holding(ledger: Ledger, instance_id: int, request: ResourceRequest) -> PlannedUpdate:
     """Like plan_update, with the new holding (its per-node memory included) for the ledger.
 
-    `request` is the complete new resource set (the caller merges a partial PATCH first).
+    `request` is the complete new resource set (plan_patch merges a PATCH into it first).
     Updates exist only on the tree kernel (rfc-v2 refuses PATCH with EOPNOTSUPP), so memory is
     u64 and raw-kernel notes are the tree's.
     """

@@ -27,6 +27,7 @@ def make_settings(tmp_path: Path, **simulator: Any) -> Settings:
         "pool_base": POOL_BASE,
         "pool_bytes": GiB,
         "halt_ack_timeout_s": 0.05,
+        "resource_ack_timeout_s": 0.05,
         "devices": ["0000:01:00.0", "uart0"],
     }
     sim.update(simulator)
@@ -86,6 +87,14 @@ def v2(make_backend: BackendFactory) -> SimulatedBackend:
 @pytest.fixture
 def tree(make_backend: BackendFactory) -> SimulatedBackend:
     backend = make_backend(kernel_profile="tree")
+    backend.apply_pool(tree_baseline())
+    return backend
+
+
+@pytest.fixture
+def tree_llc(make_backend: BackendFactory) -> SimulatedBackend:
+    """tree with `llc_way_masks = true`: the LLC rules of spec 4.1 (the release ignores masks, 8.6.3)."""
+    backend = make_backend(kernel_profile="tree", llc_way_masks=True)
     backend.apply_pool(tree_baseline())
     return backend
 

@@ -31,7 +31,8 @@ def test_v2_cannot_update(v2: SimulatedBackend) -> None:
     assert exc.value.errno_code == errno.ENOENT
 
 
-def test_ready_instance_updates_directly(tree: SimulatedBackend) -> None:
+def test_ready_instance_updates_directly(tree_llc: SimulatedBackend) -> None:
+    tree = tree_llc
     base = spec(1, "web", (1,), 256 * MiB)
     tree.create_instances([base])
     grown = tree.update_instance(

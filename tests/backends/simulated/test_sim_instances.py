@@ -143,7 +143,8 @@ def test_mkdir_and_tree_rmdir_are_eperm(v2: SimulatedBackend, tree: SimulatedBac
     assert exc.value.errno_code == errno.EPERM
 
 
-def test_llc_way_rules(tree: SimulatedBackend) -> None:
+def test_llc_way_rules(tree_llc: SimulatedBackend) -> None:
+    tree = tree_llc
     assert _refused(tree, [spec(1, "a", llc_way_mask=0)]) == errno.EINVAL
     assert _refused(tree, [spec(1, "a", llc_way_mask=0x1)]) == errno.EINVAL  # outside baseline 0xff0
     tree.create_instances([spec(1, "a", (), 0, llc_way_mask=0x030)])

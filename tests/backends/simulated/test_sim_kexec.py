@@ -128,7 +128,51 @@ def test_v2_bug_compat_leaves_a_dangling_kimage(make_backend: BackendFactory, im
     assert _errno_of(_load, backend, images["vmlinux"]) == errno.EBUSY
     assert _errno_of(backend.delete_instance, 1) == errno.EBUSY
     assert _errno_of(backend.start, 1) == errno.EINVAL
-    assert backend.unload(1).kernel_state == "ready"
+    # The seed's unload frees only the `kexec_image` slot, which the failed image never reached:
+    # it returns 0 and the dangling kimage stays (spec 2.3 note, 2.5).
+    assert backend.unload(1).kernel_state == "loading"
+    assert backend.read_instance(1).failure is not None
+
+
+def test_v2_bug_compat_unload_ignores_the_id(make_backend: BackendFactory, images: dict[str, Path]) -> None:
+    """spec 2.5 / seed: KEXEC_FILE_UNLOAD jumps past the multikernel path: id 0 or an unknown id
+    returns 0 and frees whatever image holds the single `kexec_image` slot."""
+    backend = make_backend(kernel_profile="rfc-v2", bug_compat=True)
+    backend.create_instances([spec(1, "a", (1,), 256 * MiB), spec(2, "b", (2,), 256 * MiB)])
+    _load(backend, images["vmlinux"], 2)
+    assert backend.kernel.kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD | KEXEC_MULTIKERNEL) == 0  # id 0
+    assert backend.read_instance(2).kernel_state == "ready"
+    assert backend.kernel._model.instances[2].pool.avail() == 256 * MiB
+    _load(backend, images["vmlinux"], 2)
+    assert backend.kernel.kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD | load_flags(99)) == 0  # unknown
+    assert backend.read_instance(2).kernel_state == "ready"
+    # an empty slot: still 0, nothing changes
+    assert backend.kernel.kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD | load_flags(1)) == 0
+    # without bug_compat the same calls are refused per id
+    plain = make_backend(kernel_profile="rfc-v2")
+    assert _errno_of(plain.kernel.kexec_file_load, None, None, None, KEXEC_FILE_UNLOAD | KEXEC_MULTIKERNEL) == (
+        errno.EINVAL
+    )
+    assert _errno_of(plain.kernel.kexec_file_load, None, None, None, KEXEC_FILE_UNLOAD | load_flags(99)) == (
+        errno.ENOENT
+    )
+
+
+@pytest.mark.parametrize("bug_compat", [False, True])
+def test_v2_failed_load_pool_memory(make_backend: BackendFactory, images: dict[str, Path], bug_compat: bool) -> None:
+    """The seed's failed-load path frees nothing of the pool: segments placed and the control page
+    are on no list, so they stay taken (bug_compat); default mode gives everything back."""
+    backend = make_backend(Faults(fail_page_alloc=["swap"]), kernel_profile="rfc-v2", bug_compat=bug_compat)
+    backend.create_instances([spec(1, "web", (1,), 512 * MiB)])
+    assert _errno_of(_load, backend, images["vmlinux"]) == errno.ENOMEM
+    left = backend.kernel._model.instances[1].pool.avail()
+    if bug_compat:
+        # ima + boot_params + kernel + control page are all still allocated
+        assert left < 512 * MiB - 0x1A00000
+        assert backend.read_instance(1).kernel_state == "loading"
+    else:
+        assert left == 512 * MiB
+        assert backend.read_instance(1).kernel_state == "ready"
 
 
 def test_v2_bug_compat_single_kexec_image_slot(make_backend: BackendFactory, images: dict[str, Path]) -> None:

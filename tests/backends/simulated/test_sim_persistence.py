@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
+import pytest
 from conftest import BackendFactory, MiB, load_flags, spec, with_baseline
 
 from mkd.backends.simulated.backend import SimulatedBackend
 from mkd.backends.simulated.persistence import model_to_json
+from mkd.errors import KernelError
 
 
 def _snapshot(backend: SimulatedBackend) -> object:
@@ -57,10 +60,10 @@ def test_tree_round_trip(make_backend: BackendFactory, images: dict[str, Path]) 
 def test_v2_round_trip_with_a_dangling_kimage(make_backend: BackendFactory, images: dict[str, Path]) -> None:
     first = with_baseline(make_backend(kernel_profile="rfc-v2", bug_compat=True))
     _populate(first, images)
-    try:
+    with pytest.raises(KernelError) as refused:
         first.kernel.kexec_file_load(images["garbage"], None, None, load_flags(3))
-    except Exception:  # noqa: BLE001 - the failure itself is tested elsewhere
-        pass
+    assert refused.value.errno_code == errno.ENOEXEC  # after the association: the dangling kimage
+    assert first.read_instance(3).kernel_state == "loading"
     before = _snapshot(first)
     first.close()
     second = make_backend(kernel_profile="rfc-v2", bug_compat=True)

@@ -85,7 +85,7 @@ def test_v2_without_baseline_uses_the_whole_boot_pool(make_backend: BackendFacto
 
 
 def test_tree_baseline_and_chunks(make_backend: BackendFactory) -> None:
-    backend = make_backend(kernel_profile="tree")
+    backend = make_backend(kernel_profile="tree", llc_way_masks=True)
     assert backend.read_pool().chunks == ()
     with pytest.raises(KernelError) as exc:
         backend.apply_pool(replace(tree_baseline(), cpus=(1, 9)))
