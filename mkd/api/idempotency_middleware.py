@@ -97,7 +97,7 @@ async def _claim_upload(daemon: Daemon, key_scope: str, receive: Receive) -> Sto
         return None
     stored, body_sha256 = found
     digest = hashlib.sha256()
-    size, limit = 0, daemon.settings.daemon.max_image_bytes
+    size, limit = 0, daemon.settings.limits.max_image_bytes
     more = True
     while more:
         message = await receive()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from mkd.errors import PROBLEM_BASE, MkdError
+from mkd.errors import PROBLEM_BASE, MkdError, OverLimit
 
 log = logging.getLogger("mkd")
 PROBLEM_JSON = "application/problem+json"
@@ -28,20 +30,51 @@ def _describe(errors: list[Any]) -> str:
     return "; ".join(parts)
 
 
+# A location part is an index or a key the client chose: long keys are cut, not echoed whole.
+_MAX_LOC_PART = 64
+SCHEMA_INVALID = "mkd_schema_invalid"  # request.state flag: the body failed schema validation
+
+
+def bounded_errors(errors: Sequence[Any], limit: int) -> dict[str, Any]:
+    """DESIGN "Limits" max_validation_errors: the first `limit` errors (loc, msg, type), and the total."""
+    kept = [
+        {"loc": [p if isinstance(p, int) or len(str(p)) <= _MAX_LOC_PART else str(p)[:_MAX_LOC_PART] + "…"
+                 for p in e.get("loc", ())],
+         "msg": str(e.get("msg", "invalid"))[:256], "type": e.get("type", "")}
+        for e in errors[:limit]
+    ]
+    return {"errors": kept, "errors_total": len(errors)}
+
+
+def max_validation_errors(request: Request) -> int:
+    limit: int = request.app.state.settings.limits.max_validation_errors
+    return limit
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(MkdError)
     async def mkd_error(request: Request, exc: MkdError) -> JSONResponse:
+        if isinstance(exc, OverLimit):
+            request.app.state.limit_refusals.hit(exc.limit)
         return problem_response(exc.problem(request.url.path), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()
-        ]
+        errors = exc.errors()
+        setattr(request.state, SCHEMA_INVALID, True)  # never stored for an Idempotency-Key
         return problem_response({
             "type": PROBLEM_BASE + "invalid-input", "title": "Invalid input", "status": 422,
-            "detail": _describe(errors), "instance": request.url.path, "errno": "EINVAL",
-            "errno_value": 22, "errors": errors,
+            "detail": _describe(list(errors[:5])), "instance": request.url.path, "errno": "EINVAL",
+            "errno_value": 22, **bounded_errors(errors, max_validation_errors(request)),
+        })
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_went_away(request: Request, _: ClientDisconnect) -> JSONResponse:
+        # Nobody reads this answer; it keeps a vanished client (or a body refused by
+        # BodyLimitMiddleware) out of the "unexpected error" log.
+        return problem_response({
+            "type": PROBLEM_BASE + "client-disconnected", "title": "Client disconnected", "status": 400,
+            "detail": "the client went away before the request body was read", "instance": request.url.path,
         })
 
     @app.exception_handler(StarletteHTTPException)

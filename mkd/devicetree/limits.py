@@ -22,5 +22,4 @@ PAGE_SIZE = 4096
 # Spec 5.3/5.5: numa-node ids must be < MAX_NUMNODES; the kernel's largest is 1 << NODES_SHIFT(10).
 MAX_NUMNODES = 1 << 10
 
-# dtc runs on client input; spec-sized inputs compile in milliseconds.
-DTC_TIMEOUT_S = 5.0
+# dtc's CPU, memory, wall-clock and concurrency bounds are [limits] settings (mkd.config.LimitSettings).
