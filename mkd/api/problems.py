@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -9,10 +10,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from mkd.errors import PROBLEM_BASE, MkdError, OverLimit
+from mkd.errors import PROBLEM_BASE, KernelError, MkdError, OverLimit
 
 log = logging.getLogger("mkd")
 PROBLEM_JSON = "application/problem+json"
@@ -68,6 +70,14 @@ def install_problem_handlers(app: FastAPI) -> None:
             "errno_value": 22, **bounded_errors(errors, max_validation_errors(request)),
         })
 
+    @app.exception_handler(OperationalError)
+    async def database_error(request: Request, exc: OperationalError) -> JSONResponse:
+        if "disk is full" not in str(exc.orig):
+            return await unexpected(request, exc)
+        # DESIGN "Limits": a database write that meets a full disk is ENOSPC 409; reads go on.
+        error = KernelError(errno.ENOSPC, "the state directory's disk is full: nothing was changed")
+        return problem_response(error.problem(request.url.path))
+
     @app.exception_handler(ClientDisconnect)
     async def client_went_away(request: Request, _: ClientDisconnect) -> JSONResponse:
         # Nobody reads this answer; it keeps a vanished client (or a body refused by
@@ -85,10 +95,11 @@ def install_problem_handlers(app: FastAPI) -> None:
             "detail": f"{request.method} {request.url.path}: {exc.detail}", "instance": request.url.path,
         }, headers=dict(exc.headers or {}))
 
-    @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return problem_response({
             "type": PROBLEM_BASE + "internal", "title": "Internal error", "status": 500,
             "detail": f"{type(exc).__name__}: the daemon hit a bug; see its log", "instance": request.url.path,
         })
+
+    app.add_exception_handler(Exception, unexpected)

@@ -18,6 +18,9 @@ def instance_name_problem(name: str) -> str | None:
         return f"{name!r} is not a DT node name ([A-Za-z0-9,._+-], 1-31 characters)"
     if _NUMERIC.fullmatch(name):
         return f"{name!r} is purely numeric, which would read as an id"
+    if name in (".", ".."):
+        # The host backend joins names into sysfs paths (issue 11): "." and ".." are directories.
+        return f"{name!r} names a directory in a path, not an instance"
     return None
 
 

@@ -27,6 +27,9 @@ def check_name(name: str) -> None:
     if name.isdigit():
         # A numeric name could not be told apart from an id in a {ref}.
         raise KernelError(errno.EINVAL, f"name {name!r} is purely numeric")
+    if name in (".", ".."):
+        # The host backend joins names into sysfs paths (issue 11): these name directories.
+        raise KernelError(errno.EINVAL, f"name {name!r} names a directory in a path, not an instance")
 
 
 def check_id(instance_id: int) -> None:
