@@ -141,7 +141,9 @@ def create_app(settings: Settings | None = None, *,
     app.state.request_metrics = RequestMetrics()
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)
     app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(AuditMiddleware, log=AuditLog(settings.daemon.state_dir / "audit.log"))
+    app.add_middleware(AuditMiddleware, log=AuditLog(settings.daemon.state_dir / "audit.log",
+                                                     max_bytes=settings.limits.audit_max_bytes,
+                                                     files=settings.limits.audit_files))
     app.add_middleware(CrossSiteGuard, allowed_hosts=settings.daemon.allowed_hosts)
     # DESIGN "Limits": outside every middleware that reads a body, so none buffers past a limit.
     app.state.limit_refusals = LimitRefusals()

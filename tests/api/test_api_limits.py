@@ -237,3 +237,14 @@ def test_an_upload_into_a_full_disk_is_enospc_409_and_reads_go_on(make_settings:
         assert client.get("/healthz").status_code == 200
         assert client.get("/v1/pool").status_code == 200
         assert client.get("/v1/images").status_code == 200
+
+
+def test_the_audit_log_rotates_past_audit_max_bytes(make_client: MakeClient) -> None:
+    client = make_client(limits={"audit_max_bytes": 2048, "audit_files": 3})
+    for n in range(60):
+        client.put("/v1/pool", json=POOL, headers={"X-Pad": str(n)})
+    state = Path(client.app.state.settings.daemon.state_dir)  # type: ignore[attr-defined]
+    logs = sorted(p.name for p in state.glob("audit.log*"))
+    assert logs == ["audit.log", "audit.log.1", "audit.log.2"]
+    assert all((state / name).stat().st_size <= 2048 for name in logs)
+    assert json.loads((state / "audit.log").read_text().splitlines()[-1])["method"] == "PUT"
