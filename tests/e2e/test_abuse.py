@@ -176,6 +176,20 @@ def test_past_max_connections_probes_answer_and_the_rest_is_503(watched: Watched
             conn.close()
 
 
+def test_an_idle_kept_alive_connection_is_closed(watched: Watched) -> None:
+    with socket.create_connection(("127.0.0.1", watched.daemon.port)) as raw:
+        raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        raw.settimeout(10)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += raw.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        while raw.recv(4096):  # the rest of the body, then the close (keepalive_timeout_s = 1)
+            pass
+        assert time.monotonic() - started < 10
+
+
 def test_a_stalled_upload_is_closed_and_leaves_nothing(watched: Watched) -> None:
     before = watched.refusals("body_stall_timeout_s")
     tmp = watched.daemon.state_dir / "images" / "tmp"
