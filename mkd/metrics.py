@@ -48,7 +48,7 @@ class DaemonCollector(Collector):
         yield streams
 
 
-def render_metrics(daemon: Daemon | None, requests: CollectorRegistry) -> tuple[bytes, str]:
+def render_metrics(daemon: Daemon | None, *registries: CollectorRegistry) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DaemonCollector(daemon))
-    return generate_latest(registry) + generate_latest(requests), CONTENT_TYPE_LATEST
+    return generate_latest(registry) + b"".join(generate_latest(r) for r in registries), CONTENT_TYPE_LATEST
