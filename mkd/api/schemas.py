@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
+from mkd.domain.states import Action
+
 U64 = Annotated[int, Field(ge=0, le=(1 << 64) - 1)]
 CpuId = Annotated[int, Field(ge=0, le=(1 << 32) - 1)]
 InstanceId = Annotated[int, Field(ge=1, le=2047)]
@@ -103,6 +105,9 @@ class InstanceOut(BaseModel):
     memory: list[MemChunkOut]
     kimage: KimageOut | None
     failure: str | None = None
+    # What the daemon lets reach the kernel now (mkd/domain/states.py allowed_actions): the state's
+    # transition rules less what the host's capabilities rule out. "update" is PATCH.
+    allowed_actions: list[Action]
     version: int
     created_at: str
     updated_at: str
