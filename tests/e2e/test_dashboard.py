@@ -125,7 +125,7 @@ def row(page: Page, name: str) -> Locator:
 
 
 def create_through_form(page: Page, name: str, *, cpus: str = "", cpu_count: str = "", memory_mib: int = 256) -> None:
-    page.get_by_label("Name").fill(name)
+    page.get_by_test_id("create-name").fill(name)
     page.get_by_test_id("create-cpus").fill(cpus)
     page.get_by_test_id("create-cpu-count").fill(cpu_count)
     page.get_by_test_id("create-memory").fill(str(memory_mib))
