@@ -1,6 +1,6 @@
 // The memory map: the physical range that holds the pool, drawn to scale in three lanes — the
 // pool's chunks (by NUMA node), each instance's chunks (in its colour) and the segments of loaded
-// kimages (by kind). A block never shrinks below a readable minimum width (dashboard.css), so a
+// kimages (by kind). Wide unused gaps are cut out (see scaleFor). A block never shrinks below a readable minimum width (dashboard.css), so a
 // 16 MiB chunk in a 60 GiB range still shows.
 
 import { $, element, ownerClass } from "./dom.js";
@@ -15,44 +15,116 @@ function segmentClass(kind) {
   return `seg-${index < 0 ? "other" : kind}`;
 }
 
-function extent() {
-  const spans = [];
-  for (const chunk of store.pool?.chunks || []) spans.push([chunk.base, chunk.base + chunk.bytes]);
+// The address ranges in use, as windows drawn to scale; a gap much wider than what is in use
+// (a segment the loader put at the top of RAM, say) is cut out and drawn as a break, so the
+// pool does not shrink to a sliver.
+const BREAK_SHARE = 3; // % of the width a cut-out gap takes
+const MIN_WINDOW_SHARE = 6; // % a window takes however small
+
+function spans() {
+  const found = [];
+  for (const chunk of store.pool?.chunks || []) found.push([chunk.base, chunk.base + chunk.bytes]);
   for (const instance of store.instances.values()) {
-    for (const chunk of instance.memory) spans.push([chunk.base, chunk.base + chunk.bytes]);
-    for (const segment of instance.kimage?.segments || []) spans.push([segment.mem, segment.mem + segment.memsz]);
+    for (const chunk of instance.memory) found.push([chunk.base, chunk.base + chunk.bytes]);
+    for (const segment of instance.kimage?.segments || []) found.push([segment.mem, segment.mem + segment.memsz]);
   }
-  if (spans.length === 0 && store.host) {
+  if (found.length === 0 && store.host) {
     const { pool_base: base, pool_bytes: bytes } = store.host.topology;
-    if (bytes) spans.push([base, base + bytes]);
+    if (bytes) found.push([base, base + bytes]);
   }
-  if (spans.length === 0) return null;
-  return [Math.min(...spans.map((s) => s[0])), Math.max(...spans.map((s) => s[1]))];
+  return found;
 }
 
-function block(range, base, bytes, className, label, attributes = {}) {
-  const [lo, hi] = range;
+function scaleFor(found) {
+  if (found.length === 0) return null;
+  const sorted = [...found].sort((a, b) => a[0] - b[0]);
+  const merged = [];
+  for (const [lo, hi] of sorted) {
+    const last = merged[merged.length - 1];
+    if (last && lo <= last[1]) last[1] = Math.max(last[1], hi);
+    else merged.push([lo, hi]);
+  }
+  const used = merged.reduce((sum, [lo, hi]) => sum + (hi - lo), 0);
+  const windows = [[...merged[0]]];
+  for (const [lo, hi] of merged.slice(1)) {
+    const last = windows[windows.length - 1];
+    if (lo - last[1] > used) windows.push([lo, hi]); // a gap wider than all that is in use: cut it
+    else last[1] = hi;
+  }
+  const room = 100 - BREAK_SHARE * (windows.length - 1);
+  const total = windows.reduce((sum, [lo, hi]) => sum + (hi - lo), 0);
+  let shares = windows.map(([lo, hi]) => Math.max(MIN_WINDOW_SHARE, ((hi - lo) / total) * room));
+  const scaleDown = room / shares.reduce((a, b) => a + b, 0);
+  shares = shares.map((share) => share * scaleDown);
+  let at = 0;
+  const pieces = windows.map(([lo, hi], index) => {
+    const piece = { lo, hi, left: at, width: shares[index] };
+    at += shares[index] + BREAK_SHARE;
+    return piece;
+  });
+  return pieces;
+}
+
+// [left %, width %] of an address range, on the piece that holds its start.
+function place(pieces, base, bytes) {
+  const piece = pieces.find((p) => base >= p.lo && base < p.hi) || pieces[pieces.length - 1];
+  const perByte = piece.width / (piece.hi - piece.lo);
+  return [piece.left + (base - piece.lo) * perByte, Math.min(bytes, piece.hi - base) * perByte];
+}
+
+function block(pieces, base, bytes, className, label, attributes = {}) {
+  const [left, width] = place(pieces, base, bytes);
   const node = element("div", { class: `block ${className}`, title: label, ...attributes });
-  node.style.setProperty("--left", `${((base - lo) / (hi - lo)) * 100}%`);
-  node.style.setProperty("--width", `${(bytes / (hi - lo)) * 100}%`);
+  node.style.setProperty("--left", `${left}%`);
+  node.style.setProperty("--width", `${width}%`);
   return node;
 }
 
-function lane(name, testid, blocks, summary) {
+// Addresses above the lanes: where each window starts (when it is wide enough to carry a label),
+// what each cut-out gap measures, and where the last window ends.
+const LABELLED_SHARE = 20;
+
+function axis(pieces) {
+  const marks = [];
+  const mark = (className, text, left) => {
+    const node = element("span", { class: className }, text);
+    node.style.setProperty("--left", `${left}%`);
+    marks.push(node);
+  };
+  pieces.forEach((piece, index) => {
+    if (index === 0 || piece.width >= LABELLED_SHARE) mark("mark", hex(piece.lo), piece.left);
+    const next = pieces[index + 1];
+    if (next) mark("cut", `gap ${formatBytes(next.lo - piece.hi)}`, next.left);
+  });
+  const last = pieces[pieces.length - 1];
+  if (last.width >= LABELLED_SHARE) marks.push(element("span", { class: "mark end" }, hex(last.hi)));
+  return element("div", { class: "axis", "aria-hidden": "true" }, element("span", {}), element("div", { class: "axis-track" }, ...marks));
+}
+
+function breaks(pieces) {
+  return pieces.slice(0, -1).map((piece) => {
+    const gap = element("div", { class: "break", "aria-hidden": "true" });
+    gap.style.setProperty("--left", `${piece.left + piece.width}%`);
+    gap.style.setProperty("--width", `${BREAK_SHARE}%`);
+    return gap;
+  });
+}
+
+function lane(pieces, name, testid, blocks, summary) {
   return element("div", { class: "lane", "data-testid": testid },
     element("span", { class: "lane-name" }, name),
-    element("div", { class: "lane-track", role: "img", "aria-label": `${name}: ${summary}` }, ...blocks));
+    element("div", { class: "lane-track", role: "img", "aria-label": `${name}: ${summary}` }, ...breaks(pieces), ...blocks));
 }
 
 function draw() {
-  const range = extent();
+  const pieces = scaleFor(spans());
   const map = $("memory-map");
-  if (!range) {
+  if (!pieces) {
     map.replaceChildren(element("p", { class: "empty" }, "No pool memory yet."));
     return;
   }
   const poolBlocks = (store.pool?.chunks || []).map((chunk) =>
-    block(range, chunk.base, chunk.bytes, `pool node-${(chunk.numa_node ?? 0) % 4}`,
+    block(pieces, chunk.base, chunk.bytes, `pool node-${(chunk.numa_node ?? 0) % 4}`,
       `pool chunk ${hex(chunk.base)}, ${formatBytes(chunk.bytes)}${chunk.numa_node === null || chunk.numa_node === undefined ? "" : `, NUMA node ${chunk.numa_node}`}`));
   const instanceBlocks = [];
   const segmentBlocks = [];
@@ -60,24 +132,23 @@ function draw() {
   for (const instance of store.instances.values()) {
     const picked = instance.id === store.selected ? " picked" : "";
     for (const chunk of instance.memory) {
-      instanceBlocks.push(block(range, chunk.base, chunk.bytes, `${ownerClass(instance.id)}${picked}`,
+      instanceBlocks.push(block(pieces, chunk.base, chunk.bytes, `${ownerClass(instance.id)}${picked}`,
         `${instance.name} (instance ${instance.id}): ${hex(chunk.base)}, ${formatBytes(chunk.bytes)}`,
         { "data-instance-id": String(instance.id) }));
     }
     for (const segment of instance.kimage?.segments || []) {
       segments += 1;
-      segmentBlocks.push(block(range, segment.mem, segment.memsz, `${segmentClass(segment.kind)}${picked}`,
+      segmentBlocks.push(block(pieces, segment.mem, segment.memsz, `${segmentClass(segment.kind)}${picked}`,
         `${instance.name}: ${segment.kind} segment ${hex(segment.mem)}, ${formatBytes(segment.memsz)}`,
         { "data-instance-id": String(instance.id), "data-kind": segment.kind }));
     }
   }
   const poolBytes = (store.pool?.chunks || []).reduce((sum, c) => sum + c.bytes, 0);
   map.replaceChildren(
-    element("div", { class: "axis", "aria-hidden": "true" }, element("span", {}, hex(range[0])),
-      element("span", {}, formatBytes(range[1] - range[0])), element("span", {}, hex(range[1]))),
-    lane("Pool", "memory-lane-pool", poolBlocks, `${poolBlocks.length} chunks, ${formatBytes(poolBytes)}`),
-    lane("Instances", "memory-lane-instances", instanceBlocks, `${instanceBlocks.length} chunks of ${store.instances.size} instances`),
-    lane("Kimages", "memory-lane-segments", segmentBlocks, `${segments} segments of loaded kimages`),
+    axis(pieces),
+    lane(pieces, "Pool", "memory-lane-pool", poolBlocks, `${poolBlocks.length} chunks, ${formatBytes(poolBytes)}`),
+    lane(pieces, "Instances", "memory-lane-instances", instanceBlocks, `${instanceBlocks.length} chunks of ${store.instances.size} instances`),
+    lane(pieces, "Kimages", "memory-lane-segments", segmentBlocks, `${segments} segments of loaded kimages`),
   );
   map.classList.toggle("has-selection", store.selected !== null);
   drawSelection();
