@@ -50,7 +50,7 @@ function describe(cpuId, owner, inPool) {
   return { kind: "host", label: `CPU ${cpuId}: host (outside the pool)` };
 }
 
-function draw(topics) {
+function drawCpuMap(topics) {
   if (!store.host) return;
   if (topics.has("host") || cells.size === 0) build(store.host.topology);
   const owners = new Map();
@@ -118,5 +118,5 @@ export function setUpCpuMap({ reveal }) {
   map.addEventListener("focusin", (event) => showReadout(event.target));
   map.addEventListener("keydown", onKey);
   map.addEventListener("click", onClick);
-  follow(["host", "pool", "instances", "selection"], draw);
+  follow(["host", "pool", "instances", "selection"], drawCpuMap);
 }

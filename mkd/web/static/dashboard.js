@@ -62,7 +62,7 @@ async function start() {
     }
   }
   clearProblem();
-  connectEvents();
+  await connectEvents();
   await Promise.all([
     loadImages().catch((error) => showProblem(error, "Listing images")),
     reloadAll(),

@@ -40,7 +40,7 @@ function matches(entry) {
   return String(id ?? "") === filter || (name || "").toLowerCase().includes(filter.toLowerCase());
 }
 
-function draw() {
+function drawEventLog() {
   const shown = entries.filter(matches);
   $("event-log").replaceChildren(...shown.map((entry) => {
     const who = entry.data.name ? `${entry.data.name} (${entry.data.id})` : entry.data.id ? `instance ${entry.data.id}` : "daemon";
@@ -59,8 +59,8 @@ function draw() {
 export function setUpEventLog() {
   $("event-filter").addEventListener("input", (event) => {
     filter = event.target.value.trim();
-    draw();
+    drawEventLog();
   });
-  follow(["events"], draw);
-  draw();
+  follow(["events"], drawEventLog);
+  drawEventLog();
 }

@@ -8,7 +8,7 @@ import { $, element, ownerClass } from "./dom.js";
 import { formatBytes, formatCpus, mibOf, parseCpus, parseMiB } from "./format.js";
 import { showProblem } from "./messages.js";
 import { schedulePoolRefresh } from "./pool.js";
-import { changed, follow, select, store } from "./store.js";
+import { changed, follow, instanceChanged, select, store } from "./store.js";
 
 const PAGE_SIZE = 50;
 const FDT_MAGIC = [0xd0, 0x0d, 0xfe, 0xed];
@@ -43,7 +43,7 @@ export function applyInstance(instance) {
   const shown = store.instances.get(instance.id);
   if (shown && shown.uid === instance.uid && shown.version > instance.version) return;
   store.instances.set(instance.id, instance);
-  changed("instances");
+  instanceChanged(instance.id);
 }
 
 export function forgetInstance(id, uid) {
@@ -53,7 +53,8 @@ export function forgetInstance(id, uid) {
     store.instances.delete(id);
     store.busy.delete(id);
     if (store.selected === id) store.selected = null;
-    changed("instances", "selection");
+    instanceChanged(id);
+    changed("selection");
   }
 }
 
@@ -79,7 +80,7 @@ export async function loadInstances() {
     fresh.set(item.id, shown && shown.uid === item.uid && shown.version > item.version ? shown : item);
   }
   store.instances = fresh;
-  changed("instances");
+  changed("instances", "all-instances");
 }
 
 // ---- the table ----------------------------------------------------------------------------------

@@ -8,11 +8,11 @@ import { logEvent } from "./eventlog.js";
 import { forgetInstance, loadInstances, refreshInstance } from "./instances.js";
 import { showProblem } from "./messages.js";
 import { loadPool, schedulePoolRefresh } from "./pool.js";
-import { drawn } from "./store.js";
+import { drawn, hold, release } from "./store.js";
 
 const EVENT_TYPES = ["created", "state", "refused", "deleted", "reconciled", "reset"];
 const RECONNECT_DELAY_MS = 2000;
-const PARALLEL_READS = 4; // under the browser's six connections per host, one kept for the stream
+const PARALLEL_READS = 5; // the browser's six connections per host, less the stream's
 
 let lastEventId = null;
 const toRead = new Set();
@@ -30,6 +30,7 @@ function settleBurst() {
 }
 
 function pump() {
+  if (reading === 0 && toRead.size > 0) hold(); // one redraw when the reads are done
   while (reading < PARALLEL_READS && toRead.size > 0) {
     const id = toRead.values().next().value;
     toRead.delete(id);
@@ -37,6 +38,7 @@ function pump() {
     refreshInstance(id).finally(() => {
       reading -= 1;
       pump();
+      if (reading === 0 && toRead.size === 0) release();
       settleBurst();
     });
   }
@@ -47,6 +49,7 @@ function read(id) {
   pump();
 }
 
+// Read everything again (instances and pool); the first call is the page's first full read.
 export async function reloadAll() {
   try {
     await Promise.all([loadInstances(), loadPool()]);
@@ -97,7 +100,16 @@ function setConnection(state, text) {
 }
 
 let source = null;
+let opened = null; // resolves when the stream first opens or fails
+
+// Start following the stream; resolves once it is open (or has failed to open), so the page's
+// first full read comes after the stream is there and misses nothing.
 export function connectEvents() {
+  if (!opened) opened = new Promise((resolve) => connect(resolve));
+  return opened;
+}
+
+function connect(firstOpen) {
   // A fresh EventSource resumes after the last event seen; the browser's own retries send
   // Last-Event-ID by themselves.
   const query = lastEventId ? `?last_event_id=${encodeURIComponent(lastEventId)}` : "";
@@ -106,16 +118,21 @@ export function connectEvents() {
   source.addEventListener("open", () => {
     setConnection("live", "live");
     // With no event id to resume from, changes made before the stream opened were not sent:
-    // read the whole state now that nothing further can be missed.
-    if (!lastEventId) reloadAll();
+    // read the whole state now that nothing further can be missed (the first time, the page
+    // itself does, once this resolves).
+    if (firstOpen) firstOpen();
+    else if (!lastEventId) reloadAll();
+    firstOpen = null;
   });
   for (const type of EVENT_TYPES) source.addEventListener(type, (message) => onEvent(type, message));
   source.addEventListener("error", () => {
+    if (firstOpen) firstOpen(); // the page reads what it can meanwhile
+    firstOpen = null;
     if (source.readyState === EventSource.CLOSED) {
       // The browser gave up (the daemon answered with an error status): try again ourselves.
       setConnection("offline", "offline — retrying");
       source.close();
-      setTimeout(connectEvents, RECONNECT_DELAY_MS);
+      setTimeout(() => connect(null), RECONNECT_DELAY_MS);
     } else {
       // The browser retries by itself; until then, changes are not arriving.
       setConnection("offline", "offline — reconnecting…");

@@ -72,12 +72,22 @@ function place(pieces, base, bytes) {
   return [piece.left + (base - piece.lo) * perByte, Math.min(bytes, piece.hi - base) * perByte];
 }
 
+// label: a string, or for the thousands of instance blocks a function asked on hover only.
 function block(pieces, base, bytes, className, label, attributes = {}) {
   const [left, width] = place(pieces, base, bytes);
-  const node = element("div", { class: `block ${className}`, title: label, ...attributes });
+  const node = element("div", { class: `block ${className}`, title: typeof label === "string" ? label : null, ...attributes });
+  if (typeof label === "function") labels.set(node, label);
   node.style.setProperty("--left", `${left}%`);
   node.style.setProperty("--width", `${width}%`);
   return node;
+}
+
+const labels = new WeakMap(); // block -> () => its description
+
+function labelOf(node) {
+  const label = labels.get(node);
+  if (label && !node.title) node.title = label();
+  return node.title;
 }
 
 // Addresses above the lanes: where each window starts (when it is wide enough to carry a label),
@@ -110,47 +120,102 @@ function breaks(pieces) {
   });
 }
 
-function lane(pieces, name, testid, blocks, summary) {
-  return element("div", { class: "lane", "data-testid": testid },
-    element("span", { class: "lane-name" }, name),
-    element("div", { class: "lane-track", role: "img", "aria-label": `${name}: ${summary}` }, ...breaks(pieces), ...blocks));
+function lane(pieces, name, testid, blocks) {
+  const track = element("div", { class: "lane-track", role: "img" }, ...breaks(pieces), ...blocks);
+  return [element("div", { class: "lane", "data-testid": testid }, element("span", { class: "lane-name" }, name), track), track];
 }
 
-function draw() {
-  const pieces = scaleFor(spans());
-  const map = $("memory-map");
-  if (!pieces) {
-    map.replaceChildren(element("p", { class: "empty" }, "No pool memory yet."));
-    return;
-  }
+// What is drawn, kept so that a change to a few instances redraws only their blocks.
+const drawnMap = { scale: "", pieces: null, tracks: null, blocks: new Map(), selected: null };
+
+function instanceBlocks(pieces, instance) {
+  const picked = instance.id === store.selected ? " picked" : "";
+  const chunks = instance.memory.map((chunk) => block(pieces, chunk.base, chunk.bytes, `${ownerClass(instance.id)}${picked}`,
+    () => `${instance.name} (instance ${instance.id}): ${hex(chunk.base)}, ${formatBytes(chunk.bytes)}`,
+    { "data-instance-id": String(instance.id) }));
+  const segments = (instance.kimage?.segments || []).map((segment) => block(pieces, segment.mem, segment.memsz,
+    `${segmentClass(segment.kind)}${picked}`,
+    () => `${instance.name}: ${segment.kind} segment ${hex(segment.mem)}, ${formatBytes(segment.memsz)}`,
+    { "data-instance-id": String(instance.id), "data-kind": segment.kind }));
+  return { chunks, segments };
+}
+
+function rebuild(pieces) {
   const poolBlocks = (store.pool?.chunks || []).map((chunk) =>
     block(pieces, chunk.base, chunk.bytes, `pool node-${(chunk.numa_node ?? 0) % 4}`,
       `pool chunk ${hex(chunk.base)}, ${formatBytes(chunk.bytes)}${chunk.numa_node === null || chunk.numa_node === undefined ? "" : `, NUMA node ${chunk.numa_node}`}`));
-  const instanceBlocks = [];
-  const segmentBlocks = [];
-  let segments = 0;
+  drawnMap.blocks = new Map();
+  const chunks = [];
+  const segments = [];
   for (const instance of store.instances.values()) {
-    const picked = instance.id === store.selected ? " picked" : "";
-    for (const chunk of instance.memory) {
-      instanceBlocks.push(block(pieces, chunk.base, chunk.bytes, `${ownerClass(instance.id)}${picked}`,
-        `${instance.name} (instance ${instance.id}): ${hex(chunk.base)}, ${formatBytes(chunk.bytes)}`,
-        { "data-instance-id": String(instance.id) }));
-    }
-    for (const segment of instance.kimage?.segments || []) {
-      segments += 1;
-      segmentBlocks.push(block(pieces, segment.mem, segment.memsz, `${segmentClass(segment.kind)}${picked}`,
-        `${instance.name}: ${segment.kind} segment ${hex(segment.mem)}, ${formatBytes(segment.memsz)}`,
-        { "data-instance-id": String(instance.id), "data-kind": segment.kind }));
-    }
+    const made = instanceBlocks(pieces, instance);
+    drawnMap.blocks.set(instance.id, made);
+    chunks.push(...made.chunks);
+    segments.push(...made.segments);
   }
-  const poolBytes = (store.pool?.chunks || []).reduce((sum, c) => sum + c.bytes, 0);
-  map.replaceChildren(
-    axis(pieces),
-    lane(pieces, "Pool", "memory-lane-pool", poolBlocks, `${poolBlocks.length} chunks, ${formatBytes(poolBytes)}`),
-    lane(pieces, "Instances", "memory-lane-instances", instanceBlocks, `${instanceBlocks.length} chunks of ${store.instances.size} instances`),
-    lane(pieces, "Kimages", "memory-lane-segments", segmentBlocks, `${segments} segments of loaded kimages`),
-  );
-  map.classList.toggle("has-selection", store.selected !== null);
+  const [poolLane, poolTrack] = lane(pieces, "Pool", "memory-lane-pool", poolBlocks);
+  const [instanceLane, instanceTrack] = lane(pieces, "Instances", "memory-lane-instances", chunks);
+  const [segmentLane, segmentTrack] = lane(pieces, "Kimages", "memory-lane-segments", segments);
+  drawnMap.tracks = { pool: poolTrack, instances: instanceTrack, segments: segmentTrack };
+  $("memory-map").replaceChildren(axis(pieces), poolLane, instanceLane, segmentLane);
+}
+
+// Only the instances in `ids`: their old blocks out, their new ones in.
+function patch(pieces, ids) {
+  for (const id of ids) {
+    const old = drawnMap.blocks.get(id);
+    if (old) for (const node of [...old.chunks, ...old.segments]) node.remove();
+    drawnMap.blocks.delete(id);
+    const instance = store.instances.get(id);
+    if (!instance) continue;
+    const made = instanceBlocks(pieces, instance);
+    drawnMap.blocks.set(id, made);
+    drawnMap.tracks.instances.append(...made.chunks);
+    drawnMap.tracks.segments.append(...made.segments);
+  }
+}
+
+function markSelection() {
+  for (const id of [drawnMap.selected, store.selected]) {
+    const made = drawnMap.blocks.get(id);
+    if (!made) continue;
+    for (const node of [...made.chunks, ...made.segments]) node.classList.toggle("picked", id === store.selected);
+  }
+  drawnMap.selected = store.selected;
+}
+
+function describeLanes() {
+  const { pool, instances, segments } = drawnMap.tracks;
+  let chunkCount = 0;
+  let segmentCount = 0;
+  for (const made of drawnMap.blocks.values()) {
+    chunkCount += made.chunks.length;
+    segmentCount += made.segments.length;
+  }
+  const poolChunks = store.pool?.chunks || [];
+  const poolBytes = poolChunks.reduce((sum, c) => sum + c.bytes, 0);
+  pool.setAttribute("aria-label", `Pool: ${poolChunks.length} chunks, ${formatBytes(poolBytes)}`);
+  instances.setAttribute("aria-label", `Instances: ${chunkCount} chunks of ${store.instances.size} instances`);
+  segments.setAttribute("aria-label", `Kimages: ${segmentCount} segments of loaded kimages`);
+}
+
+function drawMemoryMap(topics, ids) {
+  const pieces = scaleFor(spans());
+  if (!pieces) {
+    $("memory-map").replaceChildren(element("p", { class: "empty" }, "No pool memory yet."));
+    drawnMap.scale = "";
+    drawnMap.tracks = null;
+    return;
+  }
+  const scale = JSON.stringify(pieces);
+  const whole = !drawnMap.tracks || scale !== drawnMap.scale || topics.has("pool") || topics.has("host")
+    || topics.has("all-instances");
+  if (whole) rebuild(pieces);
+  else patch(pieces, ids);
+  drawnMap.scale = scale;
+  markSelection();
+  describeLanes();
+  $("memory-map").classList.toggle("has-selection", store.selected !== null);
   drawSelection();
 }
 
@@ -180,9 +245,9 @@ export function setUpMemoryMap({ reveal }) {
   map.addEventListener("click", onClick);
   map.addEventListener("mouseover", (event) => {
     const hovered = event.target.closest(".block");
-    if (hovered) $("memory-readout").textContent = hovered.title;
+    if (hovered) $("memory-readout").textContent = labelOf(hovered);
   });
   $("memory-legend").replaceChildren(...SEGMENT_KINDS.map((kind) =>
     element("li", {}, element("span", { class: `swatch ${segmentClass(kind)}`, "aria-hidden": "true" }), kind)));
-  follow(["host", "pool", "instances", "selection"], draw);
+  follow(["host", "pool", "instances", "selection"], drawMemoryMap);
 }

@@ -1,5 +1,7 @@
 // What the page knows, shared by the panels, and one redraw per animation frame: a burst of
 // events changes the store many times but each panel redraws once, for every topic it follows.
+// While a burst's reads are in flight (hold/release) the redraw waits for all of them, up to
+// MAX_HOLD_MS, so a hundred replies cost one redraw rather than a hundred.
 
 export const store = {
   host: null,
@@ -12,31 +14,62 @@ export const store = {
   selected: null, // the instance id picked in the table or a map: both maps highlight it
 };
 
+const MAX_HOLD_MS = 250;
 const panels = []; // {topics, draw}
 let pending = new Set();
+let touched = new Set(); // instance ids changed since the last redraw
 let scheduled = false;
+let holds = 0;
+let lastFlush = 0;
 let waiters = [];
 
-// draw(topics) runs in the frame after any of `topics` changed.
+// draw(topics, ids) runs in the frame after any of `topics` changed; `ids`: the instances that
+// changed (added, updated or removed) since the previous redraw.
 export function follow(topics, draw) {
   panels.push({ topics: new Set(topics), draw });
 }
 
-// Note what changed ("instances", "pool", "host", "selection", "events", "images").
-export function changed(...topics) {
-  for (const topic of topics) pending.add(topic);
+function schedule() {
   if (!scheduled) {
     scheduled = true;
     requestAnimationFrame(flush);
   }
 }
 
+// Note what changed ("instances", "pool", "host", "selection", "events", "images").
+export function changed(...topics) {
+  for (const topic of topics) pending.add(topic);
+  schedule();
+}
+
+export function instanceChanged(id) {
+  touched.add(id);
+  changed("instances");
+}
+
+export function hold() {
+  holds += 1;
+}
+
+export function release() {
+  holds = Math.max(0, holds - 1);
+  if (holds === 0 && pending.size > 0) schedule();
+}
+
 function flush() {
   scheduled = false;
+  const waited = performance.now() - lastFlush;
+  if (holds > 0 && waited < MAX_HOLD_MS) {
+    setTimeout(schedule, MAX_HOLD_MS - waited);
+    return;
+  }
+  lastFlush = performance.now();
   const topics = pending;
+  const ids = touched;
   pending = new Set();
+  touched = new Set();
   for (const panel of panels) {
-    if ([...topics].some((topic) => panel.topics.has(topic))) panel.draw(topics);
+    if ([...topics].some((topic) => panel.topics.has(topic))) panel.draw(topics, ids);
   }
   const done = waiters;
   waiters = [];
@@ -45,7 +78,7 @@ function flush() {
 
 // Resolves once what has changed so far is on screen.
 export function drawn() {
-  if (!scheduled) return Promise.resolve();
+  if (!scheduled && pending.size === 0) return Promise.resolve();
   return new Promise((resolve) => waiters.push(resolve));
 }
 
