@@ -24,7 +24,8 @@ AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 # reaches into both nodes' memory: node 0's part first, then a step into node 1 (as the bench's
 # big machine grows its pool).
 SMALL_MACHINE: dict[str, Any] = {"cpus": 32, "numa_nodes": 2, "llc_per_node": 2, "pool_bytes": 28 << 30}
-SMALL_POOL_STEPS = [{"cpus": list(range(2, 32)), "memory_base": 4 << 30, "memory_bytes": size << 30} for size in (12, 16)]
+SMALL_POOL_STEPS = [{"cpus": list(range(2, 32)), "memory_base": 4 << 30, "memory_bytes": size << 30}
+                    for size in (12, 16)]
 
 
 def apply_pool(http: httpx.Client) -> None:
@@ -251,4 +252,5 @@ def test_first_render_and_a_burst_of_events_at_full_size(tmp_path: Path, browser
             assert timings.burst_events >= dashboard_scale.BURST
     print(f"\ndashboard at 1,024 CPUs / 2,047 instances: first render {timings.first_render_ms:.0f} ms "  # noqa: T201
           f"(goal < 1000; the same reads without drawing {timings.fetch_only_ms:.0f} ms), "
-          f"burst of {timings.burst_events} events {timings.burst_ms:.0f} ms (goal < 200)")
+          f"burst of {timings.burst_events} events {timings.burst_ms:.0f} ms (goal < 200; its reads without drawing "
+          f"{timings.burst_reads_ms:.0f} ms)")
