@@ -20,7 +20,8 @@ let pending = new Set();
 let touched = new Set(); // instance ids changed since the last redraw
 let scheduled = false;
 let holds = 0;
-let lastFlush = 0;
+let heldSince = 0; // when the current hold began, or the last redraw it allowed
+let holdTimer = null;
 let waiters = [];
 
 // draw(topics, ids) runs in the frame after any of `topics` changed; `ids`: the instances that
@@ -36,7 +37,8 @@ function schedule() {
   }
 }
 
-// Note what changed ("instances", "pool", "host", "selection", "events", "images").
+// Note what changed: "instances" (with "all-instances" after a full read), "pool", "host",
+// "selection", "events".
 export function changed(...topics) {
   for (const topic of topics) pending.add(topic);
   schedule();
@@ -48,6 +50,7 @@ export function instanceChanged(id) {
 }
 
 export function hold() {
+  if (holds === 0) heldSince = performance.now();
   holds += 1;
 }
 
@@ -58,12 +61,17 @@ export function release() {
 
 function flush() {
   scheduled = false;
-  const waited = performance.now() - lastFlush;
+  const waited = performance.now() - heldSince;
   if (holds > 0 && waited < MAX_HOLD_MS) {
-    setTimeout(schedule, MAX_HOLD_MS - waited);
+    if (!holdTimer) {
+      holdTimer = setTimeout(() => {
+        holdTimer = null;
+        schedule();
+      }, MAX_HOLD_MS - waited);
+    }
     return;
   }
-  lastFlush = performance.now();
+  heldSince = performance.now();
   const topics = pending;
   const ids = touched;
   pending = new Set();
