@@ -47,7 +47,9 @@ async function start() {
   setUpCpuMap({ reveal: revealInstance });
   setUpMemoryMap({ reveal: revealInstance });
   setUpEventLog();
-  // Host first: its capabilities and topology shape the rows and the CPU map.
+  // The stream opens while the host is read (beyond loopback it retries until signed in); the
+  // first full read waits for both, so it misses nothing.
+  const streamOpen = connectEvents();
   for (;;) {
     try {
       await loadHost();
@@ -62,7 +64,7 @@ async function start() {
     }
   }
   clearProblem();
-  await connectEvents();
+  await streamOpen;
   await Promise.all([
     loadImages().catch((error) => showProblem(error, "Listing images")),
     reloadAll(),
