@@ -74,13 +74,15 @@ def _set_state(
         session.add(record)
         session.flush()
         if respond:
-            remember(session, status=200, body=instance_public(record), headers={"etag": etag_of(record)})
+            remember(session, status=200, body=instance_public(record, daemon.host.capabilities),
+                     headers={"etag": etag_of(record)})
         return record, events
 
 
 def _visible(record: InstanceRecord) -> dict[str, Any]:
-    """What a client sees of a record, but for the version and time stamps."""
-    shown = instance_public(record)
+    """What a client sees of a record, but for the version and time stamps. No capabilities are
+    needed: allowed_actions follows the state, which is compared anyway."""
+    shown = instance_public(record, {})
     for key in ("version", "updated_at"):
         del shown[key]
     return shown
@@ -188,7 +190,7 @@ def load(
             kimage=kimage_json(kernel_instance, cmdline or ""), image_uses=uses, respond=True,
         )
     publish(daemon, events)
-    return instance_public(updated), etag_of(updated)
+    return instance_public(updated, daemon.host.capabilities), etag_of(updated)
 
 
 def kimage_json(kernel: KernelInstance, cmdline: str) -> dict[str, Any] | None:
@@ -216,7 +218,7 @@ def unload(*, daemon: Daemon, ref: str, force: bool, if_match: str | None) -> Re
         updated, events = _set_state(daemon, record.id, to=state, kernel=kernel, kimage=None,
                                      failure=failure, image_uses={}, respond=True)
     publish(daemon, events)
-    return instance_public(updated), etag_of(updated)
+    return instance_public(updated, daemon.host.capabilities), etag_of(updated)
 
 
 def start(*, daemon: Daemon, ref: str, if_match: str | None) -> Result:
@@ -232,7 +234,7 @@ def start(*, daemon: Daemon, ref: str, if_match: str | None) -> Result:
             daemon, record.id, to=InstanceState.FAILED if failed else InstanceState.ACTIVE, kernel=kernel,
             failure=f"the kernel reports {kernel.kernel_state!r} after start" if failed else None, respond=True)
     publish(daemon, events)
-    return instance_public(updated), etag_of(updated)
+    return instance_public(updated, daemon.host.capabilities), etag_of(updated)
 
 
 def stop(*, daemon: Daemon, ref: str, force: bool, if_match: str | None) -> Result:
@@ -246,4 +248,4 @@ def stop(*, daemon: Daemon, ref: str, force: bool, if_match: str | None) -> Resu
                               lambda r: daemon.backend.stop(r.id, force=force), checks=checks)
         updated, events = _set_state(daemon, record.id, to=InstanceState.LOADED, kernel=kernel, respond=True)
     publish(daemon, events)
-    return instance_public(updated), etag_of(updated)
+    return instance_public(updated, daemon.host.capabilities), etag_of(updated)

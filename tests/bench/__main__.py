@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from tests.bench import (
     bench_create_scaling,
+    bench_dashboard,
     bench_dry_run_latency,
     bench_instance_rss,
     bench_keepalive,
@@ -35,6 +36,7 @@ BENCHMARKS: dict[str, Callable[[], list[BenchResult]]] = {
     "dry-run": lambda: [bench_dry_run_latency.run()],
     "instance-rss": bench_instance_rss.run,
     "limits": bench_limits.run,
+    "dashboard": bench_dashboard.run,
 }
 
 
