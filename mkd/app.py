@@ -16,8 +16,11 @@ from starlette.concurrency import run_in_threadpool
 from mkd import crash_points
 from mkd.api.audit_middleware import AuditLog, AuditMiddleware
 from mkd.api.auth_middleware import TokenAuthMiddleware
+from mkd.api.body_limits import BodyLimitMiddleware
+from mkd.api.connection_limit import ConnectionLimitGuard
 from mkd.api.cross_site_guard import CrossSiteGuard
 from mkd.api.idempotency_middleware import IdempotencyMiddleware
+from mkd.api.limit_refusals import LimitRefusals
 from mkd.api.openapi_headers import add_header_docs
 from mkd.api.problems import install_problem_handlers
 from mkd.api.request_metrics import RequestMetrics, RequestMetricsMiddleware
@@ -28,6 +31,7 @@ from mkd.backends.registry import make_backend
 from mkd.config import Settings
 from mkd.db.migrate import upgrade_to_head
 from mkd.db.session import make_engine
+from mkd.devicetree.dts import configure_dtc
 from mkd.images.store import ImageStore
 from mkd.services.context import Daemon
 from mkd.services.event_bus import EventBus
@@ -143,8 +147,15 @@ def create_app(settings: Settings | None = None, *,
     app.state.request_metrics = RequestMetrics()
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)
     app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(AuditMiddleware, log=AuditLog(settings.daemon.state_dir / "audit.log"))
+    app.add_middleware(AuditMiddleware, log=AuditLog(settings.daemon.state_dir / "audit.log",
+                                                     max_bytes=settings.limits.audit_max_bytes,
+                                                     files=settings.limits.audit_files))
     app.add_middleware(CrossSiteGuard, allowed_hosts=settings.daemon.allowed_hosts)
+    # DESIGN "Limits": outside every middleware that reads a body, so none buffers past a limit.
+    app.state.limit_refusals = LimitRefusals()
+    app.add_middleware(BodyLimitMiddleware, limits=settings.limits, refusals=app.state.limit_refusals)
+    app.add_middleware(ConnectionLimitGuard, refusals=app.state.limit_refusals)
+    configure_dtc(settings.limits)
     app.state.tokens = []
     app.state.session_signer = SessionSigner()
     if settings.daemon.tokens_file is not None:

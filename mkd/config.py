@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mkd.errors import InvalidInput
 from mkd.kernel_types import KernelProfile
@@ -63,7 +63,8 @@ class DaemonSettings(BaseModel):
     strict_isolation: bool = True
     tokens_file: Path | None = None
     allowed_hosts: list[str] = Field(default_factory=list)  # DNS names clients may use in Host
-    max_image_bytes: int = Field(8 << 30, ge=1, le=1 << 42)
+    # Kept for old configs; [limits] max_image_bytes is the setting (see Settings.image_limit).
+    max_image_bytes: int | None = Field(None, ge=1, le=1 << 42)
     event_retention: int = Field(10_000, ge=1, le=10_000_000)
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)
     sysfs_root: Path = Path("/sys/fs/multikernel")
@@ -82,12 +83,53 @@ class ReconcilerSettings(BaseModel):
     stop_timeout_s: float = Field(40.0, gt=0.0, le=3600.0)
 
 
+class LimitSettings(BaseModel):
+    """DESIGN "Limits": nothing a client sends can exhaust the daemon (section [limits])."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_json_bytes: int = Field(1 << 20, ge=1024, le=1 << 34)
+    max_dt_bytes: int = Field(1 << 20, ge=1024, le=1 << 34)
+    max_image_bytes: int = Field(8 << 30, ge=1, le=1 << 42)
+    max_validation_errors: int = Field(20, ge=1, le=100_000)
+    max_connections: int = Field(1024, ge=1, le=1_000_000)  # busy TCP connections; the unix socket is exempt
+    header_timeout_s: float = Field(10.0, gt=0.0, le=3600.0)
+    keepalive_timeout_s: float = Field(5.0, gt=0.0, le=3600.0)
+    body_stall_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
+    max_event_streams: int = Field(256, ge=1, le=1_000_000)
+    max_console_streams: int = Field(64, ge=1, le=1_000_000)
+    max_waiters: int = Field(256, ge=1, le=1_000_000)
+    idempotency_keys_per_token: int = Field(10_000, ge=1, le=100_000_000)
+    idempotency_bytes_per_token: int = Field(64 << 20, ge=1024, le=1 << 40)
+    dtc_concurrency: int = Field(2, ge=1, le=256)
+    dtc_queue: int = Field(8, ge=0, le=10_000)
+    dtc_cpu_s: int = Field(5, ge=1, le=3600)
+    dtc_memory_bytes: int = Field(256 << 20, ge=16 << 20, le=1 << 40)
+    dtc_timeout_s: float = Field(10.0, gt=0.0, le=3600.0)  # wall clock: a dtc blocked on nothing CPU can't end
+    dtc_path: Path | None = None  # default: `dtc` on PATH
+    console_history_bytes: int = Field(1 << 20, ge=1024, le=1 << 34)
+    audit_max_bytes: int = Field(64 << 20, ge=1024, le=1 << 40)
+    audit_files: int = Field(4, ge=1, le=1000)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     daemon: DaemonSettings = Field(default_factory=lambda: DaemonSettings())
     simulator: SimulatorSettings = Field(default_factory=lambda: SimulatorSettings())
     reconciler: ReconcilerSettings = Field(default_factory=lambda: ReconcilerSettings())
+    limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
+
+    @model_validator(mode="after")
+    def _one_image_limit(self) -> Settings:
+        """`[daemon] max_image_bytes` still works; set beside a different `[limits]` one it is an error."""
+        old = self.daemon.max_image_bytes
+        if old is not None:
+            if "max_image_bytes" in self.limits.model_fields_set and self.limits.max_image_bytes != old:
+                raise ValueError(f"[daemon] max_image_bytes ({old}) and [limits] max_image_bytes "
+                                 f"({self.limits.max_image_bytes}) differ: keep only [limits]")
+            self.limits.max_image_bytes = old
+        return self
 
     @property
     def database_path(self) -> Path:

@@ -185,9 +185,27 @@ class NotReady(MkdError):
     slug = "not-ready"
 
 
-class TooManyRequests(MkdError):
-    """A per-client limit (DESIGN "Limits"): event and console streams, waiters, idempotency quota."""
+class OverLimit(MkdError):
+    """Past a `[limits]` setting (DESIGN "Limits"); `limit` names the setting, and the refusal is
+    counted under that name in /metrics (mkd_limit_refusals_total)."""
 
     status = 429
     title = "Too many requests"
-    slug = "too-many-requests"
+    slug = "over-limit"
+
+    def __init__(self, limit: str, detail: str, *, status: int | None = None, retry_after_s: int | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+        titles = {413: "Payload too large", 503: "Service unavailable"}
+        super().__init__(detail, status=status, title=titles.get(status or self.status), headers=headers,
+                         extra={"limit": limit, **(extra or {})})
+        self.limit = limit
+
+
+class BodyOverLimit(OverLimit, PayloadTooLarge):
+    """A request body past max_json_bytes, max_dt_bytes or max_image_bytes: 413 while reading."""
+
+    def __init__(self, limit: str, size_limit: int) -> None:
+        super().__init__(limit, f"the request body is over the limit of {size_limit} bytes ([limits] {limit})",
+                         status=413)
+        self.slug = "payload-too-large"

@@ -48,8 +48,9 @@ class DaemonCollector(Collector):
         yield streams
 
 
-def render_metrics(daemon: Daemon | None, requests: CollectorRegistry) -> tuple[bytes, str]:
+def render_metrics(daemon: Daemon | None, *registries: CollectorRegistry) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DaemonCollector(daemon))
-    desired = generate_latest(daemon.desired_metrics.registry) if daemon is not None else b""
-    return generate_latest(registry) + generate_latest(requests) + desired, CONTENT_TYPE_LATEST
+    if daemon is not None:
+        registries = (*registries, daemon.desired_metrics.registry)
+    return generate_latest(registry) + b"".join(generate_latest(r) for r in registries), CONTENT_TYPE_LATEST

@@ -20,6 +20,7 @@ ROOT_MODULE_LAYER = {
     "openapi": "app",
     "doctor": "app",
     "malloc_tuning": "app",
+    "bounded_http": "app",
     "metrics": "services",
     "etags": "domain",
     "auth_tokens": "domain",

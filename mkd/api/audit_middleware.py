@@ -13,14 +13,38 @@ MUTATING = ("POST", "PUT", "PATCH", "DELETE")
 
 
 class AuditLog:
-    def __init__(self, path: Path) -> None:
+    """Appends JSON lines; past `max_bytes` the file is rotated (audit.log → audit.log.1 → …),
+    keeping `files` files in all (DESIGN "Limits" audit_max_bytes)."""
+
+    def __init__(self, path: Path, *, max_bytes: int = 64 << 20, files: int = 4) -> None:
         self.path = path
+        self.max_bytes = max_bytes
+        self.files = files
         self._lock = threading.Lock()
 
     def write(self, entry: dict[str, object]) -> None:
         line = json.dumps(entry, sort_keys=True) + "\n"
-        with self._lock, open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line)
+        with self._lock:
+            try:
+                size = self.path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size and size + len(line) > self.max_bytes:
+                self._rotate()
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+
+    def _rotate(self) -> None:
+        oldest = self.path.with_name(f"{self.path.name}.{self.files - 1}")
+        oldest.unlink(missing_ok=True)
+        for n in range(self.files - 2, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if older.exists():
+                older.rename(self.path.with_name(f"{self.path.name}.{n + 1}"))
+        if self.files > 1:
+            self.path.rename(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink()
 
 
 class AuditMiddleware:

@@ -8,10 +8,13 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mkd.api.problems import problem_response
+from mkd.api.auth_middleware import OPEN_PATHS
+from mkd.api.limit_refusals import count_refusal
+from mkd.api.problems import SCHEMA_INVALID, problem_response
 from mkd.errors import InvalidInput, MkdError, PayloadTooLarge
 from mkd.services.context import Daemon
 from mkd.services.idempotency import (
+    MAX_STORED_REFUSAL,
     IdempotencyClaim,
     StoredResponse,
     claim,
@@ -23,7 +26,6 @@ from mkd.services.idempotency import (
 )
 
 MAX_KEY = 255
-MAX_BODY = (1 << 20) + 1
 KEPT_HEADERS = ("content-type", "location", "etag")
 UPLOAD_PATH = "/v1/images"  # streamed: never buffered here (see mkd.services.idempotency)
 
@@ -36,7 +38,8 @@ class IdempotencyMiddleware:
         key = _header(scope, b"idempotency-key") if scope["type"] == "http" else None
         app = scope.get("app")
         daemon = getattr(app.state, "daemon", None) if app is not None else None
-        if key is None or scope["method"] != "POST" or daemon is None or not daemon.ready:
+        if (key is None or scope["method"] != "POST" or daemon is None or not daemon.ready
+                or scope["path"] in OPEN_PATHS):  # DESIGN "Limits": open paths take no keys
             await self.app(scope, receive, send)
             return
         if not key or len(key) > MAX_KEY:
@@ -82,8 +85,9 @@ class IdempotencyMiddleware:
             raise
         finally:
             current_claim.reset(token_)
-        if status and scope["path"] != UPLOAD_PATH:
-            await run_in_threadpool(store_after, daemon, active, StoredResponse(status, headers, b"".join(parts)))
+        body = b"".join(parts)
+        if status and scope["path"] != UPLOAD_PATH and _keep(scope, status, body):
+            await run_in_threadpool(store_after, daemon, active, StoredResponse(status, headers, body))
         elif not active.stored:
             # No response, or an upload that stored nothing (413, empty body): a retry runs again.
             await run_in_threadpool(release, daemon, active)
@@ -97,7 +101,7 @@ async def _claim_upload(daemon: Daemon, key_scope: str, receive: Receive) -> Sto
         return None
     stored, body_sha256 = found
     digest = hashlib.sha256()
-    size, limit = 0, daemon.settings.daemon.max_image_bytes
+    size, limit = 0, daemon.settings.limits.max_image_bytes
     more = True
     while more:
         message = await receive()
@@ -114,6 +118,15 @@ async def _claim_upload(daemon: Daemon, key_scope: str, receive: Receive) -> Sto
     return stored
 
 
+def _keep(scope: Scope, status: int, body: bytes) -> bool:
+    """Whether a response stored after the fact (not by the change's own transaction) is kept:
+    never one to a body that failed schema validation (a retry runs again, safely: nothing
+    changed), a refusal only up to MAX_STORED_REFUSAL (DESIGN "Limits")."""
+    if scope.get("state", {}).get(SCHEMA_INVALID):
+        return False
+    return status < 400 or len(body) <= MAX_STORED_REFUSAL
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key.lower() == name:
@@ -124,16 +137,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 async def _buffer(receive: Receive) -> tuple[bytes, Receive]:
     parts: list[bytes] = []
-    size = 0
     more = True
     while more:
         message = await receive()
         if message["type"] != "http.request":
             break
-        chunk = message.get("body", b"")
-        parts.append(chunk)
-        size += len(chunk)
-        more = message.get("more_body", False) and size < MAX_BODY
+        parts.append(message.get("body", b""))
+        more = message.get("more_body", False)  # bounded by BodyLimitMiddleware
     body = b"".join(parts)
     sent = False
 
@@ -156,7 +166,8 @@ async def _replay(stored: StoredResponse, send: Send) -> None:
 
 
 async def _send_problem(scope: Scope, send: Send, exc: MkdError) -> None:
-    response = problem_response(exc.problem(scope["path"]))
+    count_refusal(scope, exc)
+    response = problem_response(exc.problem(scope["path"]), exc.headers)
 
     async def no_body() -> Any:
         return {"type": "http.disconnect"}

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from mkd.domain.names import NAME_PATTERN
 from mkd.domain.requests import MAX_CMDLINE_BYTES, CpuAffinity, MemoryPolicy
+from mkd.domain.states import Action
 from mkd.kernel_types import MAX_INSTANCE_ID, MAX_NUMNODES, MIN_INSTANCE_ID
 
 U64 = Annotated[int, Field(ge=0, le=(1 << 64) - 1)]
@@ -156,6 +157,9 @@ class InstanceOut(BaseModel):
     memory: list[MemChunkOut]
     kimage: KimageOut | None
     failure: str | None = None
+    # What the daemon lets reach the kernel now (mkd/domain/states.py allowed_actions): the state's
+    # transition rules less what the host's capabilities rule out. "update" is PATCH.
+    allowed_actions: list[Action]
     version: int
     created_at: str
     updated_at: str

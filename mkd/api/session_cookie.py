@@ -39,7 +39,9 @@ class SessionSigner:
             expiry = int(expires)
         except ValueError:
             return None
-        if not hmac.compare_digest(self._sign(payload), signature) or expiry < (now or time.time()):
+        # Bytes, not str: compare_digest refuses a str holding non-ASCII (a 500, issue 11).
+        if (not hmac.compare_digest(self._sign(payload).encode(), signature.encode("utf-8", "surrogateescape"))
+                or expiry < (now or time.time())):
             return None
         # The token must still be in the file with the same role: removing a token ends its sessions.
         return next((t for t in tokens if t.name == name and t.role == role), None)

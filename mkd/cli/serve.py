@@ -10,6 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
+from mkd.bounded_http import bounded_protocol, raise_open_files_limit
 from mkd.cli.socket_activation import describe, inherited_sockets
 from mkd.config import Settings
 from mkd.errors import InvalidInput
@@ -127,6 +128,7 @@ def run(settings: Settings, *, announce: bool = True) -> None:
         for url in urls:
             print(f"mkd: dashboard and API at {url}", flush=True)  # noqa: T201
     tune_malloc()  # uploads: see mkd.malloc_tuning
+    open_files = raise_open_files_limit()  # DESIGN "Limits": before any socket is accepted
     show_daemon_log(settings.daemon.log_level)
     failures: list[BaseException] = []
     servers: list[uvicorn.Server] = []
@@ -139,8 +141,14 @@ def run(settings: Settings, *, announce: bool = True) -> None:
     # Start-up runs once the sockets listen, so /healthz and /readyz (503 "starting") answer.
     app = create_app(settings, on_start_failure=start_failed)
     # loop="auto" takes uvloop (a dependency): it reads the socket with less per-read overhead.
+    # DESIGN "Limits": uvicorn's own protocol cannot time out headers nor answer past a connection
+    # cap the way DESIGN asks; mkd.bounded_http says why and adds it (limit_concurrency stays off).
+    limits = settings.limits
+    protocol = bounded_protocol(limits, app.state.limit_refusals, open_files)
     config = uvicorn.Config(app, log_level=settings.daemon.log_level, lifespan="on",
-                            loop="auto", http="httptools", timeout_graceful_shutdown=5)
+                            loop="auto", http=protocol, timeout_graceful_shutdown=5,
+                            timeout_keep_alive=limits.keepalive_timeout_s,  # type: ignore[arg-type]
+                            proxy_headers=False)
     servers.append(uvicorn.Server(config))
     servers[0].run(sockets=sockets)
     if failures:

@@ -63,7 +63,11 @@ class DtNode:
         """(name, value) in blob order; a property over MAX_PROPERTY_BYTES is refused by name."""
         offset = self._fdt.first_property_offset(self._offset, _NOTFOUND)
         while offset >= 0:
-            prop = self._fdt.get_property_by_offset(offset)
+            try:
+                prop = self._fdt.get_property_by_offset(offset)
+            except (UnicodeDecodeError, SystemError) as exc:
+                # pylibfdt decodes the name as UTF-8 and fails (a SystemError wrapping it) on other bytes.
+                raise invalid(f"{self.path}: a property name is not UTF-8 text") from exc
             name = str(prop.name)
             if len(prop) > MAX_PROPERTY_BYTES:
                 raise invalid(
@@ -78,7 +82,7 @@ class DtNode:
         while offset >= 0:
             if self.depth + 1 > MAX_NODE_DEPTH:
                 raise invalid(f"{self.path}: nodes nest deeper than {MAX_NODE_DEPTH} levels")
-            name = str(self._fdt.get_name(offset))
+            name = _node_name(self._fdt, offset, self.path)
             yield DtNode(self._fdt, offset, name, f"{self.path.rstrip('/')}/{name}", self.depth + 1)
             offset = self._fdt.next_subnode(offset, _NOTFOUND)
 
@@ -86,7 +90,7 @@ class DtNode:
         """Names of the subnodes, without building views (cheap counting of hostile input)."""
         offset = self._fdt.first_subnode(self._offset, _NOTFOUND)
         while offset >= 0:
-            yield str(self._fdt.get_name(offset))
+            yield _node_name(self._fdt, offset, self.path)
             offset = self._fdt.next_subnode(offset, _NOTFOUND)
 
     def child(self, name: str) -> DtNode | None:
@@ -94,6 +98,17 @@ class DtNode:
             if node.name == name:
                 return node
         return None
+
+
+def _node_name(fdt: libfdt.FdtRo, offset: int, parent: str) -> str:
+    """A node's name; pylibfdt hands non-UTF-8 bytes back as lone surrogates, which no JSON
+    answer can carry, so they are refused here by their parent's path."""
+    try:
+        name = str(fdt.get_name(offset))
+        name.encode("utf-8")
+    except (UnicodeError, SystemError) as exc:
+        raise invalid(f"{parent}: a child node's name is not UTF-8 text") from exc
+    return name
 
 
 def _header_problem(buf: bytearray) -> str | None:

@@ -18,5 +18,4 @@ MAX_NODE_DEPTH = 8
 # DESIGN "Ids and refs": no plan can hold more instances than there are ids.
 MAX_INSTANCES = MAX_INSTANCE_ID
 
-# dtc runs on client input; spec-sized inputs compile in milliseconds.
-DTC_TIMEOUT_S = 5.0
+# dtc's CPU, memory, wall-clock and concurrency bounds are [limits] settings (mkd.config.LimitSettings).

@@ -54,9 +54,9 @@ _RESOURCE_OPS = (
 )
 
 
-def parse_instance_plan(data: bytes) -> list[InstanceRequest]:
+def parse_instance_plan(data: bytes, *, max_bytes: int = MAX_DT_BYTES) -> list[InstanceRequest]:
     """Parse a v2 `/instances` tree or a tree overlay of instance-create nodes (DTS or DTB)."""
-    root = load_tree(data)
+    root = load_tree(data, max_bytes=max_bytes)
     _check_root_properties(root)
     child_names = set(root.child_names())
     has_instances = "instances" in child_names

@@ -8,9 +8,9 @@ from mkd.devicetree.limits import MAX_DT_BYTES
 from mkd.errors import PayloadTooLarge
 
 
-def load_tree(data: bytes) -> DtNode:
-    if len(data) > MAX_DT_BYTES:
-        raise PayloadTooLarge(f"device tree is {len(data)} bytes; the limit is {MAX_DT_BYTES} (1 MiB)")
+def load_tree(data: bytes, *, max_bytes: int = MAX_DT_BYTES) -> DtNode:
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"device tree is {len(data)} bytes; the limit is {max_bytes} ([limits] max_dt_bytes)")
     if is_dtb(data):
         return open_dtb(data)
     # DESIGN "Input in both profiles": without the FDT magic the body must be DTS text.

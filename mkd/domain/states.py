@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -116,6 +117,22 @@ def transition(state: InstanceState, action: Action) -> Allowed:
     if isinstance(rule, Refused):
         raise KernelError(rule.errno_code, f"{action.value} refused in state {state.value}: {rule.reason}")
     return rule
+
+
+# Actions that also need a host capability (DESIGN "Two kernel generations"): rfc-v2 has no halt
+# command and cannot update an instance's resources.
+REQUIRED_CAPABILITY: dict[Action, str] = {A.STOP: "halt", A.STOP_FORCE: "halt", A.UPDATE: "hot_update"}
+
+
+def allowed_actions(state: InstanceState, capabilities: Mapping[str, bool]) -> list[str]:
+    """The actions the daemon lets reach the kernel now: the Allowed rules of TRANSITIONS for
+    `state`, less those whose capability the host lacks. Clients show these instead of keeping a
+    copy of the table; the kernel may still refuse (FAILED defers to it)."""
+    def capable(action: Action) -> bool:
+        needed = REQUIRED_CAPABILITY.get(action)
+        return needed is None or capabilities.get(needed, False)
+
+    return [action.value for action in Action if isinstance(TRANSITIONS[(state, action)], Allowed) and capable(action)]
 
 
 # Raw kernel status string -> daemon state (spec §1: v2 reports `loading` while a kimage is attached).

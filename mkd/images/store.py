@@ -6,12 +6,13 @@ renamed into place only when complete, so a crash leaves at most a stray tempora
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mkd.errors import InvalidInput, PayloadTooLarge
+from mkd.errors import InvalidInput, KernelError, PayloadTooLarge
 from mkd.images.spool import UploadSpool
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -86,6 +87,12 @@ class ImageStore:
             else:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 await spool.keep(final)
+        except OSError as exc:
+            await spool.abort()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # DESIGN "Limits": a full disk is ENOSPC 409; the partial file is gone again.
+                raise KernelError(errno.ENOSPC, "the image store's disk is full: the upload was not stored") from exc
+            raise
         except BaseException:
             await spool.abort()
             raise

@@ -60,10 +60,10 @@ def document_of(record: InstanceRecord | None, declared: DeclaredRecord) -> dict
     }
 
 
-def would_be(record: InstanceRecord | None, name: str, spec: DeclaredSpec) -> dict[str, Any]:
+def would_be(daemon: Daemon, record: InstanceRecord | None, name: str, spec: DeclaredSpec) -> dict[str, Any]:
     """The instance a dry run shows: the record as it is, or the one a create would make."""
     if record is not None:
-        return instance_public(record)
+        return instance_public(record, daemon.host.capabilities)
     return {
         "id": spec.id or 0, "name": name, "uid": "", "state": "EMPTY", "kernel_state": "",
         "resources": {"cpus": list(spec.resources.get("cpus") or []),
@@ -71,6 +71,7 @@ def would_be(record: InstanceRecord | None, name: str, spec: DeclaredSpec) -> di
                       "llc_way_mask": spec.resources.get("llc_way_mask"),
                       "devices": list(spec.resources.get("devices") or []), "numa_node": None},
         "memory": [], "kimage": None, "failure": None, "version": 0, "created_at": "", "updated_at": "",
+        "allowed_actions": [],
     }
 
 
@@ -104,10 +105,10 @@ def apply_document(
             _check_images(session, spec)
             same = declared is not None and declared.spec == spec.to_json() and declared.labels == labels
             if same and record is not None and not dry_run:
-                return Applied(instance_public(record), etag_of(record), created=False)
+                return Applied(instance_public(record, daemon.host.capabilities), etag_of(record), created=False)
             if dry_run:
                 steps, blocked = plan(have_of(record, declared), spec.want(profile), capabilities(daemon))
-                body = would_be(record, name, spec)
+                body = would_be(daemon, record, name, spec)
                 body["plan"] = [{"action": s.step.value, "reason": s.reason} for s in steps]
                 if blocked is not None:
                     body["plan"].append({"action": "none", "reason": f"{blocked.blocker.value}: {blocked.message}"})
@@ -139,7 +140,7 @@ def apply_document(
             session.flush()
             event = spec_event(session, record, declared, cause="api")
             session.refresh(record)
-            body, etag = instance_public(record), etag_of(record)
+            body, etag = instance_public(record, daemon.host.capabilities), etag_of(record)
     publish(daemon, [event])
     wake_reconciler(daemon, name)
     return Applied(body, etag, created)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ from sqlmodel import col, func, select
 from mkd.db import repository
 from mkd.db.models import EventRecord
 from mkd.db.session import transaction
-from mkd.errors import InvalidInput
+from mkd.errors import InvalidInput, OverLimit
 from mkd.services.context import Daemon
 
 
@@ -23,12 +24,25 @@ class StreamEvent:
     data: str
 
 
+# ASCII digits only: str.isdigit() also takes "²", which int() then refuses (a 500, issue 11).
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
+STREAM_RETRY_AFTER_S = 5
+
+
 def parse_last_event_id(value: str | None) -> int | None:
     if value is None or value.strip() == "":
         return None
-    if not value.strip().isdigit() or len(value.strip()) > 18:
-        raise InvalidInput(f"Last-Event-ID {value!r} is not an event id")
+    if not _EVENT_ID.fullmatch(value.strip()):
+        raise InvalidInput(f"Last-Event-ID {value!r} is not an event id (1 to 18 ASCII digits)")
     return int(value.strip())
+
+
+def check_stream_room(daemon: Daemon) -> None:
+    """DESIGN "Limits" max_event_streams: past it, 429 + Retry-After."""
+    limit = daemon.settings.limits.max_event_streams
+    if daemon.bus.subscribers >= limit:
+        raise OverLimit("max_event_streams", f"{limit} event streams are open, the daemon's maximum "
+                        "([limits] max_event_streams)", retry_after_s=STREAM_RETRY_AFTER_S)
 
 
 def _oldest_id(daemon: Daemon) -> int | None:

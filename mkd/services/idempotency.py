@@ -17,15 +17,15 @@ import contextvars
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, func, select
 
 from mkd.db.models import IdempotencyRecord, utcnow
 from mkd.db.session import transaction
-from mkd.errors import Conflict, InvalidInput
+from mkd.errors import Conflict, InvalidInput, OverLimit
 from mkd.services.context import Daemon
 
 
@@ -48,8 +48,38 @@ current_claim: contextvars.ContextVar[IdempotencyClaim | None] = contextvars.Con
 )
 
 
+# A refusal's response is kept only up to this size (DESIGN "Limits"); a change's always is.
+MAX_STORED_REFUSAL = 64 * 1024
+
+
 def scope_of(token: str, method: str, path: str, key: str) -> str:
-    return hashlib.sha256("\0".join((token, method, path, key)).encode()).hexdigest()
+    """`<token tag>:<sha256 of the whole scope>`: the tag makes one token's keys a range of the
+    unique index, so its quota is counted without another column."""
+    tag = hashlib.sha256(token.encode()).hexdigest()[:16]
+    return tag + ":" + hashlib.sha256("\0".join((token, method, path, key)).encode()).hexdigest()
+
+
+def _check_quota(daemon: Daemon, session: Session, scope: str) -> None:
+    """DESIGN "Limits": idempotency_keys_per_token / idempotency_bytes_per_token → 429 for new keys."""
+    limits = daemon.settings.limits
+    tag = scope.partition(":")[0]
+    mine = (col(IdempotencyRecord.scope) > tag + ":", col(IdempotencyRecord.scope) < tag + ";")
+    keys, size, oldest = session.exec(
+        select(func.count(), func.coalesce(func.sum(func.length(IdempotencyRecord.body)), 0),
+               func.min(IdempotencyRecord.created_at)).where(*mine)).one()
+    limit = ("idempotency_keys_per_token" if keys >= limits.idempotency_keys_per_token
+             else "idempotency_bytes_per_token" if size >= limits.idempotency_bytes_per_token else None)
+    if limit is None:
+        return
+    ttl = daemon.settings.daemon.idempotency_ttl_s
+    wait = ttl - (utcnow() - _aware(oldest)).total_seconds() if oldest is not None else 1
+    raise OverLimit(limit, f"this client holds {keys} Idempotency-Keys ({size} bytes of stored responses), "
+                    f"its quota ([limits] {limit}); retry when the oldest expires, or send no key",
+                    retry_after_s=max(1, int(wait) + 1))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _claim(daemon: Daemon, scope: str, request_hash: str) -> IdempotencyRecord | None:
@@ -60,6 +90,7 @@ def _claim(daemon: Daemon, scope: str, request_hash: str) -> IdempotencyRecord |
             col(IdempotencyRecord.scope) == scope, col(IdempotencyRecord.created_at) < utcnow() - ttl))
         existing = session.exec(select(IdempotencyRecord).where(IdempotencyRecord.scope == scope)).first()
         if existing is None:
+            _check_quota(daemon, session, scope)
             session.add(IdempotencyRecord(scope=scope, request_hash=request_hash))
             try:
                 session.flush()

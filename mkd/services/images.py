@@ -36,7 +36,7 @@ def image_public(record: ImageRecord) -> dict[str, Any]:
 
 async def upload_image(*, daemon: Daemon, chunks: AsyncIterator[bytes]) -> tuple[dict[str, Any], bool]:
     """Store the body; returns (image, created). 201 when new, 200 when already stored."""
-    blob = await daemon.store.receive(chunks, limit=daemon.settings.daemon.max_image_bytes)
+    blob = await daemon.store.receive(chunks, limit=daemon.settings.limits.max_image_bytes)
 
     def record() -> tuple[dict[str, Any], bool]:
         with transaction(daemon.engine) as session:

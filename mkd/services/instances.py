@@ -16,7 +16,7 @@ from mkd.db.session import transaction
 from mkd.domain.allocation.plan import plan_instances
 from mkd.domain.allocation.update import plan_patch
 from mkd.domain.requests import InstanceRequest
-from mkd.domain.states import Action, InstanceState, daemon_state_for, transition
+from mkd.domain.states import Action, InstanceState, allowed_actions, daemon_state_for, transition
 from mkd.errors import InvalidInput, KernelError
 from mkd.kernel_types import InstanceSpec, KernelInstance
 from mkd.services.context import Daemon
@@ -40,11 +40,12 @@ def memory_json(kernel: KernelInstance) -> list[dict[str, Any]]:
     return [{"base": c.base, "bytes": c.bytes, "numa_node": c.numa_node} for c in kernel.memory]
 
 
-def _would_be(spec: InstanceSpec) -> dict[str, Any]:
+def _would_be(spec: InstanceSpec, capabilities: Mapping[str, bool]) -> dict[str, Any]:
     return {
         "id": spec.id, "name": spec.name, "uid": "", "state": InstanceState.READY.value,
         "kernel_state": "ready", "resources": resources_of(spec), "memory": [], "kimage": None,
-        "failure": None, "version": 0, "created_at": "", "updated_at": "",
+        "failure": None, "allowed_actions": allowed_actions(InstanceState.READY, capabilities),
+        "version": 0, "created_at": "", "updated_at": "",
     }
 
 
@@ -58,7 +59,7 @@ def create_instances(
         ledger = ledger_for(daemon)
         specs = plan_instances(ledger, requests, u32_memory=daemon.host.kernel_profile == "rfc-v2")
         if dry_run:
-            return [(_would_be(spec), "") for spec in specs]
+            return [(_would_be(spec, daemon.host.capabilities), "") for spec in specs]
         created = daemon.backend.create_instances(specs)
         crash_point("create.after_kernel")
         try:
@@ -80,9 +81,10 @@ def create_instances(
                         "to": state.value, "cause": cause}))
                     records.append(record)
                 if as_items:
-                    remember(session, status=201, body={"items": [instance_public(r) for r in records]})
+                    remember(session, status=201,
+                             body={"items": [instance_public(r, daemon.host.capabilities) for r in records]})
                 else:
-                    remember(session, status=201, body=instance_public(records[0]),
+                    remember(session, status=201, body=instance_public(records[0], daemon.host.capabilities),
                              headers={"location": f"/v1/instances/{records[0].id}", "etag": etag_of(records[0])})
         except BaseException:
             # The kernel has them but the records could not be written: take them back out.
@@ -96,13 +98,13 @@ def create_instances(
         for record in records:
             ledger.add(holding_of(record))  # with the memory per node the kernel actually carved
         publish(daemon, events)
-        return [(instance_public(r), etag_of(r)) for r in records]
+        return [(instance_public(r, daemon.host.capabilities), etag_of(r)) for r in records]
 
 
 def get_instance(*, daemon: Daemon, ref: str) -> tuple[dict[str, Any], str]:
     with transaction(daemon.engine) as session:
         record = resolve_ref(session=session, ref=ref)
-        return instance_public(record), etag_of(record)
+        return instance_public(record, daemon.host.capabilities), etag_of(record)
 
 
 def encode_cursor(last_id: int) -> str:
@@ -131,7 +133,7 @@ def list_instances(
         names = repository.declared_names_with_labels(session=session, labels=labels) if labels else None
         rows = repository.list_instances(session=session, state=state.value if state else None,
                                          after_id=after, limit=limit + 1, names=names)
-        items = [instance_public(r) for r in rows[:limit]]
+        items = [instance_public(r, daemon.host.capabilities) for r in rows[:limit]]
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return {"items": items, "next_cursor": next_cursor}
 
@@ -212,7 +214,7 @@ def update_instance(
                     session.add(fresh.declared)
                 session.flush()
                 session.refresh(fresh)
-            result = instance_public(fresh), etag_of(fresh)
+            result = instance_public(fresh, daemon.host.capabilities), etag_of(fresh)
             remember(session, status=200, body=result[0], headers={"etag": result[1]})
         ledger.remove(record.id)
         ledger.add(holding_of(fresh))

@@ -81,13 +81,15 @@ def _set_state(
                 events.append(moved)
                 session.refresh(record)
         if respond:
-            remember(session, status=200, body=instance_public(record), headers={"etag": etag_of(record)})
+            remember(session, status=200, body=instance_public(record, daemon.host.capabilities),
+                     headers={"etag": etag_of(record)})
         return record, events
 
 
 def _visible(record: InstanceRecord) -> dict[str, Any]:
-    """What a client sees of a record, but for the version and time stamps."""
-    shown = instance_public(record)
+    """What a client sees of a record, but for the version and time stamps. No capabilities are
+    needed: allowed_actions follows the state, which is compared anyway."""
+    shown = instance_public(record, {})
     for key in ("version", "updated_at"):
         del shown[key]
     return shown
@@ -198,7 +200,7 @@ def load(
             follow=("load", {"kernel": kernel, "initrd": initrd, "cmdline": cmdline or ""}),
         )
     publish(daemon, events)
-    return instance_public(updated), etag_of(updated)
+    return instance_public(updated, daemon.host.capabilities), etag_of(updated)
 
 
 def kimage_json(kernel: KernelInstance, cmdline: str) -> dict[str, Any] | None:
@@ -228,7 +230,7 @@ def unload(*, daemon: Daemon, ref: str, force: bool, if_match: str | None, cause
                                      failure=failure, image_uses={}, respond=True, cause=cause,
                                      follow=("unload", None))
     publish(daemon, events)
-    return instance_public(updated), etag_of(updated)
+    return instance_public(updated, daemon.host.capabilities), etag_of(updated)
 
 
 def start(*, daemon: Daemon, ref: str, if_match: str | None, cause: str = "api") -> Result:
@@ -245,7 +247,7 @@ def start(*, daemon: Daemon, ref: str, if_match: str | None, cause: str = "api")
             failure=f"the kernel reports {kernel.kernel_state!r} after start" if failed else None, respond=True,
             cause=cause, follow=("start", None))
     publish(daemon, events)
-    return instance_public(updated), etag_of(updated)
+    return instance_public(updated, daemon.host.capabilities), etag_of(updated)
 
 
 def stop(*, daemon: Daemon, ref: str, force: bool, if_match: str | None, cause: str = "api") -> Result:
@@ -260,4 +262,4 @@ def stop(*, daemon: Daemon, ref: str, force: bool, if_match: str | None, cause: 
         updated, events = _set_state(daemon, record.id, to=InstanceState.LOADED, kernel=kernel, respond=True,
                                      cause=cause, follow=("stop", None))
     publish(daemon, events)
-    return instance_public(updated), etag_of(updated)
+    return instance_public(updated, daemon.host.capabilities), etag_of(updated)

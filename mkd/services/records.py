@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Mapping
 from typing import Any
 
 from sqlmodel import Session
@@ -10,6 +11,7 @@ from sqlmodel import Session
 from mkd.db import repository
 from mkd.db.models import DeclaredRecord, EventRecord, InstanceRecord, utcnow
 from mkd.domain.names import is_numeric_ref, name_problem
+from mkd.domain.states import InstanceState, allowed_actions
 from mkd.errors import KernelError, PreconditionFailed
 from mkd.kernel_types import MAX_INSTANCE_ID, MIN_INSTANCE_ID
 from mkd.services.event_bus import BusEvent
@@ -48,7 +50,8 @@ def check_if_match(if_match: str | None, current_etag: str) -> None:
         raise PreconditionFailed(f"If-Match {if_match} does not match the current ETag {current_etag}")
 
 
-def instance_public(record: InstanceRecord) -> dict[str, Any]:
+def instance_public(record: InstanceRecord, capabilities: Mapping[str, bool]) -> dict[str, Any]:
+    """The instance as the API shows it; `capabilities` (the host's) decide `allowed_actions`."""
     resources = dict(record.resources)
     return {
         "id": record.id,
@@ -66,6 +69,7 @@ def instance_public(record: InstanceRecord) -> dict[str, Any]:
         "memory": list(record.memory),
         "kimage": record.kimage,
         "failure": record.failure,
+        "allowed_actions": allowed_actions(InstanceState(record.state), capabilities),
         "version": record.version,
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),

@@ -12,11 +12,9 @@ from typing import Any
 from mkd.db.session import transaction
 from mkd.domain.desired.conditions import terminal
 from mkd.domain.states import InstanceState
-from mkd.errors import InvalidInput, KernelError, TooManyRequests
+from mkd.errors import InvalidInput, KernelError, OverLimit
 from mkd.services.context import Daemon
 from mkd.services.records import instance_public, resolve_ref
-
-DEFAULT_MAX_WAITERS = 256
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ def _check(daemon: Daemon, ref: str, state: InstanceState | None, generation: in
             if deleted and exc.errno == "ENOENT":
                 return Verdict(True, None, (None, None))
             raise
-        body = instance_public(record)
+        body = instance_public(record, daemon.host.capabilities)
         ident = (record.id, record.name)
         if deleted:
             return Verdict(False, body, ident)
@@ -60,15 +58,14 @@ def _check(daemon: Daemon, ref: str, state: InstanceState | None, generation: in
 
 
 def _limit(daemon: Daemon) -> int:
-    limits = getattr(daemon.settings, "limits", None)
-    return int(getattr(limits, "max_waiters", DEFAULT_MAX_WAITERS))
+    return daemon.settings.limits.max_waiters
 
 
 async def wait_for(daemon: Daemon, *, ref: str, state: InstanceState | None, generation: int | None,
                    deleted: bool, timeout_s: float) -> dict[str, Any] | None:
     if daemon.waiters >= _limit(daemon):
-        raise TooManyRequests(f"{daemon.waiters} requests already wait; at most {_limit(daemon)}",
-                              headers={"Retry-After": "1"})
+        raise OverLimit("max_waiters", f"{daemon.waiters} requests already wait; at most {_limit(daemon)}",
+                        retry_after_s=1)
     daemon.waiters += 1
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s

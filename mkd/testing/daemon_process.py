@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -24,9 +25,11 @@ def free_port() -> int:
 class DaemonProcess:
     """`mkd serve` on a free loopback port with its own state directory."""
 
-    def __init__(self, state_dir: Path, *, config: Path | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, state_dir: Path, *, config: Path | None = None, env: dict[str, str] | None = None,
+                 open_files: int | None = None) -> None:
         self.state_dir = state_dir
         self.config = config
+        self.open_files = open_files  # a soft RLIMIT_NOFILE to start with (systemd's default is 1024)
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -48,7 +51,8 @@ class DaemonProcess:
         if self.config is not None:
             cmd += ["--config", str(self.config)]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                         preexec_fn=self._limit_open_files if self.open_files else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -60,6 +64,20 @@ class DaemonProcess:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"mkd did not become ready: {self.log.read_text()[-2000:]}")
+
+    def _limit_open_files(self) -> None:
+        assert self.open_files is not None
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(self.open_files, hard), hard))
+
+    @property
+    def socket_path(self) -> Path:
+        """The unix socket `mkd serve` binds by default."""
+        return self.state_dir / "mkd.sock"
+
+    def unix_client(self, timeout: float = 60.0) -> httpx.Client:
+        return httpx.Client(base_url="http://localhost", timeout=timeout,
+                            transport=httpx.HTTPTransport(uds=str(self.socket_path)))
 
     def client(self, timeout: float = 60.0) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=timeout)

@@ -14,9 +14,11 @@ from collections.abc import Callable
 
 from tests.bench import (
     bench_create_scaling,
+    bench_dashboard,
     bench_dry_run_latency,
     bench_instance_rss,
     bench_keepalive,
+    bench_limits,
     bench_load,
     bench_plan,
     bench_upload,
@@ -33,6 +35,8 @@ BENCHMARKS: dict[str, Callable[[], list[BenchResult]]] = {
     "create-scaling": lambda: [bench_create_scaling.run()],
     "dry-run": lambda: [bench_dry_run_latency.run()],
     "instance-rss": bench_instance_rss.run,
+    "limits": bench_limits.run,
+    "dashboard": bench_dashboard.run,
 }
 
 

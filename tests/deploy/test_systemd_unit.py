@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from mkd.bounded_http import FD_RESERVE
+from mkd.config import LimitSettings
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 UNIT = DEPLOY / "mkd.service"
 SOCKET = DEPLOY / "mkd.socket"
+
+
 HOST_UNITS = Path("/usr/lib/systemd/system")
 TARGETS = ("sysinit.target", "basic.target", "local-fs.target", "multi-user.target", "shutdown.target",
            "sockets.target")
@@ -75,3 +80,17 @@ def test_a_broken_socket_would_be_caught(tmp_path: Path, good: str, bad: str) ->
     broken = SOCKET.read_text().replace(good, bad, 1)
     result = verify(make_root(tmp_path, UNIT.read_text(), broken), "mkd.socket")
     assert result.returncode != 0 or result.stderr.strip(), (good, bad)
+
+
+def test_the_unit_bounds_files_memory_and_tasks(tmp_path: Path) -> None:
+    """DESIGN "Limits": LimitNOFILE leaves room for max_connections beside the daemon's own files."""
+    directives = dict(line.split("=", 1) for line in UNIT.read_text().splitlines() if "=" in line
+                      and not line.startswith("#"))
+    assert int(directives["LimitNOFILE"]) >= LimitSettings().max_connections + FD_RESERVE
+    assert directives["MemoryMax"].endswith("G") and int(directives["TasksMax"]) >= 64
+    assert "noroot" in directives["SecureBits"].split()
+    # systemd-analyze reads these values (so test_the_unit_verifies' empty stderr covers them):
+    for directive in ("LimitNOFILE", "MemoryMax", "TasksMax"):
+        broken = UNIT.read_text().replace(f"{directive}={directives[directive]}", f"{directive}=lots")
+        result = verify(make_root(tmp_path / directive, broken))
+        assert directive in result.stderr, result.stderr

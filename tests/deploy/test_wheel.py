@@ -31,6 +31,9 @@ def test_the_wheel_ships_the_migrations_and_they_run_from_it(tmp_path: Path) -> 
         archive.extractall(tmp_path / "site")
     assert {"mkd/db/migrations/env.py", "mkd/db/migrations/script.py.mako",
             "mkd/db/migrations/versions/0001_initial_schema.py"} <= names
+    # The dashboard's page, stylesheet and every ES module it imports (mkd/web/, any subfolder).
+    web = {path.relative_to(REPO).as_posix() for path in (REPO / "mkd" / "web").rglob("*") if path.is_file()}
+    assert "mkd/web/static/cpumap.js" in web and web <= names, sorted(web - names)
     # The unpacked wheel first on the path (dependencies from this venv), run from elsewhere.
     done = subprocess.run([sys.executable, "-c", _UPGRADE_FROM_THE_WHEEL, str(tmp_path / "site"),
                            str(tmp_path / "db.sqlite3")], cwd=tmp_path, check=True, timeout=60,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mkd.config import LimitSettings
 from mkd.devicetree import dts
 from mkd.devicetree.dts import dtb_to_dts, dts_to_dtb, is_dtb
 from mkd.errors import KernelError
@@ -60,10 +61,13 @@ def test_directives_that_read_host_files_are_refused(text: str) -> None:
     assert "read files on the host" in err.value.detail
 
 
-def test_dtc_timeout_is_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dts, "DTC_TIMEOUT_S", 1e-9)
-    with pytest.raises(KernelError) as err:
-        dts_to_dtb(SIMPLE)
+def test_dtc_timeout_is_a_refusal() -> None:
+    dts.configure_dtc(LimitSettings(dtc_timeout_s=1e-9))
+    try:
+        with pytest.raises(KernelError) as err:
+            dts_to_dtb(SIMPLE)
+    finally:
+        dts.configure_dtc(LimitSettings())
     assert err.value.errno == "EINVAL"
     assert "did not finish" in err.value.detail
 

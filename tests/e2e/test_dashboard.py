@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -56,10 +56,11 @@ def dashboard_app(settings: Settings) -> FastAPI:
 @contextmanager
 def served_daemon(
     state_dir: Path, *, kernel_profile: Literal["rfc-v2", "tree"] = "rfc-v2", tokens_file: Path | None = None,
+    machine: dict[str, Any] | None = None,
 ) -> Iterator[str]:
-    """A daemon on a free loopback port; yields its base URL."""
+    """A daemon on a free loopback port; yields its base URL. `machine`: more [simulator] settings."""
     settings = Settings(daemon=DaemonSettings(state_dir=state_dir, tokens_file=tokens_file),
-                        simulator=SimulatorSettings(kernel_profile=kernel_profile))
+                        simulator=SimulatorSettings(kernel_profile=kernel_profile, **(machine or {})))
     port = free_port()
     # A short graceful-shutdown bound: the page's event stream is still open when the test ends.
     server = uvicorn.Server(uvicorn.Config(dashboard_app(settings), host="127.0.0.1", port=port,
@@ -125,7 +126,7 @@ def row(page: Page, name: str) -> Locator:
 
 
 def create_through_form(page: Page, name: str, *, cpus: str = "", cpu_count: str = "", memory_mib: int = 256) -> None:
-    page.get_by_label("Name").fill(name)
+    page.get_by_test_id("create-name").fill(name)
     page.get_by_test_id("create-cpus").fill(cpus)
     page.get_by_test_id("create-cpu-count").fill(cpu_count)
     page.get_by_test_id("create-memory").fill(str(memory_mib))

@@ -10,14 +10,15 @@ from mkd.metrics import render_metrics
 router = APIRouter(tags=["health"])
 
 
+# async: probes must not wait for a worker thread behind slow requests (DESIGN "Limits").
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", responses={503: {"description": "not ready, with the reason"}})
-def readyz(request: Request) -> Response:
+async def readyz(request: Request) -> Response:
     """Ready once migrations and the start-up reconciliation are done."""
     daemon = getattr(request.app.state, "daemon", None)
     if daemon is None or not daemon.ready:
@@ -31,5 +32,6 @@ def readyz(request: Request) -> Response:
 def metrics(request: Request) -> Response:
     """Prometheus exposition (mkd_ prefix)."""
     body, content_type = render_metrics(getattr(request.app.state, "daemon", None),
-                                        request.app.state.request_metrics.registry)
+                                        request.app.state.request_metrics.registry,
+                                        request.app.state.limit_refusals.registry)
     return Response(body, media_type=content_type)

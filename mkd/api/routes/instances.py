@@ -10,6 +10,7 @@ from pydantic import StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from mkd.api.deps import DaemonDep, IfMatch, read_body
+from mkd.api.problems import SCHEMA_INVALID, bounded_errors, max_validation_errors
 from mkd.api.responses import problems
 from mkd.api.schemas import (
     InstanceCreate,
@@ -19,7 +20,7 @@ from mkd.api.schemas import (
     InstanceUpdate,
     ResourcesIn,
 )
-from mkd.devicetree.parse import MAX_DT_BYTES, parse_instance_plan
+from mkd.devicetree.parse import parse_instance_plan
 from mkd.domain.requests import InstanceRequest, ResourceRequest
 from mkd.domain.states import InstanceState
 from mkd.errors import InvalidInput, errno_value
@@ -67,10 +68,12 @@ _PATCH_BODY = {
 }
 
 
-def _validation_problem(exc: ValidationError) -> InvalidInput:
-    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-    return InvalidInput(detail, extra={"errno": "EINVAL", "errno_value": errno_value("EINVAL"), "errors": errors})
+def _validation_problem(exc: ValidationError, request: Request) -> InvalidInput:
+    errors = exc.errors()
+    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])[:128] or 'body'}: {e['msg']}" for e in errors[:5])
+    setattr(request.state, SCHEMA_INVALID, True)  # never stored for an Idempotency-Key
+    return InvalidInput(detail, extra={"errno": "EINVAL", "errno_value": errno_value("EINVAL"),
+                                       **bounded_errors(errors, max_validation_errors(request))})
 
 
 @router.get("/instances", response_model=InstanceList, response_model_exclude_unset=True, responses=problems(422))
@@ -106,16 +109,19 @@ async def create_instances(
 ) -> Response:
     """Create one instance from JSON, or one or more from a device tree (all or nothing)."""
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    body = await read_body(request, MAX_DT_BYTES)
+    limits = daemon.settings.limits
+    body = await read_body(request, max(limits.max_dt_bytes, limits.max_json_bytes))
     if content_type in JSON_TYPES:
         try:
-            parsed = InstanceCreate.model_validate_json(body or b"null")
+            # Off the event loop: a 1 MiB body of bad keys takes a second to validate.
+            parsed = await run_in_threadpool(InstanceCreate.model_validate_json, body or b"null")
         except ValidationError as exc:
-            raise _validation_problem(exc) from exc
+            raise _validation_problem(exc, request) from exc
         requests = [InstanceRequest(name=parsed.name, id=parsed.id, resources=resource_request(parsed.resources))]
         from_tree = False
     elif content_type in DT_TYPES:
-        requests = parse_instance_plan(body)
+        # dtc and libfdt run off the event loop (DESIGN "Limits"): probes and streams stay responsive.
+        requests = await run_in_threadpool(parse_instance_plan, body, max_bytes=limits.max_dt_bytes)
         from_tree = True
     else:
         raise InvalidInput(f"content type {content_type!r} is not JSON, DTS or DTB", status=415,

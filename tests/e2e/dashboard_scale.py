@@ -1,0 +1,118 @@
+"""The dashboard at full size (issue 12): 1,024 CPUs on 4 NUMA nodes and 2,047 instances.
+
+Shared by the e2e test (which prints the figures) and `make bench` (which reports them against a
+baseline of the same run). The instances come from two device-tree plans (one POST each, as
+tests/bench/bench_instance_rss.py makes them): all but the last BURST before the page opens, the
+last BURST while it is open, so their `created` events reach it in one burst.
+
+The page itself says when it is done (User Timing, mkd/web/static/dashboard.js and live.js):
+"mkd:first-render" once the first full state is drawn, "mkd:event-burst" measures from the first
+event of a burst received to all of it drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from playwright.sync_api import Page, expect
+
+from tests.bench.bench_instance_rss import MAX_INSTANCES, plan_dts
+from tests.bench.daemons import BIG_MACHINE, BIG_POOL_STEPS
+
+BURST = 100
+DTS_HEADERS = {"content-type": "text/x-dts"}
+BIG_TIMEOUT_MS = 120_000
+MACHINE: dict[str, Any] = {key: value for key, value in BIG_MACHINE.items() if key != "kernel_profile"}
+POOL_STEPS = BIG_POOL_STEPS
+
+
+@dataclass
+class Timings:
+    first_render_ms: float
+    burst_ms: float
+    burst_events: int
+    fetch_only_ms: float  # the page's own reads of the same data, without drawing (baseline)
+    burst_reads_ms: float  # the reads a burst needs (one GET per instance, as many at once), no drawing
+
+
+def fill_before_opening(http: httpx.Client) -> None:
+    """The pool (in steps, as the bench does) and every instance but the last BURST."""
+    for step in POOL_STEPS:
+        http.put("/v1/pool", json=step).raise_for_status()
+    reply = http.post("/v1/instances", content=plan_dts(1, MAX_INSTANCES - BURST), headers=DTS_HEADERS)
+    assert reply.status_code == 201, reply.text[:500]
+
+
+def first_render_ms(page: Page) -> float:
+    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=BIG_TIMEOUT_MS)
+    expect(page.get_by_test_id("instances-count")).to_contain_text(f"{MAX_INSTANCES - BURST} instances")
+    mark: float = page.evaluate("performance.getEntriesByName('mkd:first-render')[0].startTime")
+    return mark
+
+
+def burst_ms(page: Page, http: httpx.Client) -> tuple[float, int]:
+    """Create the last BURST instances in one plan; the span of the page's burst measures."""
+    since: float = page.evaluate("performance.now()")
+    reply = http.post("/v1/instances", content=plan_dts(MAX_INSTANCES - BURST + 1, MAX_INSTANCES), headers=DTS_HEADERS)
+    assert reply.status_code == 201, reply.text[:500]
+    expect(page.get_by_test_id("instances-count")).to_contain_text(f"{MAX_INSTANCES} instances", timeout=BIG_TIMEOUT_MS)
+    expect(page.locator('[data-testid="event"][data-type="created"]')).to_have_count(BURST)
+    page.wait_for_function(
+        "([since, burst]) => performance.getEntriesByName('mkd:event-burst')"
+        ".filter((m) => m.startTime >= since).reduce((n, m) => n + m.detail.events, 0) >= burst",
+        arg=[since, BURST], timeout=BIG_TIMEOUT_MS)
+    span, events = page.evaluate(
+        "(since) => { const ms = performance.getEntriesByName('mkd:event-burst').filter((m) => m.startTime >= since);"
+        " return [Math.max(...ms.map((m) => m.startTime + m.duration)) - Math.min(...ms.map((m) => m.startTime)),"
+        " ms.reduce((n, m) => n + m.detail.events, 0)]; }", since)
+    return float(span), int(events)
+
+
+# What the first render must read (the host, the pool, every instance page), timed in the same
+# browser with nothing drawn.
+_FETCH_ONLY = """async () => {
+  const started = performance.now();
+  await Promise.all([fetch('/v1/host').then((r) => r.json()), fetch('/v1/pool').then((r) => r.json()),
+                     fetch('/v1/images').then((r) => r.json())]);
+  let cursor = null;
+  do {
+    const page = await (await fetch('/v1/instances?limit=1000' + (cursor ? '&cursor=' + cursor : ''))).json();
+    cursor = page.next_cursor;
+  } while (cursor);
+  return performance.now() - started;
+}"""
+
+
+def fetch_only_ms(page: Page) -> float:
+    value: float = page.evaluate(_FETCH_ONLY)
+    return value
+
+
+# The reads that follow BURST `created` events: one GET per instance, five at a time as the page
+# does (mkd/web/static/live.js PARALLEL_READS), with nothing drawn.
+_BURST_READS = """async ([first, last]) => {
+  const ids = [];
+  for (let id = first; id <= last; id += 1) ids.push(id);
+  const started = performance.now();
+  const worker = async () => { while (ids.length) await (await fetch('/v1/instances/' + ids.pop())).json(); };
+  await Promise.all([worker(), worker(), worker(), worker(), worker()]);
+  return performance.now() - started;
+}"""
+
+
+def burst_reads_ms(page: Page) -> float:
+    value: float = page.evaluate(_BURST_READS, [MAX_INSTANCES - BURST + 1, MAX_INSTANCES])
+    return value
+
+
+def measure(page: Page, url: str, http: httpx.Client) -> Timings:
+    """Open the dashboard on a daemon filled by fill_before_opening; time the first render and a burst."""
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(url + "/")
+    first = first_render_ms(page)
+    baseline = fetch_only_ms(page)
+    burst, events = burst_ms(page, http)
+    return Timings(first_render_ms=first, burst_ms=burst, burst_events=events, fetch_only_ms=baseline,
+                   burst_reads_ms=burst_reads_ms(page))
