@@ -19,6 +19,7 @@ from mkd.api.auth_middleware import TokenAuthMiddleware
 from mkd.api.body_limits import BodyLimitMiddleware
 from mkd.api.connection_limit import ConnectionLimitGuard
 from mkd.api.cross_site_guard import CrossSiteGuard
+from mkd.api.documents import document_components
 from mkd.api.idempotency_middleware import IdempotencyMiddleware
 from mkd.api.limit_refusals import LimitRefusals
 from mkd.api.openapi_headers import add_header_docs
@@ -168,7 +169,11 @@ def create_app(settings: Settings | None = None, *,
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = add_header_docs(generate_openapi())
+            schema = add_header_docs(generate_openapi())
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, body in document_components().items():
+                components.setdefault(name, body)
+            app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

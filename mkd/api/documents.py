@@ -9,13 +9,18 @@ import json
 from typing import Annotated, Any, Literal
 
 import yaml
+from fastapi import Request
 from pydantic import Field, StrictBool, StringConstraints, ValidationError
+from pydantic.json_schema import models_json_schema
 
+from mkd.api.problems import validation_problem
 from mkd.api.schemas import InstanceId, Name, PoolIn, ResourcesIn, Sha256, Strict
 from mkd.domain.requests import MAX_CMDLINE_BYTES
 from mkd.errors import InvalidInput
 
 API_VERSION = "mkd.dev/v1"
+# The body middleware enforces [limits] max_json_bytes first; this is the routes' own backstop.
+MAX_DOCUMENT_BYTES = 1 << 34
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")]
@@ -94,22 +99,29 @@ def is_document(value: Any, kind: str) -> bool:
     return isinstance(value, dict) and value.get("kind") == kind and "apiVersion" in value
 
 
-def instance_document(value: Any) -> InstanceDocument:
+def instance_document(value: Any, request: Request) -> InstanceDocument:
     try:
         return InstanceDocument.model_validate(value)
     except ValidationError as exc:
-        raise document_problem(exc) from exc
+        raise validation_problem(exc, request) from exc
 
 
-def pool_document(value: Any) -> PoolDocument:
+def pool_body(value: Any, request: Request) -> PoolIn:
+    """PUT /v1/pool takes the pool body or a `kind: Pool` document whose spec is that body."""
     try:
-        return PoolDocument.model_validate(value)
+        if is_document(value, "Pool"):
+            return PoolDocument.model_validate(value).spec
+        return PoolIn.model_validate(value)
     except ValidationError as exc:
-        raise document_problem(exc) from exc
+        raise validation_problem(exc, request) from exc
 
 
-def document_problem(exc: ValidationError, limit: int = 20) -> InvalidInput:
-    shown = exc.errors()[:limit]
-    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in shown]
-    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in shown[:5])
-    return InvalidInput(detail, extra={"errors": errors})
+def document_components() -> dict[str, Any]:
+    """JSON schemas of the document bodies (and what they nest) for OpenAPI's components: the
+    routes read these bodies by hand, so FastAPI does not collect them itself."""
+    _, top = models_json_schema(
+        [(InstanceDocument, "validation"), (PoolDocument, "validation"), (PoolIn, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
+    defs: dict[str, Any] = top.get("$defs", {})
+    return defs

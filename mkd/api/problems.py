@@ -10,11 +10,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from mkd.errors import PROBLEM_BASE, KernelError, MkdError, OverLimit, errno_value
+from mkd.errors import PROBLEM_BASE, InvalidInput, KernelError, MkdError, OverLimit, errno_value
 
 log = logging.getLogger("mkd")
 PROBLEM_JSON = "application/problem+json"
@@ -103,3 +104,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         })
 
     app.add_exception_handler(Exception, unexpected)
+
+
+def validation_problem(exc: ValidationError, request: Request) -> InvalidInput:
+    """A body that failed schema validation (validated by hand, off the event loop): 422 EINVAL
+    listing at most max_validation_errors errors, and never stored for an Idempotency-Key."""
+    errors = exc.errors()
+    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])[:128] or 'body'}: {e['msg']}" for e in errors[:5])
+    setattr(request.state, SCHEMA_INVALID, True)
+    return InvalidInput(detail, extra={"errno": "EINVAL", "errno_value": errno_value("EINVAL"),
+                                       **bounded_errors(errors, max_validation_errors(request))})

@@ -325,3 +325,21 @@ def test_a_clean_self_stop_stays_down_under_on_failure_and_restarts_under_always
     running = {c["type"]: c for c in stopped["conditions"]}["Running"]
     assert (running["status"], running["reason"]) == ("False", "Stopped")
     assert stopped["restarts"] == 0 and "stopped by itself" in stopped["last_failure"]["reason"]
+
+
+def test_put_pool_takes_a_pool_document_json_or_yaml(make_client: MakeClient) -> None:
+    client = make_client(pool=None)
+    spec = {"cpus": [2, 3, 4, 5], "memory_base": 0x1_0000_0000, "memory_bytes": 1 << 30}
+    doc = {"apiVersion": "mkd.dev/v1", "kind": "Pool", "metadata": {"name": "pool"}, "spec": spec}
+    first = client.put("/v1/pool", json=doc)
+    assert first.status_code == 201, first.text
+    assert first.json()["pool"]["cpus"] == [2, 3, 4, 5]
+    text = ("apiVersion: mkd.dev/v1\nkind: Pool\nspec:\n  cpus: [2, 3, 4, 5]\n"
+            f"  memory_base: {0x1_0000_0000}\n  memory_bytes: {1 << 30}\n")
+    again = client.put("/v1/pool", content=text, headers={"content-type": "application/yaml"})
+    assert again.status_code == 200 and again.json()["changed"] is False
+    assert again.headers["etag"] == first.headers["etag"]
+    plain = client.put("/v1/pool", json=spec)  # the plain body still works
+    assert plain.status_code == 200 and plain.json()["changed"] is False
+    assert_problem(client.put("/v1/pool", json={**doc, "kind": "Pools"}), 422)
+    assert_problem(client.put("/v1/pool", json={**doc, "spec": {"cpus": [2]}}), 422, "EINVAL")

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from mkd.api.deps import DaemonDep, IfMatch, read_body
-from mkd.api.documents import YAML_TYPES, InstanceDocument, instance_document, load_body
+from mkd.api.documents import MAX_DOCUMENT_BYTES, YAML_TYPES, InstanceDocument, instance_document, load_body
 from mkd.api.responses import problems
 from mkd.api.schemas import InstanceOut
 from mkd.domain.desired.plan import DesiredState
@@ -23,16 +23,13 @@ from mkd.services import waiting
 
 router = APIRouter(prefix="/v1", tags=["instances"])
 
-MAX_DOCUMENT_BYTES = 1 << 20  # DESIGN "Limits": max_json_bytes, JSON and YAML bodies alike
 MAX_WAIT_S = 300
 
 _DOCUMENT_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {
-                "schema": InstanceDocument.model_json_schema(ref_template="#/components/schemas/{model}")
-            },
+            "application/json": {"schema": {"$ref": "#/components/schemas/InstanceDocument"}},
             **{kind: {"schema": {"type": "string"}} for kind in YAML_TYPES[:1]},
         },
     }
@@ -60,7 +57,8 @@ async def put_instance(
         raise InvalidInput(f"PUT takes an instance name, not the id {ref!r}",
                            extra={"errno": "EINVAL", "errno_value": errno_value("EINVAL")})
     body = await read_body(request, MAX_DOCUMENT_BYTES)
-    doc = instance_document(load_body(body, request.headers.get("content-type", "application/json")))
+    raw = load_body(body, request.headers.get("content-type", "application/json"))
+    doc = await run_in_threadpool(instance_document, raw, request)
     if doc.metadata.name != ref:
         raise InvalidInput(f"metadata.name {doc.metadata.name!r} is not the name in the path {ref!r}")
     applied = await run_in_threadpool(

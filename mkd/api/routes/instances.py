@@ -10,7 +10,7 @@ from pydantic import StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from mkd.api.deps import DaemonDep, IfMatch, read_body
-from mkd.api.problems import SCHEMA_INVALID, bounded_errors, max_validation_errors
+from mkd.api.problems import validation_problem
 from mkd.api.responses import problems
 from mkd.api.schemas import (
     InstanceCreate,
@@ -23,7 +23,7 @@ from mkd.api.schemas import (
 from mkd.devicetree.parse import parse_instance_plan
 from mkd.domain.requests import InstanceRequest, ResourceRequest
 from mkd.domain.states import InstanceState
-from mkd.errors import InvalidInput, errno_value
+from mkd.errors import InvalidInput
 from mkd.services import desired, device_trees
 from mkd.services import instances as service
 
@@ -68,14 +68,6 @@ _PATCH_BODY = {
 }
 
 
-def _validation_problem(exc: ValidationError, request: Request) -> InvalidInput:
-    errors = exc.errors()
-    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])[:128] or 'body'}: {e['msg']}" for e in errors[:5])
-    setattr(request.state, SCHEMA_INVALID, True)  # never stored for an Idempotency-Key
-    return InvalidInput(detail, extra={"errno": "EINVAL", "errno_value": errno_value("EINVAL"),
-                                       **bounded_errors(errors, max_validation_errors(request))})
-
-
 @router.get("/instances", response_model=InstanceList, response_model_exclude_unset=True, responses=problems(422))
 def list_instances(
     daemon: DaemonDep,
@@ -116,7 +108,7 @@ async def create_instances(
             # Off the event loop: a 1 MiB body of bad keys takes a second to validate.
             parsed = await run_in_threadpool(InstanceCreate.model_validate_json, body or b"null")
         except ValidationError as exc:
-            raise _validation_problem(exc, request) from exc
+            raise validation_problem(exc, request) from exc
         requests = [InstanceRequest(name=parsed.name, id=parsed.id, resources=resource_request(parsed.resources))]
         from_tree = False
     elif content_type in DT_TYPES:

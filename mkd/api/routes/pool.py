@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
-from mkd.api.deps import DaemonDep, IfMatch
+from mkd.api.deps import DaemonDep, IfMatch, read_body
+from mkd.api.documents import MAX_DOCUMENT_BYTES, load_body, pool_body
 from mkd.api.responses import problems
-from mkd.api.schemas import PoolIn, PoolOut, PoolPutOut
+from mkd.api.schemas import PoolOut, PoolPutOut
 from mkd.kernel_types import PoolSpec
 from mkd.services import device_trees
 from mkd.services import pool as pool_service
@@ -24,16 +26,32 @@ def read_pool(daemon: DaemonDep, response: Response) -> dict[str, Any]:
     return body
 
 
-@router.put("/pool", response_model=PoolPutOut, status_code=200,
-            responses={201: {"model": PoolPutOut}, **problems(409, 412, 422)})
-def put_pool(
-    body: PoolIn, daemon: DaemonDep, response: Response,
+_POOL_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"oneOf": [
+                {"$ref": "#/components/schemas/PoolIn"}, {"$ref": "#/components/schemas/PoolDocument"}]}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.put("/pool", response_model=PoolPutOut, status_code=200, openapi_extra=_POOL_BODY,
+            responses={201: {"model": PoolPutOut}, **problems(409, 412, 413, 422)})
+async def put_pool(
+    request: Request, daemon: DaemonDep, response: Response,
     dry_run: Annotated[bool, Query()] = False, if_match: IfMatch = None,
 ) -> dict[str, Any]:
-    """Reconcile the baseline: the same body twice changes nothing and says so."""
+    """Reconcile the baseline (a pool body, or a `kind: Pool` document, JSON or YAML): the same
+    body twice changes nothing and says so."""
+    raw = load_body(await read_body(request, MAX_DOCUMENT_BYTES), request.headers.get("content-type", ""))
+    body = await run_in_threadpool(pool_body, raw, request)
     spec = PoolSpec(cpus=tuple(body.cpus), memory_base=body.memory_base, memory_bytes=body.memory_bytes,
                     llc_way_mask=body.llc_way_mask, devices=tuple(body.devices))
-    result = pool_service.put_pool(daemon=daemon, spec=spec, dry_run=dry_run, if_match=if_match)
+    result = await run_in_threadpool(pool_service.put_pool, daemon=daemon, spec=spec, dry_run=dry_run,
+                                     if_match=if_match)
     response.status_code = 201 if result.created else 200
     response.headers["ETag"] = result.etag
     return {"changed": result.changed, "diff": result.diff, "pool": result.pool}
