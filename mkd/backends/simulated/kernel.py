@@ -170,6 +170,48 @@ class SimulatedKernel:
             ]
         return render_proc_kimage(self.profile, rows)
 
+    # -- the file interface's reads (kernel_files.py dispatches paths to these) ------------------
+
+    def instance_names(self) -> list[str]:
+        """The directories under /sys/fs/multikernel/instances."""
+        with self._lock:
+            return sorted(inst.name for inst in self._model.instances.values())
+
+    def read_instance_named(self, name: str) -> KernelInstance:
+        """instances/<name> as the kernel's record of it (ENOENT when there is none)."""
+        with self._lock:
+            return self._view(self._by_name(name))
+
+    def proc_iomem(self) -> str:
+        """/proc/iomem (spec 3.1, 3.2): System RAM, the multikernel pool, each instance chunk."""
+        with self._lock:
+            rows: list[tuple[int, int, int, str]] = [(base, size, 0, "System RAM") for base, size in self._env.system_ram]
+            pool = [(c.base, c.size) for c in self._model.pool.chunks]
+            rows += [(base, size, 0, "Multikernel Memory Pool") for base, size in pool]
+            for inst in self._model.instances.values():
+                for n, (base, size) in enumerate(inst.chunks):
+                    rows.append((base, size, 1, f"mk-instance-{inst.id}-{inst.name}-region-{n}"))
+        lines = [f"{'  ' * depth}{base:08x}-{base + size - 1:08x} : {name}" for base, size, depth, name in sorted(rows)]
+        return "".join(line + "\n" for line in lines)
+
+    def kimage_segments(self) -> str:
+        """The simulator's own debug file: every kimage segment the real kernel keeps to itself
+        (spec 2.6 shows only a count). One line per segment:
+        `<mk_id> <index> <kind> <mem:#x> <memsz:#x> <bufsz:#x> <in_pool 0|1> <sha256>`."""
+        with self._lock:
+            lines = [
+                f"{inst.id} {n} {seg.kind} {seg.mem:#x} {seg.memsz:#x} {seg.bufsz:#x} {int(seg.in_pool)} {seg.sha256}"
+                for inst in sorted(self._model.instances.values(), key=lambda i: i.id)
+                if inst.kimage is not None
+                for n, seg in enumerate(inst.kimage.kimage.segments)
+            ]
+        return "".join(line + "\n" for line in lines)
+
+    @property
+    def loader_env(self) -> KexecEnv:
+        """The build and machine facts the kernel's loaders run under."""
+        return self._env
+
     def spawn_status(self, instance_id: int) -> SpawnStatus | None:
         """Heartbeats tick every heartbeat_interval_s while the spawn runs."""
         with self._lock:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from host_fakes import GiB, make_fake_proc
+from conftest import POOL_BASE, GiB, Host, MakeHost, MiB
 
 from mkd.backends.host.signature import pe_signature_size
 from mkd.config import Settings, load_settings

@@ -6,7 +6,7 @@ import errno
 from pathlib import Path
 
 import pytest
-from host_fakes import TREE_CHUNK_BASE, V2_POOL_BASE, GiB, Host, MakeHost, MiB
+from conftest import POOL_BASE, GiB, Host, MakeHost, MiB
 
 from mkd.backends.host.overlays import ranges_to_release
 from mkd.errors import KernelError
@@ -26,7 +26,7 @@ def _tree_pool(host: Host, *, cpus: tuple[int, ...] = (1, 2, 3), memory: int = G
 def test_tree_pool_baseline_then_overlays(tree: Host) -> None:
     assert tree.backend.read_pool().spec is None
     state = tree.backend.apply_pool(PoolSpec(cpus=(1, 2), memory_base=0x4000_0000, memory_bytes=GiB, llc_way_mask=0xF0))
-    assert [path for path, _ in tree.kernel.writes] == ["device_tree"]
+    assert [path for path, _ in tree.io.writes] == ["device_tree"]
     assert state.spec is not None
     assert state.spec.cpus == (1, 2)
     assert state.chunks == (MemChunk(TREE_CHUNK_BASE, GiB, 0),)  # the kernel picked the base
@@ -36,7 +36,7 @@ def test_tree_pool_baseline_then_overlays(tree: Host) -> None:
     state = tree.backend.apply_pool(
         PoolSpec(cpus=(2, 3), memory_base=0, memory_bytes=2 * GiB, devices=("0000:01:00.0",))
     )
-    assert [path for path, _ in tree.kernel.writes] == ["device_tree", "overlays/new"]
+    assert [path for path, _ in tree.io.writes] == ["device_tree", "overlays/new"]
     assert tree.kernel.txs[2].status == "applied"  # spec 5.4: the first transaction is tx_2
     assert state.spec is not None and sorted(state.spec.cpus) == [2, 3]
     assert state.spec.memory_bytes == 2 * GiB and len(state.chunks) == 2
@@ -50,7 +50,7 @@ def test_tree_pool_baseline_then_overlays(tree: Host) -> None:
 def test_tree_pool_unchanged_writes_nothing(tree: Host) -> None:
     _tree_pool(tree)
     _tree_pool(tree)
-    assert len(tree.kernel.writes) == 1
+    assert len(tree.io.writes) == 1
 
 
 def test_tree_pool_shrink_needs_whole_free_chunks(tree: Host) -> None:
@@ -75,7 +75,7 @@ def test_v2_pool_is_recorded_and_checked_against_the_boot_pool(v2: Host) -> None
     spec = PoolSpec(cpus=(1, 2, 3), memory_base=V2_POOL_BASE, memory_bytes=2 * GiB)
     state = v2.backend.apply_pool(spec)
     assert state.spec == spec and state.chunks == (MemChunk(V2_POOL_BASE, 2 * GiB),)
-    assert v2.kernel.writes[-1][0] == "device_tree"
+    assert v2.io.writes[-1][0] == "device_tree"
     with pytest.raises(KernelError) as raised:
         v2.backend.apply_pool(PoolSpec(cpus=(1,), memory_base=V2_POOL_BASE, memory_bytes=8 * GiB))
     assert raised.value.errno == "ERANGE"
@@ -122,7 +122,7 @@ def test_duplicates_are_eexist_before_any_write(make_host: MakeHost, profile: st
     if profile == "tree":
         _tree_pool(host)
     host.backend.create_instances([WEB])
-    writes = len(host.kernel.writes)
+    writes = len(host.io.writes)
     for spec in (
         InstanceSpec(id=9, name="web", cpus=(), memory_bytes=0),
         InstanceSpec(id=1, name="x", cpus=(), memory_bytes=0),
@@ -130,13 +130,13 @@ def test_duplicates_are_eexist_before_any_write(make_host: MakeHost, profile: st
         with pytest.raises(KernelError) as raised:
             host.backend.create_instances([spec])
         assert raised.value.errno == "EEXIST"
-    assert len(host.kernel.writes) == writes
+    assert len(host.io.writes) == writes
 
 
 def test_tree_create_is_one_overlay_per_instance(tree: Host) -> None:
     _tree_pool(tree)
     created = tree.backend.create_instances([WEB, DB])
-    assert [path for path, _ in tree.kernel.writes] == ["device_tree", "overlays/new", "overlays/new"]
+    assert [path for path, _ in tree.io.writes] == ["device_tree", "overlays/new", "overlays/new"]
     assert created[1].cpus == (2, 3) and created[1].memory_bytes == 512 * MiB
     assert tree.backend.read_pool().free_cpus == ()
 
@@ -171,9 +171,9 @@ def test_tree_update_moves_cpus_and_memory(tree: Host) -> None:
     assert grown.cpus == (2, 3) and grown.memory_bytes == 512 * MiB
     shrunk = tree.backend.update_instance(InstanceSpec(id=1, name="web", cpus=(2,), memory_bytes=128 * MiB))
     assert shrunk.cpus == (2,) and shrunk.memory_bytes == 128 * MiB
-    writes = len(tree.kernel.writes)
+    writes = len(tree.io.writes)
     tree.backend.update_instance(InstanceSpec(id=1, name="web", cpus=(2,), memory_bytes=128 * MiB))
-    assert len(tree.kernel.writes) == writes  # nothing to change, nothing written
+    assert len(tree.io.writes) == writes  # nothing to change, nothing written
 
 
 def test_tree_update_beyond_the_pool_is_enomem(tree: Host) -> None:

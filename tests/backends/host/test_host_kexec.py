@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from host_fakes import GiB, Host, MakeHost, MiB
+from conftest import POOL_BASE, GiB, Host, MakeHost, MiB
 
 from mkd.backends.host.syscalls import (
     LINUX_REBOOT_CMD_MULTIKERNEL,
@@ -42,7 +42,7 @@ def test_load_without_initrd(make_host: MakeHost, images: dict[str, Path], profi
         kernel_sha256="ab" * 32,
     )
     instance = host.backend.kexec_file_load(request)
-    call = host.kernel.loads[-1]
+    call = host.io.loads[-1]
     # NO_INITRAMFS is added when there is no initrd (spec 2.7.1 step 4), initrd fd is -1.
     assert call.flags == 0x10 | (3 << 5) | 0x4
     assert call.initrd_fd == -1 and call.initrd is None
@@ -68,7 +68,7 @@ def test_load_with_initrd_passes_both_fds(tree: Host, images: dict[str, Path]) -
     tree.backend.kexec_file_load(
         LoadRequest(kernel=images["kernel"], initrd=images["initrd"], cmdline=None, flags=flags)
     )
-    call = tree.kernel.loads[-1]
+    call = tree.io.loads[-1]
     assert call.flags == 0x10 | (3 << 5)
     assert call.initrd is not None and call.initrd.path == str(images["initrd"])
     assert call.initrd.read_only and call.initrd.cloexec
@@ -131,7 +131,7 @@ def test_second_load_is_ebusy_and_fds_are_closed(v2: Host, images: dict[str, Pat
 
 def test_injected_errno_surfaces_as_the_same_kernel_error(tree: Host, images: dict[str, Path]) -> None:
     _ready(tree)
-    tree.kernel.fail_next = errno.EKEYREJECTED
+    tree.io.fail_next = errno.EKEYREJECTED
     with pytest.raises(KernelError) as raised:
         tree.backend.kexec_file_load(
             LoadRequest(kernel=images["kernel"], initrd=None, cmdline=None, flags=load_flags(3, has_initrd=False))
@@ -147,7 +147,7 @@ def test_missing_image_file_never_reaches_the_kernel(tree: Host, tmp_path: Path)
             LoadRequest(kernel=tmp_path / "gone", initrd=None, cmdline=None, flags=load_flags(3, has_initrd=False))
         )
     assert raised.value.errno == "ENOENT"
-    assert tree.kernel.loads == []
+    assert tree.io.loads == []
 
 
 def test_tree_unload_flags(tree: Host, images: dict[str, Path]) -> None:
@@ -156,7 +156,7 @@ def test_tree_unload_flags(tree: Host, images: dict[str, Path]) -> None:
         LoadRequest(kernel=images["kernel"], initrd=None, cmdline=None, flags=load_flags(3, has_initrd=False))
     )
     instance = tree.backend.unload(3)
-    call = tree.kernel.loads[-1]
+    call = tree.io.loads[-1]
     assert call.flags == 0x1 | 0x10 | (3 << 5)
     assert (call.kernel_fd, call.initrd_fd, call.cmdline) == (-1, -1, None)
     assert instance.kernel_state == "ready" and instance.kimage is None
@@ -170,7 +170,7 @@ def test_v2_unload_is_refused_without_a_syscall(v2: Host) -> None:
     with pytest.raises(KernelError) as raised:
         v2.backend.unload(3)
     assert raised.value.errno == "EOPNOTSUPP"
-    assert v2.kernel.loads == []
+    assert v2.io.loads == []
 
 
 def test_start_and_stop_send_reboot_commands(tree: Host, images: dict[str, Path]) -> None:
@@ -187,7 +187,7 @@ def test_start_and_stop_send_reboot_commands(tree: Host, images: dict[str, Path]
     assert tree.backend.start(3).kernel_state == "active"
     assert tree.backend.stop(3, force=False).kernel_state == "loaded"
     assert tree.backend.stop(3, force=True).kernel_state == "loaded"
-    assert tree.kernel.reboots == [
+    assert tree.io.reboots == [
         (LINUX_REBOOT_CMD_MULTIKERNEL, 3),
         (LINUX_REBOOT_CMD_MULTIKERNEL_HALT, 3),
         (LINUX_REBOOT_CMD_MULTIKERNEL, 3),
@@ -208,12 +208,12 @@ def test_v2_start_and_no_halt(v2: Host, images: dict[str, Path]) -> None:
     with pytest.raises(KernelError) as raised:
         v2.backend.stop(3, force=True)
     assert raised.value.errno == "EINVAL" and raised.value.detail == "rfc-v2 has no halt"
-    assert v2.kernel.reboots == [(LINUX_REBOOT_CMD_MULTIKERNEL, 3)]
+    assert v2.io.reboots == [(LINUX_REBOOT_CMD_MULTIKERNEL, 3)]
 
 
 def test_start_errno_injected(tree: Host) -> None:
     _ready(tree)
-    tree.kernel.fail_next = errno.EBUSY
+    tree.io.fail_next = errno.EBUSY
     with pytest.raises(KernelError) as raised:
         tree.backend.start(3)
     assert raised.value.errno == "EBUSY"

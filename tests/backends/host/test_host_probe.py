@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from host_fakes import V2_POOL_BASE, V2_POOL_BYTES, GiB, Host, MakeHost
+from conftest import POOL_BASE, GiB, Host, MakeHost, MiB
 
 from mkd.backends.host.backend import HostBackend
 from mkd.config import load_settings

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
-from host_fakes import GiB, Host, MiB
+from conftest import POOL_BASE, GiB, Host, MakeHost, MiB
 
 from mkd.kernel_types import InstanceSpec, KernelEvent, LoadRequest, PoolSpec
 from mkd.kexec.flags import load_flags
