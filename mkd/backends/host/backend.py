@@ -131,17 +131,20 @@ class HostBackend:
         if not self.fs.present():
             raise KernelError(
                 errno.ENODEV,
-                f"no multikernel filesystem at {self.fs.root}: boot a CONFIG_MULTIKERNEL kernel and "
-                f"`mount -t multikernel none {self.fs.root}`",
+                f"no multikernel filesystem at {self._mount_point()}: boot a CONFIG_MULTIKERNEL kernel "
+                f"and `mount -t multikernel none {self._mount_point()}`",
             )
         return self.fs.profile()
+
+    def _mount_point(self) -> str:
+        return str(getattr(self.io, "sysfs_root", self.fs.root))  # OsKernelIO may move the root
 
     def probe(self) -> HostInfo:
         profile = self.profile()
         region = self.procfs.pool_region()
         topology = self.sys.topology(pool_base=region.start if region else 0, pool_bytes=region.size if region else 0)
         return HostInfo(
-            backend="host",
+            backend=self.name,
             kernel_profile=profile,
             arch=arch_of(self.machine),
             capabilities=self.capabilities(profile),

@@ -262,8 +262,7 @@ class SimulatedKernelIO:
             base = ("bus", "pci", "devices", device.name)
             numa = -1 if device.numa_node is None else device.numa_node
             tree[(*base, "numa_node")] = _text(lambda numa=numa: f"{numa}\n")  # type: ignore[misc]
-            tree[(*base, "vendor")] = _text(lambda value=device.vendor_id or 0: f"{value:#06x}\n")  # type: ignore[misc]
-            tree[(*base, "device")] = _text(lambda value=device.device_id or 0: f"{value:#06x}\n")  # type: ignore[misc]
+            # The simulated machine names devices only; it has no PCI vendor or device ids.
         key = tuple(parts)
         if key in tree:
             return tree[key]
@@ -278,16 +277,25 @@ def _discard(_: object) -> None:
 def _fd_file(fd: int) -> Path | None:
     """The file an fd refers to, as the kernel's fdget() sees it; None (EBADF later) when it has none.
 
-    The loaders read through /proc/self/fd/<fd>, which opens the very inode the caller opened
-    even if its path was since renamed or removed. An fd not open for reading is EBADF
-    (kernel_read_file needs FMODE_READ), which the loaders answer for None.
+    An fd not open for reading is EBADF (kernel_read_file needs FMODE_READ), which the loaders
+    answer for None. The simulator keeps segment sources by path instead of copying images
+    into memory (spec 3.5 re-copies them at start), so the fd's file is named by the path it
+    was opened at while that path still is the same inode, else by /proc/self/fd/<fd>.
     """
     if fd < 0:
         return None
     try:
         mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+        opened = os.fstat(fd)
     except OSError:
         return None
     if mode == os.O_WRONLY:
         return None
-    return Path(f"/proc/self/fd/{fd}")
+    try:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        now = os.stat(path)
+    except OSError:
+        return Path(f"/proc/self/fd/{fd}")
+    if (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+        return Path(f"/proc/self/fd/{fd}")
+    return Path(path)

@@ -7,13 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import POOL_BASE, GiB, Host, MakeHost, MiB
+from conftest import GiB, Host, MakeHost, MiB, RecordingIO
 
 from mkd.backends.host.syscalls import (
     LINUX_REBOOT_CMD_MULTIKERNEL,
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT,
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE,
 )
+from mkd.backends.host.backend import HostBackend
 from mkd.errors import KernelError
 from mkd.kernel_types import InstanceSpec, LoadRequest, PoolSpec
 from mkd.kexec.flags import load_flags
@@ -45,7 +46,7 @@ def test_load_without_initrd(make_host: MakeHost, images: dict[str, Path], profi
     call = host.io.loads[-1]
     # NO_INITRAMFS is added when there is no initrd (spec 2.7.1 step 4), initrd fd is -1.
     assert call.flags == 0x10 | (3 << 5) | 0x4
-    assert call.initrd_fd == -1 and call.initrd is None
+    assert call.initrd is None
     assert call.kernel is not None
     assert call.kernel.path == str(images["kernel"])
     assert call.kernel.inode == (os.stat(images["kernel"]).st_dev, os.stat(images["kernel"]).st_ino)
@@ -56,10 +57,14 @@ def test_load_without_initrd(make_host: MakeHost, images: dict[str, Path], profi
     assert instance.kimage is not None
     assert instance.kimage.kernel_sha256 == "ab" * 32
     assert instance.kimage.cmdline == "console=ttyS0"
-    assert instance.kimage.loader == "bzImage64"
-    assert instance.kimage.segments == ()  # the kernel exposes no segment addresses
-    assert instance.kimage.start == 0x3000  # from /proc/kimage
-    assert instance.kimage.spawnable is (profile != "tree")
+    assert instance.kimage.loader == "vmlinux"
+    # The simulator shows its segments in a file of its own; /proc/kimage has the count and start.
+    assert instance.kimage.segments_source == "kernel"
+    simulated = host.kernel.read_instance(3).kimage
+    assert simulated is not None and instance.kimage.segments == simulated.segments != ()
+    row = host.backend.procfs.kimages()[3]
+    assert instance.kimage.start == row.start != 0
+    assert instance.kimage.spawnable
 
 
 def test_load_with_initrd_passes_both_fds(tree: Host, images: dict[str, Path]) -> None:
@@ -88,18 +93,42 @@ def test_record_survives_a_new_backend(make_host: MakeHost, images: dict[str, Pa
             kernel_sha256="cd" * 32,
         )
     )
-    from mkd.backends.host.backend import HostBackend
-
-    again = HostBackend(
-        host.settings,
-        sysfs=host.sysfs,
-        syscalls=host.kernel,
-        procfs=host.proc,
-        sys_root=host.sys_root,
-        file_ops=host.kernel,
-    )
+    again = HostBackend(host.settings, host.io)
     kimage = again.read_instance(3).kimage
     assert kimage is not None and kimage.kernel_sha256 == "cd" * 32
+
+
+class RealKernelView(RecordingIO):
+    """The simulator as a real kernel shows itself: without the simulator's own /proc/mk-sim files."""
+
+    def read(self, path: str) -> bytes:
+        if path.startswith("/proc/mk-sim"):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        return super().read(path)
+
+
+@pytest.mark.parametrize("profile", ["tree", "rfc-v2"])
+def test_segments_are_computed_when_the_kernel_does_not_show_them(
+    make_host: MakeHost, images: dict[str, Path], profile: str
+) -> None:
+    host = make_host(profile)
+    client = HostBackend(host.settings, RealKernelView(host.kernel), state_file=host.settings.daemon.state_dir / "c.json")
+    if profile == "tree":
+        client.apply_pool(PoolSpec(cpus=(1, 2, 3), memory_base=0, memory_bytes=GiB))
+    client.create_instances([InstanceSpec(id=3, name="web", cpus=(1,), memory_bytes=256 * MiB)])
+    request = LoadRequest(kernel=images["kernel"], initrd=None, cmdline=b"x\0", flags=load_flags(3, has_initrd=False))
+    kimage = client.kexec_file_load(request).kimage
+    assert kimage is not None and kimage.segments_source == "computed"
+    kernel_view = host.kernel.read_instance(3).kimage
+    assert kernel_view is not None
+    # The daemon's loaders place what the kernel placed, over the same chunks (spec 3.3).
+    assert [(s.kind, s.mem, s.memsz) for s in kimage.segments] == [
+        (s.kind, s.mem, s.memsz) for s in kernel_view.segments
+    ]
+    # Kept across a restart: the kernel cannot tell them again.
+    again = HostBackend(host.settings, RealKernelView(host.kernel), state_file=host.settings.daemon.state_dir / "c.json")
+    restarted = again.read_instance(3).kimage
+    assert restarted is not None and restarted.segments == kimage.segments
 
 
 @pytest.mark.parametrize(
@@ -158,14 +187,16 @@ def test_tree_unload_flags(tree: Host, images: dict[str, Path]) -> None:
     instance = tree.backend.unload(3)
     call = tree.io.loads[-1]
     assert call.flags == 0x1 | 0x10 | (3 << 5)
-    assert (call.kernel_fd, call.initrd_fd, call.cmdline) == (-1, -1, None)
+    assert (call.kernel, call.initrd, call.cmdline) == (None, None, None)  # fds -1
     assert instance.kernel_state == "ready" and instance.kimage is None
     with pytest.raises(KernelError) as raised:  # spec vector 23: no kimage → ENOENT
         tree.backend.unload(3)
     assert raised.value.errno == "ENOENT"
 
 
-def test_v2_unload_is_refused_without_a_syscall(v2: Host) -> None:
+def test_v2_unload_is_refused_without_a_syscall(make_host: MakeHost) -> None:
+    # A v2 kernel that does not declare per-instance unload (the seed's single slot).
+    v2 = make_host("rfc-v2", bug_compat=True)
     _ready(v2)
     with pytest.raises(KernelError) as raised:
         v2.backend.unload(3)
