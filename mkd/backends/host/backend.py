@@ -2,9 +2,10 @@
 
 DESIGN "Two backends": over `OsKernelIO` it drives the running kernel (`backend = "host"`);
 over the simulator's `SimulatedKernelIO` it drives the simulated kernel with the same code.
-Every method has the kernel's raw semantics and raises the KernelError the kernel gives. Where the kernel reports success for something it did not do (a v2 root tree write
-that skipped an instance, an overlay transaction that failed), this backend checks the outcome
-and turns it into the errno the kernel would have given, saying in `detail` how it knows.
+Every method has the kernel's raw semantics and raises the KernelError the kernel gives.
+Where the kernel reports success for something it did not do (a v2 root tree write that
+skipped an instance, an overlay transaction that failed), this backend checks the outcome and
+turns it into the errno the kernel would have given, saying in `detail` how it knows.
 """
 
 from __future__ import annotations

@@ -185,7 +185,8 @@ class SimulatedKernel:
     def proc_iomem(self) -> str:
         """/proc/iomem (spec 3.1, 3.2): System RAM, the multikernel pool, each instance chunk."""
         with self._lock:
-            rows: list[tuple[int, int, int, str]] = [(base, size, 0, "System RAM") for base, size in self._env.system_ram]
+            ram = self._env.system_ram
+            rows: list[tuple[int, int, int, str]] = [(base, size, 0, "System RAM") for base, size in ram]
             pool = [(c.base, c.size) for c in self._model.pool.chunks]
             rows += [(base, size, 0, "Multikernel Memory Pool") for base, size in pool]
             for inst in self._model.instances.values():

@@ -27,7 +27,6 @@ from mkd.errors import KernelError
 from mkd.kernel_types import LoadRequest
 
 
-
 @dataclass(frozen=True)
 class _Dir:
     entries: Callable[[], list[str]]
@@ -123,7 +122,7 @@ class SimulatedKernelIO:
         try:
             return action() or b""
         except KernelError as exc:
-            raise OSError(exc.errno, exc.detail, path) from exc
+            raise OSError(exc.errno_code, exc.detail, path) from exc
 
     def _node(self, path: str) -> _Node:
         parts = [part for part in path.split("/") if part]

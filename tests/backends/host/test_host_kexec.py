@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from conftest import GiB, Host, MakeHost, MiB, RecordingIO
 
+from mkd.backends.host.backend import HostBackend
 from mkd.backends.host.syscalls import (
     LINUX_REBOOT_CMD_MULTIKERNEL,
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT,
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE,
 )
-from mkd.backends.host.backend import HostBackend
 from mkd.errors import KernelError
 from mkd.kernel_types import InstanceSpec, LoadRequest, PoolSpec
 from mkd.kexec.flags import load_flags
@@ -112,7 +112,8 @@ def test_segments_are_computed_when_the_kernel_does_not_show_them(
     make_host: MakeHost, images: dict[str, Path], profile: str
 ) -> None:
     host = make_host(profile)
-    client = HostBackend(host.settings, RealKernelView(host.kernel), state_file=host.settings.daemon.state_dir / "c.json")
+    state_file = host.settings.daemon.state_dir / "client.json"
+    client = HostBackend(host.settings, RealKernelView(host.kernel), state_file=state_file)
     if profile == "tree":
         client.apply_pool(PoolSpec(cpus=(1, 2, 3), memory_base=0, memory_bytes=GiB))
     client.create_instances([InstanceSpec(id=3, name="web", cpus=(1,), memory_bytes=256 * MiB)])
@@ -126,7 +127,7 @@ def test_segments_are_computed_when_the_kernel_does_not_show_them(
         (s.kind, s.mem, s.memsz) for s in kernel_view.segments
     ]
     # Kept across a restart: the kernel cannot tell them again.
-    again = HostBackend(host.settings, RealKernelView(host.kernel), state_file=host.settings.daemon.state_dir / "c.json")
+    again = HostBackend(host.settings, RealKernelView(host.kernel), state_file=state_file)
     restarted = again.read_instance(3).kimage
     assert restarted is not None and restarted.segments == kimage.segments
 

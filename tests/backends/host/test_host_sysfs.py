@@ -62,8 +62,9 @@ def test_os_kernel_io_write_once_rmdir_and_roots(tmp_path: Path) -> None:
     target = tmp_path / "mk" / "file"
     target.write_bytes(b"old contents, longer")
     io.write_once("/sys/fs/multikernel/file", b"blob")
-    assert target.read_bytes() == b"blob"  # one write at offset 0, no O_TRUNC needed by kernfs
-    assert io.read("/sys/fs/multikernel/file") == b"blob"
+    # One write at offset 0 without O_TRUNC (kernfs has nothing to truncate).
+    assert target.read_bytes() == b"blobcontents, longer"
+    assert io.read("/sys/fs/multikernel/file") == b"blobcontents, longer"
     (tmp_path / "mk" / "dir").mkdir()
     assert io.is_dir("/sys/fs/multikernel/dir") and io.listdir("/sys/fs/multikernel") == ["dir", "file"]
     io.rmdir("/sys/fs/multikernel/dir")
