@@ -16,7 +16,8 @@ import os
 from pathlib import PurePosixPath
 from typing import Protocol
 
-from mkd.backends.host.syscalls import LibcSyscalls, Syscalls
+from mkd.backends.host.syscalls import LibcSyscalls, Syscalls, UnsupportedMachine
+from mkd.errors import KernelError
 
 SYSFS_ROOT = "/sys/fs/multikernel"
 # Files only the simulator has (DESIGN "Two backends": it may expose what the real interface
@@ -50,6 +51,10 @@ class KernelIO(Protocol):
 
     def reboot(self, cmd: int, mk_id: int) -> None: ...
 
+    def close(self) -> None:
+        """Let go of the kernel (the simulator stops its work; a host has nothing to release)."""
+        ...
+
 
 def join(*parts: str) -> str:
     return str(PurePosixPath(*parts))
@@ -81,7 +86,10 @@ class OsKernelIO:
     def syscalls(self) -> Syscalls:
         # Built on first use: a machine without the syscall numbers can still be probed (and told why).
         if self._syscalls is None:
-            self._syscalls = LibcSyscalls(machine=self.machine)
+            try:
+                self._syscalls = LibcSyscalls(machine=self.machine)
+            except UnsupportedMachine as exc:
+                raise KernelError(errno.ENODEV, str(exc)) from exc
         return self._syscalls
 
     def real_path(self, path: str) -> str:
@@ -124,3 +132,6 @@ class OsKernelIO:
 
     def reboot(self, cmd: int, mk_id: int) -> None:
         self.syscalls.reboot(cmd, mk_id)
+
+    def close(self) -> None:
+        return None

@@ -376,6 +376,7 @@ class HostBackend:
 
     def close(self) -> None:
         self._closed.set()
+        self.io.close()
 
     # -- reading instances ------------------------------------------------------------------
 

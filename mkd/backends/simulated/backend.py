@@ -16,6 +16,7 @@ from mkd.backends.simulated.reboot import (
 from mkd.config import Settings
 from mkd.errors import KernelError
 from mkd.kernel_types import HostInfo, InstanceSpec, KernelInstance, LoadRequest, PoolSpec, PoolState
+from mkd.kexec.env import KexecEnv
 from mkd.kexec.flags import KEXEC_FILE_UNLOAD, KEXEC_MK_ID_MAX, KEXEC_MULTIKERNEL, kexec_mk_id
 
 _CAPABILITIES = {
@@ -102,6 +103,9 @@ class SimulatedBackend:
         cmd = LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE if force else LINUX_REBOOT_CMD_MULTIKERNEL_HALT
         self.kernel.reboot(cmd, instance_id)
         return self.kernel.read_instance(instance_id)
+
+    def loader_env(self) -> KexecEnv:
+        return self.kernel.loader_env
 
     def watch(self) -> EventStream:
         return self.kernel.watch()

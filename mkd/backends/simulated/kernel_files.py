@@ -115,6 +115,9 @@ class SimulatedKernelIO:
     def reboot(self, cmd: int, mk_id: int) -> None:
         self.kernel.reboot(cmd, mk_id)
 
+    def close(self) -> None:
+        self.kernel.close()
+
     # -- path resolution --------------------------------------------------------------------------
 
     @staticmethod
