@@ -26,7 +26,7 @@ from mkd.backends.host.loader_env import read_loader_env
 from mkd.backends.host.overlays import OverlayApplier
 from mkd.backends.host.pool import PoolKeeper
 from mkd.backends.host.procfs import KimageRow, Procfs
-from mkd.backends.host.readback import InstanceResources, parse_instance_dtb, parse_instance_dts
+from mkd.backends.host.readback import InstanceResources, parse_instance_dtb, parse_instance_dts, parse_pool_dtb
 from mkd.backends.host.state import HostState, LoadRecord
 from mkd.backends.host.syscalls import (
     LINUX_REBOOT_CMD_MULTIKERNEL,
@@ -382,7 +382,7 @@ class HostBackend:
 
     def _read_all(self) -> list[KernelInstance]:
         profile = self.fs.profile()
-        regions = self.procfs.instance_regions()
+        regions = self._instance_chunks(profile)
         kimages = self.procfs.kimages()
         segments = read_kernel_segments(self.io)
         instances = [
@@ -404,12 +404,28 @@ class HostBackend:
         if files is None or files.id != instance_id:
             self._known.pop(instance_id, None)
             raise KernelError(errno.ENOENT, f"no instance with id {instance_id}", instance_id=instance_id)
-        regions = self.procfs.instance_regions()
+        profile = self.fs.profile()
         instance = self._instance(
-            files, self.fs.profile(), regions, self.procfs.kimages(), read_kernel_segments(self.io)
+            files, profile, self._instance_chunks(profile), self.procfs.kimages(), read_kernel_segments(self.io)
         )
         self._known[instance.id] = (instance.name, instance.kernel_state)
         return instance
+
+    def _instance_chunks(self, profile: KernelProfile) -> dict[int, tuple[MemChunk, ...]]:
+        """Instance id -> its chunks from iomem (spec 3.2), each with the NUMA node of the tree
+        pool chunk it was carved from (the pool DTB's numa-node-id, spec 5.1)."""
+        regions = self.procfs.instance_regions()
+        if profile != "tree" or not regions:
+            return regions
+        pool = parse_pool_dtb(self.fs.read_root_tree()).chunks
+
+        def node_of(chunk: MemChunk) -> int | None:
+            owner = next((p for p in pool if p.base <= chunk.base < p.base + p.bytes), None)
+            return owner.numa_node if owner is not None else None
+
+        return {
+            mk_id: tuple(MemChunk(c.base, c.bytes, node_of(c)) for c in chunks) for mk_id, chunks in regions.items()
+        }
 
     def _kernel_shows_segments(self) -> bool:
         return read_kernel_segments(self.io) is not None

@@ -195,7 +195,7 @@ def test_v2_update_is_eopnotsupp(v2: Host) -> None:
     assert raised.value.errno == "EOPNOTSUPP" and raised.value.status == 409
 
 
-def test_release_ranges_take_whole_chunks_then_a_tail() -> None:
+def test_release_ranges_are_whole_regions_only() -> None:
     from mkd.kernel_types import KernelInstance
 
     instance = KernelInstance(
@@ -209,7 +209,11 @@ def test_release_ranges_take_whole_chunks_then_a_tail() -> None:
         kimage=None,
         memory=(MemChunk(0x100000, 2 * MiB), MemChunk(0x800000, MiB)),
     )
-    assert ranges_to_release(instance, MiB + 4096) == [MemChunk(0x800000, MiB), MemChunk(0x2FF000, 4096)]
+    assert ranges_to_release(instance, MiB) == [MemChunk(0x800000, MiB)]
+    assert ranges_to_release(instance, 2 * MiB) == [MemChunk(0x100000, 2 * MiB)]
+    with pytest.raises(KernelError) as raised:  # spec 8.6.2: a part of a region cannot be named
+        ranges_to_release(instance, MiB + 4096)
+    assert raised.value.errno == "EINVAL" and "whole regions" in raised.value.detail
 
 
 def test_v2_delete_is_rmdir_and_busy_propagates(v2: Host, images: dict[str, Path]) -> None:
