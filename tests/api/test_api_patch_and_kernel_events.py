@@ -104,3 +104,15 @@ def test_fault_injected_failure_becomes_failed_then_recovers(make_client: MakeCl
     unloaded = client.post("/v1/instances/web/unload")
     assert unloaded.status_code == 200 and unloaded.json()["state"] == "READY", unloaded.text
     assert client.delete("/v1/instances/web").status_code == 204
+
+
+def test_loaded_kimage_says_the_simulator_showed_its_segments(make_client: MakeClient) -> None:
+    # DESIGN "Two backends": the simulated kernel exposes its segments, so they are the kernel's.
+    client = tree(make_client)
+    create(client, "web", cpus=[2], memory_bytes=128 * MiB)
+    loaded = client.post("/v1/instances/web/load", json={"kernel": upload(client, imagegen.vmlinux())})
+    assert loaded.status_code == 200, loaded.text
+    kimage = loaded.json()["kimage"]
+    assert kimage["segments_source"] == "kernel"
+    assert [s["kind"] for s in kimage["segments"]] and all(s["memsz"] > 0 for s in kimage["segments"])
+    assert client.get("/v1/instances/web").json()["kimage"]["segments_source"] == "kernel"
