@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import PurePosixPath
 from typing import Protocol
 
 from mkd.backends.host.syscalls import LibcSyscalls, Syscalls, UnsupportedMachine
@@ -57,7 +56,8 @@ class KernelIO(Protocol):
 
 
 def join(*parts: str) -> str:
-    return str(PurePosixPath(*parts))
+    """Kernel paths are plain strings joined with "/" (called per file: no pathlib parsing)."""
+    return "/".join(part.strip("/") if index else part.rstrip("/") for index, part in enumerate(parts))
 
 
 class OsKernelIO:

@@ -193,12 +193,12 @@ class HostBackend:
     def create_instances(self, specs: list[InstanceSpec]) -> list[KernelInstance]:
         with self._lock:
             profile = self.profile()
-            existing = self._read_all()
-            _refuse_duplicates(specs, existing)
+            # Names and ids only (one id file each): a create must not parse every instance's tree.
+            _refuse_duplicates(specs, self._names_and_ids())
             if profile == "rfc-v2":
-                self._create_v2(specs, existing)
+                self._create_v2(specs, self._read_all())
             else:
-                self._create_tree(specs, existing)
+                self._create_tree(specs)
             return [self._read_one(spec.id) for spec in specs]
 
     def _create_v2(self, specs: list[InstanceSpec], existing: list[KernelInstance]) -> None:
@@ -229,14 +229,19 @@ class HostBackend:
             instance_id=first.id,
         )
 
-    def _create_tree(self, specs: list[InstanceSpec], existing: list[KernelInstance]) -> None:
-        free = self.pool.read("tree", existing).free_memory_bytes
+    def _create_tree(self, specs: list[InstanceSpec]) -> None:
+        # Free pool memory, for the errno of a failed transaction: the pool's chunks less the
+        # instance regions in /proc/iomem (two file reads, whatever the number of instances).
+        pool_bytes = sum(chunk.bytes for chunk in parse_pool_dtb(self.fs.read_root_tree()).chunks)
+        used = sum(chunk.bytes for chunks in self.procfs.instance_regions().values() for chunk in chunks)
+        free = max(0, pool_bytes - used)
         applied: list[int] = []
         try:
             for spec in specs:
                 tx = self.overlays.create_instance(spec, free_memory_bytes=free)
                 applied.append(tx.id)
                 free -= spec.memory_bytes
+                self._known[spec.id] = (spec.name, "")  # where to read it back: no directory scan
                 self._check_created_resources(spec, tx.name)
         except KernelError:
             # All or nothing: roll back the transactions that applied, newest first.
@@ -362,7 +367,7 @@ class HostBackend:
     def _poll_changes(self) -> list[KernelEvent]:
         with self._lock:
             before = dict(self._known)
-            seen = {files.id: (files.name, files.status) for files in self.fs.read_instances()}
+            seen = self.fs.read_statuses()
             self._known = seen
         events = []
         for instance_id, (name, status) in sorted(seen.items()):
@@ -406,15 +411,18 @@ class HostBackend:
             raise KernelError(errno.ENOENT, f"no instance with id {instance_id}", instance_id=instance_id)
         profile = self.fs.profile()
         instance = self._instance(
-            files, profile, self._instance_chunks(profile), self.procfs.kimages(), read_kernel_segments(self.io)
+            files, profile, self._instance_chunks(profile, only=instance_id), self.procfs.kimages(),
+            read_kernel_segments(self.io)
         )
         self._known[instance.id] = (instance.name, instance.kernel_state)
         return instance
 
-    def _instance_chunks(self, profile: KernelProfile) -> dict[int, tuple[MemChunk, ...]]:
+    def _instance_chunks(self, profile: KernelProfile, only: int | None = None) -> dict[int, tuple[MemChunk, ...]]:
         """Instance id -> its chunks from iomem (spec 3.2), each with the NUMA node of the tree
-        pool chunk it was carved from (the pool DTB's numa-node-id, spec 5.1)."""
+        pool chunk it was carved from (the pool DTB's numa-node-id, spec 5.1); `only` one id."""
         regions = self.procfs.instance_regions()
+        if only is not None:
+            regions = {only: regions[only]} if only in regions else {}
         if profile != "tree" or not regions:
             return regions
         pool = parse_pool_dtb(self.fs.read_root_tree()).chunks
@@ -426,6 +434,15 @@ class HostBackend:
         return {
             mk_id: tuple(MemChunk(c.base, c.bytes, node_of(c)) for c in chunks) for mk_id, chunks in regions.items()
         }
+
+    def _names_and_ids(self) -> dict[str, int]:
+        """Instance name -> id. The remembered ids serve while the directory names are exactly
+        the remembered ones (an id never changes for a name while the instance exists)."""
+        names = self.fs.instance_names()
+        known = {name: instance_id for instance_id, (name, _) in self._known.items()}
+        if set(names) == set(known):
+            return known
+        return self.fs.instance_ids()
 
     def _kernel_shows_segments(self) -> bool:
         return read_kernel_segments(self.io) is not None
@@ -469,11 +486,11 @@ def _instance_resources(files: InstanceFiles) -> InstanceResources:
     return InstanceResources(cpus=(), memory_base=None, memory_bytes=0)
 
 
-def _refuse_duplicates(specs: list[InstanceSpec], existing: list[KernelInstance]) -> None:
+def _refuse_duplicates(specs: list[InstanceSpec], existing: dict[str, int]) -> None:
     # v2 silently skips a known name and fails a known id in the IDR; the tree answers EEXIST
     # for both (spec 5.2, 5.3). Refusing first keeps the batch all or nothing.
-    names = {instance.name for instance in existing}
-    ids = {instance.id for instance in existing}
+    names = set(existing)
+    ids = set(existing.values())
     for spec in specs:
         if spec.name in names:
             raise KernelError(errno.EEXIST, f"an instance named {spec.name!r} exists", instance_id=spec.id)

@@ -121,6 +121,28 @@ class MultikernelFs:
             device_tree_source=_text(self._read_optional(join(directory, "device_tree_source"))),
         )
 
+    def instance_ids(self) -> dict[str, int]:
+        """Instance name -> id, reading only the id files."""
+        found = {}
+        for name in self.instance_names():
+            try:
+                found[name] = int(self.io.read(join(self.instances_dir, name, "id")).decode().strip())
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+        return found
+
+    def read_statuses(self) -> dict[int, tuple[str, str]]:
+        """Instance id -> (name, status), reading only the id and status files (the watch poll)."""
+        found = {}
+        for name in self.instance_names():
+            directory = join(self.instances_dir, name)
+            try:
+                instance_id = int(self.io.read(join(directory, "id")).decode().strip())
+                found[instance_id] = (name, self.io.read(join(directory, "status")).decode().strip())
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+        return found
+
     def find_instance_name(self, instance_id: int) -> str | None:
         """The directory whose `id` file says `instance_id` (reads only the id files)."""
         for name in self.instance_names():

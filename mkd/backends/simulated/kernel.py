@@ -11,7 +11,7 @@ import errno
 import math
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +88,7 @@ class SimulatedKernel:
         loaded = load_model(state_path, settings) if state_path is not None else None
         self._model = loaded if loaded is not None else _empty_model(settings)
         self._work = Workqueue(f"mk-sim-{self.profile}")
+        self._names: dict[str, int] = {}  # instance name -> id, see find_named
         if loaded is None:
             self._save()
 
@@ -127,10 +128,23 @@ class SimulatedKernel:
         return instance_view(self._model, inst, chunk_nodes(self._model, inst))
 
     def _by_name(self, name: str) -> InstanceRecord:
-        inst = self._model.by_name(name)
+        inst = self.find_named(name)
         if inst is None:
             raise KernelError(errno.ENOENT, f"no instance named {name}")
         return inst
+
+    def find_named(self, name: str) -> InstanceRecord | None:
+        """The instance called `name`, in O(1): a client reads instances/<name>/* for each of up
+        to 2,047 instances, and a scan per file would make one listing quadratic. The index is
+        checked on every hit and rebuilt on a miss, so it is never stale."""
+        with self._lock:
+            instance_id = self._names.get(name)
+            inst = self._model.instances.get(instance_id) if instance_id is not None else None
+            if inst is not None and inst.name == name:
+                return inst
+            self._names = {record.name: record.id for record in self._model.instances.values()}
+            instance_id = self._names.get(name)
+            return self._model.instances.get(instance_id) if instance_id is not None else None
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -311,8 +325,14 @@ class SimulatedKernel:
     def overlay_new(self, dtbo: bytes, offset: int = 0) -> int:
         """write(2) to overlays/new (5.4): returns the new transaction's id, whatever its status."""
         self._require_overlays()
-        with self._mutation() as model:
-            return overlays.new_transaction(OpContext(model, self.settings, self.faults), dtbo, offset).id
+        with self._lock:
+            touched: list[int] | None = None  # a refusal part-way: serialise everything again
+            try:
+                tx = overlays.new_transaction(OpContext(self._model, self.settings, self.faults), dtbo, offset)
+                touched = self._ids_named(op.instance for op in tx.applied)
+                return tx.id
+            finally:
+                self._save(touched)
 
     def overlay_ids(self) -> list[int]:
         """The tx_<N> directories under overlays/."""
@@ -335,8 +355,19 @@ class SimulatedKernel:
 
     def rmdir_tx(self, tx_id: int) -> None:
         """rmdir overlays/tx_<N>: roll the transaction back (5.4)."""
-        with self._mutation() as model:
-            overlays.rollback(OpContext(model, self.settings, self.faults), self._tx(tx_id))
+        with self._lock:
+            tx = self._tx(tx_id)
+            touched = self._ids_named(op.instance for op in tx.applied)
+            try:
+                overlays.rollback(OpContext(self._model, self.settings, self.faults), tx)
+            finally:
+                self._save(touched)
+
+    def _ids_named(self, names: Iterable[str | None]) -> list[int]:
+        """Ids of the instances an overlay's ops changed; the state file re-serialises only those
+        (instances it created have nothing serialised yet, removed ones are dropped)."""
+        found = (self.find_named(name) for name in set(names) if name is not None)
+        return [inst.id for inst in found if inst is not None]
 
     def mkdir(self, path: str) -> None:
         """mkdir anywhere under /sys/fs/multikernel is EPERM (6.1, 5.4); v2 has no overlays/ at all."""

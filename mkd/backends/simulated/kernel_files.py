@@ -59,6 +59,8 @@ class SimulatedKernelIO:
 
     def __init__(self, kernel: SimulatedKernel) -> None:
         self.kernel = kernel
+        self._sys_files = self._build_sys()
+        self._sys_dirs = _directories(self._sys_files)
 
     # -- KernelIO: files ----------------------------------------------------------------------
 
@@ -166,7 +168,7 @@ class SimulatedKernelIO:
 
     def _instance(self, name: str, rest: list[str]) -> _Node | None:
         kernel = self.kernel
-        if name not in kernel.instance_names():
+        if kernel.find_named(name) is None:
             return None
         dt_file = "device_tree" if kernel.profile == "tree" else "device_tree_source"
         if not rest:
@@ -244,32 +246,48 @@ class SimulatedKernelIO:
     # -- /sys (topology, lockdown) --------------------------------------------------------------------
 
     def _sys(self, parts: list[str]) -> _Node | None:
+        key = tuple(parts)
+        node = self._sys_files.get(key)
+        if node is not None:
+            return node
+        children = self._sys_dirs.get(key)
+        return _static(sorted(children)) if children else None
+
+    def _build_sys(self) -> dict[tuple[str, ...], _Node]:
+        """The machine's /sys files; the topology is fixed, so they are built once."""
         topology = self.kernel.topology
-        cpus = {f"cpu{cpu.logical_id}": cpu for cpu in topology.cpus}
         tree: dict[tuple[str, ...], _Node] = {
             ("kernel", "security", "lockdown"): _text(lambda: "[none] integrity confidentiality\n"),
             ("fs", "resctrl", "info", "L3", "cbm_mask"): _text(lambda: f"{topology.llc_way_mask:x}\n"),
             ("devices", "system", "cpu", "present"): _text(lambda: f"0-{len(topology.cpus) - 1}\n"),
         }
-        for name, cpu in cpus.items():
-            cache = ("devices", "system", "cpu", name, "cache", "index3")
-            tree[(*cache, "level")] = _text(lambda: "3\n")
-            tree[(*cache, "id")] = _text(lambda cpu=cpu: f"{cpu.llc}\n")  # type: ignore[misc]
+        for cpu in topology.cpus:
+            cache = ("devices", "system", "cpu", f"cpu{cpu.logical_id}", "cache", "index3")
+            tree[(*cache, "level")] = _constant("3\n")
+            tree[(*cache, "id")] = _constant(f"{cpu.llc}\n")
         for node in range(topology.numa_nodes):
             members = ",".join(str(cpu.logical_id) for cpu in topology.cpus if cpu.numa_node == node)
-            tree[("devices", "system", "node", f"node{node}", "cpulist")] = _text(lambda text=members: text + "\n")  # type: ignore[misc]
+            tree[("devices", "system", "node", f"node{node}", "cpulist")] = _constant(members + "\n")
         for device in topology.devices:
-            if device.type != "pci":
-                continue
-            base = ("bus", "pci", "devices", device.name)
-            numa = -1 if device.numa_node is None else device.numa_node
-            tree[(*base, "numa_node")] = _text(lambda numa=numa: f"{numa}\n")  # type: ignore[misc]
-            # The simulated machine names devices only; it has no PCI vendor or device ids.
-        key = tuple(parts)
-        if key in tree:
-            return tree[key]
-        children = sorted({path[len(key)] for path in tree if len(path) > len(key) and path[: len(key)] == key})
-        return _static(children) if children else None
+            if device.type == "pci":
+                # The simulated machine names devices only; it has no PCI vendor or device ids.
+                numa = -1 if device.numa_node is None else device.numa_node
+                tree[("bus", "pci", "devices", device.name, "numa_node")] = _constant(f"{numa}\n")
+        return tree
+
+
+def _directories(files: dict[tuple[str, ...], _Node]) -> dict[tuple[str, ...], set[str]]:
+    """Every directory above the files, with the names in it."""
+    found: dict[tuple[str, ...], set[str]] = {}
+    for path in files:
+        for depth in range(len(path)):
+            found.setdefault(path[:depth], set()).add(path[depth])
+    return found
+
+
+def _constant(text: str) -> _File:
+    data = text.encode()
+    return _File(read=lambda: data)
 
 
 def _discard(_: object) -> None:
