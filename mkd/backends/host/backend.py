@@ -197,9 +197,8 @@ class HostBackend:
             _refuse_duplicates(specs, self._names_and_ids())
             if profile == "rfc-v2":
                 self._create_v2(specs, self._read_all())
-            else:
-                self._create_tree(specs)
-            return [self._read_one(spec.id) for spec in specs]
+                return [self._read_one(spec.id) for spec in specs]
+            return self._create_tree(specs)
 
     def _create_v2(self, specs: list[InstanceSpec], existing: list[KernelInstance]) -> None:
         # spec 5.2: the write returns success even when an instance was skipped, so the result
@@ -229,27 +228,29 @@ class HostBackend:
             instance_id=first.id,
         )
 
-    def _create_tree(self, specs: list[InstanceSpec]) -> None:
+    def _create_tree(self, specs: list[InstanceSpec]) -> list[KernelInstance]:
         # Free pool memory, for the errno of a failed transaction: the pool's chunks less the
         # instance regions in /proc/iomem (two file reads, whatever the number of instances).
         pool_bytes = sum(chunk.bytes for chunk in parse_pool_dtb(self.fs.read_root_tree()).chunks)
         used = sum(chunk.bytes for chunks in self.procfs.instance_regions().values() for chunk in chunks)
         free = max(0, pool_bytes - used)
         applied: list[int] = []
+        created: list[KernelInstance] = []
         try:
             for spec in specs:
                 tx = self.overlays.create_instance(spec, free_memory_bytes=free)
                 applied.append(tx.id)
                 free -= spec.memory_bytes
                 self._known[spec.id] = (spec.name, "")  # where to read it back: no directory scan
-                self._check_created_resources(spec, tx.name)
+                created.append(self._check_created_resources(spec, tx.name))
         except KernelError:
             # All or nothing: roll back the transactions that applied, newest first.
             for tx_id in reversed(applied):
                 self.fs.remove_transaction(tx_id)
             raise
+        return created
 
-    def _check_created_resources(self, spec: InstanceSpec, tx_name: str) -> None:
+    def _check_created_resources(self, spec: InstanceSpec, tx_name: str) -> KernelInstance:
         # spec 5.3: CPUs or devices the pool could not give are only logged; the instance is
         # created without them, which no operator wants.
         got = self._read_one(spec.id)
@@ -270,6 +271,7 @@ class HostBackend:
                 "spec 5.3); rolled back",
                 instance_id=spec.id,
             )
+        return got
 
     def update_instance(self, spec: InstanceSpec) -> KernelInstance:
         with self._lock:
