@@ -299,7 +299,7 @@ def test_a_new_generation_clears_a_crash_loop(make_client: MakeClient) -> None:
     kernel = upload(client, imagegen.vmlinux())
     client.put("/v1/instances/web", json=document("web", kernel, maxRestarts=0))
     assert "CrashLoop" in assert_problem(wait(client, "web", generation=1), 409)["detail"]
-    client.app.state.daemon.backend.kernel.faults.fail_after_start = False  # type: ignore[attr-defined]
+    client.app.state.daemon.backend.io.kernel.faults.fail_after_start = False  # type: ignore[attr-defined]
     fixed = client.put("/v1/instances/web", json=document("web", kernel, maxRestarts=3))
     assert fixed.status_code == 200 and fixed.json()["generation"] == 2
     settled = wait(client, "web", generation=2)
@@ -316,7 +316,7 @@ def test_a_clean_self_stop_stays_down_under_on_failure_and_restarts_under_always
                                                     restartBackoff={"initial_s": 0.1, "max_s": 1}))
     calm = wait(client, "calm", generation=1).json()
     eager = wait(client, "eager", generation=1).json()
-    kernel_model = client.app.state.daemon.backend.kernel  # type: ignore[attr-defined]
+    kernel_model = client.app.state.daemon.backend.io.kernel  # type: ignore[attr-defined]
     kernel_model.spawn_halt_self(calm["id"])
     kernel_model.spawn_halt_self(eager["id"])
     assert _events_of(client, "restarted", "eager", 1)[0]["attempt"] == 1
