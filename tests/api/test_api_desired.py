@@ -282,6 +282,7 @@ def test_on_failure_restarts_a_failed_instance_then_crash_loops(make_client: Mak
     restarted = _events_of(client, "restarted", "web", 2)
     assert [e["attempt"] for e in restarted] == [1, 2]
     assert "failed" in restarted[0]["reason"]
+    assert wait(client, "web", state="FAILED").status_code == 200  # the third failure, seen by the poll
     looped = wait(client, "web", generation=1)
     problem = assert_problem(looped, 409, "EBUSY")
     assert "CrashLoop" in problem["detail"], problem
@@ -290,14 +291,15 @@ def test_on_failure_restarts_a_failed_instance_then_crash_loops(make_client: Mak
     running = {c["type"]: c for c in body["conditions"]}["Running"]
     assert (running["status"], running["reason"]) == ("False", "CrashLoop")
     metrics = client.get("/metrics").text
-    assert 'mkd_restarts_total{instance="web"} 2.0' in metrics
-    assert 'mkd_crash_loops_total{instance="web"} 1.0' in metrics
+    assert 'mkd_restarts_total{instance="web"} 2.0' in metrics, metrics
+    assert 'mkd_crash_loops_total{instance="web"} 1.0' in metrics, metrics
 
 
 def test_a_new_generation_clears_a_crash_loop(make_client: MakeClient) -> None:
     client = crashing(make_client, fail_after_start=True)
     kernel = upload(client, imagegen.vmlinux())
     client.put("/v1/instances/web", json=document("web", kernel, maxRestarts=0))
+    assert wait(client, "web", state="FAILED").status_code == 200  # seen by the status poll
     assert "CrashLoop" in assert_problem(wait(client, "web", generation=1), 409)["detail"]
     client.app.state.daemon.backend.io.kernel.faults.fail_after_start = False  # type: ignore[attr-defined]
     fixed = client.put("/v1/instances/web", json=document("web", kernel, maxRestarts=3))
