@@ -23,6 +23,7 @@ from mkd.cli.output import (
     instance_view,
     instances_view,
     pool_view,
+    pruned_view,
 )
 from mkd.cli.quantities import QuantityError, parse_cpu_list, parse_size
 from mkd.cli.upload import upload
@@ -299,6 +300,13 @@ def list_images(output: OutputOpt = Format.table) -> None:
 def delete_image(sha256: str, if_match: IfMatchOpt = None) -> None:
     """Delete an image no kimage uses."""
     run(lambda: call(target(), "DELETE", f"/v1/images/{sha256}", headers=_headers(if_match)))
+
+
+@images.command("prune")
+def prune_images(output: OutputOpt = Format.table) -> None:
+    """Delete every image no kimage and no spec uses."""
+
+    run(lambda: emit(call(target(), "POST", "/v1/images/prune").json(), output, pruned_view))
 
 
 @pool.command("get")

@@ -159,6 +159,13 @@ def images_view(items: list[dict[str, Any]], wide: bool) -> Iterable[RenderableT
     yield table
 
 
+def pruned_view(result: dict[str, Any], wide: bool) -> Iterable[RenderableType]:
+    table = _rows("REMOVED")
+    for sha in result["removed"]:
+        table.add_row(sha if wide else _short(sha))
+    yield table
+
+
 def image_view(item: dict[str, Any], wide: bool) -> Iterable[RenderableType]:
     fields = _fields()
     fields.add_row("sha256", item["sha256"])

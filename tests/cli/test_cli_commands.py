@@ -179,3 +179,16 @@ def test_exit_7_when_the_daemon_is_unreachable() -> None:
     runner = CliRunner()
     for args in (("host",), ("instances", "list"), ("pool", "get"), ("events", "--count", "1")):
         refused(runner.invoke(app, ["--url", closed, *args]), 7, "cannot reach mkd", closed)
+
+
+def test_images_prune_keeps_what_kimages_use(cli: RunCli, tmp_path: Path, kernel_file: Path) -> None:
+    used = output(cli("images", "upload", str(kernel_file), "-o", "json"))["sha256"]
+    spare_file = tmp_path / "spare.img"
+    spare_file.write_bytes(imagegen.initrd("gzip", size=8192))
+    spare = output(cli("images", "upload", str(spare_file), "-o", "json"))["sha256"]
+    output(cli("instances", "create", "web", "--cpus", "4", "--memory", "256M", "-o", "json"))
+    output(cli("instances", "load", "web", "--kernel", used, "-o", "json"))
+    assert output(cli("images", "prune", "-o", "json")) == {"removed": [spare]}
+    table = cli("images", "prune")
+    assert table.exit_code == 0 and "REMOVED" in table.output and spare[:12] not in table.output
+    assert [i["sha256"] for i in output(cli("images", "list", "-o", "json"))] == [used]
