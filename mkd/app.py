@@ -27,7 +27,7 @@ from mkd.auth_tokens import load_tokens
 from mkd.backends.registry import make_backend
 from mkd.config import Settings
 from mkd.db.migrate import upgrade_to_head
-from mkd.db.session import make_engine
+from mkd.db.session import create_private, make_engine
 from mkd.images.store import ImageStore
 from mkd.services.context import Daemon
 from mkd.services.event_bus import EventBus
@@ -48,8 +48,9 @@ def open_daemon(settings: Settings) -> Daemon:
     """Migrate, open the backend, reconcile: everything /readyz waits for."""
     settings.daemon.state_dir.mkdir(parents=True, exist_ok=True)
     crash_points.arm(settings.daemon.crash_at)
+    create_private(settings.database_path)  # before Alembic makes it with the umask's mode
     upgrade_to_head(settings.database_path)
-    engine = make_engine(settings.database_path)
+    engine = make_engine(settings.database_path, synchronous=settings.daemon.sqlite_synchronous)
     backend = make_backend(settings)
     daemon = Daemon(settings=settings, engine=engine, backend=backend,
                     store=ImageStore(settings.images_dir), bus=EventBus(), host=backend.probe())

@@ -58,6 +58,8 @@ class DaemonSettings(BaseModel):
     sysfs_root: Path = Path("/sys/fs/multikernel")
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"  # uvicorn's names
     crash_at: str | None = None  # tests only: see mkd.crash_points
+    # DESIGN "Durability" needs "full"; "normal" exists only as the bench's baseline (tests/bench).
+    sqlite_synchronous: Literal["full", "normal"] = "full"
 
 
 class Settings(BaseModel):

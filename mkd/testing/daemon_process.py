@@ -24,9 +24,11 @@ def free_port() -> int:
 class DaemonProcess:
     """`mkd serve` on a free loopback port with its own state directory."""
 
-    def __init__(self, state_dir: Path, *, config: Path | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, state_dir: Path, *, config: Path | None = None, env: dict[str, str] | None = None,
+                 wrapper: list[str] | None = None) -> None:
         self.state_dir = state_dir
         self.config = config
+        self.wrapper = wrapper or []  # a command the daemon runs under (strace ..., ip netns exec ...)
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -36,6 +38,7 @@ class DaemonProcess:
     def start(self, timeout: float = 30.0) -> DaemonProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
+            *self.wrapper,
             sys.executable,
             "-m",
             "mkd.cli.main",
