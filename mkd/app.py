@@ -23,7 +23,7 @@ from mkd.api.problems import install_problem_handlers
 from mkd.api.request_metrics import RequestMetrics, RequestMetricsMiddleware
 from mkd.api.routes import actions, dashboard, events, health, host, images, instances, pool, session
 from mkd.api.session_cookie import SessionSigner
-from mkd.auth_tokens import load_tokens
+from mkd.auth_tokens import TokenFile
 from mkd.backends.registry import make_backend
 from mkd.config import Settings
 from mkd.db.migrate import upgrade_to_head
@@ -138,14 +138,16 @@ def create_app(settings: Settings | None = None, *,
     app.state.request_metrics = RequestMetrics()
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)
     app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(AuditMiddleware, log=AuditLog(settings.daemon.state_dir / "audit.log"))
     app.add_middleware(CrossSiteGuard, allowed_hosts=settings.daemon.allowed_hosts)
-    app.state.tokens = []
+    app.state.token_file = None
     app.state.session_signer = SessionSigner()
     if settings.daemon.tokens_file is not None:
-        app.state.tokens = load_tokens(settings.daemon.tokens_file)
-        # Added last, so it runs first: the idempotency scope includes the token's name.
-        app.add_middleware(TokenAuthMiddleware, tokens=app.state.tokens, signer=app.state.session_signer)
+        app.state.token_file = TokenFile(settings.daemon.tokens_file)
+        # Added after the idempotency middleware, so it runs first: the idempotency scope
+        # includes the token's name.
+        app.add_middleware(TokenAuthMiddleware, token_file=app.state.token_file, signer=app.state.session_signer)
+    # Outermost: refused attempts (401, 403 and the rest) are audited too, with the token's name.
+    app.add_middleware(AuditMiddleware, log=AuditLog(settings.daemon.state_dir / "audit.log"))
     for module in (health, host, pool, instances, actions, images, events, session, dashboard):
         app.include_router(module.router)
     generate_openapi = app.openapi

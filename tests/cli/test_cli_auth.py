@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from mkd.cli.main import app
 from tests.cli.conftest import ServedProcess, serve_beyond_loopback
-from tests.helpers import MiB
+from tests.helpers import MiB, write_tokens
 
 READ_TOKEN = "cli-read-token-000001"
 WRITE_TOKEN = "cli-write-token-00002"
@@ -23,7 +23,7 @@ WRITE_TOKEN = "cli-write-token-00002"
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedProcess]:
     root = tmp_path_factory.mktemp("secured")
     tokens = root / "tokens"
-    tokens.write_text(f"ops:read:{READ_TOKEN}\nadmin:write:{WRITE_TOKEN}\n")
+    write_tokens(tokens, f"ops:read:{READ_TOKEN}\nadmin:write:{WRITE_TOKEN}\n")
     served = serve_beyond_loopback(root / "state", tokens)
     yield served
     served.proc.terminate()
