@@ -13,12 +13,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests use: dtc (DTS <-> DTB), chromium (dashboard tests), systemd-analyze
-# (the unit in deploy/).
+# (the unit in deploy/), strace (fsync order before a 2xx), openssl (certificates for the TLS
+# tests), ip from iproute2 (network namespaces for clients beyond loopback).
 system-deps:
 	@missing=""; \
 	command -v dtc >/dev/null 2>&1 || missing="$$missing device-tree-compiler"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \

@@ -14,6 +14,7 @@ from typing import Any
 
 import uvicorn
 
+from mkd.auth_tokens import load_tokens
 from mkd.config import Settings
 from mkd.errors import InvalidInput
 from mkd.malloc_tuning import tune_malloc
@@ -58,6 +59,7 @@ def check_bind(settings: Settings) -> None:
             f"refusing to listen on {listen}: binding beyond loopback needs a tokens file "
             "([daemon] tokens_file, lines 'name:role:token'); use 127.0.0.1 or --socket otherwise"
         )
+    load_tokens(Path(tokens))  # a bad tokens file is refused before anything binds (InvalidInput)
     if settings.daemon.tls_cert is None and not settings.daemon.insecure_plaintext:
         raise UnsafeBind(
             f"refusing to listen on {listen} in plaintext: beyond loopback tokens would cross the network "

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -25,13 +26,16 @@ class DaemonProcess:
     """`mkd serve` on a free loopback port with its own state directory."""
 
     def __init__(self, state_dir: Path, *, config: Path | None = None, env: dict[str, str] | None = None,
-                 wrapper: list[str] | None = None) -> None:
+                 wrapper: list[str] | None = None, host: str = "127.0.0.1", scheme: str = "http",
+                 http_options: dict[str, Any] | None = None) -> None:
         self.state_dir = state_dir
         self.config = config
         self.wrapper = wrapper or []  # a command the daemon runs under (strace ..., ip netns exec ...)
         self.env = {**os.environ, **(env or {})}
+        self.host = host  # beyond loopback only inside a namespace the test made (mkd.testing.netns)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://{host}:{self.port}"
+        self.http_options = http_options or {}  # httpx options: verify=CA file, cert=(cert, key), headers
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = state_dir.parent / f"mkd-{self.port}.log"
 
@@ -44,7 +48,7 @@ class DaemonProcess:
             "mkd.cli.main",
             "serve",
             "--listen",
-            f"127.0.0.1:{self.port}",
+            f"{self.host}:{self.port}",
             "--state-dir",
             str(self.state_dir),
         ]
@@ -57,7 +61,7 @@ class DaemonProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mkd exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
+                if httpx.get(self.url + "/readyz", timeout=1.0, **self.http_options).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
@@ -65,7 +69,7 @@ class DaemonProcess:
         raise RuntimeError(f"mkd did not become ready: {self.log.read_text()[-2000:]}")
 
     def client(self, timeout: float = 60.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
+        return httpx.Client(base_url=self.url, timeout=timeout, **self.http_options)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a crash."""
