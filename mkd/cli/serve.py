@@ -14,7 +14,6 @@ from typing import Any
 
 import uvicorn
 
-from mkd.auth_tokens import load_tokens
 from mkd.config import Settings
 from mkd.errors import InvalidInput
 from mkd.malloc_tuning import tune_malloc
@@ -45,8 +44,7 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(settings: Settings) -> None:
-    """DESIGN "Security": any bind beyond loopback needs a tokens file, and TLS or an explicit
-    `insecure_plaintext = true`."""
+    """DESIGN "Security": any bind beyond loopback needs a tokens file."""
     listen = settings.daemon.listen
     if listen is None:
         return
@@ -59,7 +57,13 @@ def check_bind(settings: Settings) -> None:
             f"refusing to listen on {listen}: binding beyond loopback needs a tokens file "
             "([daemon] tokens_file, lines 'name:role:token'); use 127.0.0.1 or --socket otherwise"
         )
-    load_tokens(Path(tokens))  # a bad tokens file is refused before anything binds (InvalidInput)
+
+
+def check_transport(settings: Settings) -> None:
+    """DESIGN "Security": beyond loopback the listener is TLS unless `insecure_plaintext = true`."""
+    listen = settings.daemon.listen
+    if listen is None or is_loopback(split_listen(listen)[0]):
+        return
     if settings.daemon.tls_cert is None and not settings.daemon.insecure_plaintext:
         raise UnsafeBind(
             f"refusing to listen on {listen} in plaintext: beyond loopback tokens would cross the network "
@@ -158,12 +162,6 @@ def run(settings: Settings, *, announce: bool = True) -> None:
     from mkd.app import create_app
 
     check_bind(settings)
-    sockets, urls = bind_sockets(settings)
-    if announce:
-        for url in urls:
-            print(f"mkd: dashboard and API at {url}", flush=True)  # noqa: T201
-    tune_malloc()  # uploads: see mkd.malloc_tuning
-    show_daemon_log(settings.daemon.log_level)
     failures: list[BaseException] = []
     servers: list[uvicorn.Server] = []
 
@@ -172,8 +170,16 @@ def run(settings: Settings, *, announce: bool = True) -> None:
         for server in servers:
             server.should_exit = True
 
-    # Start-up runs once the sockets listen, so /healthz and /readyz (503 "starting") answer.
+    # Start-up runs once the sockets listen, so /healthz and /readyz (503 "starting") answer. The
+    # app is made first all the same: a bad tokens file is refused before anything binds.
     app = create_app(settings, on_start_failure=start_failed)
+    check_transport(settings)
+    sockets, urls = bind_sockets(settings)
+    if announce:
+        for url in urls:
+            print(f"mkd: dashboard and API at {url}", flush=True)  # noqa: T201
+    tune_malloc()  # uploads: see mkd.malloc_tuning
+    show_daemon_log(settings.daemon.log_level)
     if settings.daemon.insecure_plaintext and not tls_beyond_loopback(settings):
         logging.getLogger("mkd").warning(
             "insecure_plaintext = true: tokens and data cross the network unencrypted beyond loopback")
