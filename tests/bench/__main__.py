@@ -19,6 +19,7 @@ from tests.bench import (
     bench_keepalive,
     bench_load,
     bench_plan,
+    bench_synchronous,
     bench_upload,
     bench_upload_rss,
 )
@@ -33,6 +34,7 @@ BENCHMARKS: dict[str, Callable[[], list[BenchResult]]] = {
     "create-scaling": lambda: [bench_create_scaling.run()],
     "dry-run": lambda: [bench_dry_run_latency.run()],
     "instance-rss": bench_instance_rss.run,
+    "synchronous": lambda: [bench_synchronous.run()],
 }
 
 
