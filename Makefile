@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint typecheck bench openapi system-deps clean
+.PHONY: run test lint typecheck bench fuzz openapi system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,11 @@ typecheck: $(STAMP)
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m tests.bench
+
+# The long schemathesis run: at least 5,000 stateful cases; load, start, stop and unload must each
+# get at least 50 2xx (tests/fuzz/test_fuzz_openapi.py prints the count per operation).
+fuzz: $(STAMP) system-deps
+	MKD_FUZZ_CASES=5000 MKD_FUZZ_BUDGET_S=600 $(BIN)/pytest -s -p no:cacheprovider --timeout=3600 tests/fuzz
 
 openapi: $(STAMP)
 	$(BIN)/python -m mkd.openapi > openapi.json

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from mkd.api.deps import DaemonDep, IfMatch, read_body
-from mkd.api.responses import problems
+from mkd.api.responses import INSTANCE_LINKS, problems
 from mkd.api.schemas import (
     InstanceCreate,
     InstanceItems,
@@ -74,7 +74,8 @@ def list_instances(
 
 
 @router.post("/instances", status_code=201, response_model=InstanceOut | InstanceItems, openapi_extra=_CREATE_BODY,
-             responses={200: {"model": InstanceItems}, **problems(404, 409, 413, 415, 422)})
+             responses={200: {"model": InstanceItems}, 201: {"links": INSTANCE_LINKS},
+                        **problems(404, 409, 413, 415, 422)})
 async def create_instances(
     request: Request, daemon: DaemonDep, dry_run: Annotated[bool, Query()] = False
 ) -> Response:
@@ -105,7 +106,8 @@ async def create_instances(
                         headers={"Location": f"/v1/instances/{item['id']}", "ETag": etag})
 
 
-@router.get("/instances/{ref}", response_model=InstanceOut, responses=problems(404, 422))
+@router.get("/instances/{ref}", response_model=InstanceOut,
+            responses={200: {"links": INSTANCE_LINKS}, **problems(404, 422)})
 def read_instance(ref: str, daemon: DaemonDep, response: Response) -> dict[str, Any]:
     """Read one instance by id or name."""
     body, etag = service.get_instance(daemon=daemon, ref=ref)
@@ -113,7 +115,8 @@ def read_instance(ref: str, daemon: DaemonDep, response: Response) -> dict[str, 
     return body
 
 
-@router.patch("/instances/{ref}", response_model=InstanceOut, responses=problems(404, 409, 412, 422))
+@router.patch("/instances/{ref}", response_model=InstanceOut,
+              responses={200: {"links": INSTANCE_LINKS}, **problems(404, 409, 412, 422)})
 def update_instance(
     ref: str, body: InstanceUpdate, daemon: DaemonDep, response: Response, if_match: IfMatch = None
 ) -> dict[str, Any]:
