@@ -2,13 +2,14 @@
 
 - Every call's status is appended to $MKD_FUZZ_LOG, so the test can print, per operation, how
   many 2xx it got.
-- Nudges so stateful sequences get past the first refusal: four in five loads name a real kernel
-  ($MKD_FUZZ_KERNEL, uploaded again if the run deleted it; random bytes are never a kernel), four
-  in five creates are JSON asking for what the pool can give (one CPU on node 0, where the pool's
-  memory is, and 256 MiB; old instances are removed first when many are left), four in five actions go without a random If-Match or
-  Idempotency-Key and, when their generated ref names no instance, are aimed at one in a state
-  the action applies to. The fifth stays as generated: refusals count too. The schema's OpenAPI
-  links chain the rest (create → actions, PATCH, DELETE; each action's answer → the next).
+- Nudges so stateful sequences get past the first refusal: four in five loads name a real
+  kernel ($MKD_FUZZ_KERNEL, uploaded again if the run deleted it; random bytes are never a
+  kernel); four in five creates are JSON asking for what the pool can give (one CPU on node 0,
+  where the pool's memory is, and 256 MiB; old instances are removed first when many are left);
+  four in five actions go without a random If-Match or Idempotency-Key and are aimed at an
+  instance in a state the action applies to, when there is one. The fifth stays as generated:
+  refusals count too. The schema's OpenAPI links chain the rest (create → the instance's
+  actions, PATCH and DELETE; each action's answer → the next).
 """
 
 from __future__ import annotations
