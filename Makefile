@@ -48,7 +48,7 @@ bench: $(STAMP) system-deps
 # The long schemathesis run: at least 5,000 stateful cases; load, start, stop and unload must each
 # get at least 50 2xx (tests/fuzz/test_fuzz_openapi.py prints the count per operation).
 fuzz: $(STAMP) system-deps
-	MKD_FUZZ_CASES=5000 MKD_FUZZ_BUDGET_S=600 $(BIN)/pytest -s -p no:cacheprovider --timeout=3600 tests/fuzz
+	MKD_FUZZ_CASES=5000 MKD_FUZZ_BUDGET_S=420 $(BIN)/pytest -s -p no:cacheprovider --timeout=3600 tests/fuzz
 
 openapi: $(STAMP)
 	$(BIN)/python -m mkd.openapi > openapi.json
