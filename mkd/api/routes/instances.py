@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mkd.api.deps import DaemonDep, IfMatch, read_body
 from mkd.api.problems import SCHEMA_INVALID, bounded_errors, max_validation_errors
-from mkd.api.responses import problems
+from mkd.api.responses import INSTANCE_LINKS, problems
 from mkd.api.schemas import (
     InstanceCreate,
     InstanceItems,
@@ -90,6 +90,7 @@ def list_instances(
 @router.post("/instances", status_code=201, response_model=InstanceOut | InstanceItems, openapi_extra=_CREATE_BODY,
              responses={200: {"model": InstanceOut | InstanceItems,
                               "description": "dry run: the would-be result in the real call's shape"},
+                        201: {"links": INSTANCE_LINKS},
                         **problems(404, 409, 413, 415, 422)})
 async def create_instances(
     request: Request, daemon: DaemonDep, dry_run: Annotated[bool, Query()] = False
@@ -126,7 +127,8 @@ async def create_instances(
                         headers={"Location": f"/v1/instances/{item['id']}", "ETag": etag})
 
 
-@router.get("/instances/{ref}", response_model=InstanceOut, responses=problems(404, 422))
+@router.get("/instances/{ref}", response_model=InstanceOut,
+            responses={200: {"links": INSTANCE_LINKS}, **problems(404, 422)})
 def read_instance(ref: str, daemon: DaemonDep, response: Response) -> dict[str, Any]:
     """Read one instance by id or name."""
     body, etag = service.get_instance(daemon=daemon, ref=ref)
@@ -135,7 +137,7 @@ def read_instance(ref: str, daemon: DaemonDep, response: Response) -> dict[str, 
 
 
 @router.patch("/instances/{ref}", response_model=InstanceOut, openapi_extra=_PATCH_BODY,
-              responses=problems(404, 409, 412, 422))
+              responses={200: {"links": INSTANCE_LINKS}, **problems(404, 409, 412, 422)})
 def update_instance(
     ref: str, body: InstanceUpdate, daemon: DaemonDep, response: Response, if_match: IfMatch = None
 ) -> dict[str, Any]:
