@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint typecheck bench openapi system-deps image clean
+.PHONY: run test lint typecheck bench fuzz openapi system-deps image clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,13 +13,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests use: dtc (DTS <-> DTB), chromium (dashboard tests), systemd-analyze and
-# systemd-socket-activate (the units in deploy/).
+# systemd-socket-activate (the units in deploy/), strace (fsync order before a 2xx), openssl (certificates
+# for the TLS tests), ip from iproute2 (network namespaces for clients beyond loopback).
 system-deps:
 	@missing=""; \
 	command -v dtc >/dev/null 2>&1 || missing="$$missing device-tree-compiler"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	command -v systemd-socket-activate >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
@@ -41,6 +45,11 @@ typecheck: $(STAMP)
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m tests.bench
+
+# The long schemathesis run: at least 5,000 stateful cases; load, start, stop and unload must each
+# get at least 50 2xx (tests/fuzz/test_fuzz_openapi.py prints the count per operation).
+fuzz: $(STAMP) system-deps
+	MKD_FUZZ_CASES=5000 MKD_FUZZ_BUDGET_S=420 $(BIN)/pytest -s -p no:cacheprovider --timeout=3600 tests/fuzz
 
 openapi: $(STAMP)
 	$(BIN)/python -m mkd.openapi > openapi.json

@@ -27,11 +27,11 @@ from mkd.api.problems import install_problem_handlers
 from mkd.api.request_metrics import RequestMetrics, RequestMetricsMiddleware
 from mkd.api.routes import actions, dashboard, declared, events, health, host, images, instances, pool, session
 from mkd.api.session_cookie import SessionSigner
-from mkd.auth_tokens import load_tokens
+from mkd.auth_tokens import TokenFile
 from mkd.backends.registry import make_backend
 from mkd.config import Settings
 from mkd.db.migrate import upgrade_to_head
-from mkd.db.session import make_engine
+from mkd.db.session import create_private, make_engine
 from mkd.devicetree.dts import configure_dtc
 from mkd.images.store import ImageStore
 from mkd.services.context import Daemon
@@ -54,8 +54,9 @@ def open_daemon(settings: Settings) -> Daemon:
     """Migrate, open the backend, reconcile: everything /readyz waits for."""
     settings.daemon.state_dir.mkdir(parents=True, exist_ok=True)
     crash_points.arm(settings.daemon.crash_at)
+    create_private(settings.database_path)  # before Alembic makes it with the umask's mode
     upgrade_to_head(settings.database_path)
-    engine = make_engine(settings.database_path)
+    engine = make_engine(settings.database_path, synchronous=settings.daemon.sqlite_synchronous)
     backend = make_backend(settings)
     daemon = Daemon(settings=settings, engine=engine, backend=backend,
                     store=ImageStore(settings.images_dir), bus=EventBus(), host=backend.probe())
@@ -148,21 +149,23 @@ def create_app(settings: Settings | None = None, *,
     app.state.request_metrics = RequestMetrics()
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)
     app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(AuditMiddleware, log=AuditLog(settings.daemon.state_dir / "audit.log",
-                                                     max_bytes=settings.limits.audit_max_bytes,
-                                                     files=settings.limits.audit_files))
     app.add_middleware(CrossSiteGuard, allowed_hosts=settings.daemon.allowed_hosts)
     # DESIGN "Limits": outside every middleware that reads a body, so none buffers past a limit.
     app.state.limit_refusals = LimitRefusals()
     app.add_middleware(BodyLimitMiddleware, limits=settings.limits, refusals=app.state.limit_refusals)
     app.add_middleware(ConnectionLimitGuard, refusals=app.state.limit_refusals)
     configure_dtc(settings.limits)
-    app.state.tokens = []
+    app.state.token_file = None
     app.state.session_signer = SessionSigner()
     if settings.daemon.tokens_file is not None:
-        app.state.tokens = load_tokens(settings.daemon.tokens_file)
-        # Added last, so it runs first: the idempotency scope includes the token's name.
-        app.add_middleware(TokenAuthMiddleware, tokens=app.state.tokens, signer=app.state.session_signer)
+        app.state.token_file = TokenFile(settings.daemon.tokens_file)
+        # Added after the idempotency middleware, so it runs first: the idempotency scope
+        # includes the token's name.
+        app.add_middleware(TokenAuthMiddleware, token_file=app.state.token_file, signer=app.state.session_signer)
+    # Outermost: refused attempts (401, 403 and the rest) are audited too, with the token's name.
+    app.add_middleware(AuditMiddleware, log=AuditLog(settings.daemon.state_dir / "audit.log",
+                                                     max_bytes=settings.limits.audit_max_bytes,
+                                                     files=settings.limits.audit_files))
     for module in (health, host, pool, instances, declared, actions, images, events, session, dashboard):
         app.include_router(module.router)
     generate_openapi = app.openapi

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import os
+import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,8 +20,21 @@ class Token:
     secret: str
 
 
+def check_private(path: Path) -> None:
+    """DESIGN "Security": a tokens file others can read (or write) is refused, with the fix."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the tokens file {path}: {exc.strerror}") from exc
+    if mode & 0o077:
+        raise InvalidInput(f"the tokens file {path} is open to its group or to others (mode {mode:04o}); "
+                           f"it holds secrets: chmod 600 {path}")
+
+
 def load_tokens(path: Path) -> list[Token]:
-    """Parse the tokens file; anything wrong (unreadable, malformed, empty, ambiguous) is InvalidInput."""
+    """Parse the tokens file; anything wrong (unreadable, open to others, malformed, empty, ambiguous)
+    is InvalidInput."""
+    check_private(path)
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -48,3 +64,19 @@ def find_token(tokens: list[Token], presented: str) -> Token | None:
         if hmac.compare_digest(token.secret.encode(), presented.encode()):
             found = token
     return found
+
+
+class TokenFile:
+    """The tokens file's current tokens; `reload` (on SIGHUP) swaps them all at once, so a removed
+    token stops working with the next request (its dashboard sessions too)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tokens = load_tokens(path)
+        self._lock = threading.Lock()
+
+    def reload(self) -> list[Token]:
+        """Read the file again; on any error the old tokens stay (InvalidInput says why)."""
+        with self._lock:
+            self.tokens = load_tokens(self.path)
+            return self.tokens

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mkd.errors import InvalidInput
 from mkd.kernel_types import KernelProfile
@@ -70,6 +71,31 @@ class DaemonSettings(BaseModel):
     sysfs_root: Path = Path("/sys/fs/multikernel")
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"  # uvicorn's names
     crash_at: str | None = None  # tests only: see mkd.crash_points
+    # DESIGN "Durability" needs "full"; "normal" exists only as the bench's baseline (tests/bench).
+    sqlite_synchronous: Literal["full", "normal"] = "full"
+    # DESIGN "Security": TLS beyond loopback (client certificates required when tls_client_ca is
+    # set), or plaintext there only with insecure_plaintext = true; proxies whose X-Forwarded-*
+    # headers count (addresses or networks; default none).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    insecure_plaintext: bool = False
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            ipaddress.ip_network(proxy, strict=False)  # ValueError names the bad entry
+        return proxies
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> DaemonSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key")
+        return self
 
 
 class ReconcilerSettings(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -36,3 +37,10 @@ def assert_problem(reply: Any, status: int, errno: str | None = None) -> dict[st
     if errno is not None:
         assert body["errno"] == errno, body
     return body
+
+
+def write_tokens(path: Path, text: str) -> Path:
+    """A tokens file as an operator must make it: 0600 (DESIGN "Security" refuses wider)."""
+    path.write_text(text)
+    path.chmod(0o600)
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MUTATING = ("POST", "PUT", "PATCH", "DELETE")
+AUDIT_LOG_MODE = 0o600  # DESIGN "Security": it names tokens and peers
 
 
 class AuditLog:
@@ -21,6 +23,9 @@ class AuditLog:
         self.max_bytes = max_bytes
         self.files = files
         self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, AUDIT_LOG_MODE))
+        os.chmod(path, AUDIT_LOG_MODE)  # an older log made with the umask's mode
 
     def write(self, entry: dict[str, object]) -> None:
         line = json.dumps(entry, sort_keys=True) + "\n"

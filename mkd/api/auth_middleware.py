@@ -8,7 +8,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mkd.api.problems import problem_response
 from mkd.api.session_cookie import COOKIE, SessionSigner
-from mkd.auth_tokens import Token, find_token
+from mkd.auth_tokens import Token, TokenFile, find_token
 from mkd.errors import Forbidden, MkdError, Unauthorized
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/", "/v1/session")
@@ -30,9 +30,9 @@ def _from_loopback(scope: Scope) -> bool:
 
 
 class TokenAuthMiddleware:
-    def __init__(self, app: ASGIApp, tokens: list[Token], signer: SessionSigner) -> None:
+    def __init__(self, app: ASGIApp, token_file: TokenFile, signer: SessionSigner) -> None:
         self.app = app
-        self.tokens = tokens
+        self.token_file = token_file  # read at each request: SIGHUP swaps its tokens
         self.signer = signer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -45,7 +45,10 @@ class TokenAuthMiddleware:
         for key, value in scope.get("headers", []):
             if key == b"authorization" and value[:7].lower() == b"bearer ":
                 presented = value[7:].decode("latin-1").strip()
-        token = find_token(self.tokens, presented) if presented else self._from_cookie(scope)
+        tokens = self.token_file.tokens
+        token = find_token(tokens, presented) if presented else self._from_cookie(scope, tokens)
+        # The audit log (outside this middleware) names the token of refused attempts too.
+        scope.setdefault("state", {})["token_name"] = token.name if token else ""
         error: MkdError | None = None
         if token is None:
             error = Unauthorized("a bearer token (or a dashboard session) is required from beyond loopback",
@@ -55,14 +58,13 @@ class TokenAuthMiddleware:
         if error is not None:
             await problem_response(error.problem(scope["path"]), error.headers)(scope, receive, send)
             return
-        scope.setdefault("state", {})["token_name"] = token.name if token else ""
         await self.app(scope, receive, send)
 
-    def _from_cookie(self, scope: Scope) -> Token | None:
+    def _from_cookie(self, scope: Scope, tokens: list[Token]) -> Token | None:
         for key, value in scope.get("headers", []):
             if key == b"cookie":
                 for part in value.decode("latin-1").split(";"):
                     name, _, cookie = part.strip().partition("=")
                     if name == COOKIE:
-                        return self.signer.verify(cookie, self.tokens)
+                        return self.signer.verify(cookie, tokens)
         return None

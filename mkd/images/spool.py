@@ -26,6 +26,17 @@ WRITEBACK_EVERY = 32 << 20
 _libc = ctypes.CDLL(None, use_errno=True)
 _sync_file_range = getattr(_libc, "sync_file_range", None)
 _SYNC_FILE_RANGE_WRITE = 2
+# DESIGN "Security": images 0640 (the daemon's group may read them; nobody writes them in place).
+IMAGE_MODE = 0o640
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or unlink in `directory` durable: without it a power cut can undo it."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
@@ -97,20 +108,22 @@ class UploadSpool:
         for job in jobs:
             job.result()
 
-    async def keep(self, final: Path) -> None:
-        """Make the file durable and move it to `final` (read-only)."""
+    def keep(self, final: Path) -> None:
+        """Make the file durable and move it to `final` (DESIGN "Durability": written, fsynced,
+        renamed, its directory fsynced). Blocking: call it off the event loop, once sha256() is
+        done, under the store's lock."""
         assert self.fd is not None
-        await self._loop.run_in_executor(self._writer, os.fsync, self.fd)
+        os.fsync(self.fd)
         self._close()
-        os.chmod(self.path, 0o444)
+        os.chmod(self.path, IMAGE_MODE)
         os.replace(self.path, final)
+        fsync_directory(final.parent)
 
     def discard(self) -> None:
-        """Drop the file (its bytes are stored already). The unlink runs off the event loop and
-        is not waited for: freeing hundreds of MiB of page cache takes tens of milliseconds, and a
-        file left by a crash meanwhile is removed at the next start (ImageStore.clear_partial)."""
+        """Drop the file (its bytes are stored already). Blocking (freeing hundreds of MiB of page
+        cache takes tens of milliseconds): call it off the event loop."""
         self._close()
-        self._loop.run_in_executor(None, self.path.unlink, True)
+        self.path.unlink(missing_ok=True)
 
     async def abort(self) -> None:
         """After a failure: let running lane work end (never close the fd under a write), then

@@ -31,11 +31,14 @@ class KexecFile:
         if offset >= self.size or length <= 0:
             return b""
         want = min(length, self.size - offset)
-        with open(self.path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read(want)
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read(want)
+        except OSError as exc:  # gone or unreadable since it was sized
+            raise KernelError(errno.EIO, f"reading the file failed: {exc.strerror}") from exc
         if len(data) != want:
-            raise KernelError(errno.EIO, f"short read of {self.path}")
+            raise KernelError(errno.EIO, "short read of the file")  # no server path in a problem
         return data
 
 
@@ -63,26 +66,28 @@ def _open_for_writing(info: os.stat_result) -> bool:
 
 def read_kexec_file(path: Path | None, what: str) -> KexecFile:
     """Open and size-check a kernel or initrd file; `what` names it in messages."""
+    # Messages name the file by `what`, never by path: they end up in problem details, and a
+    # client has no business learning where the state directory is.
     # spec 2.7.1 step 1: fd -1 (None here) or a file we cannot open for reading -> EBADF.
     if path is None:
         raise KernelError(errno.EBADF, f"{what}: bad file descriptor")
     try:
         info = os.stat(path)
     except OSError as exc:
-        raise KernelError(errno.EBADF, f"{what}: cannot open {path}: {exc.strerror}") from exc
+        raise KernelError(errno.EBADF, f"{what}: cannot open the file: {exc.strerror}") from exc
     # spec 2.7.1 step 1: not a regular file (directory, pipe, socket) -> EINVAL. Checked before
     # opening, so a FIFO is never opened (which would block).
     if not stat.S_ISREG(info.st_mode):
-        raise KernelError(errno.EINVAL, f"{what}: {path} is not a regular file")
+        raise KernelError(errno.EINVAL, f"{what}: not a regular file")
     if not os.access(path, os.R_OK):
-        raise KernelError(errno.EBADF, f"{what}: {path} is not readable")
+        raise KernelError(errno.EBADF, f"{what}: the file is not readable")
     # spec 2.7.1 step 1: deny_write_access -> ETXTBSY while the file is open for writing. What the
     # simulator can see is this process's own descriptors.
     if _open_for_writing(info):
-        raise KernelError(errno.ETXTBSY, f"{what}: {path} is open for writing")
+        raise KernelError(errno.ETXTBSY, f"{what}: the file is open for writing")
     # spec 2.7.1 step 1: i_size <= 0 -> EINVAL; i_size > KEXEC_FILE_SIZE_MAX -> EFBIG.
     if info.st_size <= 0:
-        raise KernelError(errno.EINVAL, f"{what}: {path} is empty")
+        raise KernelError(errno.EINVAL, f"{what}: the file is empty")
     if info.st_size > KEXEC_FILE_SIZE_MAX:
-        raise KernelError(errno.EFBIG, f"{what}: {path} is larger than 4 GiB")
+        raise KernelError(errno.EFBIG, f"{what}: the file is larger than 4 GiB")
     return KexecFile(path=Path(path), size=info.st_size)

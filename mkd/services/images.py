@@ -13,7 +13,7 @@ from mkd.db import repository
 from mkd.db.models import ImageRecord
 from mkd.db.session import transaction
 from mkd.errors import KernelError
-from mkd.images.store import check_sha256
+from mkd.images.store import check_sha256, disk_full
 from mkd.kexec.image_format import detect_image_format
 from mkd.services.context import Daemon
 from mkd.services.desired import images_in_specs
@@ -36,21 +36,33 @@ def image_public(record: ImageRecord) -> dict[str, Any]:
 
 async def upload_image(*, daemon: Daemon, chunks: AsyncIterator[bytes]) -> tuple[dict[str, Any], bool]:
     """Store the body; returns (image, created). 201 when new, 200 when already stored."""
-    blob = await daemon.store.receive(chunks, limit=daemon.settings.limits.max_image_bytes)
+    upload = await daemon.store.receive(chunks, limit=daemon.settings.limits.max_image_bytes)
 
     def record() -> tuple[dict[str, Any], bool]:
-        with transaction(daemon.engine) as session:
-            existing = repository.get_image(session=session, sha256=blob.sha256)
-            if existing is not None:
-                image, created = image_public(existing), False
-            else:
-                row = ImageRecord(sha256=blob.sha256, size=blob.size, format=detect_image_format(blob.head))
-                session.add(row)
-                session.flush()
-                image, created = image_public(row), True
-            remember(session, status=201 if created else 200, body=image, headers=image_headers(blob.sha256),
-                     request_hash=blob.sha256)
-            return image, created
+        # File and row under one lock (DESIGN "Durability"): a delete of the same bytes either
+        # ran before (both gone, both made again here) or waits for this (and removes both).
+        with daemon.store.lock:
+            try:
+                daemon.store.place(upload)
+            except OSError as exc:
+                upload.spool.discard()
+                raise disk_full(exc) from exc
+            except BaseException:
+                upload.spool.discard()
+                raise
+            with transaction(daemon.engine) as session:
+                existing = repository.get_image(session=session, sha256=upload.sha256)
+                if existing is not None:
+                    image, created = image_public(existing), False
+                else:
+                    row = ImageRecord(sha256=upload.sha256, size=upload.size,
+                                      format=detect_image_format(upload.head))
+                    session.add(row)
+                    session.flush()
+                    image, created = image_public(row), True
+                remember(session, status=201 if created else 200, body=image,
+                         headers=image_headers(upload.sha256), request_hash=upload.sha256)
+                return image, created
 
     return await anyio.to_thread.run_sync(record)
 
@@ -74,7 +86,7 @@ def list_images(*, daemon: Daemon, limit: int, cursor: str | None) -> dict[str, 
 
 def delete_image(*, daemon: Daemon, sha256: str, if_match: str | None = None) -> None:
     check_sha256(sha256)
-    with daemon.kernel_lock:
+    with daemon.kernel_lock, daemon.store.lock:  # kernel_lock first, as loads take it
         try:
             with transaction(daemon.engine) as session:
                 row = repository.get_image(session=session, sha256=sha256)

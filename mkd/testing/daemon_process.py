@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -26,25 +27,30 @@ class DaemonProcess:
     """`mkd serve` on a free loopback port with its own state directory."""
 
     def __init__(self, state_dir: Path, *, config: Path | None = None, env: dict[str, str] | None = None,
-                 open_files: int | None = None) -> None:
+                 open_files: int | None = None, wrapper: list[str] | None = None, host: str = "127.0.0.1",
+                 scheme: str = "http", http_options: dict[str, Any] | None = None) -> None:
         self.state_dir = state_dir
         self.config = config
         self.open_files = open_files  # a soft RLIMIT_NOFILE to start with (systemd's default is 1024)
+        self.wrapper = wrapper or []  # a command the daemon runs under (strace ..., ip netns exec ...)
         self.env = {**os.environ, **(env or {})}
+        self.host = host  # beyond loopback only inside a namespace the test made (mkd.testing.netns)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://{host}:{self.port}"
+        self.http_options = http_options or {}  # httpx options: verify=CA file, cert=(cert, key), headers
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = state_dir.parent / f"mkd-{self.port}.log"
 
     def start(self, timeout: float = 30.0) -> DaemonProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
+            *self.wrapper,
             sys.executable,
             "-m",
             "mkd.cli.main",
             "serve",
             "--listen",
-            f"127.0.0.1:{self.port}",
+            f"{self.host}:{self.port}",
             "--state-dir",
             str(self.state_dir),
         ]
@@ -58,7 +64,7 @@ class DaemonProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mkd exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
+                if httpx.get(self.url + "/readyz", timeout=1.0, **self.http_options).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
@@ -80,7 +86,7 @@ class DaemonProcess:
                             transport=httpx.HTTPTransport(uds=str(self.socket_path)))
 
     def client(self, timeout: float = 60.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
+        return httpx.Client(base_url=self.url, timeout=timeout, **self.http_options)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a crash."""

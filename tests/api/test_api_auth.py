@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from mkd.auth_tokens import load_tokens
 from mkd.config import Settings
 from mkd.errors import InvalidInput
 from tests.conftest import MakeSettings
-from tests.helpers import POOL, MiB, assert_problem
+from tests.helpers import POOL, MiB, assert_problem, write_tokens
 
 READ_TOKEN = "r" * 8 + "-read-token-0001"
 WRITE_TOKEN = "w" * 8 + "-write-token-002"
@@ -25,7 +27,7 @@ ClientFrom = Callable[..., TestClient]
 @pytest.fixture
 def tokens_file(tmp_path: Path) -> Path:
     path = tmp_path / "tokens"
-    path.write_text(f"# operators\nviewer:read:{READ_TOKEN}\n\nadmin:write:{WRITE_TOKEN}\n")
+    write_tokens(path, f"# operators\nviewer:read:{READ_TOKEN}\n\nadmin:write:{WRITE_TOKEN}\n")
     return path
 
 
@@ -139,7 +141,7 @@ def test_without_a_tokens_file_no_token_is_asked(make_client: Callable[..., Test
 ])
 def test_malformed_tokens_file_refuses_to_start(make_settings: MakeSettings, tmp_path: Path, content: str) -> None:
     path = tmp_path / "tokens"
-    path.write_text(content)
+    write_tokens(path, content)
     with pytest.raises(InvalidInput, match=r"tokens:\d+: expected name:read\|write:token"):
         create_app(make_settings(daemon={"tokens_file": path}))
 
@@ -154,7 +156,7 @@ def test_empty_or_ambiguous_tokens_file_refuses_to_start(
     make_settings: MakeSettings, tmp_path: Path, content: str, complaint: str
 ) -> None:
     path = tmp_path / "tokens"
-    path.write_text(content)
+    write_tokens(path, content)
     with pytest.raises(InvalidInput, match=complaint):
         create_app(make_settings(daemon={"tokens_file": path}))
 
@@ -168,3 +170,33 @@ def test_tokens_file_lines_parse_to_named_roles(tokens_file: Path) -> None:
     tokens = load_tokens(tokens_file)
     assert [(t.name, t.role, t.secret) for t in tokens] == [("viewer", "read", READ_TOKEN),
                                                              ("admin", "write", WRITE_TOKEN)]
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644])
+def test_a_tokens_file_open_to_others_refuses_to_start_with_the_fix(
+    make_settings: MakeSettings, tokens_file: Path, mode: int
+) -> None:
+    tokens_file.chmod(mode)
+    with pytest.raises(InvalidInput, match=rf"mode {mode:04o}.*chmod 600 {tokens_file}"):
+        create_app(make_settings(daemon={"tokens_file": tokens_file}))
+
+
+def test_refused_attempts_are_in_the_audit_log_with_peer_and_token(
+    client_from: ClientFrom, local: TestClient, secured_settings: Settings
+) -> None:
+    assert_problem(client_from().post("/v1/instances", json={"name": "web"}), 401)
+    reader = client_from(token=READ_TOKEN)
+    assert_problem(reader.put("/v1/pool", json=POOL), 403)
+    writer = client_from(token=WRITE_TOKEN)
+    assert_problem(writer.post("/v1/instances", json={"name": 5}), 422)
+    assert_problem(writer.delete("/v1/instances/web", headers={"If-Match": '"nope"'}), 404)
+    log = secured_settings.daemon.state_dir / "audit.log"
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    refused = [(e["status"], e["client"], e["token"]) for e in entries if e["status"] >= 400]
+    assert (401, REMOTE[0], "") in refused
+    assert (403, REMOTE[0], "viewer") in refused
+    assert (422, REMOTE[0], "admin") in refused
+    assert (404, REMOTE[0], "admin") in refused
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    database = secured_settings.database_path
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600

@@ -9,7 +9,6 @@ from fastapi.testclient import TestClient
 
 from mkd.db import repository
 from mkd.db.session import transaction
-from mkd.services.reconcile import reconcile
 from mkd.testing import imagegen
 from tests.conftest import MakeClient
 from tests.helpers import MiB, assert_problem, create, upload
@@ -90,15 +89,11 @@ def test_a_spawn_that_halts_itself_becomes_loaded(make_client: MakeClient) -> No
     client.post("/v1/instances/web/start")
     daemon = client.app.state.daemon  # type: ignore[attr-defined]
     daemon.backend.io.kernel.spawn_halt_self(web["id"])  # MK_SYS_HALTED (spec vector 34)
-    # The tree release raises no notification (spec 8.1.2): the daemon sees it by re-reading the
-    # kernel. Until the status poller exists (issue 10 item 5), reconciliation is that re-read.
-    assert client.get("/v1/instances/web").json()["state"] == "ACTIVE"
-    changes = reconcile(daemon=daemon)
-    assert [(c["name"], c["to"], c["cause"]) for c in changes] == [("web", "LOADED", "kernel")]
-    assert client.get("/v1/instances/web").json()["state"] == "LOADED"
+    # The tree release raises no notification (spec 8.1.2): the daemon's status poll sees it.
+    _wait_for_state(client, "web", "LOADED")
     with transaction(daemon.engine) as session:
         last = repository.events_after(session=session, after_id=0)[-1]
-    assert last.type == "reconciled" and last.data["cause"] == "kernel" and last.data["to"] == "LOADED"
+    assert last.type == "state" and last.data["cause"] == "kernel" and last.data["to"] == "LOADED"
 
 
 def test_fault_injected_failure_becomes_failed_then_recovers(make_client: MakeClient) -> None:
@@ -125,12 +120,13 @@ def test_patch_is_a_merge_patch_absent_fields_keep_their_values(make_client: Mak
     assert body["resources"]["cpus"] == [2, 3, 4]
     assert body["resources"]["memory_bytes"] == 256 * MiB
     assert sum(c["bytes"] for c in body["memory"]) == 256 * MiB
-    # memory alone, as application/merge-patch+json: the CPUs stay.
-    reply = client.patch("/v1/instances/web", content=b'{"resources": {"memory_bytes": 134217728}}',
+    # memory alone, as application/merge-patch+json: the CPUs stay. (Grown: the kernel removes
+    # instance memory by whole regions only, spec 8.6.2.)
+    reply = client.patch("/v1/instances/web", content=b'{"resources": {"memory_bytes": 402653184}}',
                          headers={"content-type": "application/merge-patch+json"})
     assert reply.status_code == 200, reply.text
     assert reply.json()["resources"]["cpus"] == [2, 3, 4]
-    assert reply.json()["resources"]["memory_bytes"] == 128 * MiB
+    assert reply.json()["resources"]["memory_bytes"] == 384 * MiB
     # an empty patch changes nothing.
     unchanged = client.patch("/v1/instances/web", json={"resources": {}})
     assert unchanged.status_code == 200, unchanged.text

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from mkd.app import create_app
 from tests.conftest import MakeSettings
-from tests.helpers import POOL, assert_problem
+from tests.helpers import POOL, assert_problem, write_tokens
 
 WRITE = "admin:write:" + "w" * 24
 READ = "viewer:read:" + "r" * 24
@@ -16,7 +16,7 @@ READ = "viewer:read:" + "r" * 24
 
 def remote_client(make_settings: MakeSettings, tmp_path: Path) -> TestClient:
     tokens = tmp_path / "tokens"
-    tokens.write_text(f"{WRITE}\n{READ}\n")
+    write_tokens(tokens, f"{WRITE}\n{READ}\n")
     settings = make_settings(daemon={"tokens_file": tokens})
     client = TestClient(create_app(settings), client=("10.1.2.3", 4567), raise_server_exceptions=False)
     client.__enter__()
@@ -54,5 +54,36 @@ def test_a_read_session_cannot_mutate_and_forged_cookies_fail(make_settings: Mak
         forged = payload.replace(payload[:4], "YWRt") + "." + signature  # tamper with the signed part
         client.cookies.set("mkd_session", forged)
         assert_problem(client.get("/v1/pool"), 401)
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_logout_ends_the_session_on_the_server(make_settings: MakeSettings, tmp_path: Path) -> None:
+    """A copy of the cookie kept after logout (a stolen one) no longer works."""
+    client = remote_client(make_settings, tmp_path)
+    try:
+        assert client.post("/v1/session", json={"token": "w" * 24}).status_code == 204
+        kept = client.cookies["mkd_session"]
+        assert client.get("/v1/instances").status_code == 200
+        assert client.delete("/v1/session").status_code == 204
+        client.cookies.clear()
+        client.cookies.set("mkd_session", kept)
+        assert_problem(client.get("/v1/instances"), 401)
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_a_token_removed_by_reload_ends_its_requests_and_sessions(make_settings: MakeSettings,
+                                                                  tmp_path: Path) -> None:
+    client = remote_client(make_settings, tmp_path)
+    try:
+        assert client.post("/v1/session", json={"token": "w" * 24}).status_code == 204
+        assert client.get("/v1/instances").status_code == 200
+        write_tokens(tmp_path / "tokens", f"{READ}\n")
+        client.app.state.token_file.reload()  # what SIGHUP does in `mkd serve`
+        assert_problem(client.get("/v1/instances"), 401)
+        client.cookies.clear()
+        assert_problem(client.get("/v1/instances", headers={"Authorization": "Bearer " + "w" * 24}), 401)
+        assert client.get("/v1/instances", headers={"Authorization": "Bearer " + "r" * 24}).status_code == 200
     finally:
         client.__exit__(None, None, None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 
 from mkd.cli.main import app
 from mkd.testing.daemon_process import DaemonProcess, free_port
+from mkd.testing.netns import NetworkNamespace
 from tests.helpers import POOL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,24 +87,6 @@ def newest_event_id(url: str) -> int:
     return newest
 
 
-def non_loopback_ipv4() -> str | None:
-    """An address of this machine that is not loopback (no packet is sent), or None."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.123", 9))
-        except OSError:
-            return None
-        address: str = probe.getsockname()[0]
-    if address.startswith("127.") or address == "0.0.0.0":
-        return None
-    try:  # the address must be bindable here (not only a route's source)
-        with socket.socket() as test_bind:
-            test_bind.bind((address, 0))
-    except OSError:
-        return None
-    return address
-
-
 @dataclass
 class ServedProcess:
     proc: subprocess.Popen[bytes]
@@ -112,21 +94,19 @@ class ServedProcess:
     log: Path
 
 
-def serve_beyond_loopback(state_dir: Path, tokens_file: Path) -> ServedProcess:
-    """`mkd serve` on a non-loopback address with a tokens file; skips when the machine has none."""
-    address = non_loopback_ipv4()
-    if address is None:
-        pytest.skip("this machine has no non-loopback IPv4 address to serve on")
+def serve_beyond_loopback(state_dir: Path, tokens_file: Path, namespace: NetworkNamespace) -> ServedProcess:
+    """`mkd serve` inside `namespace` on its veth address (beyond loopback, in plaintext by the
+    explicit opt-out) with a tokens file; this test process is its client from the other end."""
     port = free_port()
     state_dir.mkdir(parents=True, exist_ok=True)
     log = state_dir.parent / "serve.log"
-    env = clean_env(MKD_DAEMON__TOKENS_FILE=str(tokens_file))
+    env = clean_env(MKD_DAEMON__TOKENS_FILE=str(tokens_file), MKD_DAEMON__INSECURE_PLAINTEXT="true")
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "mkd.cli.main", "serve", "--listen", f"{address}:{port}",
-                                 "--state-dir", str(state_dir)], stdout=out, stderr=subprocess.STDOUT,
-                                cwd=REPO, env=env)
-    url = f"http://{address}:{port}"
-    deadline = time.monotonic() + 30
+        proc = subprocess.Popen([*namespace.exec_prefix, sys.executable, "-m", "mkd.cli.main", "serve",
+                                 "--listen", f"{namespace.inner_address}:{port}", "--state-dir", str(state_dir)],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    url = f"http://{namespace.inner_address}:{port}"
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"mkd exited with {proc.returncode}: {log.read_text()[-2000:]}")

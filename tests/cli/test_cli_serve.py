@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from mkd.cli.main import app
 from mkd.testing.daemon_process import free_port
 from tests.cli.conftest import clean_env, run_mkd
+from tests.helpers import write_tokens
 
 MULTIKERNEL_FS = Path("/sys/fs/multikernel")
 needs_plain_machine = pytest.mark.skipif(MULTIKERNEL_FS.exists(),
@@ -50,7 +51,7 @@ def test_serve_beyond_loopback_without_tokens_file_refuses(tmp_path: Path, liste
 
 def test_serve_with_a_malformed_tokens_file_refuses_with_its_line(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens"
-    tokens.write_text("admin:write:short\n")
+    write_tokens(tokens, "admin:write:short\n")
     env = clean_env(MKD_DAEMON__TOKENS_FILE=str(tokens))
     finished = run_mkd("serve", "--listen", f"0.0.0.0:{free_port()}", "--state-dir", str(tmp_path / "state"),
                        env=env, timeout=20)

@@ -25,7 +25,7 @@ from mkd.app import create_app
 from mkd.config import DaemonSettings, Settings, SimulatorSettings
 from mkd.testing import imagegen
 from mkd.testing.daemon_process import free_port
-from tests.helpers import POOL, GiB, MiB
+from tests.helpers import POOL, GiB, MiB, write_tokens
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -224,7 +224,7 @@ def test_create_upload_load_start_through_the_page(tmp_path: Path, browser: Brow
 def test_changes_by_another_client_arrive_live(tmp_path: Path, browser: Browser) -> None:
     # With a tokens file too: requests from loopback, the page's included, need no token.
     tokens = tmp_path / "tokens"
-    tokens.write_text("ops:write:0123456789abcdef0123\n")
+    write_tokens(tokens, "ops:write:0123456789abcdef0123\n")
     with served_daemon(tmp_path / "state", tokens_file=tokens) as url, httpx.Client(base_url=url) as http:
         http.put("/v1/pool", json=POOL).raise_for_status()
         with dashboard_page(browser, url) as page:

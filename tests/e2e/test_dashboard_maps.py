@@ -258,6 +258,7 @@ def test_no_serious_or_critical_axe_violation(tmp_path: Path, browser: Browser) 
             assert bad == [], bad
 
 
+@pytest.mark.timeout(300)  # 2,047 instances are created first; a loaded machine is slow at it
 def test_first_render_and_a_burst_of_events_at_full_size(tmp_path: Path, browser: Browser) -> None:
     """1,024 CPUs on 4 NUMA nodes and 2,047 instances. Reports (prints) the first render and the
     handling of 100 events in a burst; goals (not asserted): under 1 s and under 200 ms."""

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from mkd.api.deps import DaemonDep, IfMatch
-from mkd.api.responses import problems
+from mkd.api.responses import IMAGE_LINKS, problems
 from mkd.api.schemas import ImageList, ImageOut, ImagesPruned
 from mkd.services import images as service
 
@@ -19,7 +19,8 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {
 
 
 @router.post("", response_model=ImageOut, status_code=201, openapi_extra=_UPLOAD_BODY,
-             responses={200: {"model": ImageOut}, **problems(413, 422)})
+             responses={200: {"model": ImageOut, "links": IMAGE_LINKS}, 201: {"links": IMAGE_LINKS},
+                        **problems(413, 422)})
 async def upload_image(request: Request, daemon: DaemonDep) -> Response:
     """Store raw image bytes, addressed by their sha256."""
     image, created = await service.upload_image(daemon=daemon, chunks=request.stream())

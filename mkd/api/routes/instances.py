@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mkd.api.deps import DaemonDep, IfMatch, read_body
 from mkd.api.problems import validation_problem
-from mkd.api.responses import problems
+from mkd.api.responses import INSTANCE_LINKS, problems
 from mkd.api.schemas import (
     InstanceCreate,
     InstanceItems,
@@ -95,6 +95,7 @@ def label_selector(pairs: list[str]) -> dict[str, str]:
 @router.post("/instances", status_code=201, response_model=InstanceOut | InstanceItems, openapi_extra=_CREATE_BODY,
              responses={200: {"model": InstanceOut | InstanceItems,
                               "description": "dry run: the would-be result in the real call's shape"},
+                        201: {"links": INSTANCE_LINKS},
                         **problems(404, 409, 413, 415, 422)})
 async def create_instances(
     request: Request, daemon: DaemonDep, dry_run: Annotated[bool, Query()] = False
@@ -132,7 +133,7 @@ async def create_instances(
 
 
 @router.get("/instances/{ref}", response_model=InstanceOut, response_model_exclude_unset=True,
-            responses=problems(404, 422))
+            responses={200: {"links": INSTANCE_LINKS}, **problems(404, 422)})
 def read_instance(
     ref: str, daemon: DaemonDep, response: Response,
     format: Annotated[Literal["instance", "document"], Query()] = "instance",
@@ -147,8 +148,7 @@ def read_instance(
 
 
 @router.patch("/instances/{ref}", response_model=InstanceOut, response_model_exclude_unset=True,
-              openapi_extra=_PATCH_BODY,
-              responses=problems(404, 409, 412, 422))
+              openapi_extra=_PATCH_BODY, responses={200: {"links": INSTANCE_LINKS}, **problems(404, 409, 412, 422)})
 def update_instance(
     ref: str, body: InstanceUpdate, daemon: DaemonDep, response: Response, if_match: IfMatch = None
 ) -> dict[str, Any]:

@@ -21,10 +21,10 @@ class SessionIn(Strict):
 @router.post("/session", status_code=204, responses=problems(401, 422))
 def open_session(body: SessionIn, request: Request) -> Response:
     """Set an HttpOnly, SameSite=Strict session cookie for the dashboard."""
-    tokens = getattr(request.app.state, "tokens", None)
-    if not tokens:
+    token_file = request.app.state.token_file
+    if token_file is None:
         raise InvalidInput("this daemon has no tokens file: loopback clients need no session")
-    token = find_token(tokens, body.token)
+    token = find_token(token_file.tokens, body.token)
     if token is None:
         raise Unauthorized("unknown token")
     response = Response(status_code=204)
@@ -34,8 +34,11 @@ def open_session(body: SessionIn, request: Request) -> Response:
 
 
 @router.delete("/session", status_code=204, responses=problems(422))
-def close_session() -> Response:
-    """Forget the session cookie."""
+def close_session(request: Request) -> Response:
+    """End the session on the server and forget its cookie."""
+    presented = request.cookies.get(COOKIE)
+    if presented:
+        request.app.state.session_signer.revoke(presented)
     response = Response(status_code=204)
     response.delete_cookie(COOKIE, path="/")
     return response

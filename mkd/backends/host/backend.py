@@ -457,12 +457,14 @@ class HostBackend:
         files: InstanceFiles,
         profile: KernelProfile,
         regions: dict[int, tuple[MemChunk, ...]],
-        kimages: dict[int, KimageRow],
+        kimages: dict[int, KimageRow] | None,
         kernel_segments: dict[int, tuple[Segment, ...]] | None,
     ) -> KernelInstance:
         resources = _instance_resources(files)
-        row = kimages.get(files.id)
-        has_kimage = files.status in KIMAGE_STATES or row is not None
+        row = kimages.get(files.id) if kimages is not None else None
+        # Where the kernel lists its kimages (spec 2.6), a status without a row is no kimage: the
+        # rfc-v2 bug-compatible dangling pointer after a failed load (spec 2.3 note) is on no list.
+        has_kimage = row is not None if kimages is not None else files.status in KIMAGE_STATES
         return KernelInstance(
             id=files.id,
             name=files.name,
@@ -476,8 +478,17 @@ class HostBackend:
             kimage=describe_kimage(profile, self.state.load_record(files.id), row, kernel_segments)
             if has_kimage
             else None,
-            failure="the kernel reports the instance failed" if files.status == "failed" else None,
+            failure=_failure(files.status, has_kimage),
         )
+
+
+def _failure(status: str, has_kimage: bool) -> str | None:
+    if status == "failed":
+        return "the kernel reports the instance failed"
+    if status in KIMAGE_STATES and not has_kimage:
+        return (f"the kernel says {status!r} but lists no kimage for it: a dangling kimage (the rfc-v2 "
+                "bug-compatible failed load, spec 2.3)")
+    return None
 
 
 def _instance_resources(files: InstanceFiles) -> InstanceResources:

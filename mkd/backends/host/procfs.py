@@ -89,10 +89,13 @@ class Procfs:
                 numbered.setdefault(int(match.group(1)), []).append((int(match.group(3)), chunk))
         return {mk_id: tuple(chunk for _, chunk in sorted(rows)) for mk_id, rows in numbered.items()}
 
-    def kimages(self) -> dict[int, KimageRow]:
-        """Multikernel rows of /proc/kimage by instance id; {} when the file is absent."""
+    def kimages(self) -> dict[int, KimageRow] | None:
+        """Multikernel rows of /proc/kimage by instance id; None when the kernel has no such file."""
+        text = self.read_text("kimage")
+        if text is None:
+            return None
         rows: dict[int, KimageRow] = {}
-        for line in (self.read_text("kimage") or "").splitlines():
+        for line in text.splitlines():
             match = _KIMAGE_ROW.match(line)
             if match is None or match.group(2) != "multikernel":
                 continue

@@ -124,7 +124,7 @@ def test_procfs_kimage_rows_both_profiles(tmp_path: Path) -> None:
         "console=ttyS0 quiet",
     )
     assert rows[12].mode is None and rows[12].cmdline is None
-    assert Procfs(OsKernelIO(proc_root=str(tmp_path / "absent"))).kimages() == {}
+    assert Procfs(OsKernelIO(proc_root=str(tmp_path / "absent"))).kimages() is None
 
 
 def test_procfs_memory_and_instance_regions(tmp_path: Path) -> None:
