@@ -15,6 +15,7 @@ from collections.abc import Callable
 from tests.bench import (
     bench_create_scaling,
     bench_dashboard,
+    bench_desired,
     bench_dry_run_latency,
     bench_instance_rss,
     bench_keepalive,
@@ -39,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[], list[BenchResult]]] = {
     "limits": bench_limits.run,
     "dashboard": bench_dashboard.run,
     "synchronous": lambda: [bench_synchronous.run()],
+    "desired": bench_desired.run,
 }
 
 

@@ -1,0 +1,172 @@
+"""Benchmark (issue 13): declared instances against an imperative client, the reconciler's idle
+cost, and the time from a crash to ACTIVE again against the configured backoff.
+
+1. N instances (tree, 1,024 CPUs) from nothing to ACTIVE: declared (one PUT each, then the
+   reconciler) against an imperative client doing create → load → start with the reconciler's
+   concurrency (8 threads), in the same run. Goal: at most 1.2x.
+2. The whole daemon's CPU while those N declared instances stay converged, against an idle daemon
+   with none (same run). Goal: under 2 % of one core more.
+3. A declared instance whose spawn powers off 1 s after each start (restartPolicy Always, backoff
+   initial 1 s): time from the kernel's LOADED to ACTIVE again, against the backoff.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mkd.testing import imagegen
+from mkd.testing.daemon_process import DaemonProcess
+from tests.bench.daemons import BIG_MACHINE, BIG_POOL_STEPS, SMALL_POOL, check, running_daemon
+from tests.bench.measure import BenchResult, MiB, scratch_dir, verdict
+
+COUNT = int(os.environ.get("MKD_BENCH_DESIRED_COUNT", "1000"))
+CONCURRENCY = 8
+CPU_WINDOW_S = 10.0
+BACKOFF_S = 1.0
+# Room for the test vmlinux (a 26 MiB kernel segment) under strict isolation; 1,000 fit the pool.
+INSTANCE_MEMORY = 48 * MiB
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def cpu_share(pid: int, window_s: float) -> float:
+    """The process's CPU over `window_s`, as a share of one core."""
+    before, started = cpu_seconds(pid), time.monotonic()
+    time.sleep(window_s)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - started)
+
+
+def document(name: str, kernel: str, cpu: int, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "mkd.dev/v1", "kind": "Instance", "metadata": {"name": name},
+            "spec": {"kernel": kernel, "resources": {"cpus": [cpu], "memory_bytes": INSTANCE_MEMORY}, **spec}}
+
+
+def active_count(client: httpx.Client) -> int:
+    total, cursor = 0, None
+    while True:
+        params: dict[str, Any] = {"state": "ACTIVE", "limit": 1000}
+        if cursor:
+            params["cursor"] = cursor
+        page = check(client.get("/v1/instances", params=params), 200).json()
+        total += len(page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return total
+
+
+def imperative(url: str, kernel: str) -> float:
+    def bring_up(index: int) -> None:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            name = f"imp{index}"
+            check(client.post("/v1/instances", json={"name": name, "resources": {
+                "cpus": [index + 1], "memory_bytes": INSTANCE_MEMORY}}), 201)
+            check(client.post(f"/v1/instances/{name}/load", json={"kernel": kernel}), 200)
+            check(client.post(f"/v1/instances/{name}/start"), 200)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(pool.map(bring_up, range(COUNT)))
+    return time.perf_counter() - started
+
+
+def declared(client: httpx.Client, kernel: str) -> float:
+    started = time.perf_counter()
+    for index in range(COUNT):
+        check(client.put(f"/v1/instances/dec{index}", json=document(f"dec{index}", kernel, index + 1)), 201)
+    deadline = time.monotonic() + 1800
+    while active_count(client) < COUNT:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the declared instances did not all become ACTIVE")
+        time.sleep(0.2)
+    return time.perf_counter() - started
+
+
+def bring_up_results(work: Path) -> tuple[BenchResult, BenchResult]:
+    machine = {**BIG_MACHINE}
+    for sub in ("imperative", "declared", "idle"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    with running_daemon(work / "imperative", simulator=machine, pool_steps=BIG_POOL_STEPS) as daemon, \
+            daemon.client() as client:
+        kernel = check(client.post("/v1/images", content=imagegen.vmlinux()), 201).json()["sha256"]
+        imperative_s = imperative(daemon.url, kernel)
+    with running_daemon(work / "declared", simulator=machine, pool_steps=BIG_POOL_STEPS) as daemon, \
+            daemon.client() as client:
+        kernel = check(client.post("/v1/images", content=imagegen.vmlinux()), 201).json()["sha256"]
+        declared_s = declared(client, kernel)
+        assert daemon.proc is not None
+        busy = cpu_share(daemon.proc.pid, CPU_WINDOW_S)
+    with running_daemon(work / "idle", simulator=machine, pool_steps=BIG_POOL_STEPS) as daemon:
+        assert daemon.proc is not None
+        idle = cpu_share(daemon.proc.pid, CPU_WINDOW_S)
+    ratio = declared_s / imperative_s
+    print(f"  {COUNT} instances to ACTIVE: declared {declared_s:.1f} s, imperative ({CONCURRENCY} threads) "
+          f"{imperative_s:.1f} s -> {ratio:.2f}x")
+    extra = (busy - idle) * 100
+    print(f"  daemon CPU with {COUNT} converged declared instances: {busy * 100:.2f} % of a core; "
+          f"idle daemon {idle * 100:.2f} % -> +{extra:.2f} points")
+    return (
+        BenchResult(name=f"declared bring-up ({COUNT} instances)", figure=f"{declared_s:.1f} s",
+                    baseline=f"imperative x{CONCURRENCY}: {imperative_s:.1f} s", ratio=ratio, goal="<= 1.2x",
+                    verdict=verdict(ratio <= 1.2), details={"declared_s": declared_s, "imperative_s": imperative_s}),
+        BenchResult(name=f"reconciler idle CPU ({COUNT} converged)", figure=f"{busy * 100:.2f} %",
+                    baseline=f"idle daemon {idle * 100:.2f} %", ratio=(busy / idle) if idle else None,
+                    goal="< +2 % of a core", verdict=verdict(extra < 2.0),
+                    details={"busy_share": busy, "idle_share": idle}),
+    )
+
+
+CRASH_CONFIG = """[simulator]
+kernel_profile = "tree"
+halt_ack_timeout_s = 1
+[simulator.faults.instances.crashy]
+after_start = "poweroff"
+delay_s = 1.0
+"""
+
+
+def crash_result(work: Path) -> BenchResult:
+    (work / "crash").mkdir(parents=True, exist_ok=True)
+    config = work / "crash" / "mkd.toml"
+    config.write_text(CRASH_CONFIG)
+    samples: list[float] = []
+    with DaemonProcess(work / "crash" / "state", config=config) as daemon, daemon.client() as client:
+        check(client.put("/v1/pool", json=SMALL_POOL), 201)
+        kernel = check(client.post("/v1/images", content=imagegen.vmlinux()), 201).json()["sha256"]
+        doc = document("crashy", kernel, 2, restartPolicy="Always", maxRestarts=1000,
+                       restartBackoff={"initial_s": BACKOFF_S, "max_s": BACKOFF_S})
+        check(client.put("/v1/instances/crashy", json=doc), 201)
+        state, down_at = "", 0.0
+        deadline = time.monotonic() + 60
+        while len(samples) < 5 and time.monotonic() < deadline:
+            now_state = check(client.get("/v1/instances/crashy"), 200).json()["state"]
+            if now_state != "ACTIVE" and state == "ACTIVE":
+                down_at = time.monotonic()
+            if now_state == "ACTIVE" and state not in ("", "ACTIVE") and down_at:
+                samples.append(time.monotonic() - down_at)
+            state = now_state
+            time.sleep(0.02)
+    if not samples:
+        raise RuntimeError("no restart was seen")
+    mean = sum(samples) / len(samples)
+    print(f"  crash -> ACTIVE again: {', '.join(f'{s:.2f}' for s in samples)} s (mean {mean:.2f} s) "
+          f"against a {BACKOFF_S:.1f} s backoff")
+    return BenchResult(name="crash to ACTIVE", figure=f"{mean:.2f} s", baseline=f"backoff {BACKOFF_S:.1f} s",
+                       ratio=mean / BACKOFF_S, goal="backoff + poll interval", verdict="INFO",
+                       details={"samples_s": samples})
+
+
+def run() -> list[BenchResult]:
+    with scratch_dir("desired") as work:
+        results = list(bring_up_results(work))
+        results.append(crash_result(work))
+    return results
