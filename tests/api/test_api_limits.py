@@ -19,7 +19,7 @@ from mkd.config import load_settings
 from mkd.devicetree.fdt import TreeWriter
 from mkd.errors import InvalidInput
 from tests.conftest import MakeClient, MakeSettings
-from tests.helpers import POOL, assert_problem
+from tests.helpers import POOL, assert_problem, write_tokens
 
 TREE = {"simulator": {"kernel_profile": "tree"}}
 
@@ -164,8 +164,7 @@ def test_open_paths_take_no_idempotency_keys(make_client: MakeClient) -> None:
 # -- issue 11's 5xx, now the 4xx DESIGN names ---------------------------------------------------
 
 def test_a_session_cookie_with_a_non_ascii_signature_is_401(make_settings: MakeSettings, tmp_path: Path) -> None:
-    tokens = tmp_path / "tokens"
-    tokens.write_text("admin:write:" + "w" * 24 + "\n")
+    tokens = write_tokens(tmp_path / "tokens", "admin:write:" + "w" * 24 + "\n")
     app = create_app(make_settings(daemon={"tokens_file": tokens}))
     with TestClient(app, client=("10.1.2.3", 4567), raise_server_exceptions=False) as client:
         forged = "YWRtaW58d3JpdGV8OTk5OTk5OTk5OQ.sig\xb2nature"

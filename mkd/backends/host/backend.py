@@ -522,8 +522,10 @@ def _open_read_only(path: Path | None) -> Iterator[int]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        code = exc.errno if exc.errno is not None else errno.EIO
-        raise KernelError(code, f"cannot open {path}: {os.strerror(code)}") from exc
+        # The daemon's own image file (the request named it by hash): a host fault, not the
+        # client's, and no server path goes into the problem (DESIGN "Errors": EIO is 502).
+        reason = os.strerror(exc.errno) if exc.errno is not None else "unknown error"
+        raise KernelError(errno.EIO, f"the stored image file cannot be opened ({reason})") from exc
     try:
         yield fd
     finally:
