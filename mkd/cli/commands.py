@@ -10,11 +10,13 @@ from typing import Annotated, Any
 
 import typer
 
+from mkd.cli import declarative
 from mkd.cli.client import EXIT_INVALID, CliError, Target, call, follow_events
 from mkd.cli.output import (
     Format,
     OutputOpt,
     as_yaml,
+    document_view,
     emit,
     event_line,
     host_view,
@@ -402,3 +404,20 @@ def probe(
 
 
 __all__ = ["events", "host", "images", "instances", "pool", "probe", "set_target"]
+
+
+def apply_documents(
+    file: Annotated[Path, typer.Option("--file", "-f", help="a YAML/JSON file, or a directory of them")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan, change nothing")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="delete declared instances the files do not name")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="wait until every instance has converged")] = False,
+    progress: ProgressOpt = None,
+) -> None:
+    """Declare instances (and the pool) from documents: the plan first, then the changes."""
+    run(lambda: declarative.apply(target(), file, dry_run=dry_run, prune=prune, wait=wait,
+                                  show_progress=progress, echo=typer.echo))
+
+
+def get_declared(name: str, output: OutputOpt = Format.yaml) -> None:
+    """A declared instance's document (what `mkd apply` takes back unchanged)."""
+    run(lambda: emit(declarative.get_document(target(), name), output, document_view))

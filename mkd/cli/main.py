@@ -17,6 +17,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=True, help="Manage Linux 
 app.add_typer(commands.instances, name="instances")
 app.add_typer(commands.images, name="images")
 app.add_typer(commands.pool, name="pool")
+app.command("apply")(commands.apply_documents)
+app.command("get")(commands.get_declared)
 app.command("host")(commands.host)
 app.command("events")(commands.events)
 app.command("probe")(commands.probe)

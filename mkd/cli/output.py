@@ -159,6 +159,20 @@ def images_view(items: list[dict[str, Any]], wide: bool) -> Iterable[RenderableT
     yield table
 
 
+def document_view(document: dict[str, Any], wide: bool) -> Iterable[RenderableType]:
+    """A declared instance's document as a table: its spec and status at a glance."""
+    spec, status = document.get("spec") or {}, document.get("status") or {}
+    fields = _fields()
+    fields.add_row("name", str((document.get("metadata") or {}).get("name", "")))
+    fields.add_row("state", f"{status.get('state')} (wants {spec.get('state')})")
+    fields.add_row("generation", f"{status.get('observed_generation')}/{status.get('generation')}")
+    fields.add_row("kernel", str(spec.get("kernel")) if wide else _short(str(spec.get("kernel"))))
+    fields.add_row("restarts", str(status.get("restarts", 0)))
+    for condition in status.get("conditions") or []:
+        fields.add_row(condition["type"], f"{condition['status']} {condition['reason']}")
+    yield fields
+
+
 def pruned_view(result: dict[str, Any], wide: bool) -> Iterable[RenderableType]:
     table = _rows("REMOVED")
     for sha in result["removed"]:

@@ -109,6 +109,8 @@ def apply_document(
             if dry_run:
                 steps, blocked = plan(have_of(record, declared), spec.want(profile), capabilities(daemon))
                 body = would_be(daemon, record, name, spec)
+                # The generation the PUT would leave: the same when the document changes nothing.
+                body["generation"] = 1 if declared is None else declared.generation + (0 if same else 1)
                 body["plan"] = [{"action": s.step.value, "reason": s.reason} for s in steps]
                 if blocked is not None:
                     body["plan"].append({"action": "none", "reason": f"{blocked.blocker.value}: {blocked.message}"})
