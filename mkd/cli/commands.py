@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -391,14 +392,23 @@ _PROBES = {"healthz": "/healthz", "readyz": "/readyz"}
 def probe(
     which: Annotated[str, typer.Argument(help="healthz (the process answers) or readyz (start-up done)")],
     timeout: Annotated[float, typer.Option("--timeout", help="seconds before giving up")] = 5.0,
+    retry_for: Annotated[float, typer.Option("--retry-for", help="ask again, once a second, this long")] = 0.0,
 ) -> None:
     """Ask /healthz or /readyz (for container probes): exit 0 when it answers 200, else not 0."""
     def go() -> None:
         if which not in _PROBES:
             raise CliError(f"probe wants healthz or readyz, not {which!r}", EXIT_INVALID)
         here = target()
-        answer = call(Target(url=here.url, socket=here.socket, token=here.token, timeout=timeout), "GET",
-                      _PROBES[which])
+        deadline = time.monotonic() + retry_for
+        while True:
+            try:
+                answer = call(Target(url=here.url, socket=here.socket, token=here.token, timeout=timeout), "GET",
+                              _PROBES[which])
+                break
+            except CliError:
+                if time.monotonic() >= deadline:  # e.g. mkd-apply.service waits for the daemon at boot
+                    raise
+                time.sleep(1.0)
         sys.stdout.write(answer.text.strip() + "\n")
     run(go)
 

@@ -94,3 +94,23 @@ def test_the_unit_bounds_files_memory_and_tasks(tmp_path: Path) -> None:
         broken = UNIT.read_text().replace(f"{directive}={directives[directive]}", f"{directive}=lots")
         result = verify(make_root(tmp_path / directive, broken))
         assert directive in result.stderr, result.stderr
+
+
+APPLY = DEPLOY / "mkd-apply.service"
+
+
+def test_the_apply_at_boot_unit_verifies_beside_the_daemon(tmp_path: Path) -> None:
+    root = make_root(tmp_path, UNIT.read_text())
+    (root / "etc/systemd/system/mkd-apply.service").write_text(APPLY.read_text())
+    (root / "etc/mkd/instances.d").mkdir()
+    result = verify(root, "mkd-apply.service", "mkd.service")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr.strip() == "", result.stderr
+    text = APPLY.read_text()
+    # after the daemon, waiting for its readiness, applying the directory and waiting for convergence
+    assert "After=mkd.service" in text and "Requires=mkd.service" in text
+    assert "probe readyz --retry-for" in text and "apply -f /etc/mkd/instances.d --wait" in text
+    broken = text.replace("ExecStart=/usr/bin/mkd", "ExecStart=/usr/bin/no-such-mkd")
+    (root / "etc/systemd/system/mkd-apply.service").write_text(broken)
+    failed = verify(root, "mkd-apply.service")
+    assert failed.returncode != 0 or "no-such-mkd" in failed.stderr
