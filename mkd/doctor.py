@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mkd.backends.host.loader_env import signature_enforcement as read_signature_enforcement
 from mkd.backends.host.procfs import POOL_IOMEM_NAME
 from mkd.backends.host.readback import parse_pool_dtb
 from mkd.backends.host.signature import image_is_pe_signed
+from mkd.backends.kernel_io import OsKernelIO
 from mkd.config import Settings
 from mkd.errors import KernelError
 
@@ -152,28 +153,11 @@ def check_baseline(sysfs: Path, proc: Path) -> Finding:
 
 
 def signature_enforcement(proc: Path, sys_root: Path) -> list[str]:
-    """The reasons kexec_file_load will demand a valid signature; empty when it will not."""
-    reasons = []
-    lockdown = _read(sys_root / "kernel" / "security" / "lockdown") or ""
-    for mode in ("integrity", "confidentiality"):
-        if f"[{mode}]" in lockdown:
-            reasons.append(f"kernel lockdown is {mode}")
-    cmdline = (_read(proc / "cmdline") or "").split()
-    for word in cmdline:
-        if word in ("lockdown=integrity", "lockdown=confidentiality") and not reasons:
-            reasons.append(f"{word} on the kernel command line")
-    config = _kernel_config(proc)
-    if "CONFIG_KEXEC_SIG_FORCE=y" in config:
-        reasons.append("the kernel is built with CONFIG_KEXEC_SIG_FORCE=y")
-    return reasons
+    """The reasons kexec_file_load will demand a valid signature; empty when it will not.
 
-
-def _kernel_config(proc: Path) -> str:
-    try:
-        with gzip.open(proc / "config.gz", "rt") as config:
-            return config.read()
-    except (OSError, EOFError):
-        return ""
+    The same reading the host client's loader environment makes (backends/host/loader_env.py).
+    """
+    return read_signature_enforcement(OsKernelIO(proc_root=str(proc), sys_root=str(sys_root)))
 
 
 def check_signatures(proc: Path, sys_root: Path, kernel_image: Path | None) -> Finding:

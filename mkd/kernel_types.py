@@ -123,6 +123,9 @@ class Kimage:
     start: int  # image->start
     loader: str  # "bzImage64", "vmlinux", "arm64-image"
     spawnable: bool = True  # False: tree x86 bzImage has no mk_kernel_entry (spec 2.7.5 a)
+    # DESIGN "Two backends": `kernel` when the kernel showed the segments, `computed` when the
+    # daemon planned them with its own loaders (a real kernel shows only their count, spec 2.6).
+    segments_source: Literal["kernel", "computed"] = "kernel"
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,9 @@ class KimageOut(BaseModel):
     start: int
     spawnable: bool
     segments: list[SegmentOut]
+    # DESIGN "Two backends": `kernel` when the kernel showed the segments (the simulator does),
+    # `computed` when the daemon planned them with its own loaders (a real kernel shows none).
+    segments_source: Literal["kernel", "computed"] = "kernel"
 
 
 class ResourcesOut(BaseModel):

@@ -19,6 +19,7 @@ from mkd.kernel_types import (
     PoolSpec,
     PoolState,
 )
+from mkd.kexec.env import KexecEnv
 
 
 class Backend(Protocol):
@@ -51,5 +52,10 @@ class Backend(Protocol):
     def stop(self, instance_id: int, *, force: bool) -> KernelInstance: ...
 
     def watch(self) -> AsyncIterator[KernelEvent]: ...
+
+    def loader_env(self) -> KexecEnv:
+        """The environment the kernel's loaders run under (memory map, lockdown, signature
+        enforcement, paging): configured for the simulator, read from the machine on a host."""
+        ...
 
     def close(self) -> None: ...

@@ -11,6 +11,6 @@ def make_backend(settings: Settings) -> Backend:
         from mkd.backends.host.backend import HostBackend
 
         return HostBackend(settings)
-    from mkd.backends.simulated.backend import SimulatedBackend
+    from mkd.backends.simulated.client import simulated_client
 
-    return SimulatedBackend(settings)
+    return simulated_client(settings)

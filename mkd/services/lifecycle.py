@@ -202,6 +202,7 @@ def kimage_json(kernel: KernelInstance, cmdline: str) -> dict[str, Any] | None:
         "start": k.start, "spawnable": k.spawnable,
         "segments": [{"kind": s.kind, "mem": s.mem, "memsz": s.memsz, "bufsz": s.bufsz,
                       "sha256": s.sha256, "in_pool": s.in_pool} for s in k.segments],
+        "segments_source": k.segments_source,
     }
 
 

@@ -14,7 +14,9 @@ from mkd.services.context import Daemon
 
 
 def kexec_env(daemon: Daemon) -> KexecEnv:
-    env = KexecEnv.from_settings(daemon.settings.simulator)
+    # DESIGN "Two backends": the backend supplies the environment (the host's is read from the
+    # running machine), never the [simulator] settings on a host.
+    env = daemon.backend.loader_env()
     # The rfc-v2 fallback is what strict isolation exists to catch, so plan with it whatever the
     # profile: a tree kernel would refuse the same load itself with ENOMEM.
     return replace(env, profile="rfc-v2", arch=daemon.host.arch)

@@ -59,12 +59,18 @@ def test_patch_loaded_cannot_remove_memory_holding_a_segment(make_client: MakeCl
     client = tree(make_client)
     create(client, "web", cpus=[2], memory_bytes=128 * MiB)
     client.post("/v1/instances/web/load", json={"kernel": upload(client, imagegen.vmlinux())})
-    # The kernel segment spans [base + 2 MiB, base + 28 MiB): the memory above 16 MiB holds it.
-    assert_problem(client.patch("/v1/instances/web", json={"resources": {"cpus": [2], "memory_bytes": 16 * MiB}}),
+    grown = client.patch("/v1/instances/web", json={"resources": {"cpus": [2], "memory_bytes": 160 * MiB}})
+    assert grown.status_code == 200, grown.text
+    # The kernel removes whole regions (spec 8.6.2): dropping the first 128 MiB region, which
+    # holds the kernel segment, is EBUSY (vector M20); the new 32 MiB one holds none and goes.
+    assert_problem(client.patch("/v1/instances/web", json={"resources": {"cpus": [2], "memory_bytes": 32 * MiB}}),
                    409, "EBUSY")
-    shrunk = client.patch("/v1/instances/web", json={"resources": {"cpus": [2, 3], "memory_bytes": 32 * MiB}})
+    shrunk = client.patch("/v1/instances/web", json={"resources": {"cpus": [2, 3], "memory_bytes": 128 * MiB}})
     assert shrunk.status_code == 200, shrunk.text
-    assert sum(c["bytes"] for c in shrunk.json()["memory"]) == 32 * MiB
+    assert sum(c["bytes"] for c in shrunk.json()["memory"]) == 128 * MiB
+    # A part of a region cannot be named at all.
+    assert_problem(client.patch("/v1/instances/web", json={"resources": {"cpus": [2], "memory_bytes": 16 * MiB}}),
+                   422, "EINVAL")
 
 
 def _wait_for_state(client: TestClient, ref: str, state: str) -> dict[str, object]:
@@ -83,7 +89,7 @@ def test_a_spawn_that_halts_itself_becomes_loaded(make_client: MakeClient) -> No
     client.post("/v1/instances/web/load", json={"kernel": upload(client, imagegen.vmlinux())})
     client.post("/v1/instances/web/start")
     daemon = client.app.state.daemon  # type: ignore[attr-defined]
-    daemon.backend.kernel.spawn_halt_self(web["id"])  # MK_SYS_HALTED (spec vector 34)
+    daemon.backend.io.kernel.spawn_halt_self(web["id"])  # MK_SYS_HALTED (spec vector 34)
     # The tree release raises no notification (spec 8.1.2): the daemon sees it by re-reading the
     # kernel. Until the status poller exists (issue 10 item 5), reconciliation is that re-read.
     assert client.get("/v1/instances/web").json()["state"] == "ACTIVE"
@@ -156,3 +162,15 @@ def test_patch_refusals_change_nothing(make_client: MakeClient, resources: dict[
     before = client.get("/v1/instances/web").json()
     assert_problem(client.patch("/v1/instances/web", json={"resources": resources}), 422, "EINVAL")
     assert client.get("/v1/instances/web").json() == before
+
+
+def test_loaded_kimage_says_the_simulator_showed_its_segments(make_client: MakeClient) -> None:
+    # DESIGN "Two backends": the simulated kernel exposes its segments, so they are the kernel's.
+    client = tree(make_client)
+    create(client, "web", cpus=[2], memory_bytes=128 * MiB)
+    loaded = client.post("/v1/instances/web/load", json={"kernel": upload(client, imagegen.vmlinux())})
+    assert loaded.status_code == 200, loaded.text
+    kimage = loaded.json()["kimage"]
+    assert kimage["segments_source"] == "kernel"
+    assert [s["kind"] for s in kimage["segments"]] and all(s["memsz"] > 0 for s in kimage["segments"])
+    assert client.get("/v1/instances/web").json()["kimage"]["segments_source"] == "kernel"

@@ -1,9 +1,11 @@
-"""HostBackend: the real multikernel kernel through /sys/fs/multikernel and two syscalls.
+"""HostBackend: the one kernel client, driving a kernel through its own interface (KernelIO).
 
-Every method has the kernel's raw semantics and raises the KernelError the simulated backend
-raises. Where the kernel reports success for something it did not do (a v2 root tree write
-that skipped an instance, an overlay transaction that failed), this backend checks the outcome
-and turns it into the errno the kernel would have given, saying in `detail` how it knows.
+DESIGN "Two backends": over `OsKernelIO` it drives the running kernel (`backend = "host"`);
+over the simulator's `SimulatedKernelIO` it drives the simulated kernel with the same code.
+Every method has the kernel's raw semantics and raises the KernelError the kernel gives.
+Where the kernel reports success for something it did not do (a v2 root tree write that
+skipped an instance, an overlay transaction that failed), this backend checks the outcome and
+turns it into the errno the kernel would have given, saying in `detail` how it knows.
 """
 
 from __future__ import annotations
@@ -15,25 +17,25 @@ import platform
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from mkd.backends.host.kimage import describe_kimage, image_loader
+from mkd.backends.host.kimage import compute_segments, describe_kimage, image_loader, read_kernel_segments
+from mkd.backends.host.loader_env import read_loader_env
 from mkd.backends.host.overlays import OverlayApplier
 from mkd.backends.host.pool import PoolKeeper
 from mkd.backends.host.procfs import KimageRow, Procfs
-from mkd.backends.host.readback import InstanceResources, parse_instance_dtb, parse_instance_dts
+from mkd.backends.host.readback import InstanceResources, parse_instance_dtb, parse_instance_dts, parse_pool_dtb
 from mkd.backends.host.state import HostState, LoadRecord
 from mkd.backends.host.syscalls import (
     LINUX_REBOOT_CMD_MULTIKERNEL,
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT,
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE,
-    LibcSyscalls,
-    Syscalls,
-    UnsupportedMachine,
 )
-from mkd.backends.host.sysfs import FileOps, InstanceFiles, MultikernelFs
+from mkd.backends.host.sysfs import InstanceFiles, MultikernelFs
 from mkd.backends.host.topology import SysTopology
+from mkd.backends.kernel_io import FEATURES_PATH, KernelIO, OsKernelIO
 from mkd.config import Settings
 from mkd.devicetree.names import is_pci_id
 from mkd.errors import KernelError
@@ -48,7 +50,9 @@ from mkd.kernel_types import (
     MemChunk,
     PoolSpec,
     PoolState,
+    Segment,
 )
+from mkd.kexec.env import KexecEnv
 from mkd.kexec.flags import (
     KEXEC_FILE_NO_INITRAMFS,
     KEXEC_FILE_UNLOAD,
@@ -57,9 +61,10 @@ from mkd.kexec.flags import (
     kexec_mk_id,
 )
 
-# DESIGN "Two kernel generations". rfc-v2 per_instance_unload is False on the host, unlike the
-# simulator: v2's only unload paths drop every multikernel image (kexec_load with 0 segments)
-# or whichever image holds the single kexec_image slot (KEXEC_FILE_UNLOAD), spec 2.5.
+# DESIGN "Two kernel generations". rfc-v2 per_instance_unload is False unless the kernel declares
+# it: the seed's only unload paths drop every multikernel image (kexec_load with 0 segments) or
+# whichever image holds the single kexec_image slot (KEXEC_FILE_UNLOAD), spec 2.5; the simulator
+# unloads per id by default (spec 2.3) and says so in its features file.
 CAPABILITIES: dict[KernelProfile, dict[str, bool]] = {
     "rfc-v2": {
         "halt": False,
@@ -92,29 +97,26 @@ def arch_of(machine: str) -> Arch:
 
 
 class HostBackend:
-    """The Backend protocol against a real (or, in tests, fake) multikernel kernel."""
-
-    name: Literal["simulated", "host"] = "host"
+    """The Backend protocol over one kernel's interface (the running kernel's by default)."""
 
     def __init__(
         self,
         settings: Settings,
+        io: KernelIO | None = None,
         *,
-        sysfs: Path | None = None,
-        syscalls: Syscalls | None = None,
-        procfs: Path | None = None,
-        sys_root: Path | None = None,
-        file_ops: FileOps | None = None,
+        name: Literal["simulated", "host"] = "host",
         machine: str | None = None,
         poll_interval_s: float = 1.0,
+        state_file: Path | None = None,
     ) -> None:
         self.settings = settings
-        self.fs = MultikernelFs(sysfs or settings.daemon.sysfs_root, file_ops)
-        self.procfs = Procfs(procfs or Path("/proc"))
-        self.sys = SysTopology(sys_root or Path("/sys"), self.procfs)
+        self.name: Literal["simulated", "host"] = name
         self.machine = machine or platform.machine()
-        self._syscalls = syscalls
-        self.state = HostState(settings.daemon.state_dir / STATE_FILE_NAME)
+        self.io: KernelIO = io or OsKernelIO(sysfs_root=str(settings.daemon.sysfs_root), machine=self.machine)
+        self.fs = MultikernelFs(self.io)
+        self.procfs = Procfs(self.io)
+        self.sys = SysTopology(self.io, self.procfs)
+        self.state = HostState(state_file or settings.daemon.state_dir / STATE_FILE_NAME)
         self.poll_interval_s = poll_interval_s
         # One lock for every kernel call: overlay writes must not interleave (we identify our
         # transaction as the new tx_N), and watch() must not report our own changes.
@@ -124,38 +126,47 @@ class HostBackend:
         self.overlays = OverlayApplier(self.fs)
         self.pool = PoolKeeper(self.fs, self.procfs, self.state, self.overlays)
 
-    @property
-    def syscalls(self) -> Syscalls:
-        # Built on first use so probe() works (and says why) on a machine it cannot drive.
-        if self._syscalls is None:
-            try:
-                self._syscalls = LibcSyscalls(machine=self.machine)
-            except UnsupportedMachine as exc:
-                raise KernelError(errno.ENODEV, str(exc)) from exc
-        return self._syscalls
-
     # -- probe ------------------------------------------------------------------------------
 
     def profile(self) -> KernelProfile:
         if not self.fs.present():
             raise KernelError(
                 errno.ENODEV,
-                f"no multikernel filesystem at {self.fs.root}: boot a CONFIG_MULTIKERNEL kernel and "
-                f"`mount -t multikernel none {self.fs.root}`",
+                f"no multikernel filesystem at {self._mount_point()}: boot a CONFIG_MULTIKERNEL kernel "
+                f"and `mount -t multikernel none {self._mount_point()}`",
             )
         return self.fs.profile()
+
+    def _mount_point(self) -> str:
+        return str(getattr(self.io, "sysfs_root", self.fs.root))  # OsKernelIO may move the root
 
     def probe(self) -> HostInfo:
         profile = self.profile()
         region = self.procfs.pool_region()
         topology = self.sys.topology(pool_base=region.start if region else 0, pool_bytes=region.size if region else 0)
         return HostInfo(
-            backend="host",
+            backend=self.name,
             kernel_profile=profile,
             arch=arch_of(self.machine),
-            capabilities=dict(CAPABILITIES[profile]),
+            capabilities=self.capabilities(profile),
             topology=topology,
         )
+
+    def capabilities(self, profile: KernelProfile) -> dict[str, bool]:
+        found = dict(CAPABILITIES[profile])
+        if "per_instance_unload" in self._declared_features():
+            found["per_instance_unload"] = True
+        return found
+
+    def _declared_features(self) -> set[str]:
+        try:
+            return set(self.io.read(FEATURES_PATH).decode().split())
+        except OSError:
+            return set()  # a real kernel declares nothing beyond its interface
+
+    def loader_env(self) -> KexecEnv:
+        """The environment this kernel's loaders run under, read from the kernel (DESIGN)."""
+        return read_loader_env(self.io, self.profile(), arch_of(self.machine))
 
     # -- pool -------------------------------------------------------------------------------
 
@@ -182,12 +193,12 @@ class HostBackend:
     def create_instances(self, specs: list[InstanceSpec]) -> list[KernelInstance]:
         with self._lock:
             profile = self.profile()
-            existing = self._read_all()
-            _refuse_duplicates(specs, existing)
+            # Names and ids only (one id file each): a create must not parse every instance's tree.
+            _refuse_duplicates(specs, self._names_and_ids())
             if profile == "rfc-v2":
-                self._create_v2(specs, existing)
+                self._create_v2(specs, self._read_all())
             else:
-                self._create_tree(specs, existing)
+                self._create_tree(specs)
             return [self._read_one(spec.id) for spec in specs]
 
     def _create_v2(self, specs: list[InstanceSpec], existing: list[KernelInstance]) -> None:
@@ -218,14 +229,19 @@ class HostBackend:
             instance_id=first.id,
         )
 
-    def _create_tree(self, specs: list[InstanceSpec], existing: list[KernelInstance]) -> None:
-        free = self.pool.read("tree", existing).free_memory_bytes
+    def _create_tree(self, specs: list[InstanceSpec]) -> None:
+        # Free pool memory, for the errno of a failed transaction: the pool's chunks less the
+        # instance regions in /proc/iomem (two file reads, whatever the number of instances).
+        pool_bytes = sum(chunk.bytes for chunk in parse_pool_dtb(self.fs.read_root_tree()).chunks)
+        used = sum(chunk.bytes for chunks in self.procfs.instance_regions().values() for chunk in chunks)
+        free = max(0, pool_bytes - used)
         applied: list[int] = []
         try:
             for spec in specs:
                 tx = self.overlays.create_instance(spec, free_memory_bytes=free)
                 applied.append(tx.id)
                 free -= spec.memory_bytes
+                self._known[spec.id] = (spec.name, "")  # where to read it back: no directory scan
                 self._check_created_resources(spec, tx.name)
         except KernelError:
             # All or nothing: roll back the transactions that applied, newest first.
@@ -288,21 +304,26 @@ class HostBackend:
             _open_read_only(request.kernel) as kernel_fd,
             _open_read_only(request.initrd) as initrd_fd,
         ):
-            self.syscalls.kexec_file_load(kernel_fd, initrd_fd, request.cmdline, flags)
-            self.state.set_load_record(
-                instance_id,
-                LoadRecord(
-                    kernel_sha256=request.kernel_sha256,
-                    initrd_sha256=request.initrd_sha256,
-                    cmdline=(request.cmdline or b"").rstrip(b"\0").decode(errors="replace"),
-                    loader=image_loader(request.kernel) if request.kernel is not None else "unknown",
-                ),
+            self.io.kexec_file_load(kernel_fd, initrd_fd, request.cmdline, flags)
+            loaded = self._read_one(instance_id)
+            record = LoadRecord(
+                kernel_sha256=request.kernel_sha256,
+                initrd_sha256=request.initrd_sha256,
+                cmdline=(request.cmdline or b"").rstrip(b"\0").decode(errors="replace"),
+                loader=image_loader(request.kernel) if request.kernel is not None else "unknown",
             )
+            if not self._kernel_shows_segments():
+                # The real kernel keeps segment addresses to itself (spec 2.6): plan them with the
+                # same loaders over the instance's chunks, as the kernel placed them.
+                env = replace(self.loader_env(), profile=self.fs.profile())
+                record = replace(record, segments=compute_segments(env, replace(request, flags=flags), loaded.memory))
+            self.state.set_load_record(instance_id, record)
             return self._read_one(instance_id)
 
     def unload(self, instance_id: int) -> KernelInstance:
         with self._lock:
-            if self.profile() == "rfc-v2":
+            profile = self.profile()
+            if not self.capabilities(profile)["per_instance_unload"]:
                 raise KernelError(
                     errno.EOPNOTSUPP,
                     "rfc-v2 has no per-instance unload: KEXEC_FILE_UNLOAD drops whichever image holds "
@@ -312,13 +333,13 @@ class HostBackend:
                 )
             # spec 2.4 step 2: UNLOAD|MULTIKERNEL|id frees that instance's kimage; no fds are read.
             flags = KEXEC_FILE_UNLOAD | KEXEC_MULTIKERNEL | kexec_mk_id(instance_id)
-            self.syscalls.kexec_file_load(-1, -1, None, flags)
+            self.io.kexec_file_load(-1, -1, None, flags)
             self.state.forget_load(instance_id)
             return self._read_one(instance_id)
 
     def start(self, instance_id: int) -> KernelInstance:
         with self._lock:
-            self.syscalls.reboot(LINUX_REBOOT_CMD_MULTIKERNEL, instance_id)
+            self.io.reboot(LINUX_REBOOT_CMD_MULTIKERNEL, instance_id)
             return self._read_one(instance_id)
 
     def stop(self, instance_id: int, *, force: bool) -> KernelInstance:
@@ -326,7 +347,7 @@ class HostBackend:
             if self.profile() == "rfc-v2":
                 raise KernelError(errno.EINVAL, "rfc-v2 has no halt", instance_id=instance_id)
             command = LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE if force else LINUX_REBOOT_CMD_MULTIKERNEL_HALT
-            self.syscalls.reboot(command, instance_id)
+            self.io.reboot(command, instance_id)
             return self._read_one(instance_id)
 
     # -- watch ------------------------------------------------------------------------------
@@ -346,7 +367,7 @@ class HostBackend:
     def _poll_changes(self) -> list[KernelEvent]:
         with self._lock:
             before = dict(self._known)
-            seen = {files.id: (files.name, files.status) for files in self.fs.read_instances()}
+            seen = self.fs.read_statuses()
             self._known = seen
         events = []
         for instance_id, (name, status) in sorted(seen.items()):
@@ -360,22 +381,71 @@ class HostBackend:
 
     def close(self) -> None:
         self._closed.set()
+        self.io.close()
 
     # -- reading instances ------------------------------------------------------------------
 
     def _read_all(self) -> list[KernelInstance]:
         profile = self.fs.profile()
-        regions = self.procfs.instance_regions()
+        regions = self._instance_chunks(profile)
         kimages = self.procfs.kimages()
-        instances = [self._instance(files, profile, regions, kimages) for files in self.fs.read_instances()]
+        segments = read_kernel_segments(self.io)
+        instances = [
+            self._instance(files, profile, regions, kimages, segments) for files in self.fs.read_instances()
+        ]
         self._known = {instance.id: (instance.name, instance.kernel_state) for instance in instances}
         return sorted(instances, key=lambda instance: instance.id)
 
     def _read_one(self, instance_id: int) -> KernelInstance:
-        for instance in self._read_all():
-            if instance.id == instance_id:
-                return instance
-        raise KernelError(errno.ENOENT, f"no instance with id {instance_id}", instance_id=instance_id)
+        """One instance: its directory found by name (remembered, else by reading the id files
+        alone), so reading one of n instances parses one device tree, not n."""
+        files = None
+        known = self._known.get(instance_id)
+        if known is not None:
+            files = self.fs.read_instance(known[0])
+        if files is None or files.id != instance_id:
+            name = self.fs.find_instance_name(instance_id)
+            files = self.fs.read_instance(name) if name is not None else None
+        if files is None or files.id != instance_id:
+            self._known.pop(instance_id, None)
+            raise KernelError(errno.ENOENT, f"no instance with id {instance_id}", instance_id=instance_id)
+        profile = self.fs.profile()
+        instance = self._instance(
+            files, profile, self._instance_chunks(profile, only=instance_id), self.procfs.kimages(),
+            read_kernel_segments(self.io)
+        )
+        self._known[instance.id] = (instance.name, instance.kernel_state)
+        return instance
+
+    def _instance_chunks(self, profile: KernelProfile, only: int | None = None) -> dict[int, tuple[MemChunk, ...]]:
+        """Instance id -> its chunks from iomem (spec 3.2), each with the NUMA node of the tree
+        pool chunk it was carved from (the pool DTB's numa-node-id, spec 5.1); `only` one id."""
+        regions = self.procfs.instance_regions()
+        if only is not None:
+            regions = {only: regions[only]} if only in regions else {}
+        if profile != "tree" or not regions:
+            return regions
+        pool = parse_pool_dtb(self.fs.read_root_tree()).chunks
+
+        def node_of(chunk: MemChunk) -> int | None:
+            owner = next((p for p in pool if p.base <= chunk.base < p.base + p.bytes), None)
+            return owner.numa_node if owner is not None else None
+
+        return {
+            mk_id: tuple(MemChunk(c.base, c.bytes, node_of(c)) for c in chunks) for mk_id, chunks in regions.items()
+        }
+
+    def _names_and_ids(self) -> dict[str, int]:
+        """Instance name -> id. The remembered ids serve while the directory names are exactly
+        the remembered ones (an id never changes for a name while the instance exists)."""
+        names = self.fs.instance_names()
+        known = {name: instance_id for instance_id, (name, _) in self._known.items()}
+        if set(names) == set(known):
+            return known
+        return self.fs.instance_ids()
+
+    def _kernel_shows_segments(self) -> bool:
+        return read_kernel_segments(self.io) is not None
 
     def _free_memory(self) -> int:
         return self.pool.read(self.fs.profile(), self._read_all()).free_memory_bytes
@@ -386,6 +456,7 @@ class HostBackend:
         profile: KernelProfile,
         regions: dict[int, tuple[MemChunk, ...]],
         kimages: dict[int, KimageRow],
+        kernel_segments: dict[int, tuple[Segment, ...]] | None,
     ) -> KernelInstance:
         resources = _instance_resources(files)
         row = kimages.get(files.id)
@@ -400,7 +471,9 @@ class HostBackend:
             memory_bytes=resources.memory_bytes,
             llc_way_mask=None,  # no kernel read implements LLC ways (spec 4.1, documentation only)
             devices=resources.devices,
-            kimage=describe_kimage(profile, self.state.load_record(files.id), row) if has_kimage else None,
+            kimage=describe_kimage(profile, self.state.load_record(files.id), row, kernel_segments)
+            if has_kimage
+            else None,
             failure="the kernel reports the instance failed" if files.status == "failed" else None,
         )
 
@@ -413,11 +486,11 @@ def _instance_resources(files: InstanceFiles) -> InstanceResources:
     return InstanceResources(cpus=(), memory_base=None, memory_bytes=0)
 
 
-def _refuse_duplicates(specs: list[InstanceSpec], existing: list[KernelInstance]) -> None:
+def _refuse_duplicates(specs: list[InstanceSpec], existing: dict[str, int]) -> None:
     # v2 silently skips a known name and fails a known id in the IDR; the tree answers EEXIST
     # for both (spec 5.2, 5.3). Refusing first keeps the batch all or nothing.
-    names = {instance.name for instance in existing}
-    ids = {instance.id for instance in existing}
+    names = set(existing)
+    ids = set(existing.values())
     for spec in specs:
         if spec.name in names:
             raise KernelError(errno.EEXIST, f"an instance named {spec.name!r} exists", instance_id=spec.id)

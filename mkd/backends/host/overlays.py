@@ -127,7 +127,12 @@ class OverlayApplier:
 
 
 def ranges_to_release(instance: KernelInstance, size: int) -> list[MemChunk]:
-    """Instance memory to give back: whole chunks from the highest, then the tail of the next."""
+    """Whole instance regions adding up to `size`, newest (highest) first.
+
+    The kernel removes instance memory only by naming a region exactly (spec 8.6.2: anything
+    else is ENOENT), so a shrink that is not a sum of whole regions cannot be asked for; it is
+    refused here, before any write, naming the regions there are.
+    """
     if not instance.memory:
         raise KernelError(
             errno.EIO,
@@ -135,14 +140,21 @@ def ranges_to_release(instance: KernelInstance, size: int) -> list[MemChunk]:
             "(reading addresses needs CAP_SYS_ADMIN)",
             instance_id=instance.id,
         )
+    newest_first = sorted(instance.memory, key=lambda chunk: chunk.base, reverse=True)
+    exact = next((chunk for chunk in newest_first if chunk.bytes == size), None)
+    if exact is not None:
+        return [exact]
     released, remaining = [], size
-    for chunk in sorted(instance.memory, key=lambda chunk: chunk.base, reverse=True):
-        if remaining == 0:
-            break
+    for chunk in newest_first:
         if chunk.bytes <= remaining:
             released.append(chunk)
             remaining -= chunk.bytes
-        else:
-            released.append(MemChunk(base=chunk.base + chunk.bytes - remaining, bytes=remaining))
-            remaining = 0
+    if remaining:
+        listing = ", ".join(f"{chunk.base:#x}+{chunk.bytes:#x}" for chunk in instance.memory)
+        raise KernelError(
+            errno.EINVAL,
+            f"cannot shrink {instance.name!r} by {size:#x} bytes: the kernel removes whole regions only "
+            f"(spec 8.6.2) and its regions are {listing}",
+            instance_id=instance.id,
+        )
     return released

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
+from mkd.backends.kernel_io import KernelIO
 from mkd.kernel_types import MemChunk
 
 POOL_IOMEM_NAME = "Multikernel Memory Pool"  # spec 3.1 (v2 boot pool)
@@ -41,15 +41,19 @@ class KimageRow:
 
 
 class Procfs:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, io: KernelIO) -> None:
+        self.io = io
 
-    def read_text(self, relative: str) -> str | None:
-        """A /proc file's text, or None when it is absent or unreadable (not root, no support)."""
+    def read_bytes(self, relative: str) -> bytes | None:
+        """A /proc file's bytes, or None when it is absent or unreadable (not root, no support)."""
         try:
-            return (self.root / relative).read_text()
+            return self.io.read(f"/proc/{relative}")
         except OSError:
             return None
+
+    def read_text(self, relative: str) -> str | None:
+        data = self.read_bytes(relative)
+        return None if data is None else data.decode(errors="replace")
 
     def memory_bytes(self) -> int:
         for line in (self.read_text("meminfo") or "").splitlines():

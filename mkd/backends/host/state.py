@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mkd.kernel_types import PoolSpec
+from mkd.kernel_types import PoolSpec, Segment
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class LoadRecord:
     initrd_sha256: str | None
     cmdline: str
     loader: str
+    segments: tuple[Segment, ...] = ()  # computed by the daemon's loaders (kimage.py)
 
 
 class HostState:
@@ -73,7 +74,8 @@ class HostState:
                 devices=tuple(pool.get("devices", ())),
             )
         for key, record in (data.get("loads") or {}).items():
-            self._loads[int(key)] = LoadRecord(**record)
+            segments = tuple(Segment(**segment) for segment in record.pop("segments", ()))
+            self._loads[int(key)] = LoadRecord(**record, segments=segments)
 
     def _save(self) -> None:
         data = {

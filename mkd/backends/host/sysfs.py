@@ -1,8 +1,6 @@
 """/sys/fs/multikernel: the files the kernel exposes and the writes it reacts to (spec 6.1, 5.4).
 
-Reads go straight to the files under `root`. Writes and rmdirs go through `FileOps`, because a
-kernfs file reacts to a write (an overlay write creates a transaction, an rmdir destroys an
-instance) and a plain directory does not: tests inject a fake kernel there.
+Every call goes through a KernelIO: the real files on a host, the simulator's in process.
 """
 
 from __future__ import annotations
@@ -11,39 +9,12 @@ import errno
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
+from mkd.backends.kernel_io import SYSFS_ROOT, KernelIO, join
 from mkd.errors import KernelError
 from mkd.kernel_types import MAX_DT_WRITE_BYTES, KernelProfile
 
 _TX_NAME = re.compile(r"^tx_(\d+)$")
-
-
-class FileOps(Protocol):
-    """The write side of sysfs: each call is one syscall whose errno is the kernel's answer."""
-
-    def write_once(self, path: Path, data: bytes) -> None: ...
-
-    def rmdir(self, path: Path) -> None: ...
-
-
-class OsFileOps:
-    """FileOps on the real filesystem."""
-
-    def write_once(self, path: Path, data: bytes) -> None:
-        # kernfs applies a device tree per write() call and rejects a write at offset != 0
-        # (spec 5.4), so the blob must go in exactly one write on a fresh descriptor.
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            written = os.write(fd, data)
-        finally:
-            os.close(fd)
-        if written != len(data):
-            raise OSError(errno.EIO, f"short write to {path}: {written} of {len(data)} bytes")
-
-    def rmdir(self, path: Path) -> None:
-        os.rmdir(path)
 
 
 @dataclass(frozen=True)
@@ -78,46 +49,46 @@ def kernel_error_from_os(exc: OSError, what: str) -> KernelError:
 
 
 class MultikernelFs:
-    """Typed access to one /sys/fs/multikernel tree."""
+    """Typed access to the /sys/fs/multikernel tree of one kernel."""
 
-    def __init__(self, root: Path, file_ops: FileOps | None = None) -> None:
+    def __init__(self, io: KernelIO, root: str = SYSFS_ROOT) -> None:
+        self.io = io
         self.root = root
-        self.file_ops: FileOps = file_ops or OsFileOps()
 
     # -- layout -----------------------------------------------------------------------------
 
     @property
-    def device_tree_path(self) -> Path:
-        return self.root / "device_tree"
+    def device_tree_path(self) -> str:
+        return join(self.root, "device_tree")
 
     @property
-    def instances_dir(self) -> Path:
-        return self.root / "instances"
+    def instances_dir(self) -> str:
+        return join(self.root, "instances")
 
     @property
-    def overlays_dir(self) -> Path:
-        return self.root / "overlays"
+    def overlays_dir(self) -> str:
+        return join(self.root, "overlays")
 
     def present(self) -> bool:
         """The multikernel filesystem is mounted: its root tree file is there."""
-        return self.device_tree_path.exists()
+        return self.io.exists(self.device_tree_path)
 
     def profile(self) -> KernelProfile:
         # DESIGN "Two kernel generations": only the tree has overlays/.
-        return "tree" if self.overlays_dir.is_dir() else "rfc-v2"
+        return "tree" if self.io.is_dir(self.overlays_dir) else "rfc-v2"
 
     # -- root device tree (spec 5.1, 5.2) ---------------------------------------------------
 
     def read_root_tree(self) -> bytes:
         try:
-            return self.device_tree_path.read_bytes()
+            return self.io.read(self.device_tree_path)
         except OSError as exc:
             raise kernel_error_from_os(exc, f"cannot read {self.device_tree_path}") from exc
 
     def write_root_tree(self, blob: bytes) -> None:
         _check_blob_size(blob, "root device tree")
         try:
-            self.file_ops.write_once(self.device_tree_path, blob)
+            self.io.write_once(self.device_tree_path, blob)
         except OSError as exc:
             raise kernel_error_from_os(exc, f"kernel refused the write to {self.device_tree_path}") from exc
 
@@ -125,16 +96,16 @@ class MultikernelFs:
 
     def instance_names(self) -> list[str]:
         try:
-            return sorted(entry.name for entry in self.instances_dir.iterdir() if entry.is_dir())
+            return self.io.listdir(self.instances_dir)
         except FileNotFoundError:
             return []
 
     def read_instance(self, name: str) -> InstanceFiles | None:
         """The files of instances/<name>, or None when the instance went away meanwhile."""
-        directory = self.instances_dir / name
+        directory = join(self.instances_dir, name)
         try:
-            instance_id = int((directory / "id").read_text().strip())
-            status = (directory / "status").read_text().strip()
+            instance_id = int(self.io.read(join(directory, "id")).decode().strip())
+            status = self.io.read(join(directory, "status")).decode().strip()
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -143,9 +114,41 @@ class MultikernelFs:
             name=name,
             id=instance_id,
             status=status,
-            device_tree=_read_optional_bytes(directory / "device_tree"),
-            device_tree_source=_read_optional_text(directory / "device_tree_source"),
+            device_tree=self._read_optional(join(directory, "device_tree")),
+            device_tree_source=_text(self._read_optional(join(directory, "device_tree_source"))),
         )
+
+    def instance_ids(self) -> dict[str, int]:
+        """Instance name -> id, reading only the id files."""
+        found = {}
+        for name in self.instance_names():
+            try:
+                found[name] = int(self.io.read(join(self.instances_dir, name, "id")).decode().strip())
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+        return found
+
+    def read_statuses(self) -> dict[int, tuple[str, str]]:
+        """Instance id -> (name, status), reading only the id and status files (the watch poll)."""
+        found = {}
+        for name in self.instance_names():
+            directory = join(self.instances_dir, name)
+            try:
+                instance_id = int(self.io.read(join(directory, "id")).decode().strip())
+                found[instance_id] = (name, self.io.read(join(directory, "status")).decode().strip())
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+        return found
+
+    def find_instance_name(self, instance_id: int) -> str | None:
+        """The directory whose `id` file says `instance_id` (reads only the id files)."""
+        for name in self.instance_names():
+            try:
+                if int(self.io.read(join(self.instances_dir, name, "id")).decode().strip()) == instance_id:
+                    return name
+            except (OSError, ValueError):
+                continue
+        return None
 
     def read_instances(self) -> list[InstanceFiles]:
         found = (self.read_instance(name) for name in self.instance_names())
@@ -153,9 +156,9 @@ class MultikernelFs:
 
     def remove_instance_dir(self, name: str) -> None:
         """rfc-v2 destroy (spec 1.1): rmdir; ACTIVE/LOADING come back as EBUSY."""
-        path = self.instances_dir / name
+        path = join(self.instances_dir, name)
         try:
-            self.file_ops.rmdir(path)
+            self.io.rmdir(path)
         except OSError as exc:
             raise kernel_error_from_os(exc, f"kernel refused rmdir {path}") from exc
 
@@ -163,19 +166,19 @@ class MultikernelFs:
 
     def transaction_ids(self) -> list[int]:
         try:
-            names = [entry.name for entry in self.overlays_dir.iterdir()]
+            names = self.io.listdir(self.overlays_dir)
         except FileNotFoundError:
             return []
         return sorted(int(match.group(1)) for match in map(_TX_NAME.match, names) if match)
 
     def read_transaction(self, tx_id: int) -> Transaction:
-        directory = self.overlays_dir / f"tx_{tx_id}"
+        directory = join(self.overlays_dir, f"tx_{tx_id}")
         try:
             return Transaction(
-                id=int((directory / "id").read_text().strip()),
-                status=(directory / "status").read_text().strip(),
-                instance=(_read_optional_text(directory / "instance") or "unknown").strip(),
-                resources=(_read_optional_text(directory / "resources") or "unknown").strip(),
+                id=int(self.io.read(join(directory, "id")).decode().strip()),
+                status=self.io.read(join(directory, "status")).decode().strip(),
+                instance=(_text(self._read_optional(join(directory, "instance"))) or "unknown").strip(),
+                resources=(_text(self._read_optional(join(directory, "resources"))) or "unknown").strip(),
             )
         except (OSError, ValueError) as exc:
             raise KernelError(errno.EIO, f"cannot read overlay transaction {directory}: {exc}") from exc
@@ -189,9 +192,9 @@ class MultikernelFs:
         """
         _check_blob_size(dtbo, "overlay")
         before = set(self.transaction_ids())
-        path = self.overlays_dir / "new"
+        path = join(self.overlays_dir, "new")
         try:
-            self.file_ops.write_once(path, dtbo)
+            self.io.write_once(path, dtbo)
         except OSError as exc:
             raise kernel_error_from_os(exc, f"kernel refused the overlay write to {path}") from exc
         created = [tx_id for tx_id in self.transaction_ids() if tx_id not in before]
@@ -199,11 +202,17 @@ class MultikernelFs:
             raise KernelError(errno.EIO, f"overlay write to {path} succeeded but no overlays/tx_N appeared")
         return self.read_transaction(max(created))
 
+    def _read_optional(self, path: str) -> bytes | None:
+        try:
+            return self.io.read(path)
+        except FileNotFoundError:
+            return None
+
     def remove_transaction(self, tx_id: int) -> None:
         """Roll back overlays/tx_N by rmdir (spec 5.4): inverse ops in reverse order."""
-        path = self.overlays_dir / f"tx_{tx_id}"
+        path = join(self.overlays_dir, f"tx_{tx_id}")
         try:
-            self.file_ops.rmdir(path)
+            self.io.rmdir(path)
         except OSError as exc:
             raise kernel_error_from_os(exc, f"kernel refused to roll back {path}") from exc
 
@@ -213,15 +222,5 @@ def _check_blob_size(blob: bytes, what: str) -> None:
         raise KernelError(errno.EFBIG, f"{what} is {len(blob)} bytes; the kernel takes at most 1 MiB")
 
 
-def _read_optional_bytes(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def _read_optional_text(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        return None
+def _text(data: bytes | None) -> str | None:
+    return None if data is None else data.decode(errors="replace")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from mkd.backends.host.procfs import Procfs
+from mkd.backends.kernel_io import KernelIO, join
 from mkd.kernel_types import CpuInfo, DeviceInfo, Topology
 
 
@@ -19,58 +18,55 @@ def parse_cpu_list(text: str) -> list[int]:
     return sorted(ids)
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
-
-
 class SysTopology:
-    """Reads the topology under a /sys root (injectable for tests)."""
+    """Reads the topology under /sys through the kernel interface."""
 
-    def __init__(self, sys_root: Path, procfs: Procfs) -> None:
-        self.sys_root = sys_root
+    cpu_dir = "/sys/devices/system/cpu"
+    node_dir = "/sys/devices/system/node"
+
+    def __init__(self, io: KernelIO, procfs: Procfs) -> None:
+        self.io = io
         self.procfs = procfs
 
-    @property
-    def cpu_dir(self) -> Path:
-        return self.sys_root / "devices" / "system" / "cpu"
+    def _read(self, path: str) -> str | None:
+        try:
+            return self.io.read(path).decode(errors="replace").strip()
+        except OSError:
+            return None
 
-    @property
-    def node_dir(self) -> Path:
-        return self.sys_root / "devices" / "system" / "node"
+    def _entries(self, directory: str) -> list[str]:
+        try:
+            return sorted(self.io.listdir(directory))
+        except OSError:
+            return []
 
     def present_cpus(self) -> list[int]:
-        text = _read(self.cpu_dir / "present")
+        text = self._read(join(self.cpu_dir, "present"))
         if text:
             return parse_cpu_list(text)
         return sorted(
-            int(entry.name[3:])
-            for entry in self._entries(self.cpu_dir)
-            if entry.name.startswith("cpu") and entry.name[3:].isdigit()
+            int(entry[3:]) for entry in self._entries(self.cpu_dir) if entry.startswith("cpu") and entry[3:].isdigit()
         )
 
     def numa_of_cpus(self) -> dict[int, int]:
         nodes: dict[int, int] = {}
         for node_id in self.numa_nodes():
-            for cpu in parse_cpu_list(_read(self.node_dir / f"node{node_id}" / "cpulist") or ""):
+            for cpu in parse_cpu_list(self._read(join(self.node_dir, f"node{node_id}", "cpulist")) or ""):
                 nodes[cpu] = node_id
         return nodes
 
     def numa_nodes(self) -> list[int]:
         return sorted(
-            int(entry.name[4:])
-            for entry in self._entries(self.node_dir)
-            if entry.name.startswith("node") and entry.name[4:].isdigit()
+            int(entry[4:]) for entry in self._entries(self.node_dir) if entry.startswith("node") and entry[4:].isdigit()
         )
 
     def llc_of(self, cpu: int) -> int:
         """Id of the last-level cache of a CPU: the highest cache level's `id` (0 when unknown)."""
         best_level, best_id = -1, 0
-        for index in self._entries(self.cpu_dir / f"cpu{cpu}" / "cache"):
-            level = _read(index / "level")
-            cache_id = _read(index / "id")
+        cache = join(self.cpu_dir, f"cpu{cpu}", "cache")
+        for index in self._entries(cache):
+            level = self._read(join(cache, index, "level"))
+            cache_id = self._read(join(cache, index, "id"))
             if level and level.isdigit() and int(level) > best_level:
                 best_level = int(level)
                 best_id = int(cache_id) if cache_id and cache_id.isdigit() else 0
@@ -78,19 +74,20 @@ class SysTopology:
 
     def llc_way_mask(self) -> int:
         # resctrl's L3 cbm_mask is every way the hardware can allocate (spec 4.1).
-        text = _read(self.sys_root / "fs" / "resctrl" / "info" / "L3" / "cbm_mask")
+        text = self._read("/sys/fs/resctrl/info/L3/cbm_mask")
         return int(text, 16) if text else 0
 
     def pci_devices(self) -> list[DeviceInfo]:
         devices = []
-        for entry in self._entries(self.sys_root / "bus" / "pci" / "devices"):
-            node = _read(entry / "numa_node")
+        pci = "/sys/bus/pci/devices"
+        for entry in self._entries(pci):
+            node = self._read(join(pci, entry, "numa_node"))
             devices.append(
                 DeviceInfo(
-                    name=entry.name,
+                    name=entry,
                     type="pci",
-                    vendor_id=_hex_or_none(_read(entry / "vendor")),
-                    device_id=_hex_or_none(_read(entry / "device")),
+                    vendor_id=_hex_or_none(self._read(join(pci, entry, "vendor"))),
+                    device_id=_hex_or_none(self._read(join(pci, entry, "device"))),
                     numa_node=int(node) if node and node.lstrip("-").isdigit() and int(node) >= 0 else None,
                 )
             )
@@ -121,13 +118,6 @@ class SysTopology:
             pool_base=pool_base,
             pool_bytes=pool_bytes,
         )
-
-    @staticmethod
-    def _entries(directory: Path) -> list[Path]:
-        try:
-            return sorted(directory.iterdir())
-        except OSError:
-            return []
 
 
 def _hex_or_none(text: str | None) -> int | None:

@@ -25,6 +25,7 @@ from mkd.kernel_types import (
     PoolSpec,
     PoolState,
 )
+from mkd.kexec.env import KexecEnv
 from mkd.kexec.flags import KEXEC_FILE_UNLOAD, KEXEC_MULTIKERNEL, kexec_mk_id
 
 _CAPABILITIES = {
@@ -112,6 +113,9 @@ class SimulatedBackend:
         cmd = LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE if force else LINUX_REBOOT_CMD_MULTIKERNEL_HALT
         self.kernel.reboot(cmd, instance_id)
         return self.kernel.read_instance(instance_id)
+
+    def loader_env(self) -> KexecEnv:
+        return self.kernel.loader_env
 
     def watch(self) -> EventStream:
         return self.kernel.watch()

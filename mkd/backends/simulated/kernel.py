@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -114,6 +114,7 @@ class SimulatedKernel:
         for inst in self._model.instances.values():
             if inst.spawn is not None:
                 self._timeline.schedule(inst.id, inst.spawn)
+        self._names: dict[str, int] = {}  # instance name -> id, see find_named
         if loaded is None:
             self._save()
 
@@ -184,10 +185,23 @@ class SimulatedKernel:
         return instance_view(self._model, inst, chunk_nodes(self._model, inst))
 
     def _by_name(self, name: str) -> InstanceRecord:
-        inst = self._model.by_name(name)
+        inst = self.find_named(name)
         if inst is None:
             raise KernelError(errno.ENOENT, f"no instance named {name}")
         return inst
+
+    def find_named(self, name: str) -> InstanceRecord | None:
+        """The instance called `name`, in O(1): a client reads instances/<name>/* for each of up
+        to 2,047 instances, and a scan per file would make one listing quadratic. The index is
+        checked on every hit and rebuilt on a miss, so it is never stale."""
+        with self._lock:
+            instance_id = self._names.get(name)
+            inst = self._model.instances.get(instance_id) if instance_id is not None else None
+            if inst is not None and inst.name == name:
+                return inst
+            self._names = {record.name: record.id for record in self._model.instances.values()}
+            instance_id = self._names.get(name)
+            return self._model.instances.get(instance_id) if instance_id is not None else None
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -226,6 +240,49 @@ class SimulatedKernel:
                 if inst.kimage is not None
             ]
         return render_proc_kimage(self.profile, rows)
+
+    # -- the file interface's reads (kernel_files.py dispatches paths to these) ------------------
+
+    def instance_names(self) -> list[str]:
+        """The directories under /sys/fs/multikernel/instances."""
+        with self._lock:
+            return sorted(inst.name for inst in self._model.instances.values())
+
+    def read_instance_named(self, name: str) -> KernelInstance:
+        """instances/<name> as the kernel's record of it (ENOENT when there is none)."""
+        with self._lock:
+            return self._view(self._by_name(name))
+
+    def proc_iomem(self) -> str:
+        """/proc/iomem (spec 3.1, 3.2): System RAM, the multikernel pool, each instance chunk."""
+        with self._lock:
+            ram = self._env.system_ram
+            rows: list[tuple[int, int, int, str]] = [(base, size, 0, "System RAM") for base, size in ram]
+            pool = [(c.base, c.size) for c in self._model.pool.chunks]
+            rows += [(base, size, 0, "Multikernel Memory Pool") for base, size in pool]
+            for inst in self._model.instances.values():
+                for n, (base, size) in enumerate(inst.chunks):
+                    rows.append((base, size, 1, f"mk-instance-{inst.id}-{inst.name}-region-{n}"))
+        lines = [f"{'  ' * depth}{base:08x}-{base + size - 1:08x} : {name}" for base, size, depth, name in sorted(rows)]
+        return "".join(line + "\n" for line in lines)
+
+    def kimage_segments(self) -> str:
+        """The simulator's own debug file: every kimage segment the real kernel keeps to itself
+        (spec 2.6 shows only a count). One line per segment:
+        `<mk_id> <index> <kind> <mem:#x> <memsz:#x> <bufsz:#x> <in_pool 0|1> <sha256>`."""
+        with self._lock:
+            lines = [
+                f"{inst.id} {n} {seg.kind} {seg.mem:#x} {seg.memsz:#x} {seg.bufsz:#x} {int(seg.in_pool)} {seg.sha256}"
+                for inst in sorted(self._model.instances.values(), key=lambda i: i.id)
+                if inst.kimage is not None
+                for n, seg in enumerate(inst.kimage.kimage.segments)
+            ]
+        return "".join(line + "\n" for line in lines)
+
+    @property
+    def loader_env(self) -> KexecEnv:
+        """The build and machine facts the kernel's loaders run under."""
+        return self._env
 
     def spawn_status(self, instance_id: int) -> SpawnStatus | None:
         """Heartbeats tick every heartbeat_interval_s while the spawn runs."""
@@ -329,8 +386,14 @@ class SimulatedKernel:
     def overlay_new(self, dtbo: bytes, offset: int = 0) -> int:
         """write(2) to overlays/new (5.4): returns the new transaction's id, whatever its status."""
         self._require_overlays()
-        with self._resources, self._mutation() as model:
-            return overlays.new_transaction(self._op_context(model), dtbo, offset).id
+        with self._resources, self._settled() as model:
+            touched: list[int] | None = None  # a refusal part-way: serialise everything again
+            try:
+                tx = overlays.new_transaction(self._op_context(model), dtbo, offset)
+                touched = self._ids_named(op.instance for op in tx.applied)
+                return tx.id
+            finally:
+                self._save(touched)
 
     def _op_context(self, model: KernelModel) -> OpContext:
         return OpContext(model, self.settings, self.faults, now=self.clock(), wait=self._wait_for_ack)
@@ -371,8 +434,19 @@ class SimulatedKernel:
 
     def rmdir_tx(self, tx_id: int) -> None:
         """rmdir overlays/tx_<N>: roll the transaction back (5.4)."""
-        with self._resources, self._mutation() as model:
-            overlays.rollback(self._op_context(model), self._tx(tx_id))
+        with self._resources, self._settled() as model:
+            tx = self._tx(tx_id)
+            touched = self._ids_named(op.instance for op in tx.applied)
+            try:
+                overlays.rollback(self._op_context(model), tx)
+            finally:
+                self._save(touched)
+
+    def _ids_named(self, names: Iterable[str | None]) -> list[int]:
+        """Ids of the instances an overlay's ops changed; the state file re-serialises only those
+        (instances it created have nothing serialised yet, removed ones are dropped)."""
+        found = (self.find_named(name) for name in set(names) if name is not None)
+        return [inst.id for inst in found if inst is not None]
 
     def mkdir(self, path: str) -> None:
         """mkdir anywhere under /sys/fs/multikernel is EPERM (6.1, 5.4); v2 has no overlays/ at all."""

@@ -1,39 +1,137 @@
-"""Fixtures for the host backend: a HostBackend wired to a FakeKernel in tmp_path (host_fakes.py)."""
+"""Fixtures for the kernel client: HostBackend over the simulated kernel's interface.
+
+There is no fake of the kernel here (DESIGN "Two backends"): the client drives the simulator
+through `SimulatedKernelIO`, the same paths, writes and syscalls it uses on a host. The
+`RecordingIO` spy only records what crossed the interface (and can make the next syscall
+fail with an errno, as a kernel may), so tests can say what the client did.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import pytest
-from host_fakes import FakeKernel, Host, MakeHost, make_fake_proc, make_fake_sys
 
 from mkd.backends.host.backend import HostBackend
-from mkd.config import load_settings
+from mkd.backends.kernel_io import SYSFS_ROOT
+from mkd.backends.simulated.kernel import SimulatedKernel
+from mkd.backends.simulated.kernel_files import SimulatedKernelIO
+from mkd.config import Settings
+from mkd.errors import KernelError
+from mkd.testing import imagegen
+
+GiB = 1 << 30
+MiB = 1 << 20
+POOL_BASE = 0x1_0000_0000
+
+
+@dataclass(frozen=True)
+class FdInfo:
+    """What an fd passed to kexec_file_load pointed at, captured during the call."""
+
+    path: str
+    inode: tuple[int, int]
+    read_only: bool
+    cloexec: bool
+
+
+@dataclass(frozen=True)
+class LoadCall:
+    kernel: FdInfo | None
+    initrd: FdInfo | None
+    cmdline: bytes | None
+    flags: int
+
+
+def _fd_info(fd: int) -> FdInfo | None:
+    if fd < 0:
+        return None
+    stat = os.fstat(fd)
+    return FdInfo(
+        path=os.readlink(f"/proc/self/fd/{fd}"),
+        inode=(stat.st_dev, stat.st_ino),
+        read_only=fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY,
+        cloexec=bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC),
+    )
+
+
+@dataclass
+class RecordingIO(SimulatedKernelIO):
+    """SimulatedKernelIO that records the writes and syscalls the client made."""
+
+    writes: list[tuple[str, bytes]] = field(default_factory=list)  # path relative to the multikernel root
+    loads: list[LoadCall] = field(default_factory=list)
+    reboots: list[tuple[int, int]] = field(default_factory=list)
+    fail_next: int | None = None  # errno the next syscall returns
+
+    def __init__(self, kernel: SimulatedKernel) -> None:
+        super().__init__(kernel)
+        self.writes, self.loads, self.reboots, self.fail_next = [], [], [], None
+
+    def write_once(self, path: str, data: bytes) -> None:
+        self.writes.append((path.removeprefix(SYSFS_ROOT + "/"), data))
+        super().write_once(path, data)
+
+    def _fault(self) -> None:
+        if self.fail_next is not None:
+            code, self.fail_next = self.fail_next, None
+            raise KernelError(code, f"injected {os.strerror(code)}")
+
+    def kexec_file_load(self, kernel_fd: int, initrd_fd: int, cmdline: bytes | None, flags: int) -> None:
+        self.loads.append(LoadCall(_fd_info(kernel_fd), _fd_info(initrd_fd), cmdline, flags))
+        self._fault()
+        super().kexec_file_load(kernel_fd, initrd_fd, cmdline, flags)
+
+    def reboot(self, cmd: int, mk_id: int) -> None:
+        self.reboots.append((cmd, mk_id))
+        self._fault()
+        super().reboot(cmd, mk_id)
+
+
+@dataclass
+class Host:
+    backend: HostBackend
+    io: RecordingIO
+    kernel: SimulatedKernel
+    settings: Settings
+
+
+MakeHost = Callable[..., Host]
 
 
 @pytest.fixture
-def make_host(tmp_path: Path) -> MakeHost:
-    def make(profile: Literal["rfc-v2", "tree"] = "tree", *, machine: str = "x86_64") -> Host:
-        base = tmp_path / profile
-        sysfs, proc, sys_root = base / "mk", base / "proc", base / "sys"
-        make_fake_proc(proc)
-        make_fake_sys(sys_root)
-        kernel = FakeKernel(sysfs, proc, profile)
-        settings = load_settings(overrides={"daemon.state_dir": base / "state", "daemon.sysfs_root": sysfs})
-        backend = HostBackend(
-            settings,
-            sysfs=sysfs,
-            syscalls=kernel,
-            procfs=proc,
-            sys_root=sys_root,
-            file_ops=kernel,
-            machine=machine,
-            poll_interval_s=0.01,
-        )
-        return Host(backend, kernel, settings, sysfs, proc, sys_root)
+def make_host(tmp_path: Path) -> Iterator[MakeHost]:
+    built: list[Host] = []
 
-    return make
+    def make(profile: Literal["rfc-v2", "tree"] = "tree", *, machine: str = "x86_64", **simulator: object) -> Host:
+        base = tmp_path / profile
+        sim: dict[str, object] = {
+            "kernel_profile": profile,
+            "cpus": 4,
+            "numa_nodes": 2,
+            "pool_base": POOL_BASE,
+            "pool_bytes": 4 * GiB,
+            "devices": ["0000:01:00.0", "uart0"],
+            "halt_ack_timeout_s": 0.05,
+        }
+        sim.update(simulator)
+        settings = Settings.model_validate({"daemon": {"state_dir": str(base / "state")}, "simulator": sim})
+        kernel = SimulatedKernel(settings.simulator, settings.simulator_state_path)
+        io = RecordingIO(kernel)
+        backend = HostBackend(settings, io, machine=machine, poll_interval_s=0.01)
+        host = Host(backend, io, kernel, settings)
+        built.append(host)
+        return host
+
+    yield make
+    for host in built:
+        host.backend.close()
+        host.kernel.close()
 
 
 @pytest.fixture
@@ -50,10 +148,8 @@ def v2(make_host: MakeHost) -> Host:
 def images(tmp_path: Path) -> dict[str, Path]:
     directory = tmp_path / "images"
     directory.mkdir()
-    kernel = directory / "vmlinuz"
-    head = bytearray(0x400)
-    head[0x202:0x206] = b"HdrS"
-    kernel.write_bytes(bytes(head))
-    initrd = directory / "initrd.img"
-    initrd.write_bytes(b"070701" + b"\0" * 100)
-    return {"kernel": kernel, "initrd": initrd}
+    return {
+        "kernel": imagegen.write_file(directory / "vmlinux", imagegen.vmlinux()),
+        "bzimage": imagegen.write_file(directory / "bzImage", imagegen.bzimage()),
+        "initrd": imagegen.write_file(directory / "initrd.img", imagegen.initrd(size=8192)),
+    }

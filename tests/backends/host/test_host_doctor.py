@@ -1,4 +1,7 @@
-"""mkd.doctor: each unready condition on a fake /proc and /sys gives its finding and fix."""
+"""mkd.doctor: each unready condition on a /proc and /sys tree in tmpfs gives its finding and fix.
+
+Doctor reads a host's real files (it runs before any kernel client), so these trees are files.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from host_fakes import GiB, make_fake_proc
 
 from mkd.backends.host.signature import pe_signature_size
 from mkd.config import Settings, load_settings
@@ -17,6 +19,13 @@ from mkd.doctor import Finding, HostNotReady, diagnose, has_cap_sys_boot, requir
 from mkd.kernel_types import MemChunk, PoolSpec
 
 CAP_SYS_BOOT_ONLY = 1 << 22
+GiB = 1 << 30
+
+
+def make_proc(proc: Path) -> None:
+    (proc / "self").mkdir(parents=True)
+    (proc / "meminfo").write_text("MemTotal:       32768000 kB\nMemFree:         1000 kB\n")
+    (proc / "cpuinfo").write_text("".join(f"processor\t: {n}\napicid\t\t: {n * 2}\n\n" for n in range(4)))
 
 
 @dataclass
@@ -38,7 +47,7 @@ class Machine:
 
 def _ready_tree_machine(base: Path) -> Machine:
     sysfs, proc, sys_root = base / "mk", base / "proc", base / "sys"
-    make_fake_proc(proc)
+    make_proc(proc)
     sysfs.mkdir()
     (sysfs / "overlays").mkdir()
     (sysfs / "device_tree").write_bytes(

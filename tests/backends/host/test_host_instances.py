@@ -6,7 +6,7 @@ import errno
 from pathlib import Path
 
 import pytest
-from host_fakes import TREE_CHUNK_BASE, V2_POOL_BASE, GiB, Host, MakeHost, MiB
+from conftest import POOL_BASE, GiB, Host, MakeHost, MiB
 
 from mkd.backends.host.overlays import ranges_to_release
 from mkd.errors import KernelError
@@ -26,31 +26,33 @@ def _tree_pool(host: Host, *, cpus: tuple[int, ...] = (1, 2, 3), memory: int = G
 def test_tree_pool_baseline_then_overlays(tree: Host) -> None:
     assert tree.backend.read_pool().spec is None
     state = tree.backend.apply_pool(PoolSpec(cpus=(1, 2), memory_base=0x4000_0000, memory_bytes=GiB, llc_way_mask=0xF0))
-    assert [path for path, _ in tree.kernel.writes] == ["device_tree"]
+    assert [path for path, _ in tree.io.writes] == ["device_tree"]
     assert state.spec is not None
     assert state.spec.cpus == (1, 2)
-    assert state.chunks == (MemChunk(TREE_CHUNK_BASE, GiB, 0),)  # the kernel picked the base
+    assert len(state.chunks) == 1 and state.chunks[0].bytes == GiB  # the kernel picked the base
+    first = state.chunks[0]
     assert state.spec.llc_way_mask == 0xF0  # recorded: the kernel keeps no LLC mask
     assert state.free_cpus == (1, 2) and state.free_memory_bytes == GiB
 
     state = tree.backend.apply_pool(
         PoolSpec(cpus=(2, 3), memory_base=0, memory_bytes=2 * GiB, devices=("0000:01:00.0",))
     )
-    assert [path for path, _ in tree.kernel.writes] == ["device_tree", "overlays/new"]
-    assert tree.kernel.txs[2].status == "applied"  # spec 5.4: the first transaction is tx_2
+    assert [path for path, _ in tree.io.writes] == ["device_tree", "overlays/new"]
+    # spec 5.4: the first transaction is tx_2
+    assert tree.io.read("/sys/fs/multikernel/overlays/tx_2/status") == b"applied\n"
     assert state.spec is not None and sorted(state.spec.cpus) == [2, 3]
     assert state.spec.memory_bytes == 2 * GiB and len(state.chunks) == 2
     assert state.free_devices == ("0000:01:00.0",)
 
     state = tree.backend.apply_pool(PoolSpec(cpus=(2, 3), memory_base=0, memory_bytes=GiB, devices=()))
-    assert state.chunks == (MemChunk(TREE_CHUNK_BASE, GiB, 0),)  # the newest whole chunk went
+    assert state.chunks == (first,)  # the newest whole chunk went
     assert state.free_devices == ()
 
 
 def test_tree_pool_unchanged_writes_nothing(tree: Host) -> None:
     _tree_pool(tree)
     _tree_pool(tree)
-    assert len(tree.kernel.writes) == 1
+    assert len(tree.io.writes) == 1
 
 
 def test_tree_pool_shrink_needs_whole_free_chunks(tree: Host) -> None:
@@ -72,12 +74,12 @@ def test_tree_pool_change_failure_is_ebusy_naming_the_tx(tree: Host) -> None:
 
 def test_v2_pool_is_recorded_and_checked_against_the_boot_pool(v2: Host) -> None:
     assert v2.backend.read_pool().spec is None
-    spec = PoolSpec(cpus=(1, 2, 3), memory_base=V2_POOL_BASE, memory_bytes=2 * GiB)
+    spec = PoolSpec(cpus=(1, 2, 3), memory_base=POOL_BASE, memory_bytes=2 * GiB)
     state = v2.backend.apply_pool(spec)
-    assert state.spec == spec and state.chunks == (MemChunk(V2_POOL_BASE, 2 * GiB),)
-    assert v2.kernel.writes[-1][0] == "device_tree"
+    assert state.spec == spec and state.chunks == (MemChunk(POOL_BASE, 2 * GiB),)
+    assert v2.io.writes[-1][0] == "device_tree"
     with pytest.raises(KernelError) as raised:
-        v2.backend.apply_pool(PoolSpec(cpus=(1,), memory_base=V2_POOL_BASE, memory_bytes=8 * GiB))
+        v2.backend.apply_pool(PoolSpec(cpus=(1,), memory_base=POOL_BASE, memory_bytes=8 * GiB))
     assert raised.value.errno == "ERANGE"
     with pytest.raises(KernelError) as raised:
         v2.backend.apply_pool(PoolSpec(cpus=(1,), memory_base=0x1000_0000, memory_bytes=GiB))
@@ -89,7 +91,7 @@ def test_v2_pool_is_recorded_and_checked_against_the_boot_pool(v2: Host) -> None
 
 
 def test_v2_create_reads_back_each_instance(v2: Host) -> None:
-    v2.backend.apply_pool(PoolSpec(cpus=(1, 2, 3), memory_base=V2_POOL_BASE, memory_bytes=2 * GiB))
+    v2.backend.apply_pool(PoolSpec(cpus=(1, 2, 3), memory_base=POOL_BASE, memory_bytes=2 * GiB))
     created = v2.backend.create_instances([WEB, DB])
     assert [(i.id, i.name, i.kernel_state) for i in created] == [(1, "web", "ready"), (2, "db", "ready")]
     assert created[1].cpus == (2, 3)  # read back from device_tree_source's [hex bytes] form
@@ -100,15 +102,15 @@ def test_v2_create_reads_back_each_instance(v2: Host) -> None:
 
 
 def test_v2_skipped_instance_is_an_error_and_rolls_back(v2: Host) -> None:
-    v2.kernel.skip_v2.add("db")
+    # The kernel skips db (CPU 7 is not below nr_cpu_ids, spec 5.2) and the write still succeeds.
     with pytest.raises(KernelError) as raised:
-        v2.backend.create_instances([WEB, DB])
+        v2.backend.create_instances([WEB, InstanceSpec(id=2, name="db", cpus=(7,), memory_bytes=512 * MiB)])
     assert raised.value.errno == "EINVAL" and "db" in raised.value.detail
     assert v2.backend.list_instances() == []  # web was created by the write, then removed
 
 
 def test_v2_skip_for_memory_is_enomem(v2: Host) -> None:
-    v2.backend.apply_pool(PoolSpec(cpus=(1,), memory_base=V2_POOL_BASE, memory_bytes=GiB))
+    v2.backend.apply_pool(PoolSpec(cpus=(1,), memory_base=POOL_BASE, memory_bytes=GiB))
     # v2 ignores the baseline and carves from the whole boot pool (4 GiB here).
     v2.backend.create_instances([InstanceSpec(id=1, name="big", cpus=(1,), memory_bytes=3 * GiB)])
     with pytest.raises(KernelError) as raised:
@@ -122,7 +124,7 @@ def test_duplicates_are_eexist_before_any_write(make_host: MakeHost, profile: st
     if profile == "tree":
         _tree_pool(host)
     host.backend.create_instances([WEB])
-    writes = len(host.kernel.writes)
+    writes = len(host.io.writes)
     for spec in (
         InstanceSpec(id=9, name="web", cpus=(), memory_bytes=0),
         InstanceSpec(id=1, name="x", cpus=(), memory_bytes=0),
@@ -130,13 +132,13 @@ def test_duplicates_are_eexist_before_any_write(make_host: MakeHost, profile: st
         with pytest.raises(KernelError) as raised:
             host.backend.create_instances([spec])
         assert raised.value.errno == "EEXIST"
-    assert len(host.kernel.writes) == writes
+    assert len(host.io.writes) == writes
 
 
 def test_tree_create_is_one_overlay_per_instance(tree: Host) -> None:
     _tree_pool(tree)
     created = tree.backend.create_instances([WEB, DB])
-    assert [path for path, _ in tree.kernel.writes] == ["device_tree", "overlays/new", "overlays/new"]
+    assert [path for path, _ in tree.io.writes] == ["device_tree", "overlays/new", "overlays/new"]
     assert created[1].cpus == (2, 3) and created[1].memory_bytes == 512 * MiB
     assert tree.backend.read_pool().free_cpus == ()
 
@@ -149,15 +151,16 @@ def test_tree_create_failure_rolls_back_earlier_transactions(tree: Host) -> None
     assert raised.value.errno == "ENOMEM"
     assert "overlays/tx_3" in raised.value.detail and "inferred" in raised.value.detail
     assert tree.backend.list_instances() == []
-    assert 2 not in tree.kernel.txs  # web's transaction was rolled back by rmdir
+    # web's transaction was rolled back by rmdir: tx_2 is gone, the failed tx_3 stays.
+    assert tree.io.listdir("/sys/fs/multikernel/overlays") == ["new", "tx_3"]
 
 
 def test_tree_create_without_cpus_is_ebusy_and_rolled_back(tree: Host) -> None:
     _tree_pool(tree)
-    tree.kernel.withhold_cpus.add(3)
+    # CPU 0 is the host's, never in the pool: the kernel creates db without it (spec 5.3).
     with pytest.raises(KernelError) as raised:
-        tree.backend.create_instances([WEB, DB])
-    assert raised.value.errno == "EBUSY" and "CPUs [2, 3]" in raised.value.detail
+        tree.backend.create_instances([WEB, InstanceSpec(id=2, name="db", cpus=(2, 0), memory_bytes=512 * MiB)])
+    assert raised.value.errno == "EBUSY" and "CPUs [0" in raised.value.detail
     assert tree.backend.list_instances() == []
 
 
@@ -169,11 +172,12 @@ def test_tree_update_moves_cpus_and_memory(tree: Host) -> None:
     tree.backend.create_instances([WEB])
     grown = tree.backend.update_instance(InstanceSpec(id=1, name="web", cpus=(2, 3), memory_bytes=512 * MiB))
     assert grown.cpus == (2, 3) and grown.memory_bytes == 512 * MiB
-    shrunk = tree.backend.update_instance(InstanceSpec(id=1, name="web", cpus=(2,), memory_bytes=128 * MiB))
-    assert shrunk.cpus == (2,) and shrunk.memory_bytes == 128 * MiB
-    writes = len(tree.kernel.writes)
-    tree.backend.update_instance(InstanceSpec(id=1, name="web", cpus=(2,), memory_bytes=128 * MiB))
-    assert len(tree.kernel.writes) == writes  # nothing to change, nothing written
+    # The kernel removes whole instance chunks only: shrink back by the chunk that grew it.
+    shrunk = tree.backend.update_instance(InstanceSpec(id=1, name="web", cpus=(2,), memory_bytes=256 * MiB))
+    assert shrunk.cpus == (2,) and shrunk.memory_bytes == 256 * MiB
+    writes = len(tree.io.writes)
+    tree.backend.update_instance(InstanceSpec(id=1, name="web", cpus=(2,), memory_bytes=256 * MiB))
+    assert len(tree.io.writes) == writes  # nothing to change, nothing written
 
 
 def test_tree_update_beyond_the_pool_is_enomem(tree: Host) -> None:
@@ -191,7 +195,7 @@ def test_v2_update_is_eopnotsupp(v2: Host) -> None:
     assert raised.value.errno == "EOPNOTSUPP" and raised.value.status == 409
 
 
-def test_release_ranges_take_whole_chunks_then_a_tail() -> None:
+def test_release_ranges_are_whole_regions_only() -> None:
     from mkd.kernel_types import KernelInstance
 
     instance = KernelInstance(
@@ -205,7 +209,11 @@ def test_release_ranges_take_whole_chunks_then_a_tail() -> None:
         kimage=None,
         memory=(MemChunk(0x100000, 2 * MiB), MemChunk(0x800000, MiB)),
     )
-    assert ranges_to_release(instance, MiB + 4096) == [MemChunk(0x800000, MiB), MemChunk(0x2FF000, 4096)]
+    assert ranges_to_release(instance, MiB) == [MemChunk(0x800000, MiB)]
+    assert ranges_to_release(instance, 2 * MiB) == [MemChunk(0x100000, 2 * MiB)]
+    with pytest.raises(KernelError) as raised:  # spec 8.6.2: a part of a region cannot be named
+        ranges_to_release(instance, MiB + 4096)
+    assert raised.value.errno == "EINVAL" and "whole regions" in raised.value.detail
 
 
 def test_v2_delete_is_rmdir_and_busy_propagates(v2: Host, images: dict[str, Path]) -> None:
@@ -250,7 +258,8 @@ def test_read_unknown_instance_is_enoent(tree: Host) -> None:
 
 
 def test_tree_create_checks_platform_devices_only(tree: Host) -> None:
-    # The fake gives no devices; PCI ones live in the instance DTB's bridge tree (spec 5.3).
+    # uart0 is not in the pool, so the kernel creates db without it; PCI devices live in the
+    # instance DTB's bridge tree (spec 5.3), so only platform ones are checked.
     _tree_pool(tree)
     with_pci = InstanceSpec(id=1, name="web", cpus=(1,), memory_bytes=MiB, devices=("0000:01:00.0",))
     assert tree.backend.create_instances([with_pci])[0].name == "web"
@@ -264,7 +273,7 @@ def test_tree_create_checks_platform_devices_only(tree: Host) -> None:
 def test_v2_pool_record_survives_a_new_backend(v2: Host) -> None:
     from mkd.backends.host.backend import HostBackend
 
-    spec = PoolSpec(cpus=(1, 2), memory_base=V2_POOL_BASE, memory_bytes=GiB, llc_way_mask=0x3)
+    spec = PoolSpec(cpus=(1, 2), memory_base=POOL_BASE, memory_bytes=GiB, llc_way_mask=0x3)
     v2.backend.apply_pool(spec)
-    again = HostBackend(v2.settings, sysfs=v2.sysfs, syscalls=v2.kernel, procfs=v2.proc, sys_root=v2.sys_root)
+    again = HostBackend(v2.settings, v2.io)
     assert again.read_pool().spec == spec

@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from host_fakes import GiB, Host, MakeHost, MiB
+from conftest import GiB, Host, MakeHost, MiB, RecordingIO
 
+from mkd.backends.host.backend import HostBackend
 from mkd.backends.host.syscalls import (
     LINUX_REBOOT_CMD_MULTIKERNEL,
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT,
@@ -42,10 +43,10 @@ def test_load_without_initrd(make_host: MakeHost, images: dict[str, Path], profi
         kernel_sha256="ab" * 32,
     )
     instance = host.backend.kexec_file_load(request)
-    call = host.kernel.loads[-1]
+    call = host.io.loads[-1]
     # NO_INITRAMFS is added when there is no initrd (spec 2.7.1 step 4), initrd fd is -1.
     assert call.flags == 0x10 | (3 << 5) | 0x4
-    assert call.initrd_fd == -1 and call.initrd is None
+    assert call.initrd is None
     assert call.kernel is not None
     assert call.kernel.path == str(images["kernel"])
     assert call.kernel.inode == (os.stat(images["kernel"]).st_dev, os.stat(images["kernel"]).st_ino)
@@ -56,10 +57,14 @@ def test_load_without_initrd(make_host: MakeHost, images: dict[str, Path], profi
     assert instance.kimage is not None
     assert instance.kimage.kernel_sha256 == "ab" * 32
     assert instance.kimage.cmdline == "console=ttyS0"
-    assert instance.kimage.loader == "bzImage64"
-    assert instance.kimage.segments == ()  # the kernel exposes no segment addresses
-    assert instance.kimage.start == 0x3000  # from /proc/kimage
-    assert instance.kimage.spawnable is (profile != "tree")
+    assert instance.kimage.loader == "vmlinux"
+    # The simulator shows its segments in a file of its own; /proc/kimage has the count and start.
+    assert instance.kimage.segments_source == "kernel"
+    simulated = host.kernel.read_instance(3).kimage
+    assert simulated is not None and instance.kimage.segments == simulated.segments != ()
+    row = host.backend.procfs.kimages()[3]
+    assert instance.kimage.start == row.start != 0
+    assert instance.kimage.spawnable
 
 
 def test_load_with_initrd_passes_both_fds(tree: Host, images: dict[str, Path]) -> None:
@@ -68,7 +73,7 @@ def test_load_with_initrd_passes_both_fds(tree: Host, images: dict[str, Path]) -
     tree.backend.kexec_file_load(
         LoadRequest(kernel=images["kernel"], initrd=images["initrd"], cmdline=None, flags=flags)
     )
-    call = tree.kernel.loads[-1]
+    call = tree.io.loads[-1]
     assert call.flags == 0x10 | (3 << 5)
     assert call.initrd is not None and call.initrd.path == str(images["initrd"])
     assert call.initrd.read_only and call.initrd.cloexec
@@ -88,18 +93,43 @@ def test_record_survives_a_new_backend(make_host: MakeHost, images: dict[str, Pa
             kernel_sha256="cd" * 32,
         )
     )
-    from mkd.backends.host.backend import HostBackend
-
-    again = HostBackend(
-        host.settings,
-        sysfs=host.sysfs,
-        syscalls=host.kernel,
-        procfs=host.proc,
-        sys_root=host.sys_root,
-        file_ops=host.kernel,
-    )
+    again = HostBackend(host.settings, host.io)
     kimage = again.read_instance(3).kimage
     assert kimage is not None and kimage.kernel_sha256 == "cd" * 32
+
+
+class RealKernelView(RecordingIO):
+    """The simulator as a real kernel shows itself: without the simulator's own /proc/mk-sim files."""
+
+    def read(self, path: str) -> bytes:
+        if path.startswith("/proc/mk-sim"):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        return super().read(path)
+
+
+@pytest.mark.parametrize("profile", ["tree", "rfc-v2"])
+def test_segments_are_computed_when_the_kernel_does_not_show_them(
+    make_host: MakeHost, images: dict[str, Path], profile: str
+) -> None:
+    host = make_host(profile)
+    state_file = host.settings.daemon.state_dir / "client.json"
+    client = HostBackend(host.settings, RealKernelView(host.kernel), state_file=state_file)
+    if profile == "tree":
+        client.apply_pool(PoolSpec(cpus=(1, 2, 3), memory_base=0, memory_bytes=GiB))
+    client.create_instances([InstanceSpec(id=3, name="web", cpus=(1,), memory_bytes=256 * MiB)])
+    request = LoadRequest(kernel=images["kernel"], initrd=None, cmdline=b"x\0", flags=load_flags(3, has_initrd=False))
+    kimage = client.kexec_file_load(request).kimage
+    assert kimage is not None and kimage.segments_source == "computed"
+    kernel_view = host.kernel.read_instance(3).kimage
+    assert kernel_view is not None
+    # The daemon's loaders place what the kernel placed, over the same chunks (spec 3.3).
+    assert [(s.kind, s.mem, s.memsz) for s in kimage.segments] == [
+        (s.kind, s.mem, s.memsz) for s in kernel_view.segments
+    ]
+    # Kept across a restart: the kernel cannot tell them again.
+    again = HostBackend(host.settings, RealKernelView(host.kernel), state_file=state_file)
+    restarted = again.read_instance(3).kimage
+    assert restarted is not None and restarted.segments == kimage.segments
 
 
 @pytest.mark.parametrize(
@@ -131,7 +161,7 @@ def test_second_load_is_ebusy_and_fds_are_closed(v2: Host, images: dict[str, Pat
 
 def test_injected_errno_surfaces_as_the_same_kernel_error(tree: Host, images: dict[str, Path]) -> None:
     _ready(tree)
-    tree.kernel.fail_next = errno.EKEYREJECTED
+    tree.io.fail_next = errno.EKEYREJECTED
     with pytest.raises(KernelError) as raised:
         tree.backend.kexec_file_load(
             LoadRequest(kernel=images["kernel"], initrd=None, cmdline=None, flags=load_flags(3, has_initrd=False))
@@ -147,7 +177,7 @@ def test_missing_image_file_never_reaches_the_kernel(tree: Host, tmp_path: Path)
             LoadRequest(kernel=tmp_path / "gone", initrd=None, cmdline=None, flags=load_flags(3, has_initrd=False))
         )
     assert raised.value.errno == "ENOENT"
-    assert tree.kernel.loads == []
+    assert tree.io.loads == []
 
 
 def test_tree_unload_flags(tree: Host, images: dict[str, Path]) -> None:
@@ -156,21 +186,23 @@ def test_tree_unload_flags(tree: Host, images: dict[str, Path]) -> None:
         LoadRequest(kernel=images["kernel"], initrd=None, cmdline=None, flags=load_flags(3, has_initrd=False))
     )
     instance = tree.backend.unload(3)
-    call = tree.kernel.loads[-1]
+    call = tree.io.loads[-1]
     assert call.flags == 0x1 | 0x10 | (3 << 5)
-    assert (call.kernel_fd, call.initrd_fd, call.cmdline) == (-1, -1, None)
+    assert (call.kernel, call.initrd, call.cmdline) == (None, None, None)  # fds -1
     assert instance.kernel_state == "ready" and instance.kimage is None
     with pytest.raises(KernelError) as raised:  # spec vector 23: no kimage → ENOENT
         tree.backend.unload(3)
     assert raised.value.errno == "ENOENT"
 
 
-def test_v2_unload_is_refused_without_a_syscall(v2: Host) -> None:
+def test_v2_unload_is_refused_without_a_syscall(make_host: MakeHost) -> None:
+    # A v2 kernel that does not declare per-instance unload (the seed's single slot).
+    v2 = make_host("rfc-v2", bug_compat=True)
     _ready(v2)
     with pytest.raises(KernelError) as raised:
         v2.backend.unload(3)
     assert raised.value.errno == "EOPNOTSUPP"
-    assert v2.kernel.loads == []
+    assert v2.io.loads == []
 
 
 def test_start_and_stop_send_reboot_commands(tree: Host, images: dict[str, Path]) -> None:
@@ -187,7 +219,7 @@ def test_start_and_stop_send_reboot_commands(tree: Host, images: dict[str, Path]
     assert tree.backend.start(3).kernel_state == "active"
     assert tree.backend.stop(3, force=False).kernel_state == "loaded"
     assert tree.backend.stop(3, force=True).kernel_state == "loaded"
-    assert tree.kernel.reboots == [
+    assert tree.io.reboots == [
         (LINUX_REBOOT_CMD_MULTIKERNEL, 3),
         (LINUX_REBOOT_CMD_MULTIKERNEL_HALT, 3),
         (LINUX_REBOOT_CMD_MULTIKERNEL, 3),
@@ -208,12 +240,12 @@ def test_v2_start_and_no_halt(v2: Host, images: dict[str, Path]) -> None:
     with pytest.raises(KernelError) as raised:
         v2.backend.stop(3, force=True)
     assert raised.value.errno == "EINVAL" and raised.value.detail == "rfc-v2 has no halt"
-    assert v2.kernel.reboots == [(LINUX_REBOOT_CMD_MULTIKERNEL, 3)]
+    assert v2.io.reboots == [(LINUX_REBOOT_CMD_MULTIKERNEL, 3)]
 
 
 def test_start_errno_injected(tree: Host) -> None:
     _ready(tree)
-    tree.kernel.fail_next = errno.EBUSY
+    tree.io.fail_next = errno.EBUSY
     with pytest.raises(KernelError) as raised:
         tree.backend.start(3)
     assert raised.value.errno == "EBUSY"

@@ -1,13 +1,15 @@
-"""probe(): profile detection, capabilities, topology from fake /sys and /proc."""
+"""probe(): profile detection, capabilities, topology read through the kernel interface."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from host_fakes import V2_POOL_BASE, V2_POOL_BYTES, GiB, Host, MakeHost
+from conftest import POOL_BASE, GiB, Host, MakeHost
 
 from mkd.backends.host.backend import HostBackend
+from mkd.backends.host.procfs import Procfs
+from mkd.backends.kernel_io import OsKernelIO
 from mkd.config import load_settings
 from mkd.errors import KernelError
 from mkd.kernel_types import CpuInfo
@@ -21,40 +23,44 @@ def test_tree_probe(tree: Host) -> None:
     topology = info.topology
     assert topology.cpus == (
         CpuInfo(id=0, logical_id=0, numa_node=0, llc=0),
-        CpuInfo(id=2, logical_id=1, numa_node=0, llc=0),
-        CpuInfo(id=4, logical_id=2, numa_node=1, llc=1),
-        CpuInfo(id=6, logical_id=3, numa_node=1, llc=1),
+        CpuInfo(id=1, logical_id=1, numa_node=0, llc=0),
+        CpuInfo(id=2, logical_id=2, numa_node=1, llc=1),
+        CpuInfo(id=3, logical_id=3, numa_node=1, llc=1),
     )
-    assert topology.memory_bytes == 32768000 * 1024
+    assert topology.memory_bytes == 32 * GiB
     assert topology.numa_nodes == 2
     assert topology.llc_way_mask == 0xFFF
+    # Only PCI devices are read from /sys/bus/pci; the simulator knows no vendor ids or node.
     assert [(d.name, d.type, d.vendor_id, d.device_id, d.numa_node) for d in topology.devices] == [
-        ("0000:01:00.0", "pci", 0x8086, 0x10FB, 1)
+        ("0000:01:00.0", "pci", None, None, None)
     ]
-    assert (topology.pool_base, topology.pool_bytes) == (0, 0)  # tree pools are chunks, not a range
+    assert (topology.pool_base, topology.pool_bytes) == (0, 0)  # no tree pool until a baseline
 
 
 def test_v2_probe(v2: Host) -> None:
     info = v2.backend.probe()
     assert info.kernel_profile == "rfc-v2"
+    # The simulator unloads per id (spec 2.3 default) and declares it in its features file.
     assert info.capabilities == {
         "halt": False,
-        "per_instance_unload": False,
+        "per_instance_unload": True,
         "hot_update": False,
         "numa": False,
         "active_reported": False,
     }
-    assert (info.topology.pool_base, info.topology.pool_bytes) == (V2_POOL_BASE, V2_POOL_BYTES)
-    assert V2_POOL_BYTES == 4 * GiB
+    assert (info.topology.pool_base, info.topology.pool_bytes) == (POOL_BASE, 4 * GiB)
 
 
-def test_iomem_without_addresses_means_unknown_pool(v2: Host) -> None:
-    text = (v2.proc / "iomem").read_text()
-    (v2.proc / "iomem").write_text(
-        "\n".join("00000000-00000000 : " + line.partition(" : ")[2] for line in text.splitlines())
-    )
-    topology = v2.backend.probe().topology
-    assert (topology.pool_base, topology.pool_bytes) == (0, 0)
+def test_v2_without_a_declared_per_instance_unload_has_none(make_host: MakeHost) -> None:
+    # bug_compat is the seed's single kexec_image slot; a real v2 kernel declares nothing.
+    host = make_host("rfc-v2", bug_compat=True)
+    assert host.backend.probe().capabilities["per_instance_unload"] is False
+
+
+def test_iomem_without_addresses_means_unknown_pool(tmp_path: Path) -> None:
+    # Without CAP_SYS_ADMIN a host's /proc/iomem shows zeros; only a real file can show that.
+    (tmp_path / "iomem").write_text("00000000-00000000 : Multikernel Memory Pool\n")
+    assert Procfs(OsKernelIO(proc_root=str(tmp_path))).pool_region() is None
 
 
 def test_arm64_machine(make_host: MakeHost) -> None:
@@ -71,7 +77,8 @@ def test_other_machines_are_refused(make_host: MakeHost) -> None:
 
 def test_missing_multikernel_fs_says_how_to_mount(tmp_path: Path) -> None:
     settings = load_settings(overrides={"daemon.state_dir": tmp_path / "state"})
-    backend = HostBackend(settings, sysfs=tmp_path / "absent", procfs=tmp_path, sys_root=tmp_path)
+    io = OsKernelIO(sysfs_root=str(tmp_path / "absent"), proc_root=str(tmp_path), sys_root=str(tmp_path))
+    backend = HostBackend(settings, io)
     with pytest.raises(KernelError) as raised:
         backend.probe()
     assert raised.value.errno == "ENODEV"

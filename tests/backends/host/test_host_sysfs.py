@@ -1,4 +1,4 @@
-"""The sysfs, procfs and device-tree readers on their own."""
+"""The sysfs, procfs and device-tree readers on their own; OsKernelIO on a tmpfs tree."""
 
 from __future__ import annotations
 
@@ -6,18 +6,19 @@ import errno
 from pathlib import Path
 
 import pytest
-from host_fakes import GiB, Host
+from conftest import GiB, Host
 
 from mkd.backends.host.procfs import Procfs
 from mkd.backends.host.readback import parse_instance_dts, parse_pool_dtb
-from mkd.backends.host.sysfs import MultikernelFs, OsFileOps
+from mkd.backends.host.sysfs import MultikernelFs
+from mkd.backends.kernel_io import OsKernelIO
 from mkd.devicetree.build import build_root_tree
 from mkd.errors import KernelError
 from mkd.kernel_types import MemChunk, PoolSpec
 
 
 def test_profile_detection(tmp_path: Path) -> None:
-    fs = MultikernelFs(tmp_path)
+    fs = MultikernelFs(OsKernelIO(sysfs_root=str(tmp_path)))
     assert not fs.present()
     (tmp_path / "device_tree").write_text("")
     assert fs.present() and fs.profile() == "rfc-v2"
@@ -28,7 +29,7 @@ def test_profile_detection(tmp_path: Path) -> None:
 def test_kernel_refusal_keeps_its_errno(tree: Host) -> None:
     tree.backend.apply_pool(PoolSpec(cpus=(1,), memory_base=0, memory_bytes=GiB))
     with pytest.raises(KernelError) as raised:  # spec vector 38: baseline written twice
-        tree.backend.fs.write_root_tree((tree.sysfs / "device_tree").read_bytes())
+        tree.backend.fs.write_root_tree(tree.io.read("/sys/fs/multikernel/device_tree"))
     assert raised.value.errno == "EBUSY"
 
 
@@ -36,22 +37,14 @@ def test_oversized_blob_is_efbig_without_a_write(tree: Host) -> None:
     with pytest.raises(KernelError) as raised:
         tree.backend.fs.write_overlay(b"\0" * ((1 << 20) + 1))
     assert raised.value.errno_code == errno.EFBIG
-    assert tree.kernel.writes == []
-
-
-class SilentOps:
-    """A kernel that accepts the write and creates nothing."""
-
-    def write_once(self, path: Path, data: bytes) -> None:
-        pass
-
-    def rmdir(self, path: Path) -> None:
-        pass
+    assert tree.io.writes == []
 
 
 def test_overlay_write_without_a_new_transaction_is_eio(tmp_path: Path) -> None:
+    # A plain file accepts the write and creates no tx_N, as no kernel would.
     (tmp_path / "overlays" / "tx_9").mkdir(parents=True)
-    fs = MultikernelFs(tmp_path, SilentOps())
+    (tmp_path / "overlays" / "new").write_bytes(b"")
+    fs = MultikernelFs(OsKernelIO(sysfs_root=str(tmp_path)))
     with pytest.raises(KernelError) as raised:
         fs.write_overlay(b"dtbo")
     assert raised.value.errno == "EIO"
@@ -60,19 +53,30 @@ def test_overlay_write_without_a_new_transaction_is_eio(tmp_path: Path) -> None:
 def test_transaction_ids_sort_numerically(tmp_path: Path) -> None:
     for name in ("tx_9", "tx_10", "tx_2", "new", "tx_x"):
         (tmp_path / "overlays" / name).mkdir(parents=True)
-    assert MultikernelFs(tmp_path).transaction_ids() == [2, 9, 10]
+    assert MultikernelFs(OsKernelIO(sysfs_root=str(tmp_path))).transaction_ids() == [2, 9, 10]
 
 
-def test_os_file_ops_write_once_and_rmdir(tmp_path: Path) -> None:
-    target = tmp_path / "file"
-    target.write_bytes(b"")
-    OsFileOps().write_once(target, b"blob")
-    assert target.read_bytes() == b"blob"
-    (tmp_path / "dir").mkdir()
-    OsFileOps().rmdir(tmp_path / "dir")
-    assert not (tmp_path / "dir").exists()
-    with pytest.raises(OSError):
-        OsFileOps().write_once(tmp_path / "missing", b"x")
+def test_os_kernel_io_write_once_rmdir_and_roots(tmp_path: Path) -> None:
+    io = OsKernelIO(sysfs_root=str(tmp_path / "mk"), proc_root=str(tmp_path / "proc"), sys_root=str(tmp_path / "sys"))
+    (tmp_path / "mk").mkdir()
+    target = tmp_path / "mk" / "file"
+    target.write_bytes(b"old contents, longer")
+    io.write_once("/sys/fs/multikernel/file", b"blob")
+    # One write at offset 0 without O_TRUNC (kernfs has nothing to truncate).
+    assert target.read_bytes() == b"blobcontents, longer"
+    assert io.read("/sys/fs/multikernel/file") == b"blobcontents, longer"
+    (tmp_path / "mk" / "dir").mkdir()
+    assert io.is_dir("/sys/fs/multikernel/dir") and io.listdir("/sys/fs/multikernel") == ["dir", "file"]
+    io.rmdir("/sys/fs/multikernel/dir")
+    assert not (tmp_path / "mk" / "dir").exists()
+    with pytest.raises(FileNotFoundError):
+        io.write_once("/sys/fs/multikernel/missing", b"x")
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "iomem").write_text("x\n")
+    assert io.read("/proc/iomem") == b"x\n"  # /proc maps to its own root, /sys/fs/multikernel to its own
+    with pytest.raises(OSError) as raised:
+        io.read("/etc/passwd")
+    assert raised.value.errno == errno.ENOENT
 
 
 def test_pool_dtb_readback() -> None:
@@ -111,7 +115,7 @@ def test_procfs_kimage_rows_both_profiles(tmp_path: Path) -> None:
         "    0  default     0x000000001000        3  sys\n"
         "   12  multikernel 0x0000abcd0000        4\n"
     )
-    rows = Procfs(tmp_path).kimages()
+    rows = Procfs(OsKernelIO(proc_root=str(tmp_path))).kimages()
     assert set(rows) == {1, 12}
     assert (rows[1].start, rows[1].segment_count, rows[1].mode, rows[1].cmdline) == (
         0x100002000,
@@ -120,7 +124,7 @@ def test_procfs_kimage_rows_both_profiles(tmp_path: Path) -> None:
         "console=ttyS0 quiet",
     )
     assert rows[12].mode is None and rows[12].cmdline is None
-    assert Procfs(tmp_path / "absent").kimages() == {}
+    assert Procfs(OsKernelIO(proc_root=str(tmp_path / "absent"))).kimages() == {}
 
 
 def test_procfs_memory_and_instance_regions(tmp_path: Path) -> None:
@@ -131,7 +135,7 @@ def test_procfs_memory_and_instance_regions(tmp_path: Path) -> None:
         "  100000000-1001fffff : mk-instance-1-web-region-0\n"
         "  100400000-1004fffff : mk-instance-2-my-db-region-0\n"
     )
-    procfs = Procfs(tmp_path)
+    procfs = Procfs(OsKernelIO(proc_root=str(tmp_path)))
     assert procfs.memory_bytes() == 1 << 20
     region = procfs.pool_region()
     assert region is not None and (region.start, region.size) == (0x1_0000_0000, 4 * GiB)

@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
-from host_fakes import GiB, Host, MiB
+from conftest import GiB, Host, MiB
 
+from mkd.backends.host.syscalls import LINUX_REBOOT_CMD_MULTIKERNEL
 from mkd.kernel_types import InstanceSpec, KernelEvent, LoadRequest, PoolSpec
 from mkd.kexec.flags import load_flags
 
@@ -26,12 +27,11 @@ def test_watch_reports_kernel_changes_only(tree: Host, images: dict[str, Path]) 
             LoadRequest(kernel=images["kernel"], initrd=None, cmdline=None, flags=load_flags(1, has_initrd=False)),
         )
         await asyncio.sleep(0.05)
-        # ...the spawned kernel failing on its own is.
-        tree.kernel.set_status("web", "failed")
+        # ...a start by someone else is...
+        tree.kernel.reboot(LINUX_REBOOT_CMD_MULTIKERNEL, 1)
         event = await asyncio.wait_for(first, 2)
-        # ...and so is an instance vanishing behind our back.
-        tree.kernel.instances.clear()
-        tree.kernel._render()
+        # ...and so is the spawned kernel halting on its own (MK_SYS_HALTED, spec 1.2).
+        tree.kernel.spawn_halt_self(1)
         second = await asyncio.wait_for(stream.__anext__(), 2)
         tree.backend.close()
         assert isinstance(stream, AsyncGenerator)
@@ -39,6 +39,5 @@ def test_watch_reports_kernel_changes_only(tree: Host, images: dict[str, Path]) 
         return [event, second]
 
     events = asyncio.run(scenario())
-    assert events[0] == KernelEvent(1, "web", "loaded", "failed", reason="kernel status changed")
-    assert events[1].to_state == "deleted" and events[1].from_state == "failed"
-    assert tree.backend.list_instances() == []
+    assert events[0] == KernelEvent(1, "web", "loaded", "active", reason="kernel status changed")
+    assert events[1] == KernelEvent(1, "web", "active", "loaded", reason="kernel status changed")

@@ -1,0 +1,137 @@
+"""The kernel's own interface, as one client uses it on either kernel (DESIGN "Two backends").
+
+A client reads and writes files (sysfs, /proc) and makes two syscalls. `KernelIO` is exactly
+that surface; the real OS implements it with paths and libc (`OsKernelIO`), the simulator
+implements it in process (`mkd.backends.simulated.kernel_files.SimulatedKernelIO`). Paths are
+the kernel's absolute ones ("/sys/fs/multikernel/device_tree", "/proc/iomem").
+
+File calls fail as the OS does, with OSError carrying the errno (FileNotFoundError for a
+missing path); the syscalls raise KernelError(errno), as `LibcSyscalls` does.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Protocol
+
+from mkd.backends.host.syscalls import LibcSyscalls, Syscalls, UnsupportedMachine
+from mkd.errors import KernelError
+
+SYSFS_ROOT = "/sys/fs/multikernel"
+# Files only the simulator has (DESIGN "Two backends": it may expose what the real interface
+# does not). A real kernel has neither, so a client reading them learns which kind it drives.
+SEGMENTS_PATH = "/proc/mk-sim/kimage_segments"  # every kimage segment, one per line
+FEATURES_PATH = "/proc/mk-sim/features"  # behaviour the kernel declares, one word per line
+
+
+class KernelIO(Protocol):
+    """What a client does to a kernel: file reads, one-write writes, rmdir, two syscalls."""
+
+    def read(self, path: str) -> bytes:
+        """The whole file; OSError (ENOENT, EISDIR, EACCES) as read(2) gives it."""
+        ...
+
+    def listdir(self, path: str) -> list[str]:
+        """The entry names of a directory; OSError (ENOENT, ENOTDIR)."""
+        ...
+
+    def is_dir(self, path: str) -> bool: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def write_once(self, path: str, data: bytes) -> None:
+        """One open + one write(2) at offset 0 + close: kernfs applies a blob per write (spec 5.4)."""
+        ...
+
+    def rmdir(self, path: str) -> None: ...
+
+    def kexec_file_load(self, kernel_fd: int, initrd_fd: int, cmdline: bytes | None, flags: int) -> None: ...
+
+    def reboot(self, cmd: int, mk_id: int) -> None: ...
+
+    def close(self) -> None:
+        """Let go of the kernel (the simulator stops its work; a host has nothing to release)."""
+        ...
+
+
+def join(*parts: str) -> str:
+    """Kernel paths are plain strings joined with "/" (called per file: no pathlib parsing)."""
+    return "/".join(part.strip("/") if index else part.rstrip("/") for index, part in enumerate(parts))
+
+
+class OsKernelIO:
+    """KernelIO on the running machine: real paths and libc's syscall(2).
+
+    The roots are movable so the file plumbing can be exercised on a tmpfs; a daemon uses the
+    defaults (`sysfs_root` is `[daemon] sysfs_root`).
+    """
+
+    def __init__(
+        self,
+        *,
+        sysfs_root: str = SYSFS_ROOT,
+        proc_root: str = "/proc",
+        sys_root: str = "/sys",
+        syscalls: Syscalls | None = None,
+        machine: str | None = None,
+    ) -> None:
+        self.sysfs_root = sysfs_root
+        self.proc_root = proc_root
+        self.sys_root = sys_root
+        self.machine = machine
+        self._syscalls = syscalls
+
+    @property
+    def syscalls(self) -> Syscalls:
+        # Built on first use: a machine without the syscall numbers can still be probed (and told why).
+        if self._syscalls is None:
+            try:
+                self._syscalls = LibcSyscalls(machine=self.machine)
+            except UnsupportedMachine as exc:
+                raise KernelError(errno.ENODEV, str(exc)) from exc
+        return self._syscalls
+
+    def real_path(self, path: str) -> str:
+        """Where a kernel path lives on this machine (the multikernel root first: it is under /sys)."""
+        for kernel_root, root in ((SYSFS_ROOT, self.sysfs_root), ("/proc", self.proc_root), ("/sys", self.sys_root)):
+            if path == kernel_root or path.startswith(kernel_root + "/"):
+                return root + path[len(kernel_root) :]
+        raise OSError(errno.ENOENT, f"{path} is outside /proc and /sys")
+
+    def read(self, path: str) -> bytes:
+        with open(self.real_path(path), "rb") as file:
+            return file.read()
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(os.listdir(self.real_path(path)))
+
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(self.real_path(path))
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(self.real_path(path))
+
+    def write_once(self, path: str, data: bytes) -> None:
+        # kernfs applies a device tree per write() call and rejects a write at offset != 0
+        # (spec 5.4), so the blob must go in exactly one write on a fresh descriptor.
+        real = self.real_path(path)
+        fd = os.open(real, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            written = os.write(fd, data)
+        finally:
+            os.close(fd)
+        if written != len(data):
+            raise OSError(errno.EIO, f"short write to {real}: {written} of {len(data)} bytes")
+
+    def rmdir(self, path: str) -> None:
+        os.rmdir(self.real_path(path))
+
+    def kexec_file_load(self, kernel_fd: int, initrd_fd: int, cmdline: bytes | None, flags: int) -> None:
+        self.syscalls.kexec_file_load(kernel_fd, initrd_fd, cmdline, flags)
+
+    def reboot(self, cmd: int, mk_id: int) -> None:
+        self.syscalls.reboot(cmd, mk_id)
+
+    def close(self) -> None:
+        return None

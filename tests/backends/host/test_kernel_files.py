@@ -1,0 +1,91 @@
+"""SimulatedKernelIO: the simulator behind the kernel's own paths, with kernfs's answers."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from conftest import Host, MakeHost
+
+from mkd.errors import KernelError
+
+MK = "/sys/fs/multikernel"
+
+
+def _errno(host: Host, call: str, *args: object) -> int | None:
+    with pytest.raises(OSError) as raised:
+        getattr(host.io, call)(*args)
+    return raised.value.errno
+
+
+@pytest.mark.parametrize(
+    ("call", "path", "code"),
+    [
+        ("read", f"{MK}/no_such_file", errno.ENOENT),
+        ("read", "/etc/passwd", errno.ENOENT),  # nothing outside /proc and /sys
+        ("read", f"{MK}/instances/ghost/status", errno.ENOENT),
+        ("read", f"{MK}/overlays/tx_99/status", errno.ENOENT),
+        ("read", f"{MK}/overlays/new", errno.EACCES),  # 0200: kernfs has no read op
+        ("read", f"{MK}/instances", errno.EISDIR),
+        ("listdir", f"{MK}/device_tree", errno.ENOTDIR),
+        ("rmdir", f"{MK}/device_tree", errno.ENOTDIR),
+        ("rmdir", f"{MK}/overlays", errno.EPERM),
+        ("rmdir", f"{MK}/overlays/tx_99", errno.ENOENT),
+    ],
+)
+def test_paths_answer_as_kernfs(tree: Host, call: str, path: str, code: int) -> None:
+    assert _errno(tree, call, path) == code
+
+
+def test_writes_to_read_only_files_and_directories(tree: Host) -> None:
+    assert _errno(tree, "write_once", "/proc/iomem", b"x") == errno.EACCES
+    assert _errno(tree, "write_once", "/proc/kimage", b"x") == errno.EACCES
+    assert _errno(tree, "write_once", f"{MK}/instances", b"x") == errno.EISDIR
+    assert _errno(tree, "write_once", f"{MK}/overlays/tx_2", b"x") == errno.ENOENT
+
+
+def test_kernel_refusals_keep_their_errno(make_host: MakeHost) -> None:
+    v2 = make_host("rfc-v2")
+    tree = make_host("tree")
+    assert _errno(v2, "write_once", f"{MK}/device_tree", b"not a dtb") == errno.EINVAL
+    assert _errno(v2, "read", f"{MK}/overlays") == errno.ENOENT  # v2 has no overlays/
+    assert _errno(tree, "write_once", f"{MK}/overlays/new", b"") == errno.EINVAL  # spec 5.4: empty
+    assert _errno(tree, "write_once", f"{MK}/overlays/new", b"\0" * ((1 << 20) + 1)) == errno.EFBIG
+
+
+def test_directory_listings_follow_the_profile(make_host: MakeHost) -> None:
+    v2, tree = make_host("rfc-v2"), make_host("tree")
+    assert v2.io.listdir(MK) == ["device_tree", "instances"]
+    assert tree.io.listdir(MK) == ["device_tree", "instances", "overlays"]
+    assert tree.io.listdir(f"{MK}/overlays") == ["new"]
+    assert v2.io.read(f"{MK}/device_tree").startswith(b"Write multikernel device tree")
+    assert tree.io.is_dir("/sys/devices/system/cpu") and not tree.io.is_dir("/proc/iomem")
+    assert tree.io.exists("/sys/devices/system/cpu/cpu3/cache/index3/level")
+    assert not tree.io.exists("/sys/devices/system/cpu/cpu4")
+
+
+def test_kexec_reads_through_the_fd(tree: Host, tmp_path: Path) -> None:
+    from mkd.kernel_types import InstanceSpec, PoolSpec
+    from mkd.kexec.flags import load_flags
+    from mkd.testing import imagegen
+
+    tree.backend.apply_pool(PoolSpec(cpus=(1, 2), memory_base=0, memory_bytes=1 << 30))
+    tree.backend.create_instances([InstanceSpec(id=1, name="web", cpus=(1,), memory_bytes=128 << 20)])
+    image = imagegen.write_file(tmp_path / "vmlinux", imagegen.vmlinux())
+    flags = load_flags(1, has_initrd=False)
+    write_only = os.open(image, os.O_WRONLY)
+    try:
+        with pytest.raises(KernelError) as raised:  # kernel_read_file needs FMODE_READ
+            tree.io.kexec_file_load(write_only, -1, None, flags)
+        assert raised.value.errno_code == errno.EBADF
+    finally:
+        os.close(write_only)
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        image.rename(tmp_path / "moved")  # the fd still names the file the kernel reads
+        tree.io.kexec_file_load(fd, -1, None, flags)
+    finally:
+        os.close(fd)
+    assert tree.kernel.read_instance(1).kernel_state == "loaded"
