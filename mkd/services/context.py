@@ -12,6 +12,7 @@ from mkd.config import Settings
 from mkd.domain.allocation.ledger import Ledger
 from mkd.images.store import ImageStore
 from mkd.kernel_types import HostInfo
+from mkd.services.console_history import ConsoleHistory
 from mkd.services.event_bus import EventBus
 
 
@@ -29,5 +30,7 @@ class Daemon:
     # Who owns what, kept in step with the records so a create costs the same at 1,000 instances
     # as at 10; None means "rebuild from the records on next use".
     ledger: Ledger | None = None
+    # The consoles' readers and stored output (None: the kernel has no console device).
+    console: ConsoleHistory | None = None
     ready: bool = False
     not_ready_reason: str = "starting: migrations and reconciliation have not run yet"

@@ -19,6 +19,7 @@ from mkd.domain.requests import InstanceRequest
 from mkd.domain.states import Action, InstanceState, allowed_actions, daemon_state_for, transition
 from mkd.errors import InvalidInput, KernelError
 from mkd.kernel_types import InstanceSpec, KernelInstance
+from mkd.services.console_attach import forget_console
 from mkd.services.context import Daemon
 from mkd.services.holdings import holding_of, ledger_for, resources_of
 from mkd.services.idempotency import remember
@@ -157,6 +158,7 @@ def delete_instance(*, daemon: Daemon, ref: str, if_match: str | None) -> None:
             remember(session, status=204, body=None)
         if daemon.ledger is not None:  # else the next use rebuilds it from the records
             daemon.ledger.remove(record.id)
+        forget_console(daemon, record.id)
         publish(daemon, [event])
 
 

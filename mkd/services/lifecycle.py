@@ -19,6 +19,7 @@ from mkd.domain.states import KERNEL_STATE_MAP, Action, InstanceState, daemon_st
 from mkd.errors import KernelError
 from mkd.kernel_types import KernelInstance, LoadRequest
 from mkd.kexec.flags import load_flags
+from mkd.services.console_attach import attach_before_start
 from mkd.services.context import Daemon
 from mkd.services.idempotency import remember
 from mkd.services.instances import memory_json, refuse
@@ -227,7 +228,7 @@ def start(*, daemon: Daemon, ref: str, if_match: str | None) -> Result:
     # "start outcome unknown" at reconcile (DESIGN "States").
     with daemon.kernel_lock:
         record, kernel = _run(daemon, ref, if_match, Action.START, "start",
-                              lambda r: daemon.backend.start(r.id), intent="start")
+                              lambda r: _start_with_console(daemon, r), intent="start")
         # rfc-v2 never reports active: the daemon sets ACTIVE when the start syscall returns 0,
         # unless the kernel already says the instance failed (DESIGN "States": FAILED).
         failed = KERNEL_STATE_MAP.get(kernel.kernel_state) is InstanceState.FAILED
@@ -236,6 +237,12 @@ def start(*, daemon: Daemon, ref: str, if_match: str | None) -> Result:
             failure=f"the kernel reports {kernel.kernel_state!r} after start" if failed else None, respond=True)
     publish(daemon, events)
     return instance_public(updated, daemon.host.capabilities), etag_of(updated)
+
+
+def _start_with_console(daemon: Daemon, record: InstanceRecord) -> KernelInstance:
+    # The reader is connected before the syscall: the device drops output nobody reads (8.8.4).
+    attach_before_start(daemon, record)
+    return daemon.backend.start(record.id)
 
 
 def stop(*, daemon: Daemon, ref: str, force: bool, if_match: str | None) -> Result:
