@@ -30,7 +30,9 @@ async def _take(stream: EventStream, count: int) -> list[KernelEvent]:
     return [await asyncio.wait_for(anext(stream), 5) for _ in range(count)]
 
 
-def test_watch_reports_kernel_changes_only_to_every_watcher(failing_v2: SimulatedBackend, images: dict[str, Path]) -> None:
+def test_watch_reports_kernel_changes_only_to_every_watcher(
+    failing_v2: SimulatedBackend, images: dict[str, Path]
+) -> None:
     tree = failing_v2  # rfc-v2 pushes what its spawns do (the tree does not, see the module doc)
     tree.create_instances([spec(1, "web", (1,), 256 * MiB), spec(2, "db", (2,), 256 * MiB)])
     first, second = tree.watch(), tree.watch()
