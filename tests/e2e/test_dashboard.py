@@ -326,7 +326,8 @@ def test_stop_is_enabled_where_the_kernel_can_halt(tmp_path: Path, browser: Brow
 
 
 def test_pool_editor_previews_applies_and_refuses_a_stale_etag(tmp_path: Path, browser: Browser) -> None:
-    with served_daemon(tmp_path / "state") as url, httpx.Client(base_url=url) as http:
+    with served_daemon(tmp_path / "state", kernel_profile="tree", machine={"llc_way_masks": True}) as url, \
+            httpx.Client(base_url=url) as http:
         http.put("/v1/pool", json=POOL).raise_for_status()
         with dashboard_page(browser, url) as page:
             form = page.get_by_test_id("pool-form")

@@ -291,7 +291,12 @@ class HostBackend:
             if self.profile() == "rfc-v2":
                 raise KernelError(errno.EOPNOTSUPP, "rfc-v2 cannot change an instance's resources", instance_id=spec.id)
             current = self._read_one(spec.id)
-            self.overlays.update_instance(current, spec, free_memory_bytes=self._free_memory())
+            if current.kernel_state == "active":
+                # spec 8.7: hot-plug through the spawn's ACK, op by op, no undo.
+                free_cpus = set(self.pool.read(self.fs.profile(), self._read_all()).free_cpus)
+                self.overlays.update_active_instance(current, spec, free_cpus=free_cpus)
+            else:
+                self.overlays.update_instance(current, spec, free_memory_bytes=self._free_memory())
             return self._read_one(spec.id)
 
     def delete_instance(self, instance_id: int) -> None:
