@@ -21,6 +21,7 @@ from tests.bench import (
     bench_limits,
     bench_load,
     bench_plan,
+    bench_status_poll,
     bench_upload,
     bench_upload_rss,
 )
@@ -37,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[], list[BenchResult]]] = {
     "instance-rss": bench_instance_rss.run,
     "limits": bench_limits.run,
     "dashboard": bench_dashboard.run,
+    "status-poll": bench_status_poll.run,
 }
 
 
