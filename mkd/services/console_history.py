@@ -92,7 +92,10 @@ class ConsoleHistory:
         """Read every connected reader until the device has nothing more (non-blocking)."""
         with self._lock:
             for instance_id in list(self._instances):
-                self._read_into_history(instance_id)
+                try:
+                    self._read_into_history(instance_id)
+                except OSError:  # one console (or a full disk for its file) must not stop the others
+                    log.exception("console of instance %d could not be stored", instance_id)
 
     def attached(self) -> list[int]:
         with self._lock:
@@ -114,7 +117,10 @@ class ConsoleHistory:
         """The last `max_bytes` of the current boot's output or, when it printed nothing yet,
         of the previous boot's; UTF-8 with replacement characters ("" when there is none)."""
         with self._lock:
-            self._read_into_history(instance_id)
+            try:
+                self._read_into_history(instance_id)
+            except OSError:  # what is stored still answers
+                log.exception("console of instance %d could not be read", instance_id)
             tracked = self._instances.get(instance_id)
             if tracked is None or max_bytes <= 0:
                 return ""
