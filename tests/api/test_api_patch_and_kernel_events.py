@@ -89,21 +89,18 @@ def _wait_for_state(client: TestClient, ref: str, state: str) -> dict[str, objec
 
 
 def test_a_spawn_that_halts_itself_becomes_loaded(make_client: MakeClient) -> None:
-    client = tree(make_client)
+    client = make_client(simulator={"kernel_profile": "tree"}, daemon={"status_poll_interval_s": 0.05})
     web = create(client, "web", cpus=[2])
     client.post("/v1/instances/web/load", json={"kernel": upload(client, imagegen.vmlinux())})
     client.post("/v1/instances/web/start")
     daemon = client.app.state.daemon  # type: ignore[attr-defined]
     daemon.backend.io.kernel.spawn_halt_self(web["id"])  # MK_SYS_HALTED (spec vector 34)
-    # The tree release raises no notification (spec 8.1.2): the daemon sees it by re-reading the
-    # kernel. Until the status poller exists (issue 10 item 5), reconciliation is that re-read.
-    assert client.get("/v1/instances/web").json()["state"] == "ACTIVE"
-    changes = reconcile(daemon=daemon)
-    assert [(c["name"], c["to"], c["cause"]) for c in changes] == [("web", "LOADED", "kernel")]
-    assert client.get("/v1/instances/web").json()["state"] == "LOADED"
+    # The tree release raises no notification (spec 8.1.2): the status poller sees it.
+    _wait_for_state(client, "web", "LOADED")
     with transaction(daemon.engine) as session:
-        last = repository.events_after(session=session, after_id=0)[-1]
-    assert last.type == "reconciled" and last.data["cause"] == "kernel" and last.data["to"] == "LOADED"
+        last = [e for e in repository.events_after(session=session, after_id=0) if e.type == "state"][-1]
+    assert (last.data["from"], last.data["to"], last.data["cause"]) == ("ACTIVE", "LOADED", "kernel")
+    assert reconcile(daemon=daemon) == []  # nothing left for a reconciliation to find
 
 
 def test_fault_injected_failure_becomes_failed_then_recovers(make_client: MakeClient) -> None:
