@@ -79,6 +79,16 @@ class ConsoleHistory:
             if new_boot or tracked.boot is None:
                 tracked.boot = self._boot_file(uid, new_boot=new_boot)
 
+    def send_input(self, instance_id: int, data: bytes) -> int:
+        """Write console input through the daemon's own reader (a write is input once connected,
+        spec 8.8.3); returns the bytes the kernel took. OSError as the device gives it (ENODEV
+        without a kimage, ENOSPC when the ring is full); ENOTCONN when no reader is attached."""
+        with self._lock:
+            tracked = self._instances.get(instance_id)
+            if tracked is None or tracked.reader is None:
+                raise OSError(errno.ENOTCONN, f"no console reader is attached to instance {instance_id}")
+            return tracked.reader.write(data)
+
     def forget(self, instance_id: int) -> None:
         """The instance is gone: close its reader and drop its history."""
         with self._lock:

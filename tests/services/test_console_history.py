@@ -3,6 +3,7 @@ the fall-back to the previous boot, the newest-reader rule, and a reader that ca
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,3 +90,14 @@ def test_close_keeps_what_the_readers_held(tmp_path: Path, client: HostBackend) 
     client.start(1)
     history.close()  # no drain before: close stores what is buffered
     assert "booting on mktty0" in (tmp_path / "console" / UID / "1.log").read_text()
+
+
+def test_input_goes_through_the_attached_reader(tmp_path: Path, client: HostBackend) -> None:
+    history = _history(tmp_path, client)
+    with pytest.raises(OSError) as unattached:
+        history.send_input(1, b"ls\n")
+    assert unattached.value.errno == errno.ENOTCONN
+    history.attach(1, UID, new_boot=True)
+    client.start(1)
+    assert history.send_input(1, b"uname -a\n") == 9
+    assert _sim(client).spawn_console_input(1) == b"uname -a\n"  # type: ignore[attr-defined]
