@@ -34,11 +34,12 @@ from mkd.db.migrate import upgrade_to_head
 from mkd.db.session import create_private, make_engine
 from mkd.devicetree.dts import configure_dtc
 from mkd.images.store import ImageStore
+from mkd.services.console_attach import open_console_history
 from mkd.services.context import Daemon
 from mkd.services.event_bus import EventBus
 from mkd.services.event_stream import prune_events
 from mkd.services.idempotency import drop_in_flight, expire_idempotency
-from mkd.services.kernel_events import apply_kernel_event
+from mkd.services.kernel_poller import poll_kernel
 from mkd.services.reconcile import reconcile
 from mkd.services.reconciler import Reconciler
 
@@ -65,18 +66,22 @@ def open_daemon(settings: Settings) -> Daemon:
     changes = reconcile(daemon=daemon)
     if changes:
         log.info("reconciled %d instance(s) with the kernel", len(changes))
+    daemon.console = open_console_history(daemon)
     daemon.ready = True
     log.info("ready: %s backend, %s kernel", backend.name, daemon.host.kernel_profile)
     return daemon
 
 
 async def follow_kernel(daemon: Daemon) -> None:
-    """Record what the kernel does on its own (self-halt, failure) as it happens."""
-    async for change in daemon.backend.watch():
+    """Record what the kernel does on its own (self-halt, crash, failure): the one status
+    poller, every `[daemon] status_poll_interval_s` (the kernel raises no notification)."""
+    interval = daemon.settings.daemon.status_poll_interval_s
+    while True:
+        await anyio.sleep(interval)
         try:
-            await run_in_threadpool(apply_kernel_event, daemon, change)
-        except Exception:  # one bad event must not stop the watch
-            log.exception("could not apply kernel event %s", change)
+            await run_in_threadpool(poll_kernel, daemon)
+        except Exception:  # one failed poll must not stop the next
+            log.exception("status poll failed")
 
 
 async def housekeeping(daemon: Daemon) -> None:
@@ -132,6 +137,8 @@ def create_app(settings: Settings | None = None, *,
                     daemon.ready = False
                     daemon.not_ready_reason = "shutting down"
                     daemon.bus.close()
+                    if daemon.console is not None:
+                        daemon.console.close()
                     daemon.backend.close()
                     daemon.engine.dispose()
 

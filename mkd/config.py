@@ -69,6 +69,12 @@ class DaemonSettings(BaseModel):
     event_retention: int = Field(10_000, ge=1, le=10_000_000)
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)
     sysfs_root: Path = Path("/sys/fs/multikernel")
+    console_device: Path = Path("/dev/mktty")  # the tree's console device (spec 8.8)
+    # The kernel raises no notification (spec 8.4): instance status is polled this often.
+    status_poll_interval_s: float = Field(1.0, gt=0, le=3600)
+    # Memory hot-add to an ACTIVE instance: the release allocates by size, not at the spawn's
+    # address (spec 8.7.3), so it is refused unless an operator asks for it.
+    hotplug_memory_active: bool = False
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"  # uvicorn's names
     crash_at: str | None = None  # tests only: see mkd.crash_points
     # DESIGN "Durability" needs "full"; "normal" exists only as the bench's baseline (tests/bench).

@@ -248,7 +248,10 @@ class HostOut(BaseModel):
     backend: str
     kernel_profile: str
     arch: str
-    capabilities: dict[str, bool]
+    capabilities: dict[str, bool] = Field(description=(
+        "What the kernel can do: halt, per_instance_unload, hot_update, numa, active_reported, and at "
+        "v7.0-mk2 hotplug_active (hot-plug into ACTIVE instances), console (the console device), "
+        "llc_way_masks (LLC requests are 409 EOPNOTSUPP without it)"))
     topology: TopologyOut
 
 
@@ -261,6 +264,8 @@ class Problem(BaseModel):
     errno: str | None = None
     errno_value: int | None = None
     instance_id: int | None = None
+    # PATCH of an ACTIVE instance that failed part-way (spec 8.7): the operations that took effect.
+    applied: list[dict[str, Any]] | None = None
 
 
 class ImagesPruned(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Literal, Protocol
 
+from mkd.backends.kernel_io import ConsoleFile
 from mkd.kernel_types import (
     HostInfo,
     InstanceSpec,
@@ -52,6 +53,15 @@ class Backend(Protocol):
     def stop(self, instance_id: int, *, force: bool) -> KernelInstance: ...
 
     def watch(self) -> AsyncIterator[KernelEvent]: ...
+
+    def poll_changes(self) -> list[KernelEvent]:
+        """One read of every instance's status: what the kernel changed on its own since the
+        last look (the tree raises no notification, spec 8.4). Blocking; call it off the loop."""
+        ...
+
+    def open_console(self, instance_id: int) -> ConsoleFile:
+        """A non-blocking reader of the instance's console (spec 8.8), connected."""
+        ...
 
     def loader_env(self) -> KexecEnv:
         """The environment the kernel's loaders run under (memory map, lockdown, signature

@@ -23,6 +23,22 @@ SYSFS_ROOT = "/sys/fs/multikernel"
 # does not). A real kernel has neither, so a client reading them learns which kind it drives.
 SEGMENTS_PATH = "/proc/mk-sim/kimage_segments"  # every kimage segment, one per line
 FEATURES_PATH = "/proc/mk-sim/features"  # behaviour the kernel declares, one word per line
+CONSOLE_DEVICE = "/dev/mktty"  # the tree's console misc device at v7.0-mk2 (spec 8.8)
+
+
+class ConsoleFile(Protocol):
+    """One open file of the console device (spec 8.8), non-blocking as opened with O_NONBLOCK.
+
+    The first write selects the instance ("<id>\\n"); later writes are input. `read` returns
+    what is buffered or raises BlockingIOError (EAGAIN) when nothing is; other OSErrors carry
+    the kernel's errno (ENOTCONN before the id is written).
+    """
+
+    def write(self, data: bytes) -> int: ...
+
+    def read(self, size: int) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 class KernelIO(Protocol):
@@ -50,6 +66,14 @@ class KernelIO(Protocol):
 
     def reboot(self, cmd: int, mk_id: int) -> None: ...
 
+    def has_console(self) -> bool:
+        """Whether the console device exists (the tree at v7.0-mk2, spec 8.8)."""
+        ...
+
+    def open_console(self) -> ConsoleFile:
+        """open(2) of the console device, O_RDWR | O_NONBLOCK; OSError as open gives it."""
+        ...
+
     def close(self) -> None:
         """Let go of the kernel (the simulator stops its work; a host has nothing to release)."""
         ...
@@ -75,8 +99,10 @@ class OsKernelIO:
         sys_root: str = "/sys",
         syscalls: Syscalls | None = None,
         machine: str | None = None,
+        console_device: str = CONSOLE_DEVICE,
     ) -> None:
         self.sysfs_root = sysfs_root
+        self.console_device = console_device
         self.proc_root = proc_root
         self.sys_root = sys_root
         self.machine = machine
@@ -133,5 +159,29 @@ class OsKernelIO:
     def reboot(self, cmd: int, mk_id: int) -> None:
         self.syscalls.reboot(cmd, mk_id)
 
+    def has_console(self) -> bool:
+        return os.path.exists(self.console_device)
+
+    def open_console(self) -> ConsoleFile:
+        return OsConsoleFile(os.open(self.console_device, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC))
+
     def close(self) -> None:
         return None
+
+
+class OsConsoleFile:
+    """A console device descriptor: write(2) and non-blocking read(2) (EAGAIN is BlockingIOError)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, data: bytes) -> int:
+        return os.write(self.fd, data)
+
+    def read(self, size: int) -> bytes:
+        return os.read(self.fd, size)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

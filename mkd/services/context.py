@@ -13,6 +13,7 @@ from mkd.config import Settings
 from mkd.domain.allocation.ledger import Ledger
 from mkd.images.store import ImageStore
 from mkd.kernel_types import HostInfo
+from mkd.services.console_history import ConsoleHistory
 from mkd.services.event_bus import EventBus
 from mkd.services.reconciler_metrics import ReconcilerMetrics
 from mkd.services.signals import Signals
@@ -41,5 +42,7 @@ class Daemon:
     desired_metrics: ReconcilerMetrics = field(default_factory=ReconcilerMetrics)
     signals: Signals = field(default_factory=Signals)
     waiters: int = 0  # open GET …/wait requests (DESIGN "Limits": max_waiters)
+    # The consoles' readers and stored output (None: the kernel has no console device).
+    console: ConsoleHistory | None = None
     ready: bool = False
     not_ready_reason: str = "starting: migrations and reconciliation have not run yet"

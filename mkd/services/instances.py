@@ -18,7 +18,9 @@ from mkd.domain.allocation.update import plan_patch
 from mkd.domain.requests import InstanceRequest
 from mkd.domain.states import Action, InstanceState, allowed_actions, daemon_state_for, transition
 from mkd.errors import InvalidInput, KernelError
-from mkd.kernel_types import InstanceSpec, KernelInstance
+from mkd.kernel_types import MAX_INSTANCE_ID, MIN_INSTANCE_ID, InstanceSpec, KernelInstance
+from mkd.services.capability_checks import refuse_llc_without_capability, refuse_memory_hot_add
+from mkd.services.console_attach import forget_console
 from mkd.services.context import Daemon
 from mkd.services.desired import follow_action, merged_resources, request_delete
 from mkd.services.holdings import holding_of, ledger_for, resources_of
@@ -57,7 +59,16 @@ def create_instances(
         raise InvalidInput("the plan describes no instance")
     with daemon.kernel_lock:
         ledger = ledger_for(daemon)
+        for request in requests:  # before the plan: its LLC checks would answer EINVAL first
+            refuse_llc_without_capability(daemon, request.resources.llc_way_mask, f"instance {request.name!r}",
+                                          llc_ways=request.resources.llc_ways)
         specs = plan_instances(ledger, requests, u32_memory=daemon.host.kernel_profile == "rfc-v2")
+        for spec in specs:
+            # DESIGN "Ids and refs": the kernel creates ids above 2047 from an overlay (spec 8.5.2)
+            # but cannot load them; this daemon never asks for one.
+            if not MIN_INSTANCE_ID <= spec.id <= MAX_INSTANCE_ID:
+                raise KernelError(errno.EINVAL,
+                                  f"instance id {spec.id} is outside {MIN_INSTANCE_ID}..{MAX_INSTANCE_ID}")
         if dry_run:
             return [(_would_be(spec, daemon.host.capabilities), "") for spec in specs]
         created = daemon.backend.create_instances(specs)
@@ -169,6 +180,7 @@ def delete_instance(*, daemon: Daemon, ref: str, if_match: str | None, cause: st
             remember(session, status=204, body=None)
         if daemon.ledger is not None:  # else the next use rebuilds it from the records
             daemon.ledger.remove(record.id)
+        forget_console(daemon, record.id)
         publish(daemon, [event])
         return True
 
@@ -188,11 +200,19 @@ def update_instance(
                 raise KernelError(errno.EOPNOTSUPP,
                                   f"the {daemon.host.kernel_profile} kernel cannot update an instance's resources")
             transition(InstanceState(record.state), Action.UPDATE)
+            refuse_llc_without_capability(daemon, _int_or_none(changes.get("llc_way_mask")),
+                                          f"the update of {record.name!r}",
+                                          llc_ways=_int_or_none(changes.get("llc_ways")))
             ledger = ledger_for(daemon)
             spec, _diff = plan_patch(ledger, record.id, changes)
             spec = replace(spec, name=record.name)
+            refuse_memory_hot_add(daemon, active=record.state == InstanceState.ACTIVE.value,
+                                  current_bytes=int(record.resources.get("memory_bytes", 0)),
+                                  wanted_bytes=spec.memory_bytes)
             kernel = daemon.backend.update_instance(spec)
         except KernelError as exc:
+            if exc.extra.get("applied"):
+                _record_partial_update(daemon, record, exc)
             refuse(daemon, record, "update", exc)
             raise
         with transaction(daemon.engine) as session:
@@ -222,6 +242,38 @@ def update_instance(
     return result
 
 
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _record_partial_update(daemon: Daemon, record: InstanceRecord, exc: KernelError) -> None:
+    """DESIGN "States" exception: a PATCH of an ACTIVE instance that failed part-way changed what
+    `applied` lists (spec 8.7: no undo). The record takes the kernel's view (new ETag), the
+    refusal is stored for idempotency, and the caller adds the `refused` event."""
+    try:
+        kernel = daemon.backend.read_instance(record.id)
+    except KernelError:
+        return
+    with transaction(daemon.engine) as session:
+        fresh = repository.get_instance(session=session, instance_id=record.id)
+        if fresh is None:
+            return
+        fresh.resources = {**fresh.resources, "cpus": list(kernel.cpus), "memory_bytes": kernel.memory_bytes,
+                           "devices": list(kernel.devices)}
+        fresh.memory = memory_json(kernel)
+        fresh.kernel_state = kernel.kernel_state
+        bump(fresh)
+        session.add(fresh)
+        session.flush()
+        if exc.instance_id is None:
+            exc.instance_id = record.id
+        remember(session, status=exc.status, body=exc.problem(f"/v1/instances/{record.id}"))
+        holding = holding_of(fresh)
+    if daemon.ledger is not None:
+        daemon.ledger.remove(record.id)
+        daemon.ledger.add(holding)
+
+
 def refuse(daemon: Daemon, record: InstanceRecord, operation: str, exc: KernelError) -> None:
     """Log a refusal with an errno on an existing instance (DESIGN "Events": `refused`), and name
     the instance in the problem (DESIGN "Errors": `instance_id`) whichever check refused."""
@@ -230,7 +282,9 @@ def refuse(daemon: Daemon, record: InstanceRecord, operation: str, exc: KernelEr
     if exc.errno is None:
         return
     with transaction(daemon.engine) as session:
-        event = add_event(session=session, type="refused", instance_id=record.id, data={
-            "id": record.id, "name": record.name, "operation": operation, "errno": exc.errno})
+        data = {"id": record.id, "name": record.name, "operation": operation, "errno": exc.errno}
+        if "applied" in exc.extra:  # a hot-plug that failed part-way (spec 8.7): what took effect
+            data["applied"] = exc.extra["applied"]
+        event = add_event(session=session, type="refused", instance_id=record.id, data=data)
     publish(daemon, [event])
 

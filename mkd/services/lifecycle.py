@@ -19,6 +19,7 @@ from mkd.domain.states import KERNEL_STATE_MAP, Action, InstanceState, daemon_st
 from mkd.errors import KernelError
 from mkd.kernel_types import KernelInstance, LoadRequest
 from mkd.kexec.flags import load_flags
+from mkd.services.console_attach import attach_before_start
 from mkd.services.context import Daemon
 from mkd.services.desired import follow_action
 from mkd.services.idempotency import remember
@@ -239,7 +240,7 @@ def start(*, daemon: Daemon, ref: str, if_match: str | None, cause: str = "api")
     # "start outcome unknown" at reconcile (DESIGN "States").
     with daemon.kernel_lock:
         record, kernel = _run(daemon, ref, if_match, Action.START, "start",
-                              lambda r: daemon.backend.start(r.id), intent="start", cause=cause)
+                              lambda r: _start_with_console(daemon, r), intent="start", cause=cause)
         # rfc-v2 never reports active: the daemon sets ACTIVE when the start syscall returns 0,
         # unless the kernel already says the instance failed (DESIGN "States": FAILED).
         failed = KERNEL_STATE_MAP.get(kernel.kernel_state) is InstanceState.FAILED
@@ -249,6 +250,12 @@ def start(*, daemon: Daemon, ref: str, if_match: str | None, cause: str = "api")
             cause=cause, follow=("start", None))
     publish(daemon, events)
     return instance_public(updated, daemon.host.capabilities), etag_of(updated)
+
+
+def _start_with_console(daemon: Daemon, record: InstanceRecord) -> KernelInstance:
+    # The reader is connected before the syscall: the device drops output nobody reads (8.8.4).
+    attach_before_start(daemon, record)
+    return daemon.backend.start(record.id)
 
 
 def stop(*, daemon: Daemon, ref: str, force: bool, if_match: str | None, cause: str = "api") -> Result:

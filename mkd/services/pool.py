@@ -13,6 +13,7 @@ from mkd.db.session import transaction
 from mkd.domain.allocation.pool_change import plan_pool_change
 from mkd.errors import KernelError
 from mkd.kernel_types import PoolSpec, PoolState
+from mkd.services.capability_checks import refuse_llc_without_capability
 from mkd.services.context import Daemon
 from mkd.services.holdings import holdings_from_records
 from mkd.services.pool_spec import spec_of, store_pool
@@ -82,6 +83,7 @@ def put_pool(*, daemon: Daemon, spec: PoolSpec, dry_run: bool, if_match: str | N
             current = spec_of(record)
             holdings = holdings_from_records(repository.list_instances(session=session))
         check_if_match(if_match, pool_etag(current))
+        refuse_llc_without_capability(daemon, spec.llc_way_mask, "the pool")
         state = daemon.backend.read_pool()
         diff = plan_pool_change(
             daemon.host.topology, current, spec, holdings,

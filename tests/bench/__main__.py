@@ -22,6 +22,7 @@ from tests.bench import (
     bench_limits,
     bench_load,
     bench_plan,
+    bench_status_poll,
     bench_synchronous,
     bench_upload,
     bench_upload_rss,
@@ -41,6 +42,7 @@ BENCHMARKS: dict[str, Callable[[], list[BenchResult]]] = {
     "dashboard": bench_dashboard.run,
     "synchronous": lambda: [bench_synchronous.run()],
     "desired": bench_desired.run,
+    "status-poll": bench_status_poll.run,
 }
 
 

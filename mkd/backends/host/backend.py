@@ -33,9 +33,9 @@ from mkd.backends.host.syscalls import (
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT,
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE,
 )
-from mkd.backends.host.sysfs import InstanceFiles, MultikernelFs
+from mkd.backends.host.sysfs import InstanceFiles, MultikernelFs, kernel_error_from_os
 from mkd.backends.host.topology import SysTopology
-from mkd.backends.kernel_io import FEATURES_PATH, KernelIO, OsKernelIO
+from mkd.backends.kernel_io import FEATURES_PATH, ConsoleFile, KernelIO, OsKernelIO
 from mkd.config import Settings
 from mkd.devicetree.names import is_pci_id
 from mkd.errors import KernelError
@@ -72,13 +72,22 @@ CAPABILITIES: dict[KernelProfile, dict[str, bool]] = {
         "hot_update": False,
         "numa": False,
         "active_reported": False,
+        "llc_way_masks": False,
+        "hotplug_active": False,
+        "console": False,
     },
+    # v7.0-mk2 (spec 8): hot-plug into ACTIVE instances through the spawn's ACK (8.7); LLC way
+    # masks only where the kernel declares them (the release ignores llc-way-mask, 8.6.3); the
+    # console where its device exists (8.8).
     "tree": {
         "halt": True,
         "per_instance_unload": True,
         "hot_update": True,
         "numa": True,
         "active_reported": True,
+        "llc_way_masks": False,
+        "hotplug_active": True,
+        "console": True,
     },
 }
 
@@ -106,18 +115,21 @@ class HostBackend:
         *,
         name: Literal["simulated", "host"] = "host",
         machine: str | None = None,
-        poll_interval_s: float = 1.0,
+        poll_interval_s: float | None = None,
         state_file: Path | None = None,
     ) -> None:
         self.settings = settings
         self.name: Literal["simulated", "host"] = name
         self.machine = machine or platform.machine()
-        self.io: KernelIO = io or OsKernelIO(sysfs_root=str(settings.daemon.sysfs_root), machine=self.machine)
+        self.io: KernelIO = io or OsKernelIO(
+            sysfs_root=str(settings.daemon.sysfs_root), machine=self.machine,
+            console_device=str(settings.daemon.console_device),
+        )
         self.fs = MultikernelFs(self.io)
         self.procfs = Procfs(self.io)
         self.sys = SysTopology(self.io, self.procfs)
         self.state = HostState(state_file or settings.daemon.state_dir / STATE_FILE_NAME)
-        self.poll_interval_s = poll_interval_s
+        self.poll_interval_s = settings.daemon.status_poll_interval_s if poll_interval_s is None else poll_interval_s
         # One lock for every kernel call: overlay writes must not interleave (we identify our
         # transaction as the new tx_N), and watch() must not report our own changes.
         self._lock = threading.RLock()
@@ -154,8 +166,11 @@ class HostBackend:
 
     def capabilities(self, profile: KernelProfile) -> dict[str, bool]:
         found = dict(CAPABILITIES[profile])
-        if "per_instance_unload" in self._declared_features():
-            found["per_instance_unload"] = True
+        declared = self._declared_features()
+        for feature in ("per_instance_unload", "llc_way_masks"):
+            if feature in declared:
+                found[feature] = True
+        found["console"] = found["console"] and self.io.has_console()
         return found
 
     def _declared_features(self) -> set[str]:
@@ -278,7 +293,12 @@ class HostBackend:
             if self.profile() == "rfc-v2":
                 raise KernelError(errno.EOPNOTSUPP, "rfc-v2 cannot change an instance's resources", instance_id=spec.id)
             current = self._read_one(spec.id)
-            self.overlays.update_instance(current, spec, free_memory_bytes=self._free_memory())
+            if current.kernel_state == "active":
+                # spec 8.7: hot-plug through the spawn's ACK, op by op, no undo.
+                free_cpus = set(self.pool.read(self.fs.profile(), self._read_all()).free_cpus)
+                self.overlays.update_active_instance(current, spec, free_cpus=free_cpus)
+            else:
+                self.overlays.update_instance(current, spec, free_memory_bytes=self._free_memory())
             return self._read_one(spec.id)
 
     def delete_instance(self, instance_id: int) -> None:
@@ -360,13 +380,15 @@ class HostBackend:
         Changes this backend made are seen by its own read-back (under the same lock) before
         the next poll, so only changes the kernel made on its own are reported.
         """
-        await asyncio.to_thread(self._poll_changes)
+        await asyncio.to_thread(self.poll_changes)
         while not self._closed.is_set():
             await asyncio.sleep(self.poll_interval_s)
-            for event in await asyncio.to_thread(self._poll_changes):
+            for event in await asyncio.to_thread(self.poll_changes):
                 yield event
 
-    def _poll_changes(self) -> list[KernelEvent]:
+    def poll_changes(self) -> list[KernelEvent]:
+        """One poll of every instance's id and status files (the tree raises no notification,
+        spec 8.4): what changed since this backend last looked, by the kernel's own doing."""
         with self._lock:
             before = dict(self._known)
             seen = self.fs.read_statuses()
@@ -380,6 +402,23 @@ class HostBackend:
             if instance_id not in seen:
                 events.append(KernelEvent(instance_id, name, status, "deleted", reason="instance disappeared"))
         return events
+
+    # -- console (spec 8.8) -------------------------------------------------------------------
+
+    def open_console(self, instance_id: int) -> ConsoleFile:
+        """A non-blocking console file connected to `instance_id` (the newest reader gets the
+        output, 8.8.4). KernelError with the device's errno: ENOENT without the device, ENODEV
+        for an unknown id."""
+        try:
+            console = self.io.open_console()
+        except OSError as exc:
+            raise kernel_error_from_os(exc, "cannot open the console device") from exc
+        try:
+            console.write(f"{instance_id}\n".encode())
+        except OSError as exc:
+            console.close()
+            raise kernel_error_from_os(exc, f"cannot connect the console to instance {instance_id}") from exc
+        return console
 
     def close(self) -> None:
         self._closed.set()

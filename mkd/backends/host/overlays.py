@@ -15,7 +15,9 @@ The `detail` always names the transaction, its status and says the errno is infe
 from __future__ import annotations
 
 import errno
+import time
 from collections.abc import Sequence
+from typing import Any
 
 from mkd.backends.host.sysfs import MultikernelFs, Transaction
 from mkd.devicetree.overlay import (
@@ -28,6 +30,10 @@ from mkd.errors import KernelError
 from mkd.kernel_types import InstanceSpec, KernelInstance, MemChunk
 
 HOLDS_KIMAGE = frozenset({"loaded", "active"})
+# spec 8.7: every hot-plug op into an ACTIVE instance waits this long for the spawn's ACK.
+RESOURCE_ACK_TIMEOUT_S = 10.0
+# spec 8.7.3: the x86 default memory block (the spawn's memory_block_size_bytes(), inferred).
+MEMORY_BLOCK_BYTES = 128 << 20
 
 
 class OverlayApplier:
@@ -102,6 +108,43 @@ class OverlayApplier:
             instance_id=current.id,
         )
 
+    def update_active_instance(self, current: KernelInstance, spec: InstanceSpec, *, free_cpus: set[int]) -> None:
+        """Hot-plug into an ACTIVE instance through the spawn's ACK, one operation per overlay
+        transaction (spec 8.7): the kernel stops at the first error and does not undo what
+        applied, so one op per transaction tells exactly which took effect. A failure raises
+        KernelError whose `extra` holds `applied`: the operations before it."""
+        memory_remove: list[MemChunk] = []
+        memory_add = 0
+        if spec.memory_bytes > current.memory_bytes:
+            memory_add = spec.memory_bytes - current.memory_bytes
+        elif spec.memory_bytes < current.memory_bytes:
+            memory_remove = ranges_to_release(current, current.memory_bytes - spec.memory_bytes)
+        # spec 5.4 instance order: memory, cpus, devices; removals first.
+        ops: list[dict[str, Any]] = [
+            *({"op": "memory-remove", "base": chunk.base, "bytes": chunk.bytes} for chunk in memory_remove),
+            *([{"op": "memory-add", "bytes": memory_add}] if memory_add else []),
+            *({"op": "cpu-remove", "cpu": cpu} for cpu in current.cpus if cpu not in spec.cpus),
+            *({"op": "cpu-add", "cpu": cpu} for cpu in spec.cpus if cpu not in current.cpus),
+            *({"op": "device-remove", "device": d} for d in current.devices if d not in spec.devices),
+            *({"op": "device-add", "device": d} for d in spec.devices if d not in current.devices),
+        ]
+        applied: list[dict[str, Any]] = []
+        for op in ops:
+            began = time.monotonic()
+            tx = self.fs.write_overlay(_single_op_overlay(current.name, op))
+            if tx.status == "applied":
+                applied.append(op)
+                continue
+            code, why = _active_op_errno(current, op, free_cpus, waited_s=time.monotonic() - began)
+            raise KernelError(
+                code,
+                f"{_op_text(op)} on ACTIVE {current.name!r}: overlays/{tx.name} is {tx.status!r}; {why} "
+                f"(errno inferred: the kernel gives none for a failed transaction, its log has the cause). "
+                f"{len(applied)} of {len(ops)} operations applied and stay (spec 8.7: no undo)",
+                instance_id=current.id,
+                extra={"applied": applied},
+            )
+
     def change_resources(
         self,
         *,
@@ -158,3 +201,47 @@ def ranges_to_release(instance: KernelInstance, size: int) -> list[MemChunk]:
             instance_id=instance.id,
         )
     return released
+
+
+def _single_op_overlay(name: str, op: dict[str, Any]) -> bytes:
+    kind = op["op"]
+    if kind == "memory-remove":
+        return build_instance_update_overlay(name, memory_remove=[MemChunk(op["base"], op["bytes"])])
+    if kind == "memory-add":
+        return build_instance_update_overlay(name, memory_add=op["bytes"])
+    if kind == "cpu-remove":
+        return build_instance_update_overlay(name, cpu_remove=[op["cpu"]])
+    if kind == "cpu-add":
+        return build_instance_update_overlay(name, cpu_add=[op["cpu"]])
+    if kind == "device-remove":
+        return build_instance_update_overlay(name, device_remove=[op["device"]])
+    return build_instance_update_overlay(name, device_add=[op["device"]])
+
+
+def _op_text(op: dict[str, Any]) -> str:
+    return " ".join([op["op"], *(str(value) for key, value in op.items() if key != "op")])
+
+
+def _active_op_errno(
+    current: KernelInstance, op: dict[str, Any], free_cpus: set[int], *, waited_s: float
+) -> tuple[int, str]:
+    """The errno the kernel's steps give for a failed op into an ACTIVE instance (spec 8.7)."""
+    if waited_s >= RESOURCE_ACK_TIMEOUT_S:
+        return errno.ETIMEDOUT, f"no ACK from the spawn within {RESOURCE_ACK_TIMEOUT_S:g} s"
+    kind = op["op"]
+    if kind == "cpu-add":
+        if op["cpu"] not in free_cpus:
+            return errno.EBUSY, f"CPU {op['cpu']} is not free in the pool (8.7.1 step 1)"
+        return errno.ENODEV, (f"the spawn did not enumerate CPU {op['cpu']} at boot: it was not in the boot "
+                              "tree's pool-cpus (8.7.1 step 4); it stays free in the pool")
+    if kind == "cpu-remove":
+        if current.cpus and op["cpu"] == current.cpus[0]:
+            return errno.EINVAL, f"CPU {op['cpu']} is the instance's boot CPU (8.7.2)"
+        return errno.ENODEV, f"the spawn does not have CPU {op['cpu']} (8.7.2)"
+    if kind in ("memory-add", "memory-remove"):
+        if op["bytes"] % MEMORY_BLOCK_BYTES or op.get("base", 0) % MEMORY_BLOCK_BYTES:
+            return errno.EINVAL, f"not aligned to the spawn's {MEMORY_BLOCK_BYTES >> 20} MiB memory block (8.7.3)"
+        if kind == "memory-add":
+            return errno.ENOMEM, "the pool has no room for it (8.7.3 step 3)"
+        return errno.EBUSY, "the spawn could not offline the range (8.7.4)"
+    return errno.ENODEV, f"the spawn has not enumerated device {op['device']} (8.7.6, 8.7.7)"

@@ -13,7 +13,9 @@ MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
 CLIENT_STATE_FILE = "simulated-client.json"
 
 
-def simulated_client(settings: Settings, faults: Faults | None = None, *, poll_interval_s: float = 0.2) -> HostBackend:
+def simulated_client(
+    settings: Settings, faults: Faults | None = None, *, poll_interval_s: float | None = None
+) -> HostBackend:
     kernel = SimulatedKernel(settings.simulator, settings.simulator_state_path, faults)
     return HostBackend(
         settings,

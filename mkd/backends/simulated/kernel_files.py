@@ -19,9 +19,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from mkd.backends.kernel_io import SYSFS_ROOT
+from mkd.backends.kernel_io import SYSFS_ROOT, ConsoleFile
 from mkd.backends.simulated.kernel import SimulatedKernel
+from mkd.backends.simulated.mktty import MkttyFile
 from mkd.devicetree.build import build_instance_tree, v2_device_tree_source
 from mkd.errors import KernelError
 from mkd.kernel_types import LoadRequest
@@ -40,6 +42,7 @@ class _File:
 
 
 _Node = _Dir | _File
+_T = TypeVar("_T")
 
 
 def _oserror(code: int, path: str) -> OSError:
@@ -116,6 +119,14 @@ class SimulatedKernelIO:
 
     def reboot(self, cmd: int, mk_id: int) -> None:
         self.kernel.reboot(cmd, mk_id)
+
+    def has_console(self) -> bool:
+        return self.kernel.profile == "tree"  # /dev/mktty arrived with v7.0-mk2 (spec 8.8)
+
+    def open_console(self) -> ConsoleFile:
+        if not self.has_console():
+            raise _oserror(errno.ENOENT, "/dev/mktty")
+        return _SimulatedConsoleFile(self.kernel.console.open())
 
     def close(self) -> None:
         self.kernel.close()
@@ -230,10 +241,13 @@ class SimulatedKernelIO:
 
     def _features(self) -> str:
         """What this kernel declares beyond the real interface: per-instance unload on rfc-v2 is
-        the simulator's default (spec 2.3), the seed's single kexec_image slot is bug_compat."""
+        the simulator's default (spec 2.3), the seed's single kexec_image slot is bug_compat;
+        LLC way masks are the open pull request's behaviour, off in the release (spec 8.6.3)."""
         settings = self.kernel.settings
         per_instance = settings.kernel_profile == "tree" or not settings.bug_compat
-        return "per_instance_unload\n" if per_instance else ""
+        llc = settings.kernel_profile == "tree" and settings.llc_way_masks  # spec 8.6.3
+        declared = (("per_instance_unload", per_instance), ("llc_way_masks", llc))
+        return "".join(f"{word}\n" for word, on in declared if on)
 
     def _cpuinfo(self) -> bytes:
         la57 = " la57" if self.kernel.loader_env.five_level_paging else ""
@@ -274,6 +288,32 @@ class SimulatedKernelIO:
                 numa = -1 if device.numa_node is None else device.numa_node
                 tree[("bus", "pci", "devices", device.name, "numa_node")] = _constant(f"{numa}\n")
         return tree
+
+
+class _SimulatedConsoleFile:
+    """The simulator's /dev/mktty file with the OS's errors: KernelError becomes OSError, EAGAIN
+    BlockingIOError, so a client handles both kernels alike."""
+
+    def __init__(self, opened: MkttyFile) -> None:
+        self._file = opened
+
+    def write(self, data: bytes) -> int:
+        return _console_call(lambda: self._file.write(data))
+
+    def read(self, size: int) -> bytes:
+        return _console_call(lambda: self._file.read(size))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _console_call(action: Callable[[], _T]) -> _T:
+    try:
+        return action()
+    except KernelError as exc:
+        if exc.errno_code == errno.EAGAIN:
+            raise BlockingIOError(errno.EAGAIN, exc.detail, "/dev/mktty") from exc
+        raise OSError(exc.errno_code, exc.detail, "/dev/mktty") from exc
 
 
 def _directories(files: dict[tuple[str, ...], _Node]) -> dict[tuple[str, ...], set[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,11 @@ from mkd.kernel_types import CpuInfo
 def test_tree_probe(tree: Host) -> None:
     info = tree.backend.probe()
     assert (info.backend, info.kernel_profile, info.arch) == ("host", "tree", "x86_64")
-    assert all(info.capabilities.values())
-    assert set(info.capabilities) == {"halt", "per_instance_unload", "hot_update", "numa", "active_reported"}
+    # v7.0-mk2 (spec 8): LLC way masks only where the kernel declares them (the release ignores them).
+    assert info.capabilities == {
+        "halt": True, "per_instance_unload": True, "hot_update": True, "numa": True, "active_reported": True,
+        "llc_way_masks": False, "hotplug_active": True, "console": True,
+    }
     topology = info.topology
     assert topology.cpus == (
         CpuInfo(id=0, logical_id=0, numa_node=0, llc=0),
@@ -47,6 +51,9 @@ def test_v2_probe(v2: Host) -> None:
         "hot_update": False,
         "numa": False,
         "active_reported": False,
+        "llc_way_masks": False,
+        "hotplug_active": False,
+        "console": False,
     }
     assert (info.topology.pool_base, info.topology.pool_bytes) == (POOL_BASE, 4 * GiB)
 
@@ -83,3 +90,32 @@ def test_missing_multikernel_fs_says_how_to_mount(tmp_path: Path) -> None:
         backend.probe()
     assert raised.value.errno == "ENODEV"
     assert f"mount -t multikernel none {tmp_path / 'absent'}" in raised.value.detail
+
+
+def test_llc_way_masks_only_where_the_kernel_declares_them(make_host: MakeHost) -> None:
+    # The release ignores llc-way-mask (spec 8.6.3); the simulator's setting models the open pull
+    # request and declares it in its features file, which the client reads.
+    assert make_host("tree", llc_way_masks=True).backend.probe().capabilities["llc_way_masks"] is True
+    assert make_host("tree").backend.probe().capabilities["llc_way_masks"] is False
+    assert make_host("rfc-v2", llc_way_masks=True).backend.probe().capabilities["llc_way_masks"] is False
+
+
+def test_the_os_console_device_is_opened_non_blocking_and_connected_by_id(tmp_path: Path) -> None:
+    # A FIFO stands in for /dev/mktty's file plumbing: what the client writes comes back, and an
+    # empty device answers EAGAIN at once instead of blocking the caller.
+    device = tmp_path / "mktty"
+    io = OsKernelIO(console_device=str(device))
+    assert io.has_console() is False
+    with pytest.raises(FileNotFoundError):
+        io.open_console()
+    os.mkfifo(device)
+    assert io.has_console() is True
+    settings = load_settings(None, overrides={"daemon.state_dir": tmp_path / "state", "daemon.console_device": device})
+    client = HostBackend(settings, io)
+    console = client.open_console(7)
+    try:
+        assert console.read(100) == b"7\n"  # the connect write, looped back by the FIFO
+        with pytest.raises(BlockingIOError):
+            console.read(100)
+    finally:
+        console.close()

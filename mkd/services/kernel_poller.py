@@ -1,0 +1,33 @@
+"""The one status poller: the tree kernel raises no notification (spec 8.4), so every
+`[daemon] status_poll_interval_s` the daemon reads each instance's id and status files and
+drains the console readers, in one worker-thread call (DESIGN "Two kernel generations")."""
+
+from __future__ import annotations
+
+import logging
+
+from mkd.kernel_types import KernelEvent
+from mkd.services.context import Daemon
+from mkd.services.kernel_events import apply_kernel_event
+
+log = logging.getLogger("mkd")
+
+
+def poll_kernel(daemon: Daemon) -> list[KernelEvent]:
+    """One poll: record what the kernel changed on its own; returns those changes.
+
+    The consoles are drained before the changes are recorded, so the panic trace that went
+    with a crash is on disk (and in the event) when the crash is.
+    """
+    changes = daemon.backend.poll_changes()
+    if daemon.console is not None:
+        try:
+            daemon.console.drain()
+        except OSError:
+            log.exception("could not store console output")
+    for change in changes:
+        try:
+            apply_kernel_event(daemon, change)
+        except Exception:  # one bad change must not stop the others
+            log.exception("could not apply kernel event %s", change)
+    return changes

@@ -1,0 +1,103 @@
+"""ConsoleHistory over the one kernel client and the simulated tree kernel's /dev/mktty: boots,
+the fall-back to the previous boot, the newest-reader rule, and a reader that cannot connect."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mkd.backends.host.backend import HostBackend
+from mkd.backends.simulated.client import simulated_client
+from mkd.config import load_settings
+from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec, LoadRequest, PoolSpec
+from mkd.kexec.flags import load_flags
+from mkd.services.console_history import ConsoleHistory
+from mkd.testing import imagegen
+
+MiB = 1 << 20
+UID = "6f1c0c36-0000-4000-8000-000000000001"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[HostBackend]:
+    settings = load_settings(None, overrides={"daemon.state_dir": tmp_path / "state",
+                                              "simulator.kernel_profile": "tree"})
+    settings.daemon.state_dir.mkdir(parents=True)
+    backend = simulated_client(settings)
+    backend.apply_pool(PoolSpec(cpus=(2, 3, 4), memory_base=0x1_0000_0000, memory_bytes=1 << 30))
+    backend.create_instances([InstanceSpec(id=1, name="web", cpus=(2,), memory_bytes=128 * MiB)])
+    kernel = tmp_path / "vmlinux"
+    kernel.write_bytes(imagegen.vmlinux())
+    backend.kexec_file_load(LoadRequest(kernel=kernel, initrd=None, cmdline=b"console=mktty0\0",
+                                        flags=load_flags(1, has_initrd=False)))
+    yield backend
+    backend.close()
+
+
+def _history(tmp_path: Path, client: HostBackend, cap: int = 1 << 20) -> ConsoleHistory:
+    return ConsoleHistory(tmp_path / "console", cap_bytes=cap, open_console=client.open_console)
+
+
+def _sim(client: HostBackend) -> object:
+    return client.io.kernel  # type: ignore[attr-defined]
+
+
+def test_each_start_is_a_boot_and_tail_falls_back_to_the_previous(tmp_path: Path, client: HostBackend) -> None:
+    history = _history(tmp_path, client)
+    history.attach(1, UID, new_boot=True)
+    client.start(1)
+    client.stop(1, force=True)
+    history.drain()
+    first = history.tail(1, 1 << 20)
+    assert "instance 1 (web) booting on mktty0" in first
+    history.attach(1, UID, new_boot=True)  # the next start's file, empty until it prints
+    assert [p.name for p in history.boot_paths(1)] == ["1.log", "2.log"]
+    assert history.tail(1, 1 << 20) == first  # the current boot printed nothing yet
+    client.start(1)
+    assert "booting on mktty0" in history.tail(1, 1 << 20)
+    assert history.tail(1, 10) == history.tail(1, 1 << 20)[-10:]
+
+
+def test_a_newer_reader_takes_the_output(tmp_path: Path, client: HostBackend) -> None:
+    history = _history(tmp_path, client)
+    history.attach(1, UID, new_boot=True)
+    client.start(1)
+    history.drain()
+    other = client.open_console(1)  # someone else connects later: the newest reader (spec 8.8.4)
+    try:
+        _sim(client).spawn_print(1, b"only for the newest\n")  # type: ignore[attr-defined]
+        assert "only for the newest" not in history.tail(1, 1 << 20)
+        assert b"only for the newest" in other.read(4096)
+    finally:
+        other.close()
+
+
+def test_an_unknown_instance_cannot_be_attached(tmp_path: Path, client: HostBackend) -> None:
+    history = _history(tmp_path, client)
+    with pytest.raises(KernelError) as refused:
+        history.attach(9, UID, new_boot=True)
+    assert refused.value.errno == "ENODEV"
+    assert history.attached() == [] and history.tail(9, 100) == ""
+
+
+def test_close_keeps_what_the_readers_held(tmp_path: Path, client: HostBackend) -> None:
+    history = _history(tmp_path, client)
+    history.attach(1, UID, new_boot=True)
+    client.start(1)
+    history.close()  # no drain before: close stores what is buffered
+    assert "booting on mktty0" in (tmp_path / "console" / UID / "1.log").read_text()
+
+
+def test_input_goes_through_the_attached_reader(tmp_path: Path, client: HostBackend) -> None:
+    history = _history(tmp_path, client)
+    with pytest.raises(OSError) as unattached:
+        history.send_input(1, b"ls\n")
+    assert unattached.value.errno == errno.ENOTCONN
+    history.attach(1, UID, new_boot=True)
+    client.start(1)
+    assert history.send_input(1, b"uname -a\n") == 9
+    assert _sim(client).spawn_console_input(1) == b"uname -a\n"  # type: ignore[attr-defined]
