@@ -4,6 +4,7 @@ reconciler converging them, wait, labels, documents round-trip, delete 202, prun
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -345,3 +346,46 @@ def test_put_pool_takes_a_pool_document_json_or_yaml(make_client: MakeClient) ->
     assert plain.status_code == 200 and plain.json()["changed"] is False
     assert_problem(client.put("/v1/pool", json={**doc, "kind": "Pools"}), 422)
     assert_problem(client.put("/v1/pool", json={**doc, "spec": {"cpus": [2]}}), 422, "EINVAL")
+
+
+def spawning(make_client: MakeClient, **after_start: object) -> TestClient:
+    """A tree daemon whose spawn named `web` does `after_start` after each start, polled fast."""
+    faults = {"instances": {"web": after_start}}
+    return make_client(simulator={"kernel_profile": "tree", "halt_ack_timeout_s": 0.2, "faults": faults},
+                       reconciler=FAST, daemon={"status_poll_interval_s": 0.05})
+
+
+def test_on_failure_restarts_after_a_panic_the_console_shows(make_client: MakeClient) -> None:
+    client = spawning(make_client, after_start="panic", delay_s=0.2)
+    kernel = upload(client, imagegen.vmlinux())
+    client.put("/v1/instances/web", json=document("web", kernel, restartBackoff={"initial_s": 0.1, "max_s": 0.2}))
+    restarted = _events_of(client, "restarted", "web", 1)[0]
+    assert restarted["attempt"] == 1 and "panicked" in restarted["reason"]
+    body = client.get("/v1/instances/web").json()
+    assert "Kernel panic" in body["last_failure"]["console"]  # what it printed before it died
+
+
+def test_a_clean_poweroff_under_on_failure_stays_down(make_client: MakeClient) -> None:
+    client = spawning(make_client, after_start="poweroff", delay_s=0.2)
+    kernel = upload(client, imagegen.vmlinux())
+    client.put("/v1/instances/web", json=document("web", kernel))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        body = client.get("/v1/instances/web").json()
+        running = {c["type"]: c for c in body["conditions"]}.get("Running", {})
+        if running.get("reason") == "Stopped":
+            break
+        time.sleep(0.05)
+    assert (running.get("status"), running.get("reason")) == ("False", "Stopped"), body
+    assert body["state"] == "LOADED" and body["restarts"] == 0
+    assert "stopped by itself" in body["last_failure"]["reason"]
+
+
+def test_a_hang_is_invisible_and_nothing_restarts_it(make_client: MakeClient) -> None:
+    client = spawning(make_client, after_start="hang", delay_s=0.1)
+    kernel = upload(client, imagegen.vmlinux())
+    client.put("/v1/instances/web", json=document("web", kernel, restartPolicy="Always"))
+    assert wait(client, "web", generation=1).status_code == 200
+    time.sleep(1.0)  # twenty status polls: the kernel still says active
+    body = client.get("/v1/instances/web").json()
+    assert body["state"] == "ACTIVE" and body["restarts"] == 0 and body["last_failure"] is None
