@@ -9,6 +9,7 @@ import errno
 from dataclasses import dataclass
 from typing import Any
 
+from mkd.db.models import DeclaredRecord
 from mkd.db.session import transaction
 from mkd.domain.desired.conditions import terminal
 from mkd.domain.states import InstanceState
@@ -32,6 +33,8 @@ def _check(daemon: Daemon, ref: str, state: InstanceState | None, generation: in
         except KernelError as exc:
             if deleted and exc.errno == "ENOENT":
                 return Verdict(True, None, (None, None))
+            if exc.errno == "ENOENT" and session.get(DeclaredRecord, ref) is not None:
+                return Verdict(False, None, (None, ref))  # declared, between a Recreate's delete and create
             raise
         body = instance_public(record, daemon.host.capabilities)
         ident = (record.id, record.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -389,3 +390,40 @@ def test_a_hang_is_invisible_and_nothing_restarts_it(make_client: MakeClient) ->
     time.sleep(1.0)  # twenty status polls: the kernel still says active
     body = client.get("/v1/instances/web").json()
     assert body["state"] == "ACTIVE" and body["restarts"] == 0 and body["last_failure"] is None
+
+
+def test_paused_holds_an_instance_until_unpaused(client: TestClient) -> None:
+    kernel = upload(client, imagegen.vmlinux())
+    client.put("/v1/instances/web", json=document("web", kernel, paused=True))
+    time.sleep(0.5)  # ten reconciler ticks
+    held = client.get("/v1/instances/web").json()
+    assert held["state"] == "READY" and held["observed_generation"] == 0  # created, then left alone
+    client.put("/v1/instances/web", json=document("web", kernel, paused=False))
+    assert wait(client, "web", generation=2).json()["state"] == "ACTIVE"
+
+
+def test_waiters_are_bounded(make_client: MakeClient) -> None:
+    client = make_client(limits={"max_waiters": 1}, reconciler=FAST)
+    create(client, "web", cpus=[2], memory_bytes=64 * MiB)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(client.get, "/v1/instances/web/wait", params={"state": "ACTIVE", "timeout_s": 2})
+        time.sleep(0.5)
+        second = client.get("/v1/instances/web/wait", params={"state": "ACTIVE", "timeout_s": 2})
+        problem = assert_problem(second, 429)
+        assert second.headers["retry-after"] and "max_waiters" in json.dumps(problem)
+        assert_problem(first.result(), 409, "ETIMEDOUT")
+
+
+def test_recreate_applies_what_the_profile_cannot_update_in_place(make_client: MakeClient) -> None:
+    client = make_client(simulator={"kernel_profile": "rfc-v2"}, reconciler=FAST)
+    kernel = upload(client, imagegen.vmlinux())
+    client.put("/v1/instances/web", json=document("web", kernel, state="Loaded"))
+    assert wait(client, "web", generation=1).status_code == 200
+    bigger = {"cpus": [2, 3, 4], "memory_bytes": 256 * MiB}
+    client.put("/v1/instances/web", json=document("web", kernel, state="Loaded", resources=bigger))
+    assert "Unsupported" in assert_problem(wait(client, "web", generation=2), 409)["detail"]
+    client.put("/v1/instances/web", json=document("web", kernel, state="Loaded", resources=bigger,
+                                                  updateStrategy="Recreate"))
+    done = wait(client, "web", generation=3)
+    assert done.status_code == 200, done.text
+    assert done.json()["resources"]["cpus"] == [2, 3, 4] and done.json()["state"] == "LOADED"
