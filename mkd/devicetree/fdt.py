@@ -174,6 +174,14 @@ class TreeWriter:
     def finish(self) -> bytes:
         if self._open != 0:
             raise RuntimeError(f"{self._open} nodes left open")
-        fdt = self._sw.as_fdt()
+        try:
+            fdt = self._sw.as_fdt()
+        except libfdt.FdtException as exc:
+            if exc.err != -libfdt.NOSPACE:
+                raise
+            # fdt_finish appends the FDT_END token; pylibfdt grows the buffer for properties and
+            # nodes but not for that, so a tree that filled it exactly needs a few more bytes.
+            self._sw.resize(len(self._sw.as_bytearray()) + self._sw.INC_SIZE)
+            fdt = self._sw.as_fdt()
         fdt.pack()
         return bytes(fdt.as_bytearray())
