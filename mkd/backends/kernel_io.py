@@ -23,6 +23,11 @@ SYSFS_ROOT = "/sys/fs/multikernel"
 # does not). A real kernel has neither, so a client reading them learns which kind it drives.
 SEGMENTS_PATH = "/proc/mk-sim/kimage_segments"  # every kimage segment, one per line
 FEATURES_PATH = "/proc/mk-sim/features"  # behaviour the kernel declares, one word per line
+# What a real kernel only logs (dmesg): the errno of a failed overlay transaction (spec 5.4),
+# `<ERRNO>: <reason>` in tx_log/tx_<N>, and the instances the last v2 device_tree write skipped
+# (spec 5.2), `<name> <ERRNO> <reason>` per line.
+TX_LOG_DIR = "/proc/mk-sim/tx_log"
+DEVICE_TREE_LOG_PATH = "/proc/mk-sim/device_tree_log"
 
 
 class KernelIO(Protocol):

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
+from mkd.backends.host.kernel_log import logged_skips
 from mkd.backends.host.kimage import compute_segments, describe_kimage, image_loader, read_kernel_segments
 from mkd.backends.host.loader_env import read_loader_env
 from mkd.backends.host.overlays import OverlayApplier
@@ -40,6 +41,8 @@ from mkd.config import Settings
 from mkd.devicetree.names import is_pci_id
 from mkd.errors import KernelError
 from mkd.kernel_types import (
+    MAX_INSTANCE_ID,
+    MIN_INSTANCE_ID,
     Arch,
     HostInfo,
     InstanceSpec,
@@ -216,11 +219,19 @@ class HostBackend:
         for spec in reversed(created):
             self.fs.remove_instance_dir(spec.name)
         first = missing[0]
+        names = ", ".join(spec.name for spec in missing)
+        logged = logged_skips(self.io).get(first.name)
+        if logged is not None:
+            raise KernelError(
+                logged.errno_code,
+                f"rfc-v2 skipped instance(s) {names} although the device_tree write succeeded (spec 5.2); "
+                f"the kernel logged for {first.name}: {logged.reason}; created ones were removed",
+                instance_id=first.id,
+            )
         free = self.pool.v2_free_memory(existing)
         # The kernel logs why it skipped; without its errno the likely one is inferred: memory
         # beyond what is free is the reservation's ENOMEM, anything else a refused property.
         code = errno.ENOMEM if free is not None and first.memory_bytes > free else errno.EINVAL
-        names = ", ".join(spec.name for spec in missing)
         raise KernelError(
             code,
             f"rfc-v2 skipped instance(s) {names} although the device_tree write succeeded "
@@ -334,7 +345,7 @@ class HostBackend:
                     instance_id=instance_id,
                 )
             # spec 2.4 step 2: UNLOAD|MULTIKERNEL|id frees that instance's kimage; no fds are read.
-            flags = KEXEC_FILE_UNLOAD | KEXEC_MULTIKERNEL | kexec_mk_id(instance_id)
+            flags = KEXEC_FILE_UNLOAD | KEXEC_MULTIKERNEL | kexec_mk_id(_encodable(instance_id))
             self.io.kexec_file_load(-1, -1, None, flags)
             self.state.forget_load(instance_id)
             return self._read_one(instance_id)
@@ -478,6 +489,16 @@ class HostBackend:
             else None,
             failure="the kernel reports the instance failed" if files.status == "failed" else None,
         )
+
+
+def _encodable(instance_id: int) -> int:
+    """Ids travel in 11 flag bits; one that does not fit is refused, never masked (DESIGN "Ids")."""
+    if not MIN_INSTANCE_ID <= instance_id <= MAX_INSTANCE_ID:
+        raise KernelError(
+            errno.EINVAL, f"instance id {instance_id} is outside {MIN_INSTANCE_ID}..{MAX_INSTANCE_ID}",
+            instance_id=instance_id,
+        )
+    return instance_id
 
 
 def _instance_resources(files: InstanceFiles) -> InstanceResources:

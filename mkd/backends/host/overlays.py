@@ -1,15 +1,17 @@
 """Tree-profile changes as overlay transactions (spec 5.4), with a kernel errno for each failure.
 
 An overlay write succeeds even when the transaction fails; the kernel logs why and reports only
-`status = failed`, no errno. The errno raised here is inferred from the state read before the
-write, the way the kernel's own checks would have answered (spec 5.3, 5.4):
+`status = failed`, no errno. Where the kernel shows its log (the simulator, kernel_log.py) the
+logged errno is raised; otherwise it is inferred from the state read before the write, the way
+the kernel's own checks would have answered (spec 5.3, 5.4):
 - instance-create: memory beyond what the pool has free → ENOMEM, otherwise EINVAL (names and
   ids in use were refused with EEXIST before writing);
 - instance-remove: an instance that is LOADED or ACTIVE → EBUSY, otherwise EINVAL;
 - instance update: growth beyond free memory → ENOMEM; an instance holding a kimage → EBUSY
   (segments or a running kernel hold the resources); otherwise EINVAL;
 - /resources changes: EBUSY (a resource not free in the pool, a chunk in use, stranded CPUs).
-The `detail` always names the transaction, its status and says the errno is inferred.
+The `detail` always names the transaction and its status, and says whether the errno was logged
+or inferred.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Sequence
 
+from mkd.backends.host.kernel_log import logged_tx_error
 from mkd.backends.host.sysfs import MultikernelFs, Transaction
 from mkd.devicetree.overlay import (
     build_instance_create_overlay,
@@ -38,6 +41,14 @@ class OverlayApplier:
         """Write one overlay; raise KernelError(failure_errno) unless its transaction applied."""
         tx = self.fs.write_overlay(dtbo)
         if tx.status != "applied":
+            logged = logged_tx_error(self.fs.io, tx.id)
+            if logged is not None:
+                raise KernelError(
+                    logged.errno_code,
+                    f"{what}: overlays/{tx.name} is {tx.status!r} (target {tx.instance}); the kernel logged: "
+                    f"{logged.reason}; operations before the failing one stay applied (spec 5.4)",
+                    instance_id=instance_id,
+                )
             raise KernelError(
                 failure_errno,
                 f"{what}: overlays/{tx.name} is {tx.status!r} (target {tx.instance}); the kernel gives "

@@ -1,7 +1,7 @@
 """The simulated multikernel kernel: one object, thread-safe, persisted after every mutation.
 
 Rules live in the modules this one calls (pool_rules, instance_rules, kexec_syscall, reboot,
-hot_update, hotplug, states); this class adds what a kernel adds around them: locking (the kexec
+overlays, sysfs_dt, hotplug, states); this class adds what a kernel adds around them: locking (the kexec
 mutex, spec 2.2), the asynchronous work of running spawns, the console device and the state file.
 
 Under `tree` (the v7.0-mk2 release, spec 8) nothing is pushed to `watch()`: the kernel raises no
@@ -19,13 +19,12 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from mkd.backends.simulated import (
     boot_log,
     boot_tree,
-    hot_update,
     instance_rules,
     kexec_syscall,
     overlays,
@@ -49,7 +48,7 @@ from mkd.backends.simulated.workqueue import Workqueue
 from mkd.config import SimulatorSettings
 from mkd.devicetree.build import build_instance_tree
 from mkd.errors import KernelError
-from mkd.kernel_types import InstanceSpec, KernelEvent, KernelInstance, LoadRequest, PoolSpec, PoolState, Topology
+from mkd.kernel_types import KernelEvent, KernelInstance, LoadRequest, PoolState, Topology
 from mkd.kexec.flags import KEXEC_FILE_FLAGS, kexec_get_mk_id
 from mkd.kexec.kexec_file import KexecEnv
 from mkd.kexec.proc_kimage import render_proc_kimage
@@ -97,7 +96,7 @@ class SimulatedKernel:
         self.events = EventHub()
         self.kexec_mutex = threading.Lock()  # spec 2.2 step 3: a busy mutex is EBUSY, not a wait
         self._lock = threading.RLock()  # guards the model
-        # Serialises whatever changes resources (overlays, the baseline, the backend's shortcuts):
+        # Serialises whatever changes resources (overlays, the baseline write):
         # an overlay waiting for a spawn's ACK lets readers in but no other change (spec 8.7).
         self._resources = threading.Lock()
         self._closing = threading.Event()
@@ -115,6 +114,7 @@ class SimulatedKernel:
             if inst.spawn is not None:
                 self._timeline.schedule(inst.id, inst.spawn)
         self._names: dict[str, int] = {}  # instance name -> id, see find_named
+        self._device_tree_log: list[str] = []  # what the last v2 device_tree write logged (5.2)
         if loaded is None:
             self._save()
 
@@ -296,41 +296,7 @@ class SimulatedKernel:
             last = spawn.started_at + ticks * interval if ticks else None
             return SpawnStatus(spawn.running, spawn.started_at, ticks, last)
 
-    # -- pool and instances -------------------------------------------------------------------------
-
-    def apply_pool(self, spec: PoolSpec) -> PoolState:
-        """Reconcile the baseline; all or nothing (the candidate model is committed on success)."""
-        with self._resources, self._mutation():
-            candidate = _clone(self._model, self.settings)
-            if self.profile == "rfc-v2":
-                pool_rules.apply_pool_v2(candidate, spec, self.settings)
-            elif pool_rules.apply_pool_tree(candidate, spec, self.settings):
-                candidate.next_tx += 1  # one /resources overlay transaction
-            self._model = candidate
-            return pool_view(self._model)
-
-    def create_instances(self, specs: list[InstanceSpec]) -> list[KernelInstance]:
-        """Create in order; if one fails, the ones created by this call are destroyed again."""
-        with self._resources, self._mutation(touched=[spec.id for spec in specs]) as model:
-            created: list[int] = []
-            try:
-                for spec in specs:
-                    created.append(instance_rules.create(model, spec, self.settings).id)
-            except KernelError:
-                for instance_id in reversed(created):
-                    instance_rules.destroy(model, instance_id)
-                raise
-            if self.profile == "tree":
-                model.next_tx += 1
-            return [self._view(model.instances[i]) for i in created]
-
-    def delete_instance(self, instance_id: int) -> None:
-        """v2 rmdir instances/<name> / tree overlay instance-remove."""
-        with self._resources, self._mutation(touched=[instance_id]) as model:
-            instance_rules.destroy(model, instance_id)
-            if self.profile == "tree":
-                model.next_tx += 1
-        self.console.forget(instance_id)
+    # -- instances ---------------------------------------------------------------------------------
 
     def rmdir_instance(self, name: str) -> None:
         """rmdir /sys/fs/multikernel/instances/<name> (spec 6.1): tree removes only via overlays."""
@@ -346,25 +312,13 @@ class SimulatedKernel:
         """mkdir under instances/ is refused in both generations (spec 6.1, vector 37)."""
         raise KernelError(errno.EPERM, f"cannot mkdir instances/{name}: instances come from device trees")
 
-    def update_instance(self, spec: InstanceSpec) -> KernelInstance:
-        """Hot update of an instance's resources (tree; rfc-v2 is EOPNOTSUPP)."""
-        if self.profile == "tree" and not self.settings.llc_way_masks:
-            spec = replace(spec, llc_way_mask=None)  # v7.0-mk2 does not read llc-way-mask (8.6.3)
-        with self._resources, self._mutation(touched=[spec.id]) as model:
-            self._record(spec.id)
-            candidate = _clone(model, self.settings)
-            if hot_update.update(candidate, spec, self.faults):
-                candidate.next_tx += 1  # one overlay transaction on /instances/<name>
-            self._model = candidate
-            return self._view(self._model.instances[spec.id])
-
     # -- /sys/fs/multikernel/device_tree and overlays (spec 5, 6.1) --------------------------------
 
     def write_device_tree(self, data: bytes) -> int:
         """write(2) to device_tree: v2 defines instances (5.2), tree applies the baseline (5.1)."""
         with self._resources, self._mutation() as model:
             if self.profile == "rfc-v2":
-                sysfs_dt.write_v2_root(model, data, self.settings)
+                self._device_tree_log = sysfs_dt.write_v2_root(model, data, self.settings)
             else:
                 candidate = _clone(model, self.settings)  # a refused baseline changes nothing
                 sysfs_dt.write_tree_baseline(candidate, data, self.settings)
@@ -423,6 +377,17 @@ class SimulatedKernel:
         file only says `failed`."""
         with self._settled():
             return self._tx(tx_id).error
+
+    def tx_log_names(self) -> list[str]:
+        """The transactions with a logged failure, as tx_<N> (the simulator's /proc/mk-sim/tx_log)."""
+        with self._settled():
+            return [f"tx_{tx.id}" for tx in self._model.overlays.values() if tx.error is not None]
+
+    def device_tree_log(self) -> str:
+        """Why the last v2 device_tree write skipped instances (spec 5.2: only logged), one
+        `<name> <ERRNO> <reason>` per line; the simulator's /proc/mk-sim/device_tree_log."""
+        with self._lock:
+            return "".join(line + "\n" for line in self._device_tree_log)
 
     def tx_files(self, tx_id: int) -> dict[str, bytes]:
         """The files of overlays/tx_<N>: id, status, instance, resources, dtbo."""

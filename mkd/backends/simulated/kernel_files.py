@@ -219,7 +219,14 @@ class SimulatedKernelIO:
         if not parts:
             return _Dir(lambda: [*files, "mk-sim"])
         if parts == ["mk-sim"]:
-            return _static(["features", "kimage_segments"])
+            return _static(["device_tree_log", "features", "kimage_segments", "tx_log"])
+        if parts == ["mk-sim", "device_tree_log"]:
+            return _text(kernel.device_tree_log)
+        if parts == ["mk-sim", "tx_log"]:
+            return _Dir(kernel.tx_log_names)
+        if len(parts) == 3 and parts[:2] == ["mk-sim", "tx_log"] and parts[2] in kernel.tx_log_names():
+            tx_id = int(parts[2][3:])
+            return _text(lambda: f"{kernel.tx_log(tx_id)}\n")
         if parts == ["mk-sim", "kimage_segments"]:
             return _text(kernel.kimage_segments)
         if parts == ["mk-sim", "features"]:
