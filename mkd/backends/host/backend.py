@@ -240,18 +240,12 @@ class HostBackend:
         )
 
     def _create_tree(self, specs: list[InstanceSpec]) -> list[KernelInstance]:
-        # Free pool memory, for the errno of a failed transaction: the pool's chunks less the
-        # instance regions in /proc/iomem (two file reads, whatever the number of instances).
-        pool_bytes = sum(chunk.bytes for chunk in parse_pool_dtb(self.fs.read_root_tree()).chunks)
-        used = sum(chunk.bytes for chunks in self.procfs.instance_regions().values() for chunk in chunks)
-        free = max(0, pool_bytes - used)
         applied: list[int] = []
         created: list[KernelInstance] = []
         try:
             for spec in specs:
-                tx = self.overlays.create_instance(spec, free_memory_bytes=free)
+                tx = self.overlays.create_instance(spec, free_memory=self._tree_free_memory)
                 applied.append(tx.id)
-                free -= spec.memory_bytes
                 self._known[spec.id] = (spec.name, "")  # where to read it back: no directory scan
                 created.append(self._check_created_resources(spec, tx.name))
         except KernelError:
@@ -289,7 +283,7 @@ class HostBackend:
             if self.profile() == "rfc-v2":
                 raise KernelError(errno.EOPNOTSUPP, "rfc-v2 cannot change an instance's resources", instance_id=spec.id)
             current = self._read_one(spec.id)
-            self.overlays.update_instance(current, spec, free_memory_bytes=self._free_memory())
+            self.overlays.update_instance(current, spec, free_memory=self._free_memory)
             return self._read_one(spec.id)
 
     def delete_instance(self, instance_id: int) -> None:
@@ -433,9 +427,11 @@ class HostBackend:
     def _instance_chunks(self, profile: KernelProfile, only: int | None = None) -> dict[int, tuple[MemChunk, ...]]:
         """Instance id -> its chunks from iomem (spec 3.2), each with the NUMA node of the tree
         pool chunk it was carved from (the pool DTB's numa-node-id, spec 5.1); `only` one id."""
-        regions = self.procfs.instance_regions()
         if only is not None:
-            regions = {only: regions[only]} if only in regions else {}
+            own = self.procfs.regions_of(only)
+            regions = {only: own} if own else {}
+        else:
+            regions = self.procfs.instance_regions()
         if profile != "tree" or not regions:
             return regions
         pool = parse_pool_dtb(self.fs.read_root_tree()).chunks
@@ -459,6 +455,13 @@ class HostBackend:
 
     def _kernel_shows_segments(self) -> bool:
         return read_kernel_segments(self.io) is not None
+
+    def _tree_free_memory(self) -> int:
+        """Free pool memory for the errno of a failed transaction: the pool's chunks less the
+        instance regions in /proc/iomem (two file reads, whatever the number of instances)."""
+        pool_bytes = sum(chunk.bytes for chunk in parse_pool_dtb(self.fs.read_root_tree()).chunks)
+        used = sum(chunk.bytes for chunks in self.procfs.instance_regions().values() for chunk in chunks)
+        return max(0, pool_bytes - used)
 
     def _free_memory(self) -> int:
         return self.pool.read(self.fs.profile(), self._read_all()).free_memory_bytes

@@ -17,7 +17,7 @@ or inferred.
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mkd.backends.host.kernel_log import logged_tx_error
 from mkd.backends.host.sysfs import MultikernelFs, Transaction
@@ -37,8 +37,11 @@ class OverlayApplier:
     def __init__(self, fs: MultikernelFs) -> None:
         self.fs = fs
 
-    def apply(self, dtbo: bytes, *, what: str, failure_errno: int, instance_id: int | None = None) -> Transaction:
-        """Write one overlay; raise KernelError(failure_errno) unless its transaction applied."""
+    def apply(
+        self, dtbo: bytes, *, what: str, failure_errno: Callable[[], int], instance_id: int | None = None
+    ) -> Transaction:
+        """Write one overlay; unless its transaction applied, raise KernelError with the errno the
+        kernel logged, else `failure_errno()` (asked only then: it may read the whole kernel)."""
         tx = self.fs.write_overlay(dtbo)
         if tx.status != "applied":
             logged = logged_tx_error(self.fs.io, tx.id)
@@ -50,7 +53,7 @@ class OverlayApplier:
                     instance_id=instance_id,
                 )
             raise KernelError(
-                failure_errno,
+                failure_errno(),
                 f"{what}: overlays/{tx.name} is {tx.status!r} (target {tx.instance}); the kernel gives "
                 "no errno for a failed transaction, this one is inferred (the kernel log has the cause); "
                 "operations before the failing one stay applied (spec 5.4)",
@@ -58,12 +61,12 @@ class OverlayApplier:
             )
         return tx
 
-    def create_instance(self, spec: InstanceSpec, *, free_memory_bytes: int) -> Transaction:
-        code = errno.ENOMEM if spec.memory_bytes > free_memory_bytes else errno.EINVAL
+    def create_instance(self, spec: InstanceSpec, *, free_memory: Callable[[], int]) -> Transaction:
+        """`free_memory()`: the pool's free bytes before this write, asked only to infer an errno."""
         return self.apply(
             build_instance_create_overlay(spec),
             what=f"instance-create {spec.name!r}",
-            failure_errno=code,
+            failure_errno=lambda: errno.ENOMEM if spec.memory_bytes > free_memory() else errno.EINVAL,
             instance_id=spec.id,
         )
 
@@ -72,12 +75,12 @@ class OverlayApplier:
         return self.apply(
             build_instance_remove_overlay(instance.name),
             what=f"instance-remove {instance.name!r}",
-            failure_errno=code,
+            failure_errno=lambda: code,
             instance_id=instance.id,
         )
 
     def update_instance(
-        self, current: KernelInstance, spec: InstanceSpec, *, free_memory_bytes: int
+        self, current: KernelInstance, spec: InstanceSpec, *, free_memory: Callable[[], int]
     ) -> Transaction | None:
         """The difference between `current` and `spec` as one instance overlay; None if no change."""
         memory_remove: list[MemChunk] = []
@@ -92,12 +95,14 @@ class OverlayApplier:
         device_add = [device for device in spec.devices if device not in current.devices]
         if not (memory_remove or memory_add or cpu_remove or cpu_add or device_remove or device_add):
             return None
-        if memory_add > free_memory_bytes:
-            code = errno.ENOMEM
-        elif current.kernel_state in HOLDS_KIMAGE or current.kernel_state == "failed":
-            code = errno.EBUSY
-        else:
-            code = errno.EINVAL
+
+        def inferred() -> int:
+            if memory_add > free_memory():
+                return errno.ENOMEM
+            if current.kernel_state in HOLDS_KIMAGE or current.kernel_state == "failed":
+                return errno.EBUSY
+            return errno.EINVAL
+
         return self.apply(
             build_instance_update_overlay(
                 current.name,
@@ -109,7 +114,7 @@ class OverlayApplier:
                 device_add=device_add,
             ),
             what=f"update of {current.name!r}",
-            failure_errno=code,
+            failure_errno=inferred,
             instance_id=current.id,
         )
 
@@ -133,7 +138,7 @@ class OverlayApplier:
                 device_add=device_add,
             ),
             what="pool change",
-            failure_errno=errno.EBUSY,
+            failure_errno=lambda: errno.EBUSY,
         )
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from mkd.backends.simulated import (
     boot_log,
@@ -52,6 +53,8 @@ from mkd.kernel_types import KernelEvent, KernelInstance, LoadRequest, PoolState
 from mkd.kexec.flags import KEXEC_FILE_FLAGS, kexec_get_mk_id
 from mkd.kexec.kexec_file import KexecEnv
 from mkd.kexec.proc_kimage import render_proc_kimage
+
+_Rendered = TypeVar("_Rendered")
 
 MK_SYS_HEARTBEAT = 0x3001
 MK_SYS_HALTED = 0x3004
@@ -115,12 +118,19 @@ class SimulatedKernel:
                 self._timeline.schedule(inst.id, inst.spawn)
         self._names: dict[str, int] = {}  # instance name -> id, see find_named
         self._device_tree_log: list[str] = []  # what the last v2 device_tree write logged (5.2)
+        # Whole-kernel files (/proc/iomem, /proc/kimage, the pool DTB) rendered once per model
+        # generation: a client re-reads them on every call, and with 1,000 instances each
+        # rendering is thousands of rows. Every change to the model ends in _save(), which (or
+        # an op that lets readers in while it waits) starts a new generation.
+        self._generation = 0
+        self._rendered: dict[str, tuple[int, object]] = {}
         if loaded is None:
             self._save()
 
     # -- plumbing --------------------------------------------------------------------------------
 
     def _save(self, touched: Collection[int] | None = None) -> None:
+        self._generation += 1
         if self._state_file is not None:
             self._state_file.save(self._model, touched)
 
@@ -135,6 +145,15 @@ class SimulatedKernel:
                 yield self._model
             finally:
                 self._save(touched)
+
+    def _rendering(self, name: str, render: Callable[[], _Rendered]) -> _Rendered:
+        """`render()` of this generation of the model (the caller holds the settled model)."""
+        cached = self._rendered.get(name)
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]  # type: ignore[return-value]
+        rendered = render()
+        self._rendered[name] = (self._generation, rendered)
+        return rendered
 
     @contextmanager
     def _settled(self) -> Iterator[KernelModel]:
@@ -234,11 +253,14 @@ class SimulatedKernel:
     def proc_kimage(self) -> str:
         """/proc/kimage (spec 2.6): every multikernel kimage, by id."""
         with self._settled():
-            rows = [
-                (inst.id, "multikernel", inst.kimage.kimage.start, inst.kimage.nr_segments, "file", inst.kimage.cmdline)
-                for inst in sorted(self._model.instances.values(), key=lambda i: i.id)
-                if inst.kimage is not None
-            ]
+            return self._rendering("kimage", self._render_proc_kimage)
+
+    def _render_proc_kimage(self) -> str:
+        rows = [
+            (inst.id, "multikernel", inst.kimage.kimage.start, inst.kimage.nr_segments, "file", inst.kimage.cmdline)
+            for inst in sorted(self._model.instances.values(), key=lambda i: i.id)
+            if inst.kimage is not None
+        ]
         return render_proc_kimage(self.profile, rows)
 
     # -- the file interface's reads (kernel_files.py dispatches paths to these) ------------------
@@ -256,13 +278,16 @@ class SimulatedKernel:
     def proc_iomem(self) -> str:
         """/proc/iomem (spec 3.1, 3.2): System RAM, the multikernel pool, each instance chunk."""
         with self._lock:
-            ram = self._env.system_ram
-            rows: list[tuple[int, int, int, str]] = [(base, size, 0, "System RAM") for base, size in ram]
-            pool = [(c.base, c.size) for c in self._model.pool.chunks]
-            rows += [(base, size, 0, "Multikernel Memory Pool") for base, size in pool]
-            for inst in self._model.instances.values():
-                for n, (base, size) in enumerate(inst.chunks):
-                    rows.append((base, size, 1, f"mk-instance-{inst.id}-{inst.name}-region-{n}"))
+            return self._rendering("iomem", self._render_proc_iomem)
+
+    def _render_proc_iomem(self) -> str:
+        ram = self._env.system_ram
+        rows: list[tuple[int, int, int, str]] = [(base, size, 0, "System RAM") for base, size in ram]
+        pool = [(c.base, c.size) for c in self._model.pool.chunks]
+        rows += [(base, size, 0, "Multikernel Memory Pool") for base, size in pool]
+        for inst in self._model.instances.values():
+            for n, (base, size) in enumerate(inst.chunks):
+                rows.append((base, size, 1, f"mk-instance-{inst.id}-{inst.name}-region-{n}"))
         lines = [f"{'  ' * depth}{base:08x}-{base + size - 1:08x} : {name}" for base, size, depth, name in sorted(rows)]
         return "".join(line + "\n" for line in lines)
 
@@ -271,12 +296,15 @@ class SimulatedKernel:
         (spec 2.6 shows only a count). One line per segment:
         `<mk_id> <index> <kind> <mem:#x> <memsz:#x> <bufsz:#x> <in_pool 0|1> <sha256>`."""
         with self._lock:
-            lines = [
-                f"{inst.id} {n} {seg.kind} {seg.mem:#x} {seg.memsz:#x} {seg.bufsz:#x} {int(seg.in_pool)} {seg.sha256}"
-                for inst in sorted(self._model.instances.values(), key=lambda i: i.id)
-                if inst.kimage is not None
-                for n, seg in enumerate(inst.kimage.kimage.segments)
-            ]
+            return self._rendering("kimage_segments", self._render_kimage_segments)
+
+    def _render_kimage_segments(self) -> str:
+        lines = [
+            f"{inst.id} {n} {seg.kind} {seg.mem:#x} {seg.memsz:#x} {seg.bufsz:#x} {int(seg.in_pool)} {seg.sha256}"
+            for inst in sorted(self._model.instances.values(), key=lambda i: i.id)
+            if inst.kimage is not None
+            for n, seg in enumerate(inst.kimage.kimage.segments)
+        ]
         return "".join(line + "\n" for line in lines)
 
     @property
@@ -328,7 +356,7 @@ class SimulatedKernel:
     def read_device_tree(self) -> bytes:
         """read(2) of device_tree: v2's fixed text, or the tree's binary pool DTB (5.1 "Read-back")."""
         with self._settled():
-            return sysfs_dt.read_root(self._model)
+            return self._rendering("device_tree", lambda: sysfs_dt.read_root(self._model))
 
     def cpu_online(self, cpu: int) -> bool:
         """/sys/devices/system/cpu/cpu<N>/online (spec 4)."""
@@ -355,6 +383,7 @@ class SimulatedKernel:
     def _wait_for_ack(self, seconds: float) -> None:
         """Wait out an ACK that does not come without holding the model (the caller holds it once,
         and `_resources`), so status reads and the spawns' own exits go on meanwhile."""
+        self._generation += 1  # what the op changed so far is not what was rendered before it
         self._lock.release()
         try:
             self._closing.wait(seconds)
