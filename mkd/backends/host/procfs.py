@@ -45,13 +45,6 @@ class KimageRow:
 _Parsed = TypeVar("_Parsed")
 
 
-def _instance_region_line(mk_id: int) -> re.Pattern[str]:
-    """iomem rows of one instance's regions (spec 3.2), found in the text without parsing the rest."""
-    return re.compile(
-        rf"^\s*([0-9a-fA-F]+)-([0-9a-fA-F]+)\s*:\s*mk-instance-{mk_id}-.+-region-(\d+)\s*$", re.MULTILINE
-    )
-
-
 class Procfs:
     """/proc read fresh on every call; a file's parse is reused while its bytes are unchanged
     (with 1,000 instances iomem has thousands of rows, re-read on every create)."""
@@ -101,12 +94,22 @@ class Procfs:
         return dict(self._parse("iomem", _parse_instance_regions))
 
     def regions_of(self, mk_id: int) -> tuple[MemChunk, ...]:
-        """One instance's chunks, found in the text rather than by parsing every row."""
+        """One instance's chunks, found by their row names in the text rather than by parsing
+        every row (a substring search: iomem has thousands of rows with 1,000 instances)."""
+        text = self.read_text("iomem") or ""
+        marker = f" : mk-instance-{mk_id}-"
         rows = []
-        for match in _instance_region_line(mk_id).finditer(self.read_text("iomem") or ""):
-            start, end = int(match.group(1), 16), int(match.group(2), 16)
-            if start or end:
-                rows.append((int(match.group(3)), MemChunk(base=start, bytes=end - start + 1)))
+        at = text.find(marker)
+        while at >= 0:
+            line_start = text.rfind("\n", 0, at) + 1
+            line_end = text.find("\n", at)
+            match = _IOMEM_LINE.match(text, line_start, len(text) if line_end < 0 else line_end)
+            region = _INSTANCE_REGION.match(match.group(3)) if match is not None else None
+            if match is not None and region is not None and int(region.group(1)) == mk_id:
+                start, end = int(match.group(1), 16), int(match.group(2), 16)
+                if start or end:
+                    rows.append((int(region.group(3)), MemChunk(base=start, bytes=end - start + 1)))
+            at = text.find(marker, at + len(marker))
         return tuple(chunk for _, chunk in sorted(rows))
 
     def kimages(self) -> dict[int, KimageRow]:

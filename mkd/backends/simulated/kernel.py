@@ -396,6 +396,12 @@ class SimulatedKernel:
         with self._settled():
             return [tx.id for tx in sorted(self._model.overlays.values(), key=lambda t: t.id) if tx.status != "removed"]
 
+    def has_overlay(self, tx_id: int) -> bool:
+        """overlays/tx_<N> exists (O(1): a client looks its files up on every overlay write)."""
+        with self._settled():
+            tx = self._model.overlays.get(tx_id) if self.profile == "tree" else None
+            return tx is not None and tx.status != "removed"
+
     def tx_status(self, tx_id: int) -> str:
         """overlays/tx_<N>/status without the newline; a removed tx reads `removed`."""
         with self._settled():

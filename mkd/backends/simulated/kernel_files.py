@@ -192,7 +192,7 @@ class SimulatedKernelIO:
         name = rest[0]
         if name == "new" and len(rest) == 1:
             return _File(write=lambda data: _discard(kernel.overlay_new(data)))
-        if not (name.startswith("tx_") and name[3:].isdigit()) or int(name[3:]) not in kernel.overlay_ids():
+        if not (name.startswith("tx_") and name[3:].isdigit()) or not kernel.has_overlay(int(name[3:])):
             return None
         tx_id = int(name[3:])
         if len(rest) == 1:
