@@ -128,6 +128,9 @@ class HostBackend:
         self._closed = threading.Event()
         self.overlays = OverlayApplier(self.fs)
         self.pool = PoolKeeper(self.fs, self.procfs, self.state, self.overlays)
+        # Instance name -> (its device tree as last read, the parse): a listing re-reads every
+        # instance's tree, and most did not change since the last one.
+        self._parsed_trees: dict[str, tuple[bytes | str, InstanceResources]] = {}
 
     # -- probe ------------------------------------------------------------------------------
 
@@ -400,6 +403,8 @@ class HostBackend:
         instances = [
             self._instance(files, profile, regions, kimages, segments) for files in self.fs.read_instances()
         ]
+        names = {instance.name for instance in instances}
+        self._parsed_trees = {name: parsed for name, parsed in self._parsed_trees.items() if name in names}
         self._known = {instance.id: (instance.name, instance.kernel_state) for instance in instances}
         return sorted(instances, key=lambda instance: instance.id)
 
@@ -466,6 +471,16 @@ class HostBackend:
     def _free_memory(self) -> int:
         return self.pool.read(self.fs.profile(), self._read_all()).free_memory_bytes
 
+    def _resources_of(self, files: InstanceFiles) -> InstanceResources:
+        tree = files.device_tree if files.device_tree is not None else files.device_tree_source
+        cached = self._parsed_trees.get(files.name)
+        if tree is not None and cached is not None and cached[0] == tree:
+            return cached[1]
+        resources = _instance_resources(files)
+        if tree is not None:
+            self._parsed_trees[files.name] = (tree, resources)
+        return resources
+
     def _instance(
         self,
         files: InstanceFiles,
@@ -474,7 +489,7 @@ class HostBackend:
         kimages: dict[int, KimageRow],
         kernel_segments: dict[int, tuple[Segment, ...]] | None,
     ) -> KernelInstance:
-        resources = _instance_resources(files)
+        resources = self._resources_of(files)
         row = kimages.get(files.id)
         has_kimage = files.status in KIMAGE_STATES or row is not None
         return KernelInstance(

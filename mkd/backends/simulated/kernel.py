@@ -124,6 +124,11 @@ class SimulatedKernel:
         # an op that lets readers in while it waits) starts a new generation.
         self._generation = 0
         self._rendered: dict[str, tuple[int, object]] = {}
+        # The same per instance (its device_tree file): a change names the instances it touched
+        # (as for the state file), or None for any, which starts a new generation of them all.
+        self._all_instances_generation = 0
+        self._instance_generations: dict[int, int] = {}
+        self._instance_trees: dict[str, tuple[tuple[int, int, int], bytes]] = {}
         if loaded is None:
             self._save()
 
@@ -131,6 +136,11 @@ class SimulatedKernel:
 
     def _save(self, touched: Collection[int] | None = None) -> None:
         self._generation += 1
+        if touched is None:
+            self._all_instances_generation += 1
+        else:
+            for instance_id in touched:
+                self._instance_generations[instance_id] = self._instance_generations.get(instance_id, 0) + 1
         if self._state_file is not None:
             self._state_file.save(self._model, touched)
 
@@ -384,6 +394,7 @@ class SimulatedKernel:
         """Wait out an ACK that does not come without holding the model (the caller holds it once,
         and `_resources`), so status reads and the spawns' own exits go on meanwhile."""
         self._generation += 1  # what the op changed so far is not what was rendered before it
+        self._all_instances_generation += 1
         self._lock.release()
         try:
             self._closing.wait(seconds)
@@ -646,7 +657,16 @@ class SimulatedKernel:
     def instance_device_tree(self, name: str) -> bytes:
         """/sys/fs/multikernel/instances/<name>/device_tree: the instance as the kernel holds it now."""
         with self._settled():
-            return build_instance_tree(self.profile, self._view(self._by_name(name)))
+            inst = self._by_name(name)
+            key = (self._all_instances_generation, inst.id, self._instance_generations.get(inst.id, 0))
+            cached = self._instance_trees.get(name)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            if len(self._instance_trees) > 2 * len(self._model.instances):
+                self._instance_trees.clear()  # names of removed instances go now and then
+            tree = build_instance_tree(self.profile, self._view(inst))
+            self._instance_trees[name] = (key, tree)
+            return tree
 
     def host_netdevs(self) -> list[tuple[str, bool]]:
         """The host's virtio-net netdevs (spec 8.6.5): `mk-<9 chars of the name>-<index>` and carrier.

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mkd.backends.kernel_io import SYSFS_ROOT
 from mkd.backends.simulated.kernel import SimulatedKernel
-from mkd.devicetree.build import build_instance_tree, v2_device_tree_source
+from mkd.devicetree.build import v2_device_tree_source
 from mkd.errors import KernelError
 from mkd.kernel_types import LoadRequest
 
@@ -180,7 +180,7 @@ class SimulatedKernelIO:
         if rest[0] == "status":
             return _text(lambda: kernel.status_file(name))
         if rest[0] == dt_file == "device_tree":
-            return _File(read=lambda: build_instance_tree("tree", kernel.read_instance_named(name)))
+            return _File(read=lambda: kernel.instance_device_tree(name))
         if rest[0] == dt_file == "device_tree_source":
             return _text(lambda: v2_device_tree_source(kernel.read_instance_named(name)))
         return None
