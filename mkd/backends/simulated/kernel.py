@@ -405,7 +405,7 @@ class SimulatedKernel:
         """The tx_<N> directories under overlays/."""
         self._require_overlays()
         with self._settled():
-            return [tx.id for tx in sorted(self._model.overlays.values(), key=lambda t: t.id) if tx.status != "removed"]
+            return sorted(tx_id for tx_id, tx in self._model.overlays.items() if tx.status != "removed")
 
     def has_overlay(self, tx_id: int) -> bool:
         """overlays/tx_<N> exists (O(1): a client looks its files up on every overlay write)."""
