@@ -41,6 +41,13 @@ class ConsoleFile(Protocol):
     def close(self) -> None: ...
 
 
+# What a real kernel only logs (dmesg): the errno of a failed overlay transaction (spec 5.4),
+# `<ERRNO>: <reason>` in tx_log/tx_<N>, and the instances the last v2 device_tree write skipped
+# (spec 5.2), `<name> <ERRNO> <reason>` per line.
+TX_LOG_DIR = "/proc/mk-sim/tx_log"
+DEVICE_TREE_LOG_PATH = "/proc/mk-sim/device_tree_log"
+
+
 class KernelIO(Protocol):
     """What a client does to a kernel: file reads, one-write writes, rmdir, two syscalls."""
 

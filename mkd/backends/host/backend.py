@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
+from mkd.backends.host.kernel_log import logged_skips
 from mkd.backends.host.kimage import compute_segments, describe_kimage, image_loader, read_kernel_segments
 from mkd.backends.host.loader_env import read_loader_env
 from mkd.backends.host.overlays import OverlayApplier
@@ -40,6 +41,8 @@ from mkd.config import Settings
 from mkd.devicetree.names import is_pci_id
 from mkd.errors import KernelError
 from mkd.kernel_types import (
+    MAX_INSTANCE_ID,
+    MIN_INSTANCE_ID,
     Arch,
     HostInfo,
     InstanceSpec,
@@ -137,6 +140,9 @@ class HostBackend:
         self._closed = threading.Event()
         self.overlays = OverlayApplier(self.fs)
         self.pool = PoolKeeper(self.fs, self.procfs, self.state, self.overlays)
+        # Instance name -> (its device tree as last read, the parse): a listing re-reads every
+        # instance's tree, and most did not change since the last one.
+        self._parsed_trees: dict[str, tuple[bytes | str, InstanceResources]] = {}
 
     # -- probe ------------------------------------------------------------------------------
 
@@ -231,11 +237,19 @@ class HostBackend:
         for spec in reversed(created):
             self.fs.remove_instance_dir(spec.name)
         first = missing[0]
+        names = ", ".join(spec.name for spec in missing)
+        logged = logged_skips(self.io).get(first.name)
+        if logged is not None:
+            raise KernelError(
+                logged.errno_code,
+                f"rfc-v2 skipped instance(s) {names} although the device_tree write succeeded (spec 5.2); "
+                f"the kernel logged for {first.name}: {logged.reason}; created ones were removed",
+                instance_id=first.id,
+            )
         free = self.pool.v2_free_memory(existing)
         # The kernel logs why it skipped; without its errno the likely one is inferred: memory
         # beyond what is free is the reservation's ENOMEM, anything else a refused property.
         code = errno.ENOMEM if free is not None and first.memory_bytes > free else errno.EINVAL
-        names = ", ".join(spec.name for spec in missing)
         raise KernelError(
             code,
             f"rfc-v2 skipped instance(s) {names} although the device_tree write succeeded "
@@ -244,18 +258,12 @@ class HostBackend:
         )
 
     def _create_tree(self, specs: list[InstanceSpec]) -> list[KernelInstance]:
-        # Free pool memory, for the errno of a failed transaction: the pool's chunks less the
-        # instance regions in /proc/iomem (two file reads, whatever the number of instances).
-        pool_bytes = sum(chunk.bytes for chunk in parse_pool_dtb(self.fs.read_root_tree()).chunks)
-        used = sum(chunk.bytes for chunks in self.procfs.instance_regions().values() for chunk in chunks)
-        free = max(0, pool_bytes - used)
         applied: list[int] = []
         created: list[KernelInstance] = []
         try:
             for spec in specs:
-                tx = self.overlays.create_instance(spec, free_memory_bytes=free)
+                tx = self.overlays.create_instance(spec, free_memory=self._tree_free_memory)
                 applied.append(tx.id)
-                free -= spec.memory_bytes
                 self._known[spec.id] = (spec.name, "")  # where to read it back: no directory scan
                 created.append(self._check_created_resources(spec, tx.name))
         except KernelError:
@@ -298,7 +306,7 @@ class HostBackend:
                 free_cpus = set(self.pool.read(self.fs.profile(), self._read_all()).free_cpus)
                 self.overlays.update_active_instance(current, spec, free_cpus=free_cpus)
             else:
-                self.overlays.update_instance(current, spec, free_memory_bytes=self._free_memory())
+                self.overlays.update_instance(current, spec, free_memory=self._free_memory)
             return self._read_one(spec.id)
 
     def delete_instance(self, instance_id: int) -> None:
@@ -354,7 +362,7 @@ class HostBackend:
                     instance_id=instance_id,
                 )
             # spec 2.4 step 2: UNLOAD|MULTIKERNEL|id frees that instance's kimage; no fds are read.
-            flags = KEXEC_FILE_UNLOAD | KEXEC_MULTIKERNEL | kexec_mk_id(instance_id)
+            flags = KEXEC_FILE_UNLOAD | KEXEC_MULTIKERNEL | kexec_mk_id(_encodable(instance_id))
             self.io.kexec_file_load(-1, -1, None, flags)
             self.state.forget_load(instance_id)
             return self._read_one(instance_id)
@@ -434,6 +442,8 @@ class HostBackend:
         instances = [
             self._instance(files, profile, regions, kimages, segments) for files in self.fs.read_instances()
         ]
+        names = {instance.name for instance in instances}
+        self._parsed_trees = {name: parsed for name, parsed in self._parsed_trees.items() if name in names}
         self._known = {instance.id: (instance.name, instance.kernel_state) for instance in instances}
         return sorted(instances, key=lambda instance: instance.id)
 
@@ -461,9 +471,11 @@ class HostBackend:
     def _instance_chunks(self, profile: KernelProfile, only: int | None = None) -> dict[int, tuple[MemChunk, ...]]:
         """Instance id -> its chunks from iomem (spec 3.2), each with the NUMA node of the tree
         pool chunk it was carved from (the pool DTB's numa-node-id, spec 5.1); `only` one id."""
-        regions = self.procfs.instance_regions()
         if only is not None:
-            regions = {only: regions[only]} if only in regions else {}
+            own = self.procfs.regions_of(only)
+            regions = {only: own} if own else {}
+        else:
+            regions = self.procfs.instance_regions()
         if profile != "tree" or not regions:
             return regions
         pool = parse_pool_dtb(self.fs.read_root_tree()).chunks
@@ -488,8 +500,25 @@ class HostBackend:
     def _kernel_shows_segments(self) -> bool:
         return read_kernel_segments(self.io) is not None
 
+    def _tree_free_memory(self) -> int:
+        """Free pool memory for the errno of a failed transaction: the pool's chunks less the
+        instance regions in /proc/iomem (two file reads, whatever the number of instances)."""
+        pool_bytes = sum(chunk.bytes for chunk in parse_pool_dtb(self.fs.read_root_tree()).chunks)
+        used = sum(chunk.bytes for chunks in self.procfs.instance_regions().values() for chunk in chunks)
+        return max(0, pool_bytes - used)
+
     def _free_memory(self) -> int:
         return self.pool.read(self.fs.profile(), self._read_all()).free_memory_bytes
+
+    def _resources_of(self, files: InstanceFiles) -> InstanceResources:
+        tree = files.device_tree if files.device_tree is not None else files.device_tree_source
+        cached = self._parsed_trees.get(files.name)
+        if tree is not None and cached is not None and cached[0] == tree:
+            return cached[1]
+        resources = _instance_resources(files)
+        if tree is not None:
+            self._parsed_trees[files.name] = (tree, resources)
+        return resources
 
     def _instance(
         self,
@@ -499,7 +528,7 @@ class HostBackend:
         kimages: dict[int, KimageRow] | None,
         kernel_segments: dict[int, tuple[Segment, ...]] | None,
     ) -> KernelInstance:
-        resources = _instance_resources(files)
+        resources = self._resources_of(files)
         row = kimages.get(files.id) if kimages is not None else None
         # Where the kernel lists its kimages (spec 2.6), a status without a row is no kimage: the
         # rfc-v2 bug-compatible dangling pointer after a failed load (spec 2.3 note) is on no list.
@@ -528,6 +557,16 @@ def _failure(status: str, has_kimage: bool) -> str | None:
         return (f"the kernel says {status!r} but lists no kimage for it: a dangling kimage (the rfc-v2 "
                 "bug-compatible failed load, spec 2.3)")
     return None
+
+
+def _encodable(instance_id: int) -> int:
+    """Ids travel in 11 flag bits; one that does not fit is refused, never masked (DESIGN "Ids")."""
+    if not MIN_INSTANCE_ID <= instance_id <= MAX_INSTANCE_ID:
+        raise KernelError(
+            errno.EINVAL, f"instance id {instance_id} is outside {MIN_INSTANCE_ID}..{MAX_INSTANCE_ID}",
+            instance_id=instance_id,
+        )
+    return instance_id
 
 
 def _instance_resources(files: InstanceFiles) -> InstanceResources:

@@ -1,24 +1,27 @@
 """Tree-profile changes as overlay transactions (spec 5.4), with a kernel errno for each failure.
 
 An overlay write succeeds even when the transaction fails; the kernel logs why and reports only
-`status = failed`, no errno. The errno raised here is inferred from the state read before the
-write, the way the kernel's own checks would have answered (spec 5.3, 5.4):
+`status = failed`, no errno. Where the kernel shows its log (the simulator, kernel_log.py) the
+logged errno is raised; otherwise it is inferred from the state read before the write, the way
+the kernel's own checks would have answered (spec 5.3, 5.4):
 - instance-create: memory beyond what the pool has free → ENOMEM, otherwise EINVAL (names and
   ids in use were refused with EEXIST before writing);
 - instance-remove: an instance that is LOADED or ACTIVE → EBUSY, otherwise EINVAL;
 - instance update: growth beyond free memory → ENOMEM; an instance holding a kimage → EBUSY
   (segments or a running kernel hold the resources); otherwise EINVAL;
 - /resources changes: EBUSY (a resource not free in the pool, a chunk in use, stranded CPUs).
-The `detail` always names the transaction, its status and says the errno is inferred.
+The `detail` always names the transaction and its status, and says whether the errno was logged
+or inferred.
 """
 
 from __future__ import annotations
 
 import errno
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from mkd.backends.host.kernel_log import logged_tx_error
 from mkd.backends.host.sysfs import MultikernelFs, Transaction
 from mkd.devicetree.overlay import (
     build_instance_create_overlay,
@@ -40,12 +43,23 @@ class OverlayApplier:
     def __init__(self, fs: MultikernelFs) -> None:
         self.fs = fs
 
-    def apply(self, dtbo: bytes, *, what: str, failure_errno: int, instance_id: int | None = None) -> Transaction:
-        """Write one overlay; raise KernelError(failure_errno) unless its transaction applied."""
+    def apply(
+        self, dtbo: bytes, *, what: str, failure_errno: Callable[[], int], instance_id: int | None = None
+    ) -> Transaction:
+        """Write one overlay; unless its transaction applied, raise KernelError with the errno the
+        kernel logged, else `failure_errno()` (asked only then: it may read the whole kernel)."""
         tx = self.fs.write_overlay(dtbo)
         if tx.status != "applied":
+            logged = logged_tx_error(self.fs.io, tx.id)
+            if logged is not None:
+                raise KernelError(
+                    logged.errno_code,
+                    f"{what}: overlays/{tx.name} is {tx.status!r} (target {tx.instance}); the kernel logged: "
+                    f"{logged.reason}; operations before the failing one stay applied (spec 5.4)",
+                    instance_id=instance_id,
+                )
             raise KernelError(
-                failure_errno,
+                failure_errno(),
                 f"{what}: overlays/{tx.name} is {tx.status!r} (target {tx.instance}); the kernel gives "
                 "no errno for a failed transaction, this one is inferred (the kernel log has the cause); "
                 "operations before the failing one stay applied (spec 5.4)",
@@ -53,12 +67,12 @@ class OverlayApplier:
             )
         return tx
 
-    def create_instance(self, spec: InstanceSpec, *, free_memory_bytes: int) -> Transaction:
-        code = errno.ENOMEM if spec.memory_bytes > free_memory_bytes else errno.EINVAL
+    def create_instance(self, spec: InstanceSpec, *, free_memory: Callable[[], int]) -> Transaction:
+        """`free_memory()`: the pool's free bytes before this write, asked only to infer an errno."""
         return self.apply(
             build_instance_create_overlay(spec),
             what=f"instance-create {spec.name!r}",
-            failure_errno=code,
+            failure_errno=lambda: errno.ENOMEM if spec.memory_bytes > free_memory() else errno.EINVAL,
             instance_id=spec.id,
         )
 
@@ -67,12 +81,12 @@ class OverlayApplier:
         return self.apply(
             build_instance_remove_overlay(instance.name),
             what=f"instance-remove {instance.name!r}",
-            failure_errno=code,
+            failure_errno=lambda: code,
             instance_id=instance.id,
         )
 
     def update_instance(
-        self, current: KernelInstance, spec: InstanceSpec, *, free_memory_bytes: int
+        self, current: KernelInstance, spec: InstanceSpec, *, free_memory: Callable[[], int]
     ) -> Transaction | None:
         """The difference between `current` and `spec` as one instance overlay; None if no change."""
         memory_remove: list[MemChunk] = []
@@ -87,12 +101,14 @@ class OverlayApplier:
         device_add = [device for device in spec.devices if device not in current.devices]
         if not (memory_remove or memory_add or cpu_remove or cpu_add or device_remove or device_add):
             return None
-        if memory_add > free_memory_bytes:
-            code = errno.ENOMEM
-        elif current.kernel_state in HOLDS_KIMAGE or current.kernel_state == "failed":
-            code = errno.EBUSY
-        else:
-            code = errno.EINVAL
+
+        def inferred() -> int:
+            if memory_add > free_memory():
+                return errno.ENOMEM
+            if current.kernel_state in HOLDS_KIMAGE or current.kernel_state == "failed":
+                return errno.EBUSY
+            return errno.EINVAL
+
         return self.apply(
             build_instance_update_overlay(
                 current.name,
@@ -104,7 +120,7 @@ class OverlayApplier:
                 device_add=device_add,
             ),
             what=f"update of {current.name!r}",
-            failure_errno=code,
+            failure_errno=inferred,
             instance_id=current.id,
         )
 
@@ -165,7 +181,7 @@ class OverlayApplier:
                 device_add=device_add,
             ),
             what="pool change",
-            failure_errno=errno.EBUSY,
+            failure_errno=lambda: errno.EBUSY,
         )
 
 

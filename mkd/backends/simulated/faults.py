@@ -44,7 +44,7 @@ class Faults:
     fail_start: str | None = None  # errno name returned by the spawn
     fail_after_start: bool = False  # instance goes `failed` right after it becomes active
     halt_ack: bool = True  # False: graceful halt times out (ETIMEDOUT)
-    update_ack: bool = True  # False: hot update of an ACTIVE instance is NACKed (rfc-v2 era PATCH path)
+    update_ack: bool = True  # False: a running spawn never ACKs a resource op (the op times out, M13)
     # Page allocations that return NULL (ENOMEM): "manifest", "ipi" (tree), "kho_fdt" (rfc-v2),
     # "control", "swap" (spec 2.3 step 6, 2.4 step 4, 2.7.1 step 11).
     fail_page_alloc: list[str] = field(default_factory=list)

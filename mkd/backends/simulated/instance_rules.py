@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-from dataclasses import replace
 
 from mkd.backends.simulated.global_pool import PAGE_SIZE
 from mkd.backends.simulated.kimages import free_kimage
@@ -110,14 +109,6 @@ def create_tree(model: KernelModel, spec: InstanceSpec) -> InstanceRecord:
     )
     model.instances[inst.id] = inst
     return inst
-
-
-def create(model: KernelModel, spec: InstanceSpec, settings: SimulatorSettings) -> InstanceRecord:
-    if model.profile == "rfc-v2":
-        return create_v2(model, spec, settings)
-    if not settings.llc_way_masks:  # v7.0-mk2 does not read llc-way-mask (spec 8.6.3)
-        spec = replace(spec, llc_way_mask=None)
-    return create_tree(model, spec)
 
 
 def destroy(model: KernelModel, instance_id: int) -> None:

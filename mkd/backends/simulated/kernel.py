@@ -1,7 +1,7 @@
 """The simulated multikernel kernel: one object, thread-safe, persisted after every mutation.
 
 Rules live in the modules this one calls (pool_rules, instance_rules, kexec_syscall, reboot,
-hot_update, hotplug, states); this class adds what a kernel adds around them: locking (the kexec
+overlays, sysfs_dt, hotplug, states); this class adds what a kernel adds around them: locking (the kexec
 mutex, spec 2.2), the asynchronous work of running spawns, the console device and the state file.
 
 Under `tree` (the v7.0-mk2 release, spec 8) nothing is pushed to `watch()`: the kernel raises no
@@ -19,13 +19,13 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from mkd.backends.simulated import (
     boot_log,
     boot_tree,
-    hot_update,
     instance_rules,
     kexec_syscall,
     overlays,
@@ -49,10 +49,12 @@ from mkd.backends.simulated.workqueue import Workqueue
 from mkd.config import SimulatorSettings
 from mkd.devicetree.build import build_instance_tree
 from mkd.errors import KernelError
-from mkd.kernel_types import InstanceSpec, KernelEvent, KernelInstance, LoadRequest, PoolSpec, PoolState, Topology
+from mkd.kernel_types import KernelEvent, KernelInstance, LoadRequest, PoolState, Topology
 from mkd.kexec.flags import KEXEC_FILE_FLAGS, kexec_get_mk_id
 from mkd.kexec.kexec_file import KexecEnv
 from mkd.kexec.proc_kimage import render_proc_kimage
+
+_Rendered = TypeVar("_Rendered")
 
 MK_SYS_HEARTBEAT = 0x3001
 MK_SYS_HALTED = 0x3004
@@ -97,7 +99,7 @@ class SimulatedKernel:
         self.events = EventHub()
         self.kexec_mutex = threading.Lock()  # spec 2.2 step 3: a busy mutex is EBUSY, not a wait
         self._lock = threading.RLock()  # guards the model
-        # Serialises whatever changes resources (overlays, the baseline, the backend's shortcuts):
+        # Serialises whatever changes resources (overlays, the baseline write):
         # an overlay waiting for a spawn's ACK lets readers in but no other change (spec 8.7).
         self._resources = threading.Lock()
         self._closing = threading.Event()
@@ -115,12 +117,30 @@ class SimulatedKernel:
             if inst.spawn is not None:
                 self._timeline.schedule(inst.id, inst.spawn)
         self._names: dict[str, int] = {}  # instance name -> id, see find_named
+        self._device_tree_log: list[str] = []  # what the last v2 device_tree write logged (5.2)
+        # Whole-kernel files (/proc/iomem, /proc/kimage, the pool DTB) rendered once per model
+        # generation: a client re-reads them on every call, and with 1,000 instances each
+        # rendering is thousands of rows. Every change to the model ends in _save(), which (or
+        # an op that lets readers in while it waits) starts a new generation.
+        self._generation = 0
+        self._rendered: dict[str, tuple[int, object]] = {}
+        # The same per instance (its device_tree file): a change names the instances it touched
+        # (as for the state file), or None for any, which starts a new generation of them all.
+        self._all_instances_generation = 0
+        self._instance_generations: dict[int, int] = {}
+        self._instance_trees: dict[str, tuple[tuple[int, int, int], bytes]] = {}
         if loaded is None:
             self._save()
 
     # -- plumbing --------------------------------------------------------------------------------
 
     def _save(self, touched: Collection[int] | None = None) -> None:
+        self._generation += 1
+        if touched is None:
+            self._all_instances_generation += 1
+        else:
+            for instance_id in touched:
+                self._instance_generations[instance_id] = self._instance_generations.get(instance_id, 0) + 1
         if self._state_file is not None:
             self._state_file.save(self._model, touched)
 
@@ -135,6 +155,15 @@ class SimulatedKernel:
                 yield self._model
             finally:
                 self._save(touched)
+
+    def _rendering(self, name: str, render: Callable[[], _Rendered]) -> _Rendered:
+        """`render()` of this generation of the model (the caller holds the settled model)."""
+        cached = self._rendered.get(name)
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]  # type: ignore[return-value]
+        rendered = render()
+        self._rendered[name] = (self._generation, rendered)
+        return rendered
 
     @contextmanager
     def _settled(self) -> Iterator[KernelModel]:
@@ -234,11 +263,14 @@ class SimulatedKernel:
     def proc_kimage(self) -> str:
         """/proc/kimage (spec 2.6): every multikernel kimage, by id."""
         with self._settled():
-            rows = [
-                (inst.id, "multikernel", inst.kimage.kimage.start, inst.kimage.nr_segments, "file", inst.kimage.cmdline)
-                for inst in sorted(self._model.instances.values(), key=lambda i: i.id)
-                if inst.kimage is not None
-            ]
+            return self._rendering("kimage", self._render_proc_kimage)
+
+    def _render_proc_kimage(self) -> str:
+        rows = [
+            (inst.id, "multikernel", inst.kimage.kimage.start, inst.kimage.nr_segments, "file", inst.kimage.cmdline)
+            for inst in sorted(self._model.instances.values(), key=lambda i: i.id)
+            if inst.kimage is not None
+        ]
         return render_proc_kimage(self.profile, rows)
 
     # -- the file interface's reads (kernel_files.py dispatches paths to these) ------------------
@@ -256,13 +288,16 @@ class SimulatedKernel:
     def proc_iomem(self) -> str:
         """/proc/iomem (spec 3.1, 3.2): System RAM, the multikernel pool, each instance chunk."""
         with self._lock:
-            ram = self._env.system_ram
-            rows: list[tuple[int, int, int, str]] = [(base, size, 0, "System RAM") for base, size in ram]
-            pool = [(c.base, c.size) for c in self._model.pool.chunks]
-            rows += [(base, size, 0, "Multikernel Memory Pool") for base, size in pool]
-            for inst in self._model.instances.values():
-                for n, (base, size) in enumerate(inst.chunks):
-                    rows.append((base, size, 1, f"mk-instance-{inst.id}-{inst.name}-region-{n}"))
+            return self._rendering("iomem", self._render_proc_iomem)
+
+    def _render_proc_iomem(self) -> str:
+        ram = self._env.system_ram
+        rows: list[tuple[int, int, int, str]] = [(base, size, 0, "System RAM") for base, size in ram]
+        pool = [(c.base, c.size) for c in self._model.pool.chunks]
+        rows += [(base, size, 0, "Multikernel Memory Pool") for base, size in pool]
+        for inst in self._model.instances.values():
+            for n, (base, size) in enumerate(inst.chunks):
+                rows.append((base, size, 1, f"mk-instance-{inst.id}-{inst.name}-region-{n}"))
         lines = [f"{'  ' * depth}{base:08x}-{base + size - 1:08x} : {name}" for base, size, depth, name in sorted(rows)]
         return "".join(line + "\n" for line in lines)
 
@@ -271,12 +306,15 @@ class SimulatedKernel:
         (spec 2.6 shows only a count). One line per segment:
         `<mk_id> <index> <kind> <mem:#x> <memsz:#x> <bufsz:#x> <in_pool 0|1> <sha256>`."""
         with self._lock:
-            lines = [
-                f"{inst.id} {n} {seg.kind} {seg.mem:#x} {seg.memsz:#x} {seg.bufsz:#x} {int(seg.in_pool)} {seg.sha256}"
-                for inst in sorted(self._model.instances.values(), key=lambda i: i.id)
-                if inst.kimage is not None
-                for n, seg in enumerate(inst.kimage.kimage.segments)
-            ]
+            return self._rendering("kimage_segments", self._render_kimage_segments)
+
+    def _render_kimage_segments(self) -> str:
+        lines = [
+            f"{inst.id} {n} {seg.kind} {seg.mem:#x} {seg.memsz:#x} {seg.bufsz:#x} {int(seg.in_pool)} {seg.sha256}"
+            for inst in sorted(self._model.instances.values(), key=lambda i: i.id)
+            if inst.kimage is not None
+            for n, seg in enumerate(inst.kimage.kimage.segments)
+        ]
         return "".join(line + "\n" for line in lines)
 
     @property
@@ -296,41 +334,7 @@ class SimulatedKernel:
             last = spawn.started_at + ticks * interval if ticks else None
             return SpawnStatus(spawn.running, spawn.started_at, ticks, last)
 
-    # -- pool and instances -------------------------------------------------------------------------
-
-    def apply_pool(self, spec: PoolSpec) -> PoolState:
-        """Reconcile the baseline; all or nothing (the candidate model is committed on success)."""
-        with self._resources, self._mutation():
-            candidate = _clone(self._model, self.settings)
-            if self.profile == "rfc-v2":
-                pool_rules.apply_pool_v2(candidate, spec, self.settings)
-            elif pool_rules.apply_pool_tree(candidate, spec, self.settings):
-                candidate.next_tx += 1  # one /resources overlay transaction
-            self._model = candidate
-            return pool_view(self._model)
-
-    def create_instances(self, specs: list[InstanceSpec]) -> list[KernelInstance]:
-        """Create in order; if one fails, the ones created by this call are destroyed again."""
-        with self._resources, self._mutation(touched=[spec.id for spec in specs]) as model:
-            created: list[int] = []
-            try:
-                for spec in specs:
-                    created.append(instance_rules.create(model, spec, self.settings).id)
-            except KernelError:
-                for instance_id in reversed(created):
-                    instance_rules.destroy(model, instance_id)
-                raise
-            if self.profile == "tree":
-                model.next_tx += 1
-            return [self._view(model.instances[i]) for i in created]
-
-    def delete_instance(self, instance_id: int) -> None:
-        """v2 rmdir instances/<name> / tree overlay instance-remove."""
-        with self._resources, self._mutation(touched=[instance_id]) as model:
-            instance_rules.destroy(model, instance_id)
-            if self.profile == "tree":
-                model.next_tx += 1
-        self.console.forget(instance_id)
+    # -- instances ---------------------------------------------------------------------------------
 
     def rmdir_instance(self, name: str) -> None:
         """rmdir /sys/fs/multikernel/instances/<name> (spec 6.1): tree removes only via overlays."""
@@ -346,25 +350,13 @@ class SimulatedKernel:
         """mkdir under instances/ is refused in both generations (spec 6.1, vector 37)."""
         raise KernelError(errno.EPERM, f"cannot mkdir instances/{name}: instances come from device trees")
 
-    def update_instance(self, spec: InstanceSpec) -> KernelInstance:
-        """Hot update of an instance's resources (tree; rfc-v2 is EOPNOTSUPP)."""
-        if self.profile == "tree" and not self.settings.llc_way_masks:
-            spec = replace(spec, llc_way_mask=None)  # v7.0-mk2 does not read llc-way-mask (8.6.3)
-        with self._resources, self._mutation(touched=[spec.id]) as model:
-            self._record(spec.id)
-            candidate = _clone(model, self.settings)
-            if hot_update.update(candidate, spec, self.faults):
-                candidate.next_tx += 1  # one overlay transaction on /instances/<name>
-            self._model = candidate
-            return self._view(self._model.instances[spec.id])
-
     # -- /sys/fs/multikernel/device_tree and overlays (spec 5, 6.1) --------------------------------
 
     def write_device_tree(self, data: bytes) -> int:
         """write(2) to device_tree: v2 defines instances (5.2), tree applies the baseline (5.1)."""
         with self._resources, self._mutation() as model:
             if self.profile == "rfc-v2":
-                sysfs_dt.write_v2_root(model, data, self.settings)
+                self._device_tree_log = sysfs_dt.write_v2_root(model, data, self.settings)
             else:
                 candidate = _clone(model, self.settings)  # a refused baseline changes nothing
                 sysfs_dt.write_tree_baseline(candidate, data, self.settings)
@@ -374,7 +366,7 @@ class SimulatedKernel:
     def read_device_tree(self) -> bytes:
         """read(2) of device_tree: v2's fixed text, or the tree's binary pool DTB (5.1 "Read-back")."""
         with self._settled():
-            return sysfs_dt.read_root(self._model)
+            return self._rendering("device_tree", lambda: sysfs_dt.read_root(self._model))
 
     def cpu_online(self, cpu: int) -> bool:
         """/sys/devices/system/cpu/cpu<N>/online (spec 4)."""
@@ -401,6 +393,8 @@ class SimulatedKernel:
     def _wait_for_ack(self, seconds: float) -> None:
         """Wait out an ACK that does not come without holding the model (the caller holds it once,
         and `_resources`), so status reads and the spawns' own exits go on meanwhile."""
+        self._generation += 1  # what the op changed so far is not what was rendered before it
+        self._all_instances_generation += 1
         self._lock.release()
         try:
             self._closing.wait(seconds)
@@ -411,7 +405,13 @@ class SimulatedKernel:
         """The tx_<N> directories under overlays/."""
         self._require_overlays()
         with self._settled():
-            return [tx.id for tx in sorted(self._model.overlays.values(), key=lambda t: t.id) if tx.status != "removed"]
+            return sorted(tx_id for tx_id, tx in self._model.overlays.items() if tx.status != "removed")
+
+    def has_overlay(self, tx_id: int) -> bool:
+        """overlays/tx_<N> exists (O(1): a client looks its files up on every overlay write)."""
+        with self._settled():
+            tx = self._model.overlays.get(tx_id) if self.profile == "tree" else None
+            return tx is not None and tx.status != "removed"
 
     def tx_status(self, tx_id: int) -> str:
         """overlays/tx_<N>/status without the newline; a removed tx reads `removed`."""
@@ -423,6 +423,17 @@ class SimulatedKernel:
         file only says `failed`."""
         with self._settled():
             return self._tx(tx_id).error
+
+    def tx_log_names(self) -> list[str]:
+        """The transactions with a logged failure, as tx_<N> (the simulator's /proc/mk-sim/tx_log)."""
+        with self._settled():
+            return [f"tx_{tx.id}" for tx in self._model.overlays.values() if tx.error is not None]
+
+    def device_tree_log(self) -> str:
+        """Why the last v2 device_tree write skipped instances (spec 5.2: only logged), one
+        `<name> <ERRNO> <reason>` per line; the simulator's /proc/mk-sim/device_tree_log."""
+        with self._lock:
+            return "".join(line + "\n" for line in self._device_tree_log)
 
     def tx_files(self, tx_id: int) -> dict[str, bytes]:
         """The files of overlays/tx_<N>: id, status, instance, resources, dtbo."""
@@ -646,7 +657,16 @@ class SimulatedKernel:
     def instance_device_tree(self, name: str) -> bytes:
         """/sys/fs/multikernel/instances/<name>/device_tree: the instance as the kernel holds it now."""
         with self._settled():
-            return build_instance_tree(self.profile, self._view(self._by_name(name)))
+            inst = self._by_name(name)
+            key = (self._all_instances_generation, inst.id, self._instance_generations.get(inst.id, 0))
+            cached = self._instance_trees.get(name)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            if len(self._instance_trees) > 2 * len(self._model.instances):
+                self._instance_trees.clear()  # names of removed instances go now and then
+            tree = build_instance_tree(self.profile, self._view(inst))
+            self._instance_trees[name] = (key, tree)
+            return tree
 
     def host_netdevs(self) -> list[tuple[str, bool]]:
         """The host's virtio-net netdevs (spec 8.6.5): `mk-<9 chars of the name>-<index>` and carrier.

@@ -24,7 +24,7 @@ from typing import TypeVar
 from mkd.backends.kernel_io import SYSFS_ROOT, ConsoleFile
 from mkd.backends.simulated.kernel import SimulatedKernel
 from mkd.backends.simulated.mktty import MkttyFile
-from mkd.devicetree.build import build_instance_tree, v2_device_tree_source
+from mkd.devicetree.build import v2_device_tree_source
 from mkd.errors import KernelError
 from mkd.kernel_types import LoadRequest
 
@@ -191,7 +191,7 @@ class SimulatedKernelIO:
         if rest[0] == "status":
             return _text(lambda: kernel.status_file(name))
         if rest[0] == dt_file == "device_tree":
-            return _File(read=lambda: build_instance_tree("tree", kernel.read_instance_named(name)))
+            return _File(read=lambda: kernel.instance_device_tree(name))
         if rest[0] == dt_file == "device_tree_source":
             return _text(lambda: v2_device_tree_source(kernel.read_instance_named(name)))
         return None
@@ -203,7 +203,7 @@ class SimulatedKernelIO:
         name = rest[0]
         if name == "new" and len(rest) == 1:
             return _File(write=lambda data: _discard(kernel.overlay_new(data)))
-        if not (name.startswith("tx_") and name[3:].isdigit()) or int(name[3:]) not in kernel.overlay_ids():
+        if not (name.startswith("tx_") and name[3:].isdigit()) or not kernel.has_overlay(int(name[3:])):
             return None
         tx_id = int(name[3:])
         if len(rest) == 1:
@@ -230,7 +230,14 @@ class SimulatedKernelIO:
         if not parts:
             return _Dir(lambda: [*files, "mk-sim"])
         if parts == ["mk-sim"]:
-            return _static(["features", "kimage_segments"])
+            return _static(["device_tree_log", "features", "kimage_segments", "tx_log"])
+        if parts == ["mk-sim", "device_tree_log"]:
+            return _text(kernel.device_tree_log)
+        if parts == ["mk-sim", "tx_log"]:
+            return _Dir(kernel.tx_log_names)
+        if len(parts) == 3 and parts[:2] == ["mk-sim", "tx_log"] and parts[2] in kernel.tx_log_names():
+            tx_id = int(parts[2][3:])
+            return _text(lambda: f"{kernel.tx_log(tx_id)}\n")
         if parts == ["mk-sim", "kimage_segments"]:
             return _text(kernel.kimage_segments)
         if parts == ["mk-sim", "features"]:

@@ -182,7 +182,9 @@ def _pool_spec_json(spec: PoolSpec) -> dict[str, Any]:
             "llc_way_mask": spec.llc_way_mask, "devices": list(spec.devices)}
 
 
-def model_to_json(model: KernelModel, settings: SimulatorSettings, *, with_instances: bool = True) -> dict[str, Any]:
+def model_to_json(
+    model: KernelModel, settings: SimulatorSettings, *, with_instances: bool = True, with_overlays: bool = True
+) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "boot": boot_signature(settings),
@@ -204,7 +206,7 @@ def model_to_json(model: KernelModel, settings: SimulatorSettings, *, with_insta
         else [],
         "kexec_image_slot": model.kexec_image_slot,
         "next_tx": model.next_tx,
-        "overlays": [_overlay_tx_to_json(tx) for _, tx in sorted(model.overlays.items())],
+        "overlays": [_overlay_tx_to_json(tx) for _, tx in sorted(model.overlays.items())] if with_overlays else [],
     }
 
 
@@ -271,6 +273,10 @@ class StateFile:
         self.path = path
         self.settings = settings
         self._fragments: dict[int, str] = {}
+        # tx id -> (what of it can still change, its JSON): a transaction's blob and ops are fixed
+        # once written, only its status, error and op list move (rollback), so 1,000 overlays are
+        # not re-encoded on every write.
+        self._tx_fragments: dict[int, tuple[tuple[str, str | None, int], str]] = {}
 
     def save(self, model: KernelModel, touched: Collection[int] | None) -> None:
         """`touched`: ids of the instances the mutation may have changed; None means any."""
@@ -286,12 +292,23 @@ class StateFile:
                 fragment = json.dumps(_instance_to_json(model.instances[instance_id]), separators=(",", ":"))
             fragments[instance_id] = fragment
         self._fragments = fragments
-        document = model_to_json(model, self.settings, with_instances=False)
+        document = model_to_json(model, self.settings, with_instances=False, with_overlays=False)
         head = json.dumps(document, separators=(",", ":"))
-        marker = '"instances":[]'
-        at = head.index(marker) + len(marker) - 1
-        payload = head[:at] + ",".join(fragments.values()) + head[at:]
-        _write_atomically(self.path, payload.encode("utf-8"))
+        for marker, parts in (('"instances":[]', fragments.values()), ('"overlays":[]', self._tx_json(model))):
+            at = head.index(marker) + len(marker) - 1
+            head = head[:at] + ",".join(parts) + head[at:]
+        _write_atomically(self.path, head.encode("utf-8"))
+
+    def _tx_json(self, model: KernelModel) -> list[str]:
+        kept: dict[int, tuple[tuple[str, str | None, int], str]] = {}
+        for tx_id, tx in sorted(model.overlays.items()):
+            mutable = (tx.status, tx.error, len(tx.applied))
+            cached = self._tx_fragments.get(tx_id)
+            if cached is None or cached[0] != mutable:
+                cached = (mutable, json.dumps(_overlay_tx_to_json(tx), separators=(",", ":")))
+            kept[tx_id] = cached
+        self._tx_fragments = kept
+        return [fragment for _, fragment in kept.values()]
 
 
 def _write_atomically(path: Path, payload: bytes) -> None:

@@ -42,7 +42,8 @@ ONE_INSTANCE_DTB_BYTES = 4096  # spec 5.2 creation step 1: the one-instance DTB 
 
 
 def write_v2_root(model: KernelModel, data: bytes, settings: SimulatorSettings) -> list[str]:
-    """Create every new instance of /instances; returns why the others were skipped (the kernel logs it)."""
+    """Create every new instance of /instances; returns why the others were skipped (the kernel
+    logs it), one `<name> <ERRNO> <reason>` each."""
     root = open_kernel_blob(data, exact_size=False)  # step 1: header only, no totalsize check
     instances = root.child("instances")
     if instances is None:  # step 2
@@ -53,7 +54,7 @@ def write_v2_root(model: KernelModel, data: bytes, settings: SimulatorSettings) 
             _propagate_v2_instance(model, node, settings)
         except KernelError as exc:
             log.warning("multikernel: skipping instance %s: %s", node.name, exc.detail)
-            skipped.append(f"{node.name}: {exc.errno} {exc.detail}")
+            skipped.append(f"{node.name} {exc.errno} {exc.detail}")
     return skipped  # step 4: the write succeeds even if every instance was skipped
 
 

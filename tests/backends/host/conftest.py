@@ -8,6 +8,7 @@ fail with an errno, as a kernel may), so tests can say what the client did.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from collections.abc import Callable, Iterator
@@ -93,6 +94,15 @@ class RecordingIO(SimulatedKernelIO):
         super().reboot(cmd, mk_id)
 
 
+class RealKernelView(RecordingIO):
+    """The simulator as a real kernel shows itself: without the simulator's own /proc/mk-sim files."""
+
+    def read(self, path: str) -> bytes:
+        if path.startswith("/proc/mk-sim"):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        return super().read(path)
+
+
 @dataclass
 class Host:
     backend: HostBackend
@@ -108,7 +118,10 @@ MakeHost = Callable[..., Host]
 def make_host(tmp_path: Path) -> Iterator[MakeHost]:
     built: list[Host] = []
 
-    def make(profile: Literal["rfc-v2", "tree"] = "tree", *, machine: str = "x86_64", **simulator: object) -> Host:
+    def make(
+        profile: Literal["rfc-v2", "tree"] = "tree", *, machine: str = "x86_64", real_view: bool = False,
+        **simulator: object,
+    ) -> Host:
         base = tmp_path / profile
         sim: dict[str, object] = {
             "kernel_profile": profile,
@@ -122,7 +135,7 @@ def make_host(tmp_path: Path) -> Iterator[MakeHost]:
         sim.update(simulator)
         settings = Settings.model_validate({"daemon": {"state_dir": str(base / "state")}, "simulator": sim})
         kernel = SimulatedKernel(settings.simulator, settings.simulator_state_path)
-        io = RecordingIO(kernel)
+        io = RealKernelView(kernel) if real_view else RecordingIO(kernel)
         backend = HostBackend(settings, io, machine=machine, poll_interval_s=0.01)
         host = Host(backend, io, kernel, settings)
         built.append(host)

@@ -149,7 +149,7 @@ def test_tree_create_failure_rolls_back_earlier_transactions(tree: Host) -> None
     with pytest.raises(KernelError) as raised:
         tree.backend.create_instances([WEB, big])
     assert raised.value.errno == "ENOMEM"
-    assert "overlays/tx_3" in raised.value.detail and "inferred" in raised.value.detail
+    assert "overlays/tx_3" in raised.value.detail and "the kernel logged" in raised.value.detail
     assert tree.backend.list_instances() == []
     # web's transaction was rolled back by rmdir: tx_2 is gone, the failed tx_3 stays.
     assert tree.io.listdir("/sys/fs/multikernel/overlays") == ["new", "tx_3"]
@@ -277,3 +277,27 @@ def test_v2_pool_record_survives_a_new_backend(v2: Host) -> None:
     v2.backend.apply_pool(spec)
     again = HostBackend(v2.settings, v2.io)
     assert again.read_pool().spec == spec
+
+
+def test_without_the_kernel_log_a_failed_transaction_errno_is_inferred(make_host: MakeHost) -> None:
+    """A real kernel only logs why a transaction failed (spec 5.4): the errno is inferred."""
+    host = make_host("tree", real_view=True)
+    _tree_pool(host, cpus=(1, 2))
+    with pytest.raises(KernelError) as raised:
+        host.backend.create_instances([InstanceSpec(id=2, name="big", cpus=(2,), memory_bytes=4 * GiB)])
+    assert raised.value.errno == "ENOMEM" and "inferred" in raised.value.detail
+    host.backend.create_instances([WEB])
+    # CPU 3 is not in this pool: the kernel logs EBUSY, a client without its log infers EINVAL for
+    # a READY instance (overlays.py), and says it inferred it
+    with pytest.raises(KernelError) as raised:
+        host.backend.update_instance(InstanceSpec(id=1, name="web", cpus=(1, 3), memory_bytes=WEB.memory_bytes))
+    assert raised.value.errno == "EINVAL" and "inferred" in raised.value.detail
+
+
+def test_a_v2_skip_answers_the_errno_the_kernel_logged(v2: Host) -> None:
+    """spec 5.2: the write succeeds; the simulator's log says why (CPU 9 >= nr_cpu_ids: EINVAL)."""
+    v2.backend.apply_pool(PoolSpec(cpus=(1, 2, 3), memory_base=POOL_BASE, memory_bytes=2 * GiB))
+    with pytest.raises(KernelError) as raised:
+        v2.backend.create_instances([InstanceSpec(id=1, name="web", cpus=(9,), memory_bytes=256 * MiB)])
+    assert raised.value.errno == "EINVAL" and "the kernel logged" in raised.value.detail
+    assert v2.backend.list_instances() == []

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import GiB, Host, MakeHost, MiB, RecordingIO
+from conftest import GiB, Host, MakeHost, MiB, RealKernelView
 
 from mkd.backends.host.backend import HostBackend
 from mkd.backends.host.syscalls import (
@@ -96,15 +96,6 @@ def test_record_survives_a_new_backend(make_host: MakeHost, images: dict[str, Pa
     again = HostBackend(host.settings, host.io)
     kimage = again.read_instance(3).kimage
     assert kimage is not None and kimage.kernel_sha256 == "cd" * 32
-
-
-class RealKernelView(RecordingIO):
-    """The simulator as a real kernel shows itself: without the simulator's own /proc/mk-sim files."""
-
-    def read(self, path: str) -> bytes:
-        if path.startswith("/proc/mk-sim"):
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
-        return super().read(path)
 
 
 @pytest.mark.parametrize("profile", ["tree", "rfc-v2"])

@@ -143,3 +143,15 @@ def test_procfs_memory_and_instance_regions(tmp_path: Path) -> None:
         1: (MemChunk(0x1_0000_0000, 2 << 20), MemChunk(0x1_0020_0000, 2 << 20)),
         2: (MemChunk(0x1_0040_0000, 1 << 20),),
     }
+    # one instance's rows, found by name without parsing the others (ids 1 and 12 do not mix)
+    (tmp_path / "iomem").write_text(
+        "100000000-1ffffffff : Multikernel Memory Pool\n"
+        "  100200000-1003fffff : mk-instance-1-web-region-1\n"
+        "  100000000-1001fffff : mk-instance-1-web-region-0\n"
+        "  100400000-1004fffff : mk-instance-12-mk-instance-1-x-region-0\n"
+        "  00000000-00000000 : mk-instance-3-hidden-region-0\n"
+    )
+    assert procfs.regions_of(1) == (MemChunk(0x1_0000_0000, 2 << 20), MemChunk(0x1_0020_0000, 2 << 20))
+    assert procfs.regions_of(12) == (MemChunk(0x1_0040_0000, 1 << 20),)
+    assert procfs.regions_of(3) == () and procfs.regions_of(4) == ()  # addresses read as 0; absent
+    assert procfs.instance_regions()[12] == procfs.regions_of(12)  # the parse follows the new bytes

@@ -89,3 +89,27 @@ def test_kexec_reads_through_the_fd(tree: Host, tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert tree.kernel.read_instance(1).kernel_state == "loaded"
+
+
+def test_whole_kernel_files_follow_every_change(tree: Host) -> None:
+    """The simulator renders iomem, the pool DTB and an instance's tree once per change of the
+    model (a client reads them on every call); every change shows in the next read."""
+    from mkd.devicetree.overlay import build_instance_create_overlay
+    from mkd.kernel_types import InstanceSpec, PoolSpec
+
+    tree.backend.apply_pool(PoolSpec(cpus=(1, 2, 3), memory_base=0, memory_bytes=1 << 30))
+    iomem, pool = tree.io.read("/proc/iomem"), tree.io.read(f"{MK}/device_tree")
+    assert tree.kernel.proc_iomem() is tree.kernel.proc_iomem()  # nothing changed: one rendering
+    assert b"mk-instance" not in iomem
+    tree.backend.create_instances([InstanceSpec(id=1, name="web", cpus=(1,), memory_bytes=128 << 20)])
+    assert b"mk-instance-1-web-region-0" in tree.io.read("/proc/iomem")
+    web = tree.io.read(f"{MK}/instances/web/device_tree")
+    tree.backend.update_instance(InstanceSpec(id=1, name="web", cpus=(1, 2), memory_bytes=128 << 20))
+    assert tree.io.read(f"{MK}/instances/web/device_tree") != web
+    assert tree.backend.read_instance(1).cpus == (1, 2)
+    # a change written straight to the kernel (no client involved) shows too
+    tree.kernel.overlay_new(build_instance_create_overlay(InstanceSpec(id=2, name="db", cpus=(3,), memory_bytes=0)))
+    assert tree.io.read(f"{MK}/device_tree") != pool  # CPU 3 is lent now
+    assert [instance.name for instance in tree.backend.list_instances()] == ["web", "db"]
+    tree.kernel.rmdir_tx(max(tree.kernel.overlay_ids()))
+    assert [instance.name for instance in tree.backend.list_instances()] == ["web"]

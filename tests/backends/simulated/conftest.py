@@ -1,4 +1,10 @@
-"""Fixtures for the simulated kernel: small machines under both profiles, images on disk."""
+"""Fixtures for the simulated kernel: small machines under both profiles, images on disk.
+
+Every backend here is the daemon's one kernel client over the simulator (`simulated_client`),
+so these tests run the code that drives a real host. Rules the client cannot reach through the
+kernel's interface are tested at the simulator's own entry points (`kernel_of(client)`: its
+device_tree write, overlays/new, kexec_file_load, reboot).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,11 @@ from typing import Any
 
 import pytest
 
-from mkd.backends.simulated.backend import SimulatedBackend
+from mkd.backends.host.backend import HostBackend
+from mkd.backends.simulated.client import simulated_client
 from mkd.backends.simulated.faults import Faults
+from mkd.backends.simulated.kernel import SimulatedKernel
+from mkd.backends.simulated.kernel_files import SimulatedKernelIO
 from mkd.config import Settings, SimulatorSettings
 from mkd.kernel_types import InstanceSpec, PoolSpec
 from mkd.kexec.flags import KEXEC_FILE_NO_INITRAMFS, KEXEC_MULTIKERNEL, kexec_mk_id
@@ -36,16 +45,22 @@ def make_settings(tmp_path: Path, **simulator: Any) -> Settings:
     )
 
 
-BackendFactory = Callable[..., SimulatedBackend]
+BackendFactory = Callable[..., HostBackend]
+
+
+def kernel_of(client: HostBackend) -> SimulatedKernel:
+    """The simulated kernel behind a client, for its own entry points and test hooks."""
+    assert isinstance(client.io, SimulatedKernelIO)
+    return client.io.kernel
 
 
 @pytest.fixture
 def make_backend(tmp_path: Path) -> Iterator[BackendFactory]:
-    """Build backends on one state dir; every backend built is closed at teardown."""
-    built: list[SimulatedBackend] = []
+    """Build clients over simulated kernels on one state dir; every one built is closed at teardown."""
+    built: list[HostBackend] = []
 
-    def factory(injected: Faults | None = None, /, **simulator: Any) -> SimulatedBackend:
-        backend = SimulatedBackend(make_settings(tmp_path, **simulator), injected)
+    def factory(injected: Faults | None = None, /, **simulator: Any) -> HostBackend:
+        backend = simulated_client(make_settings(tmp_path, **simulator), injected)
         built.append(backend)
         return backend
 
@@ -71,28 +86,28 @@ def tree_baseline() -> PoolSpec:
     )
 
 
-def with_baseline(backend: SimulatedBackend) -> SimulatedBackend:
+def with_baseline(backend: HostBackend) -> HostBackend:
     profile = backend.settings.simulator.kernel_profile
     backend.apply_pool(v2_baseline() if profile == "rfc-v2" else tree_baseline())
     return backend
 
 
 @pytest.fixture
-def v2(make_backend: BackendFactory) -> SimulatedBackend:
+def v2(make_backend: BackendFactory) -> HostBackend:
     backend = make_backend(kernel_profile="rfc-v2")
     backend.apply_pool(v2_baseline())
     return backend
 
 
 @pytest.fixture
-def tree(make_backend: BackendFactory) -> SimulatedBackend:
+def tree(make_backend: BackendFactory) -> HostBackend:
     backend = make_backend(kernel_profile="tree")
     backend.apply_pool(tree_baseline())
     return backend
 
 
 @pytest.fixture
-def tree_llc(make_backend: BackendFactory) -> SimulatedBackend:
+def tree_llc(make_backend: BackendFactory) -> HostBackend:
     """tree with `llc_way_masks = true`: the LLC rules of spec 4.1 (the release ignores masks, 8.6.3)."""
     backend = make_backend(kernel_profile="tree", llc_way_masks=True)
     backend.apply_pool(tree_baseline())

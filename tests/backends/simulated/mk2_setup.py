@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import BackendFactory, load_flags
+from conftest import BackendFactory, kernel_of, load_flags
 
 from mkd.backends.simulated.kernel import SimulatedKernel
 from mkd.backends.simulated.reboot import (
@@ -61,7 +61,7 @@ def errno_of(call: object, *args: object, **kwargs: object) -> str:
 
 def machine(make_backend: BackendFactory, **simulator: object) -> SimulatedKernel:
     """The tree kernel with the baseline written and no instances."""
-    kernel = make_backend(kernel_profile="tree", **simulator).kernel
+    kernel = kernel_of(make_backend(kernel_profile="tree", **simulator))
     assert kernel.write_device_tree(BASELINE) == len(BASELINE)
     return kernel
 

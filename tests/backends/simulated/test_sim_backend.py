@@ -1,4 +1,4 @@
-"""SimulatedBackend as the daemon sees it: probe, protocol, faults from settings, threads."""
+"""HostBackend as the daemon sees it: probe, protocol, faults from settings, threads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import errno
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import BackendFactory, MiB, spec, with_baseline
+from conftest import BackendFactory, MiB, kernel_of, spec, with_baseline
 
 from mkd.errors import KernelError
 
@@ -28,7 +28,7 @@ def test_probe_capabilities_per_profile(make_backend: BackendFactory) -> None:
 
 def test_faults_come_from_settings(make_backend: BackendFactory) -> None:
     backend = make_backend(kernel_profile="tree", faults={"halt_ack": False, "fail_start": "EIO"})
-    assert backend.faults.halt_ack is False and backend.faults.fail_start == "EIO"
+    assert kernel_of(backend).faults.halt_ack is False and kernel_of(backend).faults.fail_start == "EIO"
 
 
 def test_read_unknown_instance_is_enoent(make_backend: BackendFactory) -> None:

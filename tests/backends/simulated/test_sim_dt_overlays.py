@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import BackendFactory, GiB, MiB, load_flags
+from conftest import BackendFactory, GiB, MiB, kernel_of, load_flags
 
-from mkd.backends.simulated.backend import SimulatedBackend
+from mkd.backends.host.backend import HostBackend
 from mkd.backends.simulated.faults import Faults
 from mkd.backends.simulated.kernel import SimulatedKernel
 from mkd.devicetree.dts import dts_to_dtb
@@ -64,7 +64,7 @@ BASELINE = dts_to_dtb(
 
 
 def test_vector_42_resources_overlay_before_any_baseline(make_backend: BackendFactory) -> None:
-    kernel = make_backend(kernel_profile="tree").kernel
+    kernel = kernel_of(make_backend(kernel_profile="tree"))
     data = _overlay("/resources|cpu-add { cpu@1 { reg = /bits/ 64 <1>; }; };")
     assert kernel.overlay_new(data) == 2  # the write succeeds; the first transaction is tx_2
     assert kernel.tx_status(2) == "failed"
@@ -80,8 +80,8 @@ def test_vector_42_resources_overlay_before_any_baseline(make_backend: BackendFa
     assert kernel.read_pool().free_cpus == ()
 
 
-def test_vector_43_second_create_of_the_same_name_fails(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_vector_43_second_create_of_the_same_name_fails(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     first, status = _new(kernel, _create("web", "cpus = /bits/ 64 <1>;" + MEM_256M))
     assert status == "applied"
     second, status = _new(kernel, _create("web", "cpus = /bits/ 64 <2>;"))
@@ -93,27 +93,27 @@ def test_vector_43_second_create_of_the_same_name_fails(tree: SimulatedBackend) 
     assert _names(kernel) == ["web"]
 
 
-def test_vector_44_explicit_id_zero_fails(tree: SimulatedBackend) -> None:
-    _, status = _new(tree.kernel, _create("zero", MEM_256M, extra="id = <0>;"))
+def test_vector_44_explicit_id_zero_fails(tree: HostBackend) -> None:
+    _, status = _new(kernel_of(tree), _create("zero", MEM_256M, extra="id = <0>;"))
     assert status == "failed ENOMEM"
-    assert tree.kernel.list_instances() == []
-    assert tree.kernel.read_pool().free_memory_bytes == GiB
+    assert kernel_of(tree).list_instances() == []
+    assert kernel_of(tree).read_pool().free_memory_bytes == GiB
 
 
-def test_vector_45_no_id_takes_the_lowest_free(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_vector_45_no_id_takes_the_lowest_free(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     _new(kernel, _create("a", extra="id = <1>;"), _create("b", extra="id = <2>;"))
     _, status = _new(kernel, _create("c"))
     assert status == "applied"
     assert kernel.id_file("c") == "3\n"
 
 
-def _load(backend: SimulatedBackend, image: Path, instance_id: int) -> None:
-    backend.kernel.kexec_file_load(image, None, b"quiet\0", load_flags(instance_id))
+def _load(backend: HostBackend, image: Path, instance_id: int) -> None:
+    kernel_of(backend).kexec_file_load(image, None, b"quiet\0", load_flags(instance_id))
 
 
-def test_vector_46_removing_a_loaded_instance_fails(tree: SimulatedBackend, images: dict[str, Path]) -> None:
-    kernel = tree.kernel
+def test_vector_46_removing_a_loaded_instance_fails(tree: HostBackend, images: dict[str, Path]) -> None:
+    kernel = kernel_of(tree)
     _new(kernel, _create("web", "cpus = /bits/ 64 <1>;" + MEM_256M, extra="id = <1>;"))
     _load(tree, images["vmlinux"], 1)
     assert kernel.status_file("web") == "loaded\n"
@@ -123,8 +123,8 @@ def test_vector_46_removing_a_loaded_instance_fails(tree: SimulatedBackend, imag
     assert kernel.read_instance(1).cpus == (1,)
 
 
-def test_instance_remove_of_ready_and_unknown(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_instance_remove_of_ready_and_unknown(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     _new(kernel, _create("web", "cpus = /bits/ 64 <1 2>;" + MEM_256M))
     _, status = _new(kernel, _remove("web"))
     assert status == "applied"
@@ -139,14 +139,14 @@ def test_instance_remove_of_ready_and_unknown(tree: SimulatedBackend) -> None:
     "target",
     ["/foo", "/instances/", "/instances/a/b", "/resources/x", "/"],
 )
-def test_vector_47_bad_target_fails(tree: SimulatedBackend, target: str) -> None:
-    _, status = _new(tree.kernel, f"{target}|cpu-add {{ cpu@1 {{ reg = <1>; }}; }};")
+def test_vector_47_bad_target_fails(tree: HostBackend, target: str) -> None:
+    _, status = _new(kernel_of(tree), f"{target}|cpu-add {{ cpu@1 {{ reg = <1>; }}; }};")
     assert status == "failed EINVAL"
-    assert tree.kernel.read_pool().free_cpus == (1, 2, 3, 4)
+    assert kernel_of(tree).read_pool().free_cpus == (1, 2, 3, 4)
 
 
-def test_vector_48_a_2_mib_blob_is_efbig_and_creates_no_tx(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_vector_48_a_2_mib_blob_is_efbig_and_creates_no_tx(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     before = kernel.overlay_ids()
     assert _errno_of(kernel.overlay_new, b"\xd0\x0d\xfe\xed" + b"\0" * (2 * MiB - 4)) == errno.EFBIG
     assert kernel.overlay_ids() == before
@@ -154,37 +154,40 @@ def test_vector_48_a_2_mib_blob_is_efbig_and_creates_no_tx(tree: SimulatedBacken
     assert next_id == kernel._model.next_tx and next_id not in before  # no id was used up
 
 
-def test_refusals_of_the_write_itself(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_refusals_of_the_write_itself(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
+    before = kernel.overlay_ids()  # the client's baseline added the PCI device with an overlay
     data = _overlay(_create("web"))
     assert _errno_of(kernel.overlay_new, b"") == errno.EINVAL
     assert _errno_of(kernel.overlay_new, data, 4) == errno.EINVAL  # offset != 0
     assert _errno_of(kernel.overlay_new, b"\0" + data[1:]) == errno.EINVAL  # bad header
     assert _errno_of(kernel.overlay_new, data[:40]) == errno.EINVAL  # totalsize beyond the write
-    assert kernel.overlay_ids() == []
+    assert kernel.overlay_ids() == before
 
 
-def test_vector_49_rollback_of_a_create_destroys_the_ready_instance(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_vector_49_rollback_of_a_create_destroys_the_ready_instance(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
+    before = kernel.overlay_ids()
     tx_id, _ = _new(kernel, _create("web", "cpus = /bits/ 64 <1>;" + MEM_256M))
     kernel.rmdir(f"overlays/tx_{tx_id}")
     assert kernel.list_instances() == []
     assert kernel.read_pool().free_memory_bytes == GiB
     assert kernel.tx_status(tx_id) == "removed"
-    assert kernel.overlay_ids() == []
+    assert kernel.overlay_ids() == before
     assert _errno_of(kernel.tx_files, tx_id) == errno.ENOENT
     assert _errno_of(kernel.rmdir_tx, tx_id) == errno.ENOENT  # already removed
     assert _errno_of(kernel.rmdir_tx, 999) == errno.ENOENT
 
 
-def test_vector_50_rollback_of_an_active_instance_is_ebusy(tree: SimulatedBackend, images: dict[str, Path]) -> None:
-    kernel = tree.kernel
+def test_vector_50_rollback_of_an_active_instance_is_ebusy(tree: HostBackend, images: dict[str, Path]) -> None:
+    kernel = kernel_of(tree)
+    before = kernel.overlay_ids()
     tx_id, _ = _new(kernel, _create("web", "cpus = /bits/ 64 <1>;" + MEM_256M, extra="id = <1>;"))
     _load(tree, images["vmlinux"], 1)
     tree.start(1)
     assert _errno_of(kernel.rmdir, f"/sys/fs/multikernel/overlays/tx_{tx_id}") == errno.EBUSY
     assert kernel.tx_status(tx_id) == "failed"
-    assert kernel.overlay_ids() == [tx_id]
+    assert kernel.overlay_ids() == [*before, tx_id]
     assert kernel.status_file("web") == "active\n"
     # once halted and unloaded, the same rollback goes through
     tree.stop(1, force=True)
@@ -193,8 +196,8 @@ def test_vector_50_rollback_of_an_active_instance_is_ebusy(tree: SimulatedBacken
     assert kernel.list_instances() == []
 
 
-def test_vector_51_cpu_not_in_the_pool_is_only_logged(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_vector_51_cpu_not_in_the_pool_is_only_logged(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     _, status = _new(kernel, _create("web", "cpus = /bits/ 64 <1 7>;" + MEM_256M))
     assert status == "applied"
     assert kernel.status_file("web") == "ready\n"
@@ -202,10 +205,10 @@ def test_vector_51_cpu_not_in_the_pool_is_only_logged(tree: SimulatedBackend) ->
     assert kernel.read_pool().free_cpus == (1, 2, 3, 4)
 
 
-def test_vector_52_more_memory_than_the_pool_fails(tree: SimulatedBackend) -> None:
-    _, status = _new(tree.kernel, _create("big", "memory-bytes = /bits/ 64 <0x80000000>;"))
+def test_vector_52_more_memory_than_the_pool_fails(tree: HostBackend) -> None:
+    _, status = _new(kernel_of(tree), _create("big", "memory-bytes = /bits/ 64 <0x80000000>;"))
     assert status == "failed ENOMEM"
-    assert tree.kernel.list_instances() == []
+    assert kernel_of(tree).list_instances() == []
 
 
 @pytest.mark.parametrize(
@@ -227,14 +230,14 @@ def test_vector_52_more_memory_than_the_pool_fails(tree: SimulatedBackend) -> No
         (_create("web", VIRTIO_17), "E2BIG"),
     ],
 )
-def test_instance_create_schema_refusals(tree: SimulatedBackend, create: str, code: str) -> None:
-    _, status = _new(tree.kernel, create)
+def test_instance_create_schema_refusals(tree: HostBackend, create: str, code: str) -> None:
+    _, status = _new(kernel_of(tree), create)
     assert status == f"failed {code}"
-    assert tree.kernel.list_instances() == []
+    assert kernel_of(tree).list_instances() == []
 
 
-def test_instance_create_with_numa_devices_and_virtio(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_instance_create_with_numa_devices_and_virtio(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     resources = (
         "cpus = /bits/ 64 <2 1>; numa-nodes = <0 1>;" + MEM_256M + "devices {"
         ' nic { device-type = "pci"; pci-id = "0000:01:00.0"; };'
@@ -249,8 +252,8 @@ def test_instance_create_with_numa_devices_and_virtio(tree: SimulatedBackend) ->
     assert {chunk.numa_node for chunk in inst.memory} == {0}
 
 
-def test_first_error_stops_without_rolling_back(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_first_error_stops_without_rolling_back(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     tx_id, status = _new(kernel, _create("a"), "/foo|", _create("b"))
     assert status == "failed EINVAL"
     assert _names(kernel) == ["a"]  # fragment 0 stays applied, fragment 2 never ran
@@ -258,8 +261,8 @@ def test_first_error_stops_without_rolling_back(tree: SimulatedBackend) -> None:
     assert kernel.list_instances() == []
 
 
-def test_fragments_run_in_ascending_unit_address(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_fragments_run_in_ascending_unit_address(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     data = dts_to_dtb(
         "/dts-v1/; / {"
         ' mk,resources = "web: 2 cpus";'
@@ -286,13 +289,13 @@ def test_fragments_run_in_ascending_unit_address(tree: SimulatedBackend) -> None
         'fragment@0 { target-path = "/instances"; };',  # no __overlay__
     ],
 )
-def test_malformed_fragments_fail_the_tx(tree: SimulatedBackend, root: str) -> None:
-    tx_id = tree.kernel.overlay_new(dts_to_dtb(f"/dts-v1/; / {{ {root} }};"))
-    assert _status(tree.kernel, tx_id) == "failed EINVAL"
+def test_malformed_fragments_fail_the_tx(tree: HostBackend, root: str) -> None:
+    tx_id = kernel_of(tree).overlay_new(dts_to_dtb(f"/dts-v1/; / {{ {root} }};"))
+    assert _status(kernel_of(tree), tx_id) == "failed EINVAL"
 
 
-def test_target_rules_for_ops(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_target_rules_for_ops(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     _new(kernel, _create("web"))
     # resource ops under /instances, instance ops outside it, unknown instance
     assert _new(kernel, "/instances|cpu-add { cpu@1 { reg = <1>; }; };")[1] == "failed EINVAL"
@@ -302,8 +305,8 @@ def test_target_rules_for_ops(tree: SimulatedBackend) -> None:
     assert _names(kernel) == ["web"]
 
 
-def test_resources_ops_and_their_rollback(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_resources_ops_and_their_rollback(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     chunk = kernel.read_pool().chunks[0]
     tx_id, status = _new(
         kernel,
@@ -327,8 +330,8 @@ def test_resources_ops_and_their_rollback(tree: SimulatedBackend) -> None:
     assert len(pool.chunks) == 2  # undo of a /resources memory-add is a no-op (spec 5.4)
 
 
-def test_resources_memory_remove_needs_a_whole_free_chunk(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_resources_memory_remove_needs_a_whole_free_chunk(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     _new(kernel, "/resources|memory-add { memory@0 { size = /bits/ 64 <0x4000000>; }; };")
     first, second = kernel.read_pool().chunks
 
@@ -348,8 +351,8 @@ def test_resources_memory_remove_needs_a_whole_free_chunk(tree: SimulatedBackend
     assert kernel.read_pool().chunks == (first, second)
 
 
-def test_resources_refusals(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_resources_refusals(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     _new(kernel, _create("web", "cpus = /bits/ 64 <1>;"))
     assert _new(kernel, "/resources|cpu-remove { cpu@1 { reg = <1>; }; };")[1] == "failed EBUSY"  # lent: EBUSY
     assert _new(kernel, "/resources|cpu-add { cpu@9 { reg = <9>; }; };")[1] == "failed EINVAL"  # not online, 8.5.5
@@ -359,8 +362,8 @@ def test_resources_refusals(tree: SimulatedBackend) -> None:
     assert kernel.read_pool().free_cpus == (2, 3, 4)
 
 
-def test_a_failing_resources_op_keeps_the_items_before_it(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_a_failing_resources_op_keeps_the_items_before_it(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     tx_id, status = _new(kernel, "/resources|cpu-add { cpu@5 { reg = <5>; }; cpu@9 { reg = <9>; }; };")
     assert status == "failed EINVAL"  # CPU 9 is not online in the host (spec 8.5.5)
     pool = kernel.read_pool()
@@ -370,8 +373,8 @@ def test_a_failing_resources_op_keeps_the_items_before_it(tree: SimulatedBackend
     assert kernel.read_pool().free_cpus == (1, 2, 3, 4)
 
 
-def test_instance_ops_and_their_rollback(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_instance_ops_and_their_rollback(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     _new(kernel, _create("web", "cpus = /bits/ 64 <1>;" + MEM_256M))
     tx_id, status = _new(
         kernel,
@@ -392,8 +395,8 @@ def test_instance_ops_and_their_rollback(tree: SimulatedBackend) -> None:
     assert kernel.read_pool().free_memory_bytes == GiB - 256 * MiB
 
 
-def test_instance_memory_remove_names_a_chunk(tree: SimulatedBackend, images: dict[str, Path]) -> None:
-    kernel = tree.kernel
+def test_instance_memory_remove_names_a_chunk(tree: HostBackend, images: dict[str, Path]) -> None:
+    kernel = kernel_of(tree)
     _new(kernel, _create("web", "cpus = /bits/ 64 <1>;" + MEM_256M, extra="id = <1>;"))
     [chunk] = kernel.read_instance(1).memory
     reg = f"reg = /bits/ 64 <{chunk.base:#x} {chunk.bytes:#x}>;"
@@ -409,19 +412,19 @@ def test_instance_memory_remove_names_a_chunk(tree: SimulatedBackend, images: di
 
 def test_ops_on_an_active_instance_need_the_spawn_ack(make_backend: BackendFactory, images: dict[str, Path]) -> None:
     backend = make_backend(Faults(update_ack=False), kernel_profile="tree")
-    kernel = backend.kernel
+    kernel = kernel_of(backend)
     kernel.write_device_tree(BASELINE)
     _new(kernel, _create("web", "cpus = /bits/ 64 <1>;" + MEM_256M, extra="id = <1>;"))
     _load(backend, images["vmlinux"], 1)
     backend.start(1)
     assert _new(kernel, "/instances/web|cpu-add { cpu@2 { reg = <2>; }; };")[1] == "failed ETIMEDOUT"  # no ACK (8.3.3)
-    backend.faults.update_ack = True
+    kernel_of(backend).faults.update_ack = True
     assert _new(kernel, "/instances/web|cpu-add { cpu@2 { reg = <2>; }; };")[1] == "applied"
     assert kernel.read_instance(1).cpus == (1, 2)
 
 
-def test_mkdir_and_rmdir_elsewhere_are_eperm(tree: SimulatedBackend) -> None:
-    kernel = tree.kernel
+def test_mkdir_and_rmdir_elsewhere_are_eperm(tree: HostBackend) -> None:
+    kernel = kernel_of(tree)
     _new(kernel, _create("web"))
     for path in ("overlays/tx_9", "instances/foo", "overlays", "foo"):
         assert _errno_of(kernel.mkdir, path) == errno.EPERM
@@ -432,7 +435,7 @@ def test_mkdir_and_rmdir_elsewhere_are_eperm(tree: SimulatedBackend) -> None:
 
 def test_transactions_survive_a_reload(make_backend: BackendFactory) -> None:
     first = make_backend(kernel_profile="tree")
-    kernel = first.kernel
+    kernel = kernel_of(first)
     failed = kernel.overlay_new(_overlay("/resources|cpu-add { cpu@1 { reg = <1>; }; };"))
     kernel.write_device_tree(BASELINE)
     applied, _ = _new(kernel, _create("web", "cpus = /bits/ 64 <1>;" + MEM_256M))
@@ -442,7 +445,7 @@ def test_transactions_survive_a_reload(make_backend: BackendFactory) -> None:
     first.close()
 
     second = make_backend(kernel_profile="tree")
-    kernel = second.kernel
+    kernel = kernel_of(second)
     assert kernel.overlay_ids() == [failed, applied]
     assert {tx_id: kernel.tx_files(tx_id) for tx_id in (failed, applied)} == files
     assert kernel.tx_status(removed) == "removed"
@@ -454,12 +457,12 @@ def test_transactions_survive_a_reload(make_backend: BackendFactory) -> None:
 
 def test_a_state_file_without_overlays_still_loads(make_backend: BackendFactory) -> None:
     first = make_backend(kernel_profile="tree")
-    first.kernel.overlay_new(_overlay(_create("web")))
+    kernel_of(first).overlay_new(_overlay(_create("web")))
     path = first.settings.simulator_state_path
     first.close()
     data = json.loads(path.read_text())
     del data["overlays"]
     path.write_text(json.dumps(data))
     second = make_backend(kernel_profile="tree")
-    assert _errno_of(second.kernel.tx_status, 2) == errno.ENOENT
-    assert second.kernel.overlay_new(_overlay(_create("x"))) == 3
+    assert _errno_of(kernel_of(second).tx_status, 2) == errno.ENOENT
+    assert kernel_of(second).overlay_new(_overlay(_create("x"))) == 3

@@ -7,9 +7,9 @@ import errno
 from pathlib import Path
 
 import pytest
-from conftest import BackendFactory, GiB, MiB, load_flags, spec
+from conftest import BackendFactory, GiB, MiB, kernel_of, load_flags, spec
 
-from mkd.backends.simulated.backend import SimulatedBackend
+from mkd.backends.host.backend import HostBackend
 from mkd.backends.simulated.faults import Faults
 from mkd.errors import KernelError
 from mkd.kernel_types import KernelInstance, LoadRequest, PoolSpec
@@ -17,7 +17,7 @@ from mkd.kernel_types import KernelInstance, LoadRequest, PoolSpec
 HIGH_BASELINE = 0x7E0000000  # a baseline far above 4 GiB, reaching the top of a 32 GiB machine
 
 
-def _load(backend: SimulatedBackend, image: Path, instance_id: int) -> KernelInstance:
+def _load(backend: HostBackend, image: Path, instance_id: int) -> KernelInstance:
     return backend.kexec_file_load(LoadRequest(image, None, b"console=ttyS0\0", load_flags(instance_id), "k" * 64))
 
 
@@ -25,16 +25,16 @@ def _inside(addr: int, ranges: list[tuple[int, int]]) -> bool:
     return any(base <= addr < base + size for base, size in ranges)
 
 
-def _kernel_pages(backend: SimulatedBackend, instance_id: int) -> list[tuple[str, int, int]]:
+def _kernel_pages(backend: HostBackend, instance_id: int) -> list[tuple[str, int, int]]:
     """Every page the instance's kimage holds outside its pool: control, swap, manifest, IPI."""
-    record = backend.kernel._model.instances[instance_id].kimage
+    record = kernel_of(backend)._model.instances[instance_id].kimage
     assert record is not None
     control = [(kind, addr, size) for kind, (addr, size, in_pool) in zip(("control", "swap"), record.control_pages,
                                                                           strict=True) if not in_pool]
     return control + record.kernel_pages
 
 
-def _all_chunks(backend: SimulatedBackend) -> list[tuple[int, int]]:
+def _all_chunks(backend: HostBackend) -> list[tuple[int, int]]:
     pool = [(chunk.base, chunk.bytes) for chunk in backend.read_pool().chunks]
     return pool + [(mem.base, mem.bytes) for inst in backend.list_instances() for mem in inst.memory]
 
@@ -62,7 +62,7 @@ def test_tree_control_pages_never_land_in_a_pool_chunk(make_backend: BackendFact
     assert shown == _kernel_pages(backend, 2)[:2] and not any(s.in_pool for s in kimage.segments[-2:])
 
 
-def test_unload_gives_the_pages_back(tree: SimulatedBackend, images: dict[str, Path]) -> None:
+def test_unload_gives_the_pages_back(tree: HostBackend, images: dict[str, Path]) -> None:
     tree.create_instances([spec(1, "web", (1,), 256 * MiB)])
     _load(tree, images["vmlinux"], 1)
     first = _kernel_pages(tree, 1)
@@ -85,8 +85,8 @@ def test_tree_page_allocation_failure_is_enomem(
     assert caught.value.errno_code == errno.ENOMEM
     inst = backend.read_instance(1)
     assert (inst.kernel_state, inst.kimage) == ("ready", None)
-    assert backend.kernel._model.instances[1].pool.avail() == 256 * MiB
-    backend.faults.fail_page_alloc = []
+    assert kernel_of(backend)._model.instances[1].pool.avail() == 256 * MiB
+    kernel_of(backend).faults.fail_page_alloc = []
     assert _load(backend, images["vmlinux"], 1).kernel_state == "loaded"
 
 
@@ -101,10 +101,10 @@ def test_v2_kho_fdt_page_failure_is_enomem(
         _load(backend, images["vmlinux"], 1)
     assert caught.value.errno_code == errno.ENOMEM
     assert backend.read_instance(1).kernel_state == ("loading" if bug_compat else "ready")
-    assert backend.kernel._model.instances[1].pool.avail() == 256 * MiB  # nothing was placed yet
+    assert kernel_of(backend)._model.instances[1].pool.avail() == 256 * MiB  # nothing was placed yet
 
 
-def test_v2_holds_one_kho_fdt_page_outside_the_pool(v2: SimulatedBackend, images: dict[str, Path]) -> None:
+def test_v2_holds_one_kho_fdt_page_outside_the_pool(v2: HostBackend, images: dict[str, Path]) -> None:
     v2.create_instances([spec(1, "web", (1,), 256 * MiB)])
     _load(v2, images["vmlinux"], 1)
     pages = _kernel_pages(v2, 1)

@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import BackendFactory, MiB, load_flags, spec, with_baseline
+from conftest import BackendFactory, MiB, kernel_of, load_flags, spec, with_baseline
 
-from mkd.backends.simulated.backend import SimulatedBackend
+from mkd.backends.host.backend import HostBackend
 from mkd.backends.simulated.faults import Faults
 from mkd.errors import KernelError
 from mkd.kernel_types import LoadRequest
@@ -22,14 +22,14 @@ from mkd.kexec.flags import (
 
 
 def _load(
-    backend: SimulatedBackend,
+    backend: HostBackend,
     image: Path,
     instance_id: int = 1,
     *,
     flags: int | None = None,
     cmdline: bytes | None = b"console=ttyS0\0",
 ) -> None:
-    backend.kernel.kexec_file_load(
+    kernel_of(backend).kexec_file_load(
         image, None, cmdline, load_flags(instance_id) if flags is None else flags, kernel_sha256="k" * 64
     )
 
@@ -70,7 +70,7 @@ def test_concurrent_load_is_refused_by_the_kexec_mutex(
     holder_ready, release = threading.Event(), threading.Event()
 
     def hold_mutex() -> None:  # another kexec call in progress
-        with backend.kernel.kexec_mutex:
+        with kernel_of(backend).kexec_mutex:
             holder_ready.set()
             release.wait(5)
 
@@ -87,9 +87,9 @@ def test_concurrent_load_is_refused_by_the_kexec_mutex(
     _load(backend, images["vmlinux"])
 
 
-def test_v2_load_keeps_loading_and_lists_the_kimage(v2: SimulatedBackend, images: dict[str, Path]) -> None:
+def test_v2_load_keeps_loading_and_lists_the_kimage(v2: HostBackend, images: dict[str, Path]) -> None:
     """vectors 14, 15, 53."""
-    assert v2.kernel.proc_kimage().splitlines()[-1] == "No kimages loaded"
+    assert kernel_of(v2).proc_kimage().splitlines()[-1] == "No kimages loaded"
     v2.create_instances([spec(1, "web", (1,), 512 * MiB)])
     inst = v2.kexec_file_load(LoadRequest(images["vmlinux"], None, b"console=ttyS0\0", load_flags(1), "a" * 64))
     assert inst.kernel_state == "loading"
@@ -97,7 +97,7 @@ def test_v2_load_keeps_loading_and_lists_the_kimage(v2: SimulatedBackend, images
     # mainline's IMA buffer (v2 does not skip it), the vmlinux segments, then control + swap pages
     assert [s.kind for s in inst.kimage.segments] == ["ima", "boot_params", "kernel", "control", "swap"]
     assert all(s.in_pool for s in inst.kimage.segments)
-    assert any(line.startswith("    1  multikernel") for line in v2.kernel.proc_kimage().splitlines())
+    assert any(line.startswith("    1  multikernel") for line in kernel_of(v2).proc_kimage().splitlines())
     assert _errno_of(_load, v2, images["vmlinux"]) == errno.EBUSY  # vector 15
     assert v2.read_instance(1).kernel_state == "loading"
     free = v2.read_instance(1)
@@ -107,7 +107,7 @@ def test_v2_load_keeps_loading_and_lists_the_kimage(v2: SimulatedBackend, images
     assert after.memory == free.memory
 
 
-def test_v2_failed_load_reverts_to_ready(v2: SimulatedBackend, images: dict[str, Path]) -> None:
+def test_v2_failed_load_reverts_to_ready(v2: HostBackend, images: dict[str, Path]) -> None:
     """vector 16, default mode."""
     v2.create_instances([spec(1, "web", (1,), 512 * MiB)])
     assert _errno_of(_load, v2, images["garbage"]) == errno.ENOEXEC
@@ -122,16 +122,21 @@ def test_v2_bug_compat_leaves_a_dangling_kimage(make_backend: BackendFactory, im
     backend = make_backend(kernel_profile="rfc-v2", bug_compat=True)
     backend.create_instances([spec(1, "web", (1,), 512 * MiB)])
     assert _errno_of(_load, backend, images["garbage"]) == errno.ENOEXEC
-    inst = backend.read_instance(1)
+    kernel = kernel_of(backend)
+    inst = kernel.read_instance(1)  # the kernel's record: no kimage behind the state
     assert inst.kernel_state == "loading" and inst.kimage is None
     assert inst.failure is not None and "dangling" in inst.failure
+    assert backend.read_instance(1).kernel_state == "loading"  # all the client can see
     assert _errno_of(_load, backend, images["vmlinux"]) == errno.EBUSY
     assert _errno_of(backend.delete_instance, 1) == errno.EBUSY
     assert _errno_of(backend.start, 1) == errno.EINVAL
     # The seed's unload frees only the `kexec_image` slot, which the failed image never reached:
-    # it returns 0 and the dangling kimage stays (spec 2.3 note, 2.5).
-    assert backend.unload(1).kernel_state == "loading"
-    assert backend.read_instance(1).failure is not None
+    # it returns 0 and the dangling kimage stays (spec 2.3 note, 2.5). The client, told no
+    # per-instance unload exists there, does not try.
+    assert kernel.kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD | load_flags(1)) == 0
+    assert kernel.read_instance(1).kernel_state == "loading"
+    assert kernel.read_instance(1).failure is not None
+    assert _errno_of(backend.unload, 1) == errno.EOPNOTSUPP
 
 
 def test_v2_bug_compat_unload_ignores_the_id(make_backend: BackendFactory, images: dict[str, Path]) -> None:
@@ -140,20 +145,20 @@ def test_v2_bug_compat_unload_ignores_the_id(make_backend: BackendFactory, image
     backend = make_backend(kernel_profile="rfc-v2", bug_compat=True)
     backend.create_instances([spec(1, "a", (1,), 256 * MiB), spec(2, "b", (2,), 256 * MiB)])
     _load(backend, images["vmlinux"], 2)
-    assert backend.kernel.kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD | KEXEC_MULTIKERNEL) == 0  # id 0
+    assert kernel_of(backend).kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD | KEXEC_MULTIKERNEL) == 0  # id 0
     assert backend.read_instance(2).kernel_state == "ready"
-    assert backend.kernel._model.instances[2].pool.avail() == 256 * MiB
+    assert kernel_of(backend)._model.instances[2].pool.avail() == 256 * MiB
     _load(backend, images["vmlinux"], 2)
-    assert backend.kernel.kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD | load_flags(99)) == 0  # unknown
+    assert kernel_of(backend).kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD | load_flags(99)) == 0  # unknown
     assert backend.read_instance(2).kernel_state == "ready"
     # an empty slot: still 0, nothing changes
-    assert backend.kernel.kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD | load_flags(1)) == 0
+    assert kernel_of(backend).kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD | load_flags(1)) == 0
     # without bug_compat the same calls are refused per id
     plain = make_backend(kernel_profile="rfc-v2")
-    assert _errno_of(plain.kernel.kexec_file_load, None, None, None, KEXEC_FILE_UNLOAD | KEXEC_MULTIKERNEL) == (
+    assert _errno_of(kernel_of(plain).kexec_file_load, None, None, None, KEXEC_FILE_UNLOAD | KEXEC_MULTIKERNEL) == (
         errno.EINVAL
     )
-    assert _errno_of(plain.kernel.kexec_file_load, None, None, None, KEXEC_FILE_UNLOAD | load_flags(99)) == (
+    assert _errno_of(kernel_of(plain).kexec_file_load, None, None, None, KEXEC_FILE_UNLOAD | load_flags(99)) == (
         errno.ENOENT
     )
 
@@ -165,7 +170,7 @@ def test_v2_failed_load_pool_memory(make_backend: BackendFactory, images: dict[s
     backend = make_backend(Faults(fail_page_alloc=["swap"]), kernel_profile="rfc-v2", bug_compat=bug_compat)
     backend.create_instances([spec(1, "web", (1,), 512 * MiB)])
     assert _errno_of(_load, backend, images["vmlinux"]) == errno.ENOMEM
-    left = backend.kernel._model.instances[1].pool.avail()
+    left = kernel_of(backend)._model.instances[1].pool.avail()
     if bug_compat:
         # ima + boot_params + kernel + control page are all still allocated
         assert left < 512 * MiB - 0x1A00000
@@ -185,11 +190,11 @@ def test_v2_bug_compat_single_kexec_image_slot(make_backend: BackendFactory, ima
     assert backend.read_instance(1).kimage is None
     assert backend.read_instance(2).kernel_state == "loading"
     # mainline KEXEC_FILE_UNLOAD (no MULTIKERNEL) drops the slot
-    backend.kernel.kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD)
+    kernel_of(backend).kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD)
     assert backend.read_instance(2).kernel_state == "ready"
 
 
-def test_v2_small_pool_falls_back_to_system_ram(v2: SimulatedBackend, images: dict[str, Path]) -> None:
+def test_v2_small_pool_falls_back_to_system_ram(v2: HostBackend, images: dict[str, Path]) -> None:
     """vector 17: 4 MiB instance pool, 26 MiB kernel segment: lands outside the pool."""
     v2.create_instances([spec(1, "web", (1,), 4 * MiB)])
     _load(v2, images["vmlinux"])
@@ -201,7 +206,7 @@ def test_v2_small_pool_falls_back_to_system_ram(v2: SimulatedBackend, images: di
     assert v2.read_instance(1).kernel_state == "ready"
 
 
-def test_tree_small_pool_is_enomem(tree: SimulatedBackend, images: dict[str, Path]) -> None:
+def test_tree_small_pool_is_enomem(tree: HostBackend, images: dict[str, Path]) -> None:
     """vector 18."""
     tree.create_instances([spec(1, "web", (1,), 4 * MiB)])
     assert _errno_of(_load, tree, images["vmlinux"]) == errno.ENOMEM
@@ -209,32 +214,32 @@ def test_tree_small_pool_is_enomem(tree: SimulatedBackend, images: dict[str, Pat
     assert inst.kernel_state == "ready" and inst.kimage is None
 
 
-def test_tree_load_unload(tree: SimulatedBackend, images: dict[str, Path]) -> None:
+def test_tree_load_unload(tree: HostBackend, images: dict[str, Path]) -> None:
     """vectors 21, 22, 23, 53."""
-    assert "No kimages loaded" not in tree.kernel.proc_kimage()
+    assert "No kimages loaded" not in kernel_of(tree).proc_kimage()
     tree.create_instances([spec(1, "web", (1,), 512 * MiB), spec(3, "db", (2,), 64 * MiB)])
     _load(tree, images["vmlinux"])
     inst = tree.read_instance(1)
     assert inst.kernel_state == "loaded"
-    row = next(line for line in tree.kernel.proc_kimage().splitlines() if line.lstrip().startswith("1 "))
+    row = next(line for line in kernel_of(tree).proc_kimage().splitlines() if line.lstrip().startswith("1 "))
     assert "multikernel" in row and "file" in row and "console=ttyS0" in row
     assert _errno_of(_load, tree, images["vmlinux"]) == errno.EBUSY
-    tree.kernel.kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD | load_flags(1))
+    kernel_of(tree).kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD | load_flags(1))
     after = tree.read_instance(1)
     assert after.kernel_state == "ready" and after.kimage is None
-    assert tree.kernel._model.instances[1].pool.avail() == 512 * MiB
+    assert kernel_of(tree)._model.instances[1].pool.avail() == 512 * MiB
     assert _errno_of(tree.unload, 3) == errno.ENOENT  # vector 23: no kimage
     assert _errno_of(tree.unload, 9) == errno.ENOENT  # unknown
     assert _errno_of(tree.unload, 2049) == errno.EINVAL  # never masked to 1
 
 
-def test_tree_unload_while_active(tree: SimulatedBackend, images: dict[str, Path]) -> None:
+def test_tree_unload_while_active(tree: HostBackend, images: dict[str, Path]) -> None:
     """vector 24: no state guard."""
     tree.create_instances([spec(1, "web", (1,), 512 * MiB)])
     _load(tree, images["vmlinux"])
     assert tree.start(1).kernel_state == "active"
     assert tree.unload(1).kernel_state == "ready"
-    assert tree.kernel.spawn_status(1) is None
+    assert kernel_of(tree).spawn_status(1) is None
 
 
 @pytest.mark.parametrize("profile", ["rfc-v2", "tree"])
@@ -244,12 +249,18 @@ def test_copy_fault_frees_the_kimage(make_backend: BackendFactory, images: dict[
     assert _errno_of(_load, backend, images["vmlinux"]) == errno.EIO
     inst = backend.read_instance(1)
     assert inst.kernel_state == "ready" and inst.kimage is None
-    assert backend.kernel._model.instances[1].pool.avail() == 512 * MiB
-    backend.faults.fail_load_step = None
+    assert kernel_of(backend)._model.instances[1].pool.avail() == 512 * MiB
+    kernel_of(backend).faults.fail_load_step = None
     _load(backend, images["vmlinux"])
     assert backend.read_instance(1).kimage is not None
 
 
-def test_non_multikernel_load_is_not_simulated(v2: SimulatedBackend, images: dict[str, Path]) -> None:
+def test_non_multikernel_load_is_not_simulated(v2: HostBackend, images: dict[str, Path]) -> None:
     assert _errno_of(_load, v2, images["vmlinux"], flags=0) == errno.EOPNOTSUPP
-    assert _errno_of(v2.kexec_file_load, LoadRequest(None, None, None, KEXEC_FILE_UNLOAD)) == errno.EINVAL
+    # a plain KEXEC_FILE_UNLOAD drops mainline's kexec_image slot (spec 2.4): empty here, so it
+    # returns 0 and no instance changes
+    v2.create_instances([spec(1, "web", (1,), 64 * MiB)])
+    _load(v2, images["vmlinux"])
+    before = v2.list_instances()
+    assert kernel_of(v2).kexec_file_load(None, None, None, KEXEC_FILE_UNLOAD) == 0
+    assert v2.list_instances() == before

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import BackendFactory, load_flags
+from conftest import BackendFactory, kernel_of, load_flags
 from mk2_setup import HALT, HALT_FORCE, START, WEB, cells, errno_of, machine, write_overlay
 
 from mkd.backends.simulated.kernel import SimulatedKernel
@@ -89,7 +89,7 @@ def _baseline(llc: str) -> bytes:
 
 
 def test_m29_llc_way_mask_is_ignored_by_the_release(make_backend: BackendFactory) -> None:
-    kernel = make_backend(kernel_profile="tree").kernel
+    kernel = kernel_of(make_backend(kernel_profile="tree"))
     data = _baseline("llc-way-mask = <0xff00>;")
     assert kernel.write_device_tree(data) == len(data)
     assert _prop(kernel.read_device_tree(), "/resources", "llc-way-mask") is None
@@ -100,7 +100,7 @@ def test_m29_llc_way_mask_is_ignored_by_the_release(make_backend: BackendFactory
 
 
 def test_m29_llc_way_masks_setting_follows_the_mid_revision(make_backend: BackendFactory, tmp_path: Path) -> None:
-    kernel = make_backend(kernel_profile="tree", llc_way_masks=True).kernel
+    kernel = kernel_of(make_backend(kernel_profile="tree", llc_way_masks=True))
     assert errno_of(kernel.write_device_tree, _baseline("llc-way-mask = <0>;")) == "EINVAL"
     data = _baseline("llc-way-mask = <0xff00>;")
     assert kernel.write_device_tree(data) == len(data)

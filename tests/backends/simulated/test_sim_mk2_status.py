@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BackendFactory
+from conftest import BackendFactory, kernel_of
 from mk2_setup import HALT, HALT_FORCE, START, WEB, active_web, errno_of, load_web, machine, write_overlay
 
 from mkd.backends.simulated.kernel import SimulatedKernel
@@ -200,7 +200,7 @@ def test_a_reopened_kernel_keeps_a_scheduled_spawn_end(
     faults = {"instances": {"web": {"after_start": "panic", "delay_s": 60}}}
     first = active_web(make_backend, images["vmlinux"], faults=faults)
     first.close()
-    again = make_backend(kernel_profile="tree", faults=faults).kernel  # the same state directory
+    again = kernel_of(make_backend(kernel_profile="tree", faults=faults))  # the same state directory
     clock = SteppedClock(again)
     assert again.status_file("web") == "active\n"
     clock.advance(61)

@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import BackendFactory, MiB, load_flags, spec, with_baseline
+from conftest import BackendFactory, MiB, kernel_of, load_flags, spec, with_baseline
 
-from mkd.backends.simulated.backend import SimulatedBackend
+from mkd.backends.host.backend import HostBackend
 from mkd.backends.simulated.reboot import LINUX_REBOOT_CMD_MULTIKERNEL, LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE
 from mkd.errors import KernelError
 from mkd.kexec.flags import KEXEC_FILE_UNLOAD
@@ -22,8 +22,8 @@ def _errno(call: object, *args: object) -> int:
     return caught.value.errno_code
 
 
-def _load(backend: SimulatedBackend, kernel: Path, initrd: Path | None = None, flags: int | None = None) -> int:
-    return backend.kernel.kexec_file_load(kernel, initrd, b"\0", load_flags(1) if flags is None else flags)
+def _load(backend: HostBackend, kernel: Path, initrd: Path | None = None, flags: int | None = None) -> int:
+    return kernel_of(backend).kexec_file_load(kernel, initrd, b"\0", load_flags(1) if flags is None else flags)
 
 
 @pytest.mark.parametrize("profile", ["rfc-v2", "tree"])
@@ -35,15 +35,16 @@ def test_without_cap_sys_boot_every_kexec_and_reboot_call_is_eperm(
     assert _errno(_load, backend, images["vmlinux"]) == errno.EPERM
     # before the flags check and the id check
     assert _errno(_load, backend, images["vmlinux"], None, 0x10000) == errno.EPERM
-    assert _errno(backend.kernel.kexec_file_load, None, None, None, KEXEC_FILE_UNLOAD | load_flags(1)) == errno.EPERM
+    kernel = kernel_of(backend)
+    assert _errno(kernel.kexec_file_load, None, None, None, KEXEC_FILE_UNLOAD | load_flags(1)) == errno.EPERM
     # reboot: before the magic check
-    assert _errno(backend.kernel.reboot, LINUX_REBOOT_CMD_MULTIKERNEL, 1) == errno.EPERM
-    assert _errno(lambda: backend.kernel.reboot(LINUX_REBOOT_CMD_MULTIKERNEL, 1, magic1=0)) == errno.EPERM
+    assert _errno(kernel_of(backend).reboot, LINUX_REBOOT_CMD_MULTIKERNEL, 1) == errno.EPERM
+    assert _errno(lambda: kernel_of(backend).reboot(LINUX_REBOOT_CMD_MULTIKERNEL, 1, magic1=0)) == errno.EPERM
     assert backend.read_instance(1).kernel_state == "ready"
 
 
-def test_with_cap_sys_boot_a_bad_magic_is_einval(tree: SimulatedBackend) -> None:
-    assert _errno(lambda: tree.kernel.reboot(LINUX_REBOOT_CMD_MULTIKERNEL, 1, magic1=0)) == errno.EINVAL
+def test_with_cap_sys_boot_a_bad_magic_is_einval(tree: HostBackend) -> None:
+    assert _errno(lambda: kernel_of(tree).reboot(LINUX_REBOOT_CMD_MULTIKERNEL, 1, magic1=0)) == errno.EINVAL
 
 
 @pytest.mark.parametrize("level", ["integrity", "confidentiality"])
@@ -66,13 +67,13 @@ def test_lockdown_does_not_stop_unload_or_halt(make_backend: BackendFactory, ima
     backend.create_instances([spec(1, "web", (1,), 256 * MiB)])
     _load(backend, images["vmlinux"])
     locked = make_backend(kernel_profile="tree", lockdown="confidentiality")  # same state dir, now locked
-    assert locked.kernel.reboot(LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE, 1) == 0
+    assert kernel_of(locked).reboot(LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE, 1) == 0
     assert locked.unload(1).kernel_state == "ready"
 
 
 @pytest.mark.parametrize("mode", ["r+b", "ab", "wb"])
 def test_a_kernel_open_for_writing_is_etxtbsy(
-    tree: SimulatedBackend, images: dict[str, Path], tmp_path: Path, mode: str
+    tree: HostBackend, images: dict[str, Path], tmp_path: Path, mode: str
 ) -> None:
     tree.create_instances([spec(1, "web", (1,), 256 * MiB)])
     kernel = shutil.copy(images["vmlinux"], tmp_path / "vmlinux")
@@ -85,7 +86,7 @@ def test_a_kernel_open_for_writing_is_etxtbsy(
     assert _load(tree, kernel) == 0  # the writer is gone
 
 
-def test_an_initrd_open_for_writing_is_etxtbsy(tree: SimulatedBackend, images: dict[str, Path], tmp_path: Path) -> None:
+def test_an_initrd_open_for_writing_is_etxtbsy(tree: HostBackend, images: dict[str, Path], tmp_path: Path) -> None:
     tree.create_instances([spec(1, "web", (1,), 256 * MiB)])
     initrd = shutil.copy(images["initrd"], tmp_path / "initrd")
     with open(initrd, "r+b"):

@@ -8,15 +8,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BackendFactory, MiB, load_flags, spec, with_baseline
+from conftest import BackendFactory, MiB, kernel_of, load_flags, spec, with_baseline
 
-from mkd.backends.simulated.backend import SimulatedBackend
+from mkd.backends.host.backend import HostBackend
 from mkd.backends.simulated.faults import Faults
 from mkd.backends.simulated.reboot import (
     LINUX_REBOOT_CMD_MULTIKERNEL,
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT,
     LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE,
 )
+from mkd.devicetree.overlay import build_instance_create_overlay
 from mkd.errors import KernelError
 from mkd.kernel_types import KernelEvent
 from mkd.kexec.flags import KEXEC_FILE_FLAGS
@@ -28,12 +29,12 @@ def _errno_of(call: object, *args: object, **kwargs: object) -> int:
     return exc.value.errno_code
 
 
-def _loaded(backend: SimulatedBackend, image: Path, instance_id: int = 1, cpus: tuple[int, ...] = (1,)) -> None:
+def _loaded(backend: HostBackend, image: Path, instance_id: int = 1, cpus: tuple[int, ...] = (1,)) -> None:
     backend.create_instances([spec(instance_id, f"i{instance_id}", cpus, 256 * MiB)])
-    backend.kernel.kexec_file_load(image, None, b"quiet\0", load_flags(instance_id))
+    kernel_of(backend).kexec_file_load(image, None, b"quiet\0", load_flags(instance_id))
 
 
-def _state(backend: SimulatedBackend, instance_id: int = 1) -> str:
+def _state(backend: HostBackend, instance_id: int = 1) -> str:
     return backend.read_instance(instance_id).kernel_state
 
 
@@ -42,15 +43,15 @@ def test_start_without_kimage_is_einval(make_backend: BackendFactory, profile: s
     """vectors 25, 28 (first half)."""
     backend = with_baseline(make_backend(kernel_profile=profile))
     backend.create_instances([spec(1, "web", (1,), 64 * MiB)])
-    assert _errno_of(backend.kernel.reboot, LINUX_REBOOT_CMD_MULTIKERNEL, 1) == errno.EINVAL
-    assert _errno_of(backend.kernel.reboot, LINUX_REBOOT_CMD_MULTIKERNEL, 0) == errno.EINVAL
-    assert _errno_of(backend.kernel.reboot, LINUX_REBOOT_CMD_MULTIKERNEL, 99) == errno.EINVAL
-    assert _errno_of(backend.kernel.reboot, LINUX_REBOOT_CMD_MULTIKERNEL, 1, magic1=0) == errno.EINVAL
-    assert _errno_of(backend.kernel.reboot, 0x1234, 1) == errno.EINVAL
+    assert _errno_of(kernel_of(backend).reboot, LINUX_REBOOT_CMD_MULTIKERNEL, 1) == errno.EINVAL
+    assert _errno_of(kernel_of(backend).reboot, LINUX_REBOOT_CMD_MULTIKERNEL, 0) == errno.EINVAL
+    assert _errno_of(kernel_of(backend).reboot, LINUX_REBOOT_CMD_MULTIKERNEL, 99) == errno.EINVAL
+    assert _errno_of(kernel_of(backend).reboot, LINUX_REBOOT_CMD_MULTIKERNEL, 1, magic1=0) == errno.EINVAL
+    assert _errno_of(kernel_of(backend).reboot, 0x1234, 1) == errno.EINVAL
     assert _state(backend) == "ready"
 
 
-def test_v2_start_rules(v2: SimulatedBackend, images: dict[str, Path]) -> None:
+def test_v2_start_rules(v2: HostBackend, images: dict[str, Path]) -> None:
     """vector 26 (boot CPU online), no CPUs, success changes no state."""
     _loaded(v2, images["vmlinux"], 1, cpus=(0, 3))  # CPU 0 is the host's and stays online
     assert _errno_of(v2.start, 1) == errno.EBUSY
@@ -58,14 +59,14 @@ def test_v2_start_rules(v2: SimulatedBackend, images: dict[str, Path]) -> None:
     assert _errno_of(v2.start, 2) == errno.EINVAL
     _loaded(v2, images["vmlinux"], 3, cpus=(5, 4))
     assert v2.start(3).kernel_state == "loading"  # rfc-v2 never reports active
-    status = v2.kernel.spawn_status(3)
+    status = kernel_of(v2).spawn_status(3)
     assert status is not None and status.running
     assert _errno_of(v2.stop, 3, force=False) == errno.EINVAL  # rfc-v2 has no halt
-    assert _errno_of(v2.kernel.reboot, LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE, 3) == errno.EINVAL
+    assert _errno_of(kernel_of(v2).reboot, LINUX_REBOOT_CMD_MULTIKERNEL_HALT_FORCE, 3) == errno.EINVAL
     assert _errno_of(v2.delete_instance, 3) == errno.EBUSY  # vector 35: rmdir while loading
 
 
-def test_tree_start_and_halts(tree: SimulatedBackend, images: dict[str, Path]) -> None:
+def test_tree_start_and_halts(tree: HostBackend, images: dict[str, Path]) -> None:
     """vectors 27, 29, 30, 31, 32, 33."""
     _loaded(tree, images["vmlinux"])
     assert _state(tree) == "loaded"
@@ -84,15 +85,20 @@ def test_tree_start_and_halts(tree: SimulatedBackend, images: dict[str, Path]) -
     assert _errno_of(tree.stop, 99, force=True) == errno.ENOENT
 
 
-def test_tree_start_refusals(tree: SimulatedBackend, images: dict[str, Path]) -> None:
-    _loaded(tree, images["vmlinux"], 1, cpus=(7,))  # CPU 7 not in the pool: created without CPUs
+def test_tree_start_refusals(tree: HostBackend, images: dict[str, Path]) -> None:
+    # CPU 7 is not in the pool: the kernel creates the instance without CPUs (spec 5.3), which
+    # the client would refuse, so it is created at the kernel's overlays/new
+    kernel = kernel_of(tree)
+    tx_id = kernel.overlay_new(build_instance_create_overlay(spec(1, "i1", (7,), 256 * MiB)))
+    assert kernel.tx_status(tx_id) == "applied" and kernel.read_instance(1).cpus == ()
+    kernel.kexec_file_load(images["vmlinux"], None, b"quiet\0", load_flags(1))
     assert _errno_of(tree.start, 1) == errno.EINVAL
     _loaded(tree, images["bzimage"], 2, cpus=(2,))  # loads, cannot spawn (DESIGN, spec 2.7.5 a)
     assert _errno_of(tree.start, 2) == errno.EINVAL
     assert _state(tree, 2) == "loaded"
 
 
-def test_tree_start_needs_the_kept_sources(tree: SimulatedBackend, tmp_path: Path, images: dict[str, Path]) -> None:
+def test_tree_start_needs_the_kept_sources(tree: HostBackend, tmp_path: Path, images: dict[str, Path]) -> None:
     """spec 3.5: each spawn re-copies from the kept sources; a vanished file is EINVAL."""
     copy = tmp_path / "vmlinux-copy"
     copy.write_bytes(images["vmlinux"].read_bytes())
@@ -102,11 +108,11 @@ def test_tree_start_needs_the_kept_sources(tree: SimulatedBackend, tmp_path: Pat
     assert _state(tree) == "loaded"
 
 
-def test_tree_recovery_start_after_silent_stop(tree: SimulatedBackend, images: dict[str, Path]) -> None:
+def test_tree_recovery_start_after_silent_stop(tree: HostBackend, images: dict[str, Path]) -> None:
     """spec 6.2: ACTIVE with CPUs parked (stopped without notice) -> LOADED -> spawn -> ACTIVE."""
     _loaded(tree, images["vmlinux"])
     tree.start(1)
-    tree.kernel.spawn_stop_silently(1)
+    kernel_of(tree).spawn_stop_silently(1)
     assert _state(tree) == "active"
     assert _errno_of(tree.stop, 1, force=False) == errno.ETIMEDOUT  # a dead spawn never ACKs
     assert tree.start(1).kernel_state == "active"
@@ -135,10 +141,10 @@ def test_heartbeats_tick_only_under_rfc_v2(make_backend: BackendFactory, images:
     """spec 6.3; the tree release has no MK_SYS_HEARTBEAT sender (8.2.2), so its spawns never tick."""
     backend = with_baseline(make_backend(kernel_profile=profile, heartbeat_interval_s=0.01))
     _loaded(backend, images["vmlinux"], cpus=(1, 2) if profile == "rfc-v2" else (1,))
-    assert backend.kernel.spawn_status(1) is None
+    assert kernel_of(backend).spawn_status(1) is None
     backend.start(1)
     time.sleep(0.05)
-    status = backend.kernel.spawn_status(1)
+    status = kernel_of(backend).spawn_status(1)
     assert status is not None and status.running
     if profile == "rfc-v2":
         assert status.heartbeats >= 3
@@ -147,15 +153,15 @@ def test_heartbeats_tick_only_under_rfc_v2(make_backend: BackendFactory, images:
         assert (status.heartbeats, status.last_heartbeat) == (0, None)
 
 
-async def _next_event(backend: SimulatedBackend) -> KernelEvent:
-    stream = backend.watch()
+async def _next_event(backend: HostBackend) -> KernelEvent:
+    stream = kernel_of(backend).watch()  # what the kernel pushes (the client polls instead)
     try:
         return await asyncio.wait_for(anext(stream), 5)
     finally:
         await stream.aclose()
 
 
-def _drain_after_close(backend: SimulatedBackend, stream: object) -> list[KernelEvent]:
+def _drain_after_close(backend: HostBackend, stream: object) -> list[KernelEvent]:
     backend.close()
 
     async def drain() -> list[KernelEvent]:
@@ -164,14 +170,14 @@ def _drain_after_close(backend: SimulatedBackend, stream: object) -> list[Kernel
     return asyncio.run(drain())
 
 
-def test_a_self_halt_is_seen_by_rereading_status(tree: SimulatedBackend, images: dict[str, Path]) -> None:
+def test_a_self_halt_is_seen_by_rereading_status(tree: HostBackend, images: dict[str, Path]) -> None:
     """vector 34 as amended by spec 8.1.2/8.4: MK_SYS_HALTED -> loaded, and no notification."""
     _loaded(tree, images["vmlinux"])
     tree.start(1)
     stream = tree.watch()
-    tree.kernel.spawn_halt_self(1)
-    assert tree.kernel.status_file("i1") == "loaded\n"
-    assert _errno_of(tree.kernel.spawn_halt_self, 1) == errno.EINVAL  # nothing runs any more
+    kernel_of(tree).spawn_halt_self(1)
+    assert kernel_of(tree).status_file("i1") == "loaded\n"
+    assert _errno_of(kernel_of(tree).spawn_halt_self, 1) == errno.EINVAL  # nothing runs any more
     assert _drain_after_close(tree, stream) == []
 
 
@@ -181,13 +187,13 @@ def test_a_failure_after_start_is_seen_by_rereading_status(
     backend = with_baseline(make_backend(Faults(fail_after_start=True), kernel_profile="tree"))
     _loaded(backend, images["vmlinux"])
     stream = backend.watch()
-    assert backend.kernel.reboot(LINUX_REBOOT_CMD_MULTIKERNEL, 1) == 0  # active, then the spawn dies
-    backend.kernel.flush()
+    assert kernel_of(backend).reboot(LINUX_REBOOT_CMD_MULTIKERNEL, 1) == 0  # active, then the spawn dies
+    kernel_of(backend).flush()
     inst = backend.read_instance(1)
     assert inst.kernel_state == "failed" and inst.failure is not None  # FAILED: fault injection only (8.2.1)
     # from FAILED: load is EBUSY (kimage kept), start EBUSY, unload -> ready, then delete
     assert _errno_of(backend.start, 1) == errno.EBUSY  # vector 28, second half
-    assert _errno_of(backend.kernel.kexec_file_load, images["vmlinux"], None, None, load_flags(1)) == errno.EBUSY
+    assert _errno_of(kernel_of(backend).kexec_file_load, images["vmlinux"], None, None, load_flags(1)) == errno.EBUSY
     assert backend.unload(1).kernel_state == "ready"
     backend.delete_instance(1)
     assert _drain_after_close(backend, stream) == []  # the tree kernel raised no notification
@@ -201,7 +207,7 @@ def test_watch_delivers_a_v2_failure_after_start(make_backend: BackendFactory, i
     async def scenario() -> KernelEvent:
         waiter = asyncio.create_task(_next_event(backend))
         await asyncio.sleep(0)  # the stream is registered before the spawn dies
-        backend.kernel.reboot(LINUX_REBOOT_CMD_MULTIKERNEL, 1)
+        kernel_of(backend).reboot(LINUX_REBOOT_CMD_MULTIKERNEL, 1)
         return await waiter
 
     event = asyncio.run(scenario())

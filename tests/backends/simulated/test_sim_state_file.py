@@ -6,19 +6,19 @@ import json
 
 import pytest
 
-from mkd.backends.simulated.backend import SimulatedBackend
+from mkd.backends.host.backend import HostBackend
 from mkd.backends.simulated.persistence import model_to_json
 from mkd.kernel_types import InstanceSpec, LoadRequest
 from mkd.kexec.flags import load_flags
-from tests.backends.simulated.conftest import BackendFactory, MiB, with_baseline
+from tests.backends.simulated.conftest import BackendFactory, MiB, kernel_of, with_baseline
 
 
-def on_disk(backend: SimulatedBackend) -> object:
+def on_disk(backend: HostBackend) -> object:
     return json.loads(backend.settings.simulator_state_path.read_text())
 
 
-def full(backend: SimulatedBackend) -> object:
-    return json.loads(json.dumps(model_to_json(backend.kernel._model, backend.settings.simulator)))
+def full(backend: HostBackend) -> object:
+    return json.loads(json.dumps(model_to_json(kernel_of(backend)._model, backend.settings.simulator)))
 
 
 @pytest.mark.parametrize("profile", ["rfc-v2", "tree"])
@@ -36,7 +36,7 @@ def test_every_mutation_leaves_the_file_equal_to_the_model(
     assert on_disk(backend) == full(backend)
     if profile == "tree":
         backend.stop(2, force=True)
-        backend.update_instance(InstanceSpec(id=1, name="i1", cpus=(1, 4), memory_bytes=32 * MiB))
+        backend.update_instance(InstanceSpec(id=1, name="i1", cpus=(1, 4), memory_bytes=128 * MiB))
         assert on_disk(backend) == full(backend)
     backend.unload(2)
     backend.delete_instance(3)
