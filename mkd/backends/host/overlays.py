@@ -151,12 +151,20 @@ class OverlayApplier:
             if tx.status == "applied":
                 applied.append(op)
                 continue
+            stays = f"{len(applied)} of {len(ops)} operations applied and stay (spec 8.7: no undo)"
+            logged = logged_tx_error(self.fs.io, tx.id)
+            if logged is not None:  # where the kernel shows its log (the simulator), its errno
+                raise KernelError(
+                    logged.errno_code,
+                    f"{_op_text(op)} on ACTIVE {current.name!r}: overlays/{tx.name} is {tx.status!r}; the kernel "
+                    f"logged: {logged.reason}. {stays}",
+                    instance_id=current.id, extra={"applied": applied},
+                )
             code, why = _active_op_errno(current, op, free_cpus, waited_s=time.monotonic() - began)
             raise KernelError(
                 code,
                 f"{_op_text(op)} on ACTIVE {current.name!r}: overlays/{tx.name} is {tx.status!r}; {why} "
-                f"(errno inferred: the kernel gives none for a failed transaction, its log has the cause). "
-                f"{len(applied)} of {len(ops)} operations applied and stay (spec 8.7: no undo)",
+                f"(errno inferred: the kernel gives none for a failed transaction, its log has the cause). {stays}",
                 instance_id=current.id,
                 extra={"applied": applied},
             )
