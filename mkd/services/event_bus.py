@@ -20,8 +20,9 @@ class BusEvent:
 
 
 class Subscription:
-    def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int, *, client: bool = True) -> None:
         self.loop = loop
+        self.client = client  # an SSE stream (counted against max_event_streams), not the daemon's own
         self.queue: asyncio.Queue[BusEvent | None] = asyncio.Queue(maxsize=maxsize)
         self.overflowed = False
 
@@ -44,8 +45,8 @@ class EventBus:
         self._lock = threading.Lock()
         self.queue_size = queue_size
 
-    def subscribe(self) -> Subscription:
-        sub = Subscription(asyncio.get_running_loop(), self.queue_size)
+    def subscribe(self, *, client: bool = True) -> Subscription:
+        sub = Subscription(asyncio.get_running_loop(), self.queue_size, client=client)
         with self._lock:
             self._subs.add(sub)
         return sub
@@ -56,8 +57,9 @@ class EventBus:
 
     @property
     def subscribers(self) -> int:
+        """Clients' streams; the daemon's own followers (the reconciler) do not count."""
         with self._lock:
-            return len(self._subs)
+            return sum(1 for sub in self._subs if sub.client)
 
     def publish(self, events: list[BusEvent]) -> None:
         """Thread-safe: called after the transaction that stored `events` committed."""

@@ -396,7 +396,7 @@ class Reconciler:
     async def _follow_bus(self) -> None:
         """Kernel-initiated changes wake the instance; a stop nobody asked for is a crash."""
         while True:
-            sub = self.daemon.bus.subscribe()
+            sub = self.daemon.bus.subscribe(client=False)
             try:
                 while True:
                     event = await sub.queue.get()

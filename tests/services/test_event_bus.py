@@ -50,3 +50,15 @@ def test_close_ends_every_stream() -> None:
         return await asyncio.wait_for(sub.queue.get(), 1)
 
     assert asyncio.run(scenario()) is None
+
+
+def test_the_daemons_own_followers_are_not_client_streams() -> None:
+    async def scenario() -> tuple[int, int]:
+        bus = EventBus()
+        bus.subscribe(client=False)  # the reconciler's
+        client = bus.subscribe()
+        counted = bus.subscribers
+        bus.unsubscribe(client)
+        return counted, bus.subscribers
+
+    assert asyncio.run(scenario()) == (1, 0)
