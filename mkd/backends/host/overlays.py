@@ -89,12 +89,7 @@ class OverlayApplier:
         self, current: KernelInstance, spec: InstanceSpec, *, free_memory: Callable[[], int]
     ) -> Transaction | None:
         """The difference between `current` and `spec` as one instance overlay; None if no change."""
-        memory_remove: list[MemChunk] = []
-        memory_add = 0
-        if spec.memory_bytes > current.memory_bytes:
-            memory_add = spec.memory_bytes - current.memory_bytes
-        elif spec.memory_bytes < current.memory_bytes:
-            memory_remove = ranges_to_release(current, current.memory_bytes - spec.memory_bytes)
+        memory_remove, memory_add = _memory_change(current, spec)
         cpu_remove = [cpu for cpu in current.cpus if cpu not in spec.cpus]
         cpu_add = [cpu for cpu in spec.cpus if cpu not in current.cpus]
         device_remove = [device for device in current.devices if device not in spec.devices]
@@ -129,12 +124,7 @@ class OverlayApplier:
         transaction (spec 8.7): the kernel stops at the first error and does not undo what
         applied, so one op per transaction tells exactly which took effect. A failure raises
         KernelError whose `extra` holds `applied`: the operations before it."""
-        memory_remove: list[MemChunk] = []
-        memory_add = 0
-        if spec.memory_bytes > current.memory_bytes:
-            memory_add = spec.memory_bytes - current.memory_bytes
-        elif spec.memory_bytes < current.memory_bytes:
-            memory_remove = ranges_to_release(current, current.memory_bytes - spec.memory_bytes)
+        memory_remove, memory_add = _memory_change(current, spec)
         # spec 5.4 instance order: memory, cpus, devices; removals first.
         ops: list[dict[str, Any]] = [
             *({"op": "memory-remove", "base": chunk.base, "bytes": chunk.bytes} for chunk in memory_remove),
@@ -269,3 +259,12 @@ def _active_op_errno(
             return errno.ENOMEM, "the pool has no room for it (8.7.3 step 3)"
         return errno.EBUSY, "the spawn could not offline the range (8.7.4)"
     return errno.ENODEV, f"the spawn has not enumerated device {op['device']} (8.7.6, 8.7.7)"
+
+
+def _memory_change(current: KernelInstance, spec: InstanceSpec) -> tuple[list[MemChunk], int]:
+    """The regions a shrink releases (whole regions, spec 8.6.2) and the bytes a growth adds."""
+    if spec.memory_bytes > current.memory_bytes:
+        return [], spec.memory_bytes - current.memory_bytes
+    if spec.memory_bytes < current.memory_bytes:
+        return ranges_to_release(current, current.memory_bytes - spec.memory_bytes), 0
+    return [], 0
