@@ -53,8 +53,10 @@ class Procfs:
         self.io = io
         self._parsed: dict[tuple[str, str], tuple[str, object]] = {}  # (file, parser) -> (text, parse)
 
-    def _parse(self, relative: str, parse: Callable[[str], _Parsed]) -> _Parsed:
-        text = self.read_text(relative) or ""
+    def _parse(self, relative: str, parse: Callable[[str], _Parsed], text: str | None = None) -> _Parsed:
+        """`parse` of the file's text (`text` when the caller read it already), reused while the
+        bytes are unchanged."""
+        text = (self.read_text(relative) if text is None else text) or ""
         key = (relative, parse.__name__)
         cached = self._parsed.get(key)
         if cached is not None and cached[0] == text:
@@ -114,9 +116,10 @@ class Procfs:
 
     def kimages(self) -> dict[int, KimageRow] | None:
         """Multikernel rows of /proc/kimage by instance id; None when the kernel has no such file."""
-        if self.read_bytes("kimage") is None:
+        text = self.read_text("kimage")
+        if text is None:
             return None
-        return dict(self._parse("kimage", _parse_kimages))
+        return dict(self._parse("kimage", _parse_kimages, text))
 
     def apic_ids(self) -> dict[int, int]:
         """x86 logical CPU -> APIC id from /proc/cpuinfo ({} elsewhere)."""
