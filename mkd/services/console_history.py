@@ -28,8 +28,6 @@ from mkd.backends.kernel_io import ConsoleFile
 log = logging.getLogger("mkd.console")
 
 READ_BYTES = 16_384  # the device's buffer (spec 8.8.4): one read empties it
-# A read this full means the device's buffer was close to dropping: read again at once.
-PRESSED_BYTES = READ_BYTES // 2
 # Errors after which a reader is useless: the device or the instance went away.
 _DEAD_READER = frozenset({errno.ENOTCONN, errno.ENODEV, errno.EBADF, errno.ENXIO, errno.EIO})
 _BOOT_FILE = re.compile(r"([0-9]+)-([0-9]+)\.log")
@@ -156,11 +154,11 @@ class ConsoleHistory:
         with self._lock:
             return sorted({self._by_fd[fd] for fd, _ in ready if fd in self._by_fd})
 
-    def drain_some(self, instance_ids: list[int]) -> bool:
-        """Store what these readers hold; True when one of them was close to full (read again
-        at once rather than waiting to gather more). Listeners hear which ones got output."""
+    def drain_some(self, instance_ids: list[int]) -> int:
+        """Store what these readers hold; returns the most one of them gave (how close a buffer
+        came to dropping). Listeners hear which ones got output."""
         got: set[int] = set()
-        pressed = False
+        most = 0
         with self._lock:
             for instance_id in instance_ids:
                 try:
@@ -170,10 +168,10 @@ class ConsoleHistory:
                     continue
                 if read:
                     got.add(instance_id)
-                    pressed = pressed or read >= PRESSED_BYTES
+                    most = max(most, read)
         if got:
             self._tell(got)
-        return pressed
+        return most
 
     def attached(self) -> list[int]:
         with self._lock:

@@ -5,7 +5,9 @@ The device keeps 16 KiB per reader and drops the rest (spec 8.8.4), so a reader 
 for a timer while a spawn prints. Waking once per line costs too much with 2,047 spawns each
 printing a line a second, so after each round the thread gathers for `GATHER_S` before it looks
 again, unless a read came back close to full: then it reads again at once. A burst from idle
-therefore has `GATHER_S` to fill the 16 KiB buffer (over 300 KiB/s) before anything drops.
+therefore has `GATHER_S` to fill the 16 KiB buffer (over 300 KiB/s) before anything drops, and
+a console that printed since the last round at a rate that fills the buffer within four
+gathering times is read again at once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import threading
 import time
 
-from mkd.services.console_history import ConsoleHistory
+from mkd.services.console_history import READ_BYTES, ConsoleHistory
 
 log = logging.getLogger("mkd.console")
 
@@ -29,6 +31,7 @@ def start_console_reader(history: ConsoleHistory) -> threading.Thread:
 
 
 def _read_while_open(history: ConsoleHistory) -> None:
+    last_round = time.monotonic()
     while True:
         ready = history.wait_ready(IDLE_WAIT_S)
         if ready is None:
@@ -36,9 +39,18 @@ def _read_while_open(history: ConsoleHistory) -> None:
         if not ready:
             continue
         try:
-            pressed = history.drain_some(ready)
+            most = history.drain_some(ready)
         except Exception:  # the thread must outlive one bad round
             log.exception("console read failed")
-            pressed = False
-        if not pressed:
-            time.sleep(GATHER_S)
+            most = 0
+        now = time.monotonic()
+        time.sleep(gather_s(most, now - last_round))
+        last_round = now
+
+
+def gather_s(most_bytes: int, since_s: float) -> float:
+    """How long to gather before the next round, when one console gave `most_bytes` in `since_s`."""
+    if most_bytes <= 0:
+        return GATHER_S
+    fill_s = READ_BYTES * max(since_s, 1e-6) / most_bytes  # at that rate the buffer fills in fill_s
+    return GATHER_S if fill_s > 4 * GATHER_S else 0.0
