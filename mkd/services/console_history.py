@@ -8,6 +8,11 @@ as it is readable: every reader's descriptor is in one epoll set, waited on by o
 offset of the file's first byte, counted across boots and daemon restarts, so a follower that
 names an offset (SSE `Last-Event-ID`) resumes exactly there. The current and the previous boot
 are kept, each to its newest `[limits] console_history_bytes` (the oldest bytes go).
+
+Writes are gathered: what a console printed goes to its file once `FLUSH_BYTES` are waiting or
+`FLUSH_S` passed (and at a new boot, at a crash's `tail`, and at shutdown), so 2,047 spawns each
+printing a line a second cost one append per instance every few seconds, not one per line.
+Readers of the history see the waiting bytes too. A daemon killed outright loses at most those.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import re
 import select
 import shutil
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mkd.backends.kernel_io import ConsoleFile
@@ -28,6 +34,8 @@ from mkd.backends.kernel_io import ConsoleFile
 log = logging.getLogger("mkd.console")
 
 READ_BYTES = 16_384  # the device's buffer (spec 8.8.4): one read empties it
+FLUSH_BYTES = 64 << 10
+FLUSH_S = 5.0
 # Errors after which a reader is useless: the device or the instance went away.
 _DEAD_READER = frozenset({errno.ENOTCONN, errno.ENODEV, errno.EBADF, errno.ENXIO, errno.EIO})
 _BOOT_FILE = re.compile(r"([0-9]+)-([0-9]+)\.log")
@@ -38,16 +46,22 @@ OutputListener = Callable[[set[int] | None], None]
 
 @dataclass
 class _Boot:
-    """One boot's file: its number, the global offset of its first byte, and its size."""
+    """One boot: its number, the global offset of its first byte, its file's size and the bytes
+    read but not written to the file yet."""
 
     number: int
     base: int
     path: Path
     size: int
+    waiting: bytearray = field(default_factory=bytearray)
+
+    @property
+    def written_end(self) -> int:
+        return self.base + self.size
 
     @property
     def end(self) -> int:
-        return self.base + self.size
+        return self.base + self.size + len(self.waiting)
 
 
 @dataclass
@@ -88,6 +102,8 @@ class ConsoleHistory:
         self._epoll.register(self._wake, select.EPOLLIN)
         self.closed = False
         self.listener: OutputListener | None = None
+        self._waiting: set[int] = set()  # instances whose current boot holds unwritten bytes
+        self._flushed_at = time.monotonic()
 
     # -- readers ----------------------------------------------------------------------------
 
@@ -132,6 +148,7 @@ class ConsoleHistory:
             self._close(instance_id)
             self._instances.pop(instance_id, None)
             self._ends.pop(instance_id, None)
+            self._waiting.discard(instance_id)
         if tracked is not None:
             shutil.rmtree(self.root / tracked.uid, ignore_errors=True)
         self._tell({instance_id})
@@ -187,6 +204,7 @@ class ConsoleHistory:
             for instance_id in list(self._instances):
                 try:
                     self._read_into_history(instance_id)
+                    self._flush(instance_id)
                 except OSError:
                     log.exception("console of instance %d: output lost at shutdown", instance_id)
                 self._close(instance_id)
@@ -209,23 +227,35 @@ class ConsoleHistory:
             return [BootSpan(b.path, b.base, max(b.base, b.end - self.cap_bytes), b.end) for b in boots]
 
     def read_from(self, instance_id: int, offset: int, max_bytes: int) -> tuple[int, bytes]:
-        """Up to `max_bytes` stored from global `offset` on, within one boot: (where they start,
-        the bytes). Past bytes that are no longer kept, it starts at the oldest kept one;
+        """Up to `max_bytes` stored from global `offset` on, within one boot and within its file or
+        its bytes not yet written: (where they start, the bytes). Past bytes that are no longer
+        kept, it starts at the oldest kept one;
         (offset, b"") when nothing is stored beyond `offset`."""
-        for _ in range(3):  # a trim may replace a file between the listing and the open
-            for span in self.spans(instance_id):
-                if span.end <= offset:
-                    continue
-                start = max(offset, span.start)
-                try:
-                    with open(span.path, "rb") as file:
-                        file.seek(start - span.base)
-                        return start, file.read(min(max_bytes, span.end - start))
-                except FileNotFoundError:
-                    break
-            else:
-                return offset, b""
+        for _ in range(3):  # a trim may replace a file between the look-up and the open
+            with self._lock:
+                where = self._locate(instance_id, offset, max_bytes)
+            if isinstance(where, tuple):
+                return where
+            path, base, start, length = where.path, where.base, where.start, where.end - where.start
+            try:
+                with open(path, "rb") as file:
+                    file.seek(start - base)
+                    return start, file.read(length)
+            except FileNotFoundError:
+                continue
         return offset, b""
+
+    def flush_due(self) -> None:
+        """Write what waited `FLUSH_S` (called by the reader thread after each round)."""
+        if time.monotonic() - self._flushed_at < FLUSH_S:
+            return
+        with self._lock:
+            self._flushed_at = time.monotonic()
+            for instance_id in list(self._waiting):
+                try:
+                    self._flush(instance_id)
+                except OSError:
+                    log.exception("console of instance %d could not be written", instance_id)
 
     def tail(self, instance_id: int, max_bytes: int) -> str:
         """The last `max_bytes` of the current boot's output or, when it printed nothing yet,
@@ -233,6 +263,7 @@ class ConsoleHistory:
         with self._lock:
             try:
                 self._read_into_history(instance_id)
+                self._flush(instance_id)  # asked at a crash: what it printed last goes to disk now
             except OSError:  # what is stored still answers
                 log.exception("console of instance %d could not be read", instance_id)
         if max_bytes <= 0:
@@ -248,6 +279,30 @@ class ConsoleHistory:
         return [span.path for span in self.spans(instance_id)]
 
     # -- inside the lock ----------------------------------------------------------------------
+
+    def _locate(self, instance_id: int, offset: int, max_bytes: int) -> BootSpan | tuple[int, bytes]:
+        """Where the bytes from `offset` are: a file's span to read, or the waiting bytes themselves."""
+        tracked = self._instances.get(instance_id)
+        boots = self._boots(instance_id, tracked) if tracked is not None else []
+        for boot in boots:
+            if boot.end <= offset:
+                continue
+            start = max(offset, boot.end - self.cap_bytes, boot.base)
+            if start >= boot.written_end:
+                skip = start - boot.written_end
+                return start, bytes(boot.waiting[skip:skip + max_bytes])
+            return BootSpan(boot.path, boot.base, start, min(boot.written_end, start + max_bytes))
+        return offset, b""
+
+    def _flush(self, instance_id: int) -> None:
+        tracked = self._instances.get(instance_id)
+        self._waiting.discard(instance_id)
+        if tracked is None or not tracked.boots or not tracked.boots[-1].waiting:
+            return
+        boot = tracked.boots[-1]
+        data = bytes(boot.waiting)
+        boot.waiting.clear()
+        self._append(boot, data)
 
     def _tracked(self, instance_id: int, uid: str) -> _Tracked:
         tracked = self._instances.get(instance_id)
@@ -292,10 +347,14 @@ class ConsoleHistory:
         if not boots:
             self._new_boot(instance_id, tracked)
             boots = self._boots(instance_id, tracked)
-        data = b"".join(chunks)
-        self._append(boots[-1], data)
-        self._ends[instance_id] = boots[-1].end
-        return len(data)
+        boot = boots[-1]
+        for chunk in chunks:
+            boot.waiting += chunk
+        self._ends[instance_id] = boot.end
+        self._waiting.add(instance_id)
+        if len(boot.waiting) >= FLUSH_BYTES:
+            self._flush(instance_id)
+        return sum(len(chunk) for chunk in chunks)
 
     def _close(self, instance_id: int) -> None:
         tracked = self._instances.get(instance_id)
@@ -320,6 +379,7 @@ class ConsoleHistory:
 
     def _new_boot(self, instance_id: int, tracked: _Tracked) -> None:
         """The next boot's file, starting where the last one ends; all but the previous go."""
+        self._flush(instance_id)
         boots = self._boots(instance_id, tracked)
         directory = self.root / tracked.uid
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -21,7 +21,7 @@ from mkd.services.console_history import READ_BYTES, ConsoleHistory
 log = logging.getLogger("mkd.console")
 
 GATHER_S = 0.05
-IDLE_WAIT_S = 5.0  # an upper bound on one wait; readiness wakes it, and close() does
+IDLE_WAIT_S = 1.0  # an upper bound on one wait (readiness wakes it, and close() does): gathered writes go
 
 
 def start_console_reader(history: ConsoleHistory) -> threading.Thread:
@@ -36,13 +36,14 @@ def _read_while_open(history: ConsoleHistory) -> None:
         ready = history.wait_ready(IDLE_WAIT_S)
         if ready is None:
             return
-        if not ready:
-            continue
         try:
-            most = history.drain_some(ready)
+            most = history.drain_some(ready) if ready else 0
+            history.flush_due()
         except Exception:  # the thread must outlive one bad round
             log.exception("console read failed")
             most = 0
+        if not ready:
+            continue
         now = time.monotonic()
         time.sleep(gather_s(most, now - last_round))
         last_round = now

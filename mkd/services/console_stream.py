@@ -67,9 +67,12 @@ async def open_console_stream(daemon: Daemon, ref: str, after: int | None) -> As
     followers = _followers(daemon, history)
     followers.open_stream()
     try:
+        spans = await anyio.to_thread.run_sync(history.spans, target.id)
         if after is None:
-            spans = await anyio.to_thread.run_sync(history.spans, target.id)
             after = spans[-1].start if spans else 0
+        # Past the end only after a daemon killed outright lost bytes it had not written: the
+        # offsets went on from what was on disk, so resume there rather than skip what comes.
+        after = min(after, spans[-1].end if spans else 0)
     except BaseException:
         followers.close_stream()
         raise
