@@ -24,7 +24,7 @@ Every error is a KernelError with the kernel's errno. The rules:
   buffer (16 383 usable); what does not fit is dropped, and with no connected fd everything is
   (8.8.4).
 
-The kernel side (`ConsoleHost`) produces output lazily: before a read, or before the set of
+The kernel side (`ConsoleHost`) produces output lazily: before a read of an empty buffer, or before the set of
 connected readers of an instance changes, the device asks the host to emit what the spawn
 printed up to now (`console_sync`), so a running spawn needs no thread of its own. So that a
 reader waiting in poll/epoll sees a spawn's uptime lines without reading first, one ticker
@@ -120,7 +120,8 @@ class MkttyFile:
             raise KernelError(errno.EBADF, "mktty: file is closed")
         if self.instance_id is None:
             raise KernelError(errno.ENOTCONN, "mktty: write an instance id first")
-        self._device.sync(self.instance_id)
+        if not self.buffer:  # what is buffered is read first; the spawn's newer lines come next
+            self._device.sync(self.instance_id)
         with self._device.lock:
             if not self.buffer:
                 raise KernelError(errno.EAGAIN, "mktty: nothing to read")
