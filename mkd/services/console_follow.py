@@ -50,15 +50,11 @@ class ConsoleFollowers:
         self._waiting: dict[int, int] = {}
         history.listener = self._heard
 
-    def open_stream(self) -> None:
-        """Count a stream in; past `[limits] max_console_streams` 429 + Retry-After."""
+    def check_room(self) -> None:
+        """Past `[limits] max_console_streams` open streams: 429 + Retry-After."""
         if self.streams >= self.limit:
             raise OverLimit("max_console_streams", f"{self.limit} console streams are open, the daemon's "
                             "maximum ([limits] max_console_streams)", retry_after_s=STREAM_RETRY_AFTER_S)
-        self.streams += 1
-
-    def close_stream(self) -> None:
-        self.streams -= 1
 
     async def wait_beyond(self, instance_id: int, offset: int, timeout_s: float | None) -> bool:
         """Until the console holds bytes past `offset`, the instance is forgotten or the daemon

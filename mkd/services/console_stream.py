@@ -61,28 +61,26 @@ def _followers(daemon: Daemon, history: ConsoleHistory) -> ConsoleFollowers:
 
 
 async def open_console_stream(daemon: Daemon, ref: str, after: int | None) -> AsyncIterator[ConsoleLine]:
-    """Check and count the stream now (404, 409, 429 before any byte is sent); the lines follow.
-    Without `after` the stream starts at the current boot's first kept byte."""
+    """Check now (404, 409, 422, 429 before any byte is sent); the lines follow. Without `after`
+    the stream starts at the current boot's first kept byte."""
     history, target = await anyio.to_thread.run_sync(_target, daemon, ref)
     followers = _followers(daemon, history)
-    followers.open_stream()
-    try:
-        spans = await anyio.to_thread.run_sync(history.spans, target.id)
-        if after is None:
-            after = spans[-1].start if spans else 0
-        # Past the end only after a daemon killed outright lost bytes it had not written: the
-        # offsets went on from what was on disk, so resume there rather than skip what comes.
-        after = min(after, spans[-1].end if spans else 0)
-    except BaseException:
-        followers.close_stream()
-        raise
+    followers.check_room()
+    spans = await anyio.to_thread.run_sync(history.spans, target.id)
+    if after is None:
+        after = spans[-1].start if spans else 0
+    # Past the end only after a daemon killed outright lost bytes it had not written: the
+    # offsets went on from what was on disk, so resume there rather than skip what comes.
+    after = min(after, spans[-1].end if spans else 0)
 
     async def lines(start: int) -> AsyncIterator[ConsoleLine]:
+        # Counted while it runs: a stream whose response never started holds no place.
+        followers.streams += 1
         try:
             async for line in follow(followers, target.id, start):
                 yield line
         finally:
-            followers.close_stream()
+            followers.streams -= 1
 
     return lines(after)
 
