@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable
 
 from tests.bench import (
+    bench_console,
     bench_create_scaling,
     bench_dashboard,
     bench_desired,
@@ -43,6 +44,7 @@ BENCHMARKS: dict[str, Callable[[], list[BenchResult]]] = {
     "synchronous": lambda: [bench_synchronous.run()],
     "desired": bench_desired.run,
     "status-poll": bench_status_poll.run,
+    "console": bench_console.run,
 }
 
 

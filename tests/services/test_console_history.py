@@ -15,6 +15,7 @@ from mkd.config import load_settings
 from mkd.errors import KernelError
 from mkd.kernel_types import InstanceSpec, LoadRequest, PoolSpec
 from mkd.kexec.flags import load_flags
+from mkd.services import console_history
 from mkd.services.console_history import ConsoleHistory
 from mkd.testing import imagegen
 
@@ -55,7 +56,7 @@ def test_each_start_is_a_boot_and_tail_falls_back_to_the_previous(tmp_path: Path
     first = history.tail(1, 1 << 20)
     assert "instance 1 (web) booting on mktty0" in first
     history.attach(1, UID, new_boot=True)  # the next start's file, empty until it prints
-    assert [p.name for p in history.boot_paths(1)] == ["1.log", "2.log"]
+    assert [p.name for p in history.boot_paths(1)] == ["1-0.log", f"2-{len(first)}.log"]
     assert history.tail(1, 1 << 20) == first  # the current boot printed nothing yet
     client.start(1)
     assert "booting on mktty0" in history.tail(1, 1 << 20)
@@ -89,7 +90,7 @@ def test_close_keeps_what_the_readers_held(tmp_path: Path, client: HostBackend) 
     history.attach(1, UID, new_boot=True)
     client.start(1)
     history.close()  # no drain before: close stores what is buffered
-    assert "booting on mktty0" in (tmp_path / "console" / UID / "1.log").read_text()
+    assert "booting on mktty0" in (tmp_path / "console" / UID / "1-0.log").read_text()
 
 
 def test_input_goes_through_the_attached_reader(tmp_path: Path, client: HostBackend) -> None:
@@ -101,3 +102,55 @@ def test_input_goes_through_the_attached_reader(tmp_path: Path, client: HostBack
     client.start(1)
     assert history.send_input(1, b"uname -a\n") == 9
     assert _sim(client).spawn_console_input(1) == b"uname -a\n"  # type: ignore[attr-defined]
+
+
+def test_offsets_go_on_across_boots_and_a_new_daemon(tmp_path: Path, client: HostBackend) -> None:
+    history = _history(tmp_path, client)
+    history.attach(1, UID, new_boot=True)
+    client.start(1)
+    client.stop(1, force=True)
+    history.drain()
+    first_end = history.stored_end(1)
+    assert first_end is not None and first_end > 0
+    history.attach(1, UID, new_boot=True)
+    client.start(1)
+    history.close()  # the daemon stops: what waited is written
+    again = _history(tmp_path, client)  # the next daemon, over the same state directory
+    again.know(1, UID)
+    spans = again.spans(1)
+    assert [s.base for s in spans] == [0, first_end]
+    assert again.stored_end(1) == spans[-1].end > first_end
+    start, data = again.read_from(1, first_end, 1 << 20)
+    assert start == first_end and data.startswith(b"[    0.000000] multikernel: instance 1 (web) booting")
+    again.close()
+
+
+def test_bytes_not_written_yet_are_read_and_written_when_due(tmp_path: Path, client: HostBackend,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    history = _history(tmp_path, client)
+    history.attach(1, UID, new_boot=True)
+    client.start(1)
+    history.drain()
+    [path] = history.boot_paths(1)
+    assert path.stat().st_size == 0  # gathered, not written yet
+    start, data = history.read_from(1, 0, 1 << 20)
+    assert start == 0 and b"booting on mktty0" in data
+    monkeypatch.setattr(console_history, "FLUSH_S", 0.0)
+    history.flush_due()
+    assert path.read_bytes() == data
+    history.close()
+
+
+def test_of_two_files_of_one_boot_the_newer_trim_wins(tmp_path: Path, client: HostBackend) -> None:
+    """A trim writes the kept bytes under their new offset before the old file goes: a daemon
+    stopped between the two leaves both."""
+    folder = tmp_path / "console" / UID
+    folder.mkdir(parents=True)
+    (folder / "1-0.log").write_bytes(b"old line\nkept line\n")
+    (folder / "1-9.log").write_bytes(b"kept line\n")
+    history = _history(tmp_path, client)
+    history.know(1, UID)
+    assert history.boot_paths(1) == [folder / "1-9.log"] and not (folder / "1-0.log").exists()
+    assert history.read_from(1, 0, 100) == (9, b"kept line\n")
+    assert history.stored_end(1) == 19
+    history.close()
