@@ -244,7 +244,7 @@ class NodeAgent:
             await self._wake.wait()
             await anyio.sleep(SETTLE_S)
             self._wake = anyio.Event()
-            dirty, self._dirty = self._dirty, set()
+            dirty, self._dirty = self._dirty | self.leaving(), set()
             try:
                 for name in sorted(dirty):
                     await self._sync_one(name)
@@ -256,6 +256,11 @@ class NodeAgent:
                 self._dirty |= dirty
                 await anyio.sleep(RETRY_S)
                 self._wake.set()
+
+    def leaving(self) -> set[str]:
+        """Placed here but deleted or evicted: checked on every pass until gone here."""
+        return {name for name, placement in self.placements.items()
+                if placement.get("evict") or is_deleting(self.documents.get(name) or {})}
 
     async def _sync_one(self, name: str) -> None:
         try:
