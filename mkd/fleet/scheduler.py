@@ -17,6 +17,7 @@ import anyio
 
 from mkd.fleet.documents import is_deleting
 from mkd.fleet.etcd import EtcdError, EtcdUnavailable, KeyValue, delete_op, mod_is, put_op, version_is
+from mkd.fleet.metrics import FleetMetrics
 from mkd.fleet.operations import placement_json
 from mkd.fleet.placement import Booking, Choice, Demand, NodeView, Strategy, place
 from mkd.fleet.store import Allocation, FleetStore, FleetView, dumps
@@ -36,17 +37,29 @@ class RoundResult:
 
 
 class Scheduler:
-    def __init__(self, store: FleetStore, *, node: str, lease_ttl_s: int, strategy: Strategy) -> None:
+    def __init__(self, store: FleetStore, *, node: str, lease_ttl_s: int, strategy: Strategy,
+                 metrics: FleetMetrics | None = None) -> None:
         self.store = store
         self.keys = store.keys
         self.node = node
         self.lease_ttl_s = lease_ttl_s
         self.strategy: Strategy = strategy
+        self.metrics = metrics
         self.lease = 0
-        self.is_leader = False
+        self._leading = False
         self.placements = 0  # placed since start (a metric)
         self.lost_compares = 0
         self._changed = anyio.Event()
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leading
+
+    @is_leader.setter
+    def is_leader(self, leading: bool) -> None:
+        self._leading = leading
+        if self.metrics is not None:
+            self.metrics.leader.set(1 if leading else 0)
 
     # -- leadership ----------------------------------------------------------------------------
     async def campaign(self) -> bool:
@@ -142,6 +155,9 @@ class Scheduler:
             await self._place_one(view, name, kv, nodes, result)
         self.placements += len(result.placed)
         self.lost_compares += result.lost_compares
+        if self.metrics is not None:
+            self.metrics.placements.inc(len(result.placed))
+            self.metrics.lost_compares.inc(result.lost_compares)
         return result
 
     async def _place_one(self, view: FleetView, name: str, kv: KeyValue, nodes: list[NodeView],
