@@ -159,7 +159,7 @@ class NodeAgent:
 
     async def load(self) -> int:
         """Read this node's placements and their documents; the revision to watch from."""
-        view = await self.store.view()
+        view = await self.store.view(statuses=False)
         placements = {name: kv.json() for name, kv in view.placements.items()}
         self.placements = {name: p for name, p in placements.items() if p.get("node") == self.node}
         self.documents = {name: kv.json() for name, kv in view.instances.items()}

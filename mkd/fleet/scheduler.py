@@ -50,6 +50,7 @@ class Scheduler:
         self.placements = 0  # placed since start (a metric)
         self.lost_compares = 0
         self._changed = anyio.Event()
+        self._noted: dict[str, str] = {}  # Pending reasons written while leading
 
     @property
     def is_leader(self) -> bool:
@@ -70,6 +71,8 @@ class Scheduler:
         result = await self.store.client.txn([version_is(self.keys.leader, "=", 0)],
                                              [put_op(self.keys.leader, value, lease=self.lease)])
         self.is_leader = result.succeeded
+        if self.is_leader:
+            self._noted.clear()  # another leader may have written other reasons meanwhile
         return self.is_leader
 
     async def _keep_lease(self) -> None:
@@ -118,11 +121,16 @@ class Scheduler:
             while self.is_leader:
                 self._changed = anyio.Event()
                 try:
-                    await self.place_round()
+                    result = await self.place_round()
+                    if result.lost_compares:
+                        self._changed.set()  # what lost a comparison is decided again on fresh reads
                 except FleetUnavailable as exc:
                     log.warning("placement round: %s", exc)
-                with anyio.move_on_after(self.lease_ttl_s):
-                    await self._changed.wait()
+                    await anyio.sleep(1.0)
+                    self._changed.set()
+                # Rounds follow changes only: at rest the leader reads nothing (the watch resumes
+                # from its last revision after a break, so no change is missed).
+                await self._changed.wait()
                 await anyio.sleep(SETTLE_S)
             tasks.cancel_scope.cancel()
 
@@ -141,7 +149,7 @@ class Scheduler:
     # -- placement -----------------------------------------------------------------------------
     async def place_round(self) -> RoundResult:
         """Place every unplaced instance the view shows, and release what nothing holds."""
-        view = await self.store.view()
+        view = await self.store.view(statuses=False)
         result = RoundResult()
         await self._release(view, result)
         nodes = [NodeView.of(record, cordoned=name in view.cordons) for name, record in view.nodes.items()]
@@ -182,6 +190,7 @@ class Scheduler:
             if txn.succeeded:
                 view.allocations[choice.node] = Allocation(booked.bookings, txn.revision)
                 result.placed[name] = choice.node
+                self._noted.pop(name, None)
                 return
             # Someone else wrote first: read what changed and decide again.
             result.lost_compares += 1
@@ -234,10 +243,10 @@ class Scheduler:
         return fresh, placement is not None
 
     async def _note_pending(self, view: FleetView, name: str, reason: str) -> None:
-        status = {"phase": "Pending", "reason": reason}
-        if view.statuses.get(name) != status:
-            await self.store.client.put(self.keys.status(name), dumps(status))
-            view.statuses[name] = status
+        """Write the reason once per change (a new leader writes each once again)."""
+        if self._noted.get(name) != reason:
+            await self.store.client.put(self.keys.status(name), dumps({"phase": "Pending", "reason": reason}))
+            self._noted[name] = reason
 
     async def _release(self, view: FleetView, result: RoundResult) -> None:
         """Bookings whose placement is gone (evicted and driven down, or the instance deleted)

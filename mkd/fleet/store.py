@@ -63,18 +63,30 @@ class FleetView:
     statuses: dict[str, dict[str, Any]]
 
 
+@dataclass
+class InstanceView:
+    instance: KeyValue
+    placement: dict[str, Any] | None
+    status: dict[str, Any] | None
+    node_live: bool
+
+
 class FleetStore:
     def __init__(self, client: EtcdClient, keys: FleetKeys) -> None:
         self.client = client
         self.keys = keys
 
-    async def view(self) -> FleetView:
-        """Nodes, cordons, instances, placements, allocations and statuses at one revision."""
+    async def view(self, *, statuses: bool = True) -> FleetView:
+        """Nodes, cordons, instances, placements, allocations and (unless told not to: the
+        scheduler needs none) statuses at one revision."""
         keys = self.keys
-        kinds = (keys.nodes, keys.cordons, keys.instances, keys.placements, keys.allocations, keys.statuses)
+        kinds = [keys.nodes, keys.cordons, keys.instances, keys.placements, keys.allocations]
+        if statuses:
+            kinds.append(keys.statuses)
         async with answering("reading the fleet"):
             result = await self.client.txn([], [range_op(kind, prefix=True) for kind in kinds])
-        nodes, cordons, instances, placements, allocations, statuses = (result.ranges(i) for i in range(len(kinds)))
+        nodes, cordons, instances, placements, allocations = (result.ranges(i) for i in range(5))
+        statuses_kv = result.ranges(5) if statuses else []
         return FleetView(
             revision=result.revision,
             nodes={keys.name_in(keys.nodes, kv.key): kv.json() for kv in nodes},
@@ -82,8 +94,23 @@ class FleetStore:
             instances={keys.name_in(keys.instances, kv.key): kv for kv in instances},
             placements={keys.name_in(keys.placements, kv.key): kv for kv in placements},
             allocations={keys.name_in(keys.allocations, kv.key): Allocation.of(kv) for kv in allocations},
-            statuses={keys.name_in(keys.statuses, kv.key): kv.json() for kv in statuses},
+            statuses={keys.name_in(keys.statuses, kv.key): kv.json() for kv in statuses_kv},
         )
+
+    async def instance(self, name: str) -> InstanceView | None:
+        """One instance with its placement, status and whether its node is alive: two reads,
+        whatever the size of the fleet."""
+        keys = self.keys
+        async with answering(f"reading instance {name}"):
+            result = await self.client.txn([], [range_op(keys.instance(name)), range_op(keys.placement(name)),
+                                                range_op(keys.status(name))])
+            found, placement, status = (result.ranges(i) for i in range(3))
+            if not found:
+                return None
+            node = placement[0].json().get("node") if placement else None
+            live = node is not None and await self.client.get(keys.node(str(node))) is not None
+        return InstanceView(found[0], placement[0].json() if placement else None,
+                            status[0].json() if status else None, live)
 
     async def get_json(self, key: str) -> tuple[Any, int] | None:
         async with answering(f"reading {key}"):
