@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from mkd.config import Settings
 from mkd.errors import MkdError
 from mkd.fleet.documents import declared_spec, is_deleting
-from mkd.fleet.etcd import EtcdError, EtcdUnavailable, delete_op, mod_is
+from mkd.fleet.etcd import EtcdError, EtcdUnavailable, WatchEvent, delete_op, mod_is
 from mkd.fleet.phase import Phase
 from mkd.fleet.store import FleetStore, dumps
 from mkd.services import fleet_node
@@ -132,30 +132,34 @@ class NodeAgent:
             self.daemon.signals.unwatch([ANY], changed)
 
     async def follow_fleet(self, start_revision: int) -> None:
-        """Placements and instance documents that concern this node."""
+        """Placements and instance documents (not the fleet's statuses, nor its images)."""
         keys = self.keys
-        async for batch in self.store.client.watch(keys.prefix + "/", prefix=True, start_revision=start_revision):
-            for event in batch:
-                key = event.kv.key
-                if key.startswith(keys.placements):
-                    name = keys.name_in(keys.placements, key)
-                    placement = event.kv.json() if event.kind == "put" else None
-                    if placement is not None and placement.get("node") == self.node:
-                        self.placements[name] = placement
-                        self._dirty.add(name)
-                    elif name in self.placements:
-                        del self.placements[name]
-                        self._dirty.add(name)
-                elif key.startswith(keys.instances):
-                    name = keys.name_in(keys.instances, key)
-                    if event.kind == "put":
-                        self.documents[name] = event.kv.json()
-                    else:
-                        self.documents.pop(name, None)
-                    if name in self.placements:
-                        self._dirty.add(name)
-            if self._dirty:
-                self._wake.set()
+        await self.store.client.follow([keys.placements, keys.instances], start_revision=start_revision,
+                                       on_batch=self._fleet_changed)
+
+    def _fleet_changed(self, batch: list[WatchEvent]) -> None:
+        keys = self.keys
+        for event in batch:
+            key = event.kv.key
+            if key.startswith(keys.placements):
+                name = keys.name_in(keys.placements, key)
+                placement = event.kv.json() if event.kind == "put" else None
+                if placement is not None and placement.get("node") == self.node:
+                    self.placements[name] = placement
+                    self._dirty.add(name)
+                elif name in self.placements:
+                    del self.placements[name]
+                    self._dirty.add(name)
+            elif key.startswith(keys.instances):
+                name = keys.name_in(keys.instances, key)
+                if event.kind == "put":
+                    self.documents[name] = event.kv.json()
+                else:
+                    self.documents.pop(name, None)
+                if name in self.placements:
+                    self._dirty.add(name)
+        if self._dirty:
+            self._wake.set()
 
     async def load(self) -> int:
         """Read this node's placements and their documents; the revision to watch from."""

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 import anyio
 
 from mkd.fleet.documents import is_deleting
-from mkd.fleet.etcd import EtcdError, EtcdUnavailable, KeyValue, delete_op, mod_is, put_op, version_is
+from mkd.fleet.etcd import EtcdError, EtcdUnavailable, KeyValue, WatchEvent, delete_op, mod_is, put_op, version_is
 from mkd.fleet.metrics import FleetMetrics
 from mkd.fleet.operations import placement_json
 from mkd.fleet.placement import Booking, Choice, Demand, NodeView, Strategy, place
@@ -139,12 +140,17 @@ class Scheduler:
         departure), cordons, and placements let go. Statuses, images and the leader's own
         bookings do not wake it."""
         keys = self.keys
-        wakers = (keys.instances, keys.nodes, keys.cordons)
+
+        def changed(_batch: list[WatchEvent]) -> None:
+            self._changed.set()
+
         _, revision = await self.store.client.range(keys.leader)
-        async for batch in self.store.client.watch(keys.prefix + "/", prefix=True, start_revision=revision + 1):
-            if any(event.kv.key.startswith(wakers)
-                   or event.kind == "delete" and event.kv.key.startswith(keys.placements) for event in batch):
-                self._changed.set()
+        client = self.store.client
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(partial(client.follow, [keys.instances, keys.nodes, keys.cordons],
+                                     start_revision=revision + 1, on_batch=changed))
+            tasks.start_soon(partial(client.follow, [keys.placements], start_revision=revision + 1,
+                                     on_batch=changed, no_puts=True))
 
     # -- placement -----------------------------------------------------------------------------
     async def place_round(self) -> RoundResult:
