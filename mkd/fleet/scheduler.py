@@ -76,6 +76,13 @@ class Scheduler:
             self._noted.clear()  # another leader may have written other reasons meanwhile
         return self.is_leader
 
+    async def resign(self) -> None:
+        """On a clean shutdown: give the leader key up now rather than after the lease's TTL."""
+        lease, self.lease = self.lease, 0
+        self.is_leader = False
+        if lease:
+            await self.store.client.revoke(lease)
+
     async def _keep_lease(self) -> None:
         """Renew the campaign's lease; when it is gone, leadership is gone with it."""
         interval = max(self.lease_ttl_s / 3, 0.2)

@@ -93,3 +93,20 @@ def test_when_the_leader_goes_another_scheduler_takes_over(etcd_cluster: EtcdClu
                 await client.close()
 
     anyio.run(run)
+
+
+def test_resigning_frees_the_leader_key_at_once(etcd_cluster: EtcdCluster, fleet_prefix: str) -> None:
+    async def run() -> None:
+        client = EtcdClient(etcd_cluster.endpoints, timeout_s=5)
+        keys = FleetKeys(fleet_prefix)
+        try:
+            first = Scheduler(FleetStore(client, keys), node="a", lease_ttl_s=30, strategy="spread")
+            second = Scheduler(FleetStore(client, keys), node="b", lease_ttl_s=30, strategy="spread")
+            assert await first.campaign() and not await second.campaign()
+            await first.resign()
+            assert not first.is_leader and await client.get(keys.leader) is None
+            assert await second.campaign()  # no 30 s wait for the lease to run out
+        finally:
+            await client.close()
+
+    anyio.run(run)
