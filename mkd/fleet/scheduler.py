@@ -29,6 +29,15 @@ PLACE_ATTEMPTS = 4  # per instance and round: a lost comparison re-reads the nod
 SETTLE_S = 0.05  # changes that arrive together are placed in one round
 
 
+@dataclass(frozen=True)
+class Queued:
+    """An instance decided for a node, waiting for its transaction."""
+
+    name: str
+    kv: KeyValue
+    booking: Booking
+
+
 @dataclass
 class RoundResult:
     placed: dict[str, str] = field(default_factory=dict)  # instance -> node
@@ -161,19 +170,41 @@ class Scheduler:
 
     # -- placement -----------------------------------------------------------------------------
     async def place_round(self) -> RoundResult:
-        """Place every unplaced instance the view shows, and release what nothing holds."""
+        """Place every unplaced instance the view shows, and release what nothing holds.
+
+        Decisions are made one instance at a time, in name order, against the bookings as they
+        will be once the decisions before succeed; the transactions then run one at a time per
+        node (each compares the revision the previous one left) and in parallel across nodes.
+        A lost comparison re-reads that node: a queued instance that still fits there goes on,
+        one that does not waits for the next round."""
         view = await self.store.view(statuses=False)
         result = RoundResult()
         await self._release(view, result)
         nodes = [NodeView.of(record, cordoned=name in view.cordons) for name, record in view.nodes.items()]
+        unplaced: list[tuple[str, KeyValue]] = []
         for name in sorted(view.instances):
             kv = view.instances[name]
             if is_deleting(kv.json()):
                 continue
             if name in view.placements:
                 await self._rebook(view, name, kv, nodes, result)
+            else:
+                unplaced.append((name, kv))
+        confirmed = {node: Allocation(dict(a.bookings), a.revision) for node, a in view.allocations.items()}
+        queues: dict[str, list[Queued]] = {}
+        for name, kv in unplaced:
+            demand = Demand.of(kv.json().get("spec", {}))
+            choice = place(demand, nodes, {node: a.bookings for node, a in view.allocations.items()}, self.strategy)
+            if not isinstance(choice, Choice):
+                result.pending[name] = choice.reason
+                await self._note_pending(name, choice.reason)
                 continue
-            await self._place_one(view, name, kv, nodes, result)
+            view.allocations.setdefault(choice.node, Allocation()).bookings[name] = choice.booking
+            queues.setdefault(choice.node, []).append(Queued(name, kv, choice.booking))
+        async with anyio.create_task_group() as tasks:
+            for node, queued in sorted(queues.items()):
+                node_view = next(n for n in nodes if n.name == node)
+                tasks.start_soon(self._place_on, node_view, queued, confirmed.get(node, Allocation()), result)
         self.placements += len(result.placed)
         self.lost_compares += result.lost_compares
         if self.metrics is not None:
@@ -181,37 +212,31 @@ class Scheduler:
             self.metrics.lost_compares.inc(result.lost_compares)
         return result
 
-    async def _place_one(self, view: FleetView, name: str, kv: KeyValue, nodes: list[NodeView],
-                         result: RoundResult) -> None:
-        demand = Demand.of(kv.json().get("spec", {}))
-        for _ in range(PLACE_ATTEMPTS):
-            bookings = {node: alloc.bookings for node, alloc in view.allocations.items()}
-            choice = place(demand, nodes, bookings, self.strategy)
-            if not isinstance(choice, Choice):
-                result.pending[name] = choice.reason
-                await self._note_pending(view, name, choice.reason)
-                return
-            allocation = view.allocations.setdefault(choice.node, Allocation())
-            booked = Allocation({**allocation.bookings, name: choice.booking}, allocation.revision)
-            allocation_key = self.keys.allocation(choice.node)
-            placement_key = self.keys.placement(name)
-            txn = await self.store.client.txn(
-                [mod_is(kv.key, "=", kv.mod_revision), mod_is(allocation_key, "=", allocation.revision),
-                 mod_is(placement_key, "=", 0)],
-                [put_op(placement_key, dumps(placement_json(choice.node, choice.booking.json(), kv.mod_revision))),
-                 put_op(allocation_key, dumps(booked.json())), delete_op(self.keys.status(name))])
-            if txn.succeeded:
-                view.allocations[choice.node] = Allocation(booked.bookings, txn.revision)
-                result.placed[name] = choice.node
-                self._noted.pop(name, None)
-                return
-            # Someone else wrote first: read what changed and decide again.
-            result.lost_compares += 1
-            fresh, placed = await self._reread(choice.node, kv.key, placement_key)
-            view.allocations[choice.node] = fresh
-            if placed or fresh is None:
-                return
-        log.info("instance %s: gave up for this round after %d lost compares", name, PLACE_ATTEMPTS)
+    async def _place_on(self, node: NodeView, queued: list[Queued], allocation: Allocation,
+                        result: RoundResult) -> None:
+        """The placements decided for one node, one transaction each, in order."""
+        allocation_key = self.keys.allocation(node.name)
+        for item in queued:
+            placement_key = self.keys.placement(item.name)
+            for _ in range(PLACE_ATTEMPTS):
+                booked = Allocation({**allocation.bookings, item.name: item.booking}, allocation.revision)
+                txn = await self.store.client.txn(
+                    [mod_is(item.kv.key, "=", item.kv.mod_revision), mod_is(allocation_key, "=", allocation.revision),
+                     mod_is(placement_key, "=", 0)],
+                    [put_op(placement_key, dumps(placement_json(node.name, item.booking.json(), item.kv.mod_revision))),
+                     put_op(allocation_key, dumps(booked.json())), delete_op(self.keys.status(item.name))])
+                if txn.succeeded:
+                    allocation = Allocation(booked.bookings, txn.revision)
+                    result.placed[item.name] = node.name
+                    self._noted.pop(item.name, None)
+                    break
+                # Someone else wrote first: read the node again; go on only if it still fits.
+                result.lost_compares += 1
+                allocation, placed = await self._reread(node.name, placement_key)
+                demand = Demand(item.booking.cpus, item.booking.memory_bytes, (item.booking.numa,))
+                if placed or not isinstance(place(demand, [node], {node.name: allocation.bookings}, self.strategy),
+                                            Choice):
+                    break
 
     async def _rebook(self, view: FleetView, name: str, kv: KeyValue, nodes: list[NodeView],
                       result: RoundResult) -> None:
@@ -248,14 +273,14 @@ class Scheduler:
         else:
             result.lost_compares += 1  # the next round reads again
 
-    async def _reread(self, node: str, instance_key: str, placement_key: str) -> tuple[Allocation, bool]:
+    async def _reread(self, node: str, placement_key: str) -> tuple[Allocation, bool]:
         """The node's allocation now, and whether the instance is placed (or changed) meanwhile."""
         allocation = await self.store.client.get(self.keys.allocation(node))
         placement = await self.store.client.get(placement_key)
         fresh = Allocation.of(allocation) if allocation is not None else Allocation()
         return fresh, placement is not None
 
-    async def _note_pending(self, view: FleetView, name: str, reason: str) -> None:
+    async def _note_pending(self, name: str, reason: str) -> None:
         """Write the reason once per change (a new leader writes each once again)."""
         if self._noted.get(name) != reason:
             await self.store.client.put(self.keys.status(name), dumps({"phase": "Pending", "reason": reason}))
