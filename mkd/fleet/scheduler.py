@@ -17,7 +17,17 @@ from functools import partial
 import anyio
 
 from mkd.fleet.documents import is_deleting
-from mkd.fleet.etcd import EtcdError, EtcdUnavailable, KeyValue, WatchEvent, delete_op, mod_is, put_op, version_is
+from mkd.fleet.etcd import (
+    EtcdError,
+    EtcdUnavailable,
+    KeyValue,
+    WatchEvent,
+    delete_op,
+    mod_is,
+    put_op,
+    range_op,
+    version_is,
+)
 from mkd.fleet.metrics import FleetMetrics
 from mkd.fleet.operations import placement_json
 from mkd.fleet.placement import Booking, Choice, Demand, NodeView, Strategy, place
@@ -79,8 +89,11 @@ class Scheduler:
             self.lease = await self.store.client.grant(self.lease_ttl_s)
         value = dumps({"node": self.node, "lease": self.lease})
         result = await self.store.client.txn([version_is(self.keys.leader, "=", 0)],
-                                             [put_op(self.keys.leader, value, lease=self.lease)])
-        self.is_leader = result.succeeded
+                                             [put_op(self.keys.leader, value, lease=self.lease)],
+                                             [range_op(self.keys.leader)])
+        # Still ours (a round failed and this daemon campaigns again while its lease holds)?
+        held = not result.succeeded and any(kv.lease == self.lease for kv in result.ranges(0))
+        self.is_leader = result.succeeded or held
         if self.is_leader:
             self._noted.clear()  # another leader may have written other reasons meanwhile
         return self.is_leader
@@ -141,7 +154,7 @@ class Scheduler:
                     result = await self.place_round()
                     if result.lost_compares:
                         self._changed.set()  # what lost a comparison is decided again on fresh reads
-                except FleetUnavailable as exc:
+                except (FleetUnavailable, EtcdUnavailable, EtcdError) as exc:
                     log.warning("placement round: %s", exc)
                     await anyio.sleep(1.0)
                     self._changed.set()

@@ -204,3 +204,17 @@ def test_a_restarted_node_keeps_its_instances_and_drops_what_the_fleet_forgot(
         and n["url"] == restarted.url])
     assert node[0]["live"] is True
     assert phase_on(etcd_cluster, fleet_prefix, "kept") == ("Running", "node-2")
+
+
+def test_an_image_no_node_has_fails_with_a_reason(fleet: list[DaemonProcess], etcd_cluster: EtcdCluster,
+                                                  fleet_prefix: str) -> None:
+    nowhere = "f" * 64
+    surface_call(etcd_cluster, fleet_prefix, "put_instance", "orphan", document("orphan", nowhere, node="node-0"))
+    status = wait_until("orphan Failed", lambda: (found := surface_call(
+        etcd_cluster, fleet_prefix, "get_instance", "orphan")["status"])["phase"] == "Failed" and found)
+    assert status["node"] == "node-0" and f"image {nowhere} is neither here nor on a live peer" in status["reason"]
+    with fleet[0].client() as http:
+        assert http.get("/v1/instances/orphan").status_code == 404  # nothing was declared
+    surface_call(etcd_cluster, fleet_prefix, "delete_instance", "orphan")
+    wait_until("orphan gone from the fleet", lambda: "orphan" not in {
+        d["metadata"]["name"] for d in surface_call(etcd_cluster, fleet_prefix, "instances")})

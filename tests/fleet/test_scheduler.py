@@ -110,3 +110,19 @@ def test_resigning_frees_the_leader_key_at_once(etcd_cluster: EtcdCluster, fleet
             await client.close()
 
     anyio.run(run)
+
+
+def test_campaigning_again_while_the_lease_holds_keeps_the_lead(etcd_cluster: EtcdCluster, fleet_prefix: str) -> None:
+    async def run() -> None:
+        client = EtcdClient(etcd_cluster.endpoints, timeout_s=5)
+        keys = FleetKeys(fleet_prefix)
+        try:
+            leader = Scheduler(FleetStore(client, keys), node="a", lease_ttl_s=30, strategy="spread")
+            other = Scheduler(FleetStore(client, keys), node="b", lease_ttl_s=30, strategy="spread")
+            assert await leader.campaign()
+            assert await leader.campaign()  # its own key on its own lease: still the leader
+            assert not await other.campaign()
+        finally:
+            await client.close()
+
+    anyio.run(run)
