@@ -232,6 +232,11 @@ class Scheduler:
         for item in queued:
             placement_key = self.keys.placement(item.name)
             for _ in range(PLACE_ATTEMPTS):
+                # Decided against the bookings as planned; checked against what is confirmed
+                # (after a re-read the two differ): what no longer fits waits for the next round.
+                if not self._fits(node, allocation, item.booking):
+                    result.lost_compares += 1
+                    break
                 booked = Allocation({**allocation.bookings, item.name: item.booking}, allocation.revision)
                 txn = await self.store.client.txn(
                     [mod_is(item.kv.key, "=", item.kv.mod_revision), mod_is(allocation_key, "=", allocation.revision),
@@ -243,13 +248,15 @@ class Scheduler:
                     result.placed[item.name] = node.name
                     self._noted.pop(item.name, None)
                     break
-                # Someone else wrote first: read the node again; go on only if it still fits.
+                # Someone else wrote first: read the node again and try again if still unplaced.
                 result.lost_compares += 1
                 allocation, placed = await self._reread(node.name, placement_key)
-                demand = Demand(item.booking.cpus, item.booking.memory_bytes, (item.booking.numa,))
-                if placed or not isinstance(place(demand, [node], {node.name: allocation.bookings}, self.strategy),
-                                            Choice):
+                if placed:
                     break
+
+    def _fits(self, node: NodeView, allocation: Allocation, booking: Booking) -> bool:
+        demand = Demand(booking.cpus, booking.memory_bytes, (booking.numa,))
+        return isinstance(place(demand, [node], {node.name: allocation.bookings}, self.strategy), Choice)
 
     async def _rebook(self, view: FleetView, name: str, kv: KeyValue, nodes: list[NodeView],
                       result: RoundResult) -> None:
@@ -296,7 +303,9 @@ class Scheduler:
     async def _note_pending(self, name: str, reason: str) -> None:
         """Write the reason once per change (a new leader writes each once again)."""
         if self._noted.get(name) != reason:
-            await self.store.client.put(self.keys.status(name), dumps({"phase": "Pending", "reason": reason}))
+            # Only while it is unplaced: another leader may have placed it since this round's read.
+            await self.store.client.txn([mod_is(self.keys.placement(name), "=", 0)],
+                                        [put_op(self.keys.status(name), dumps({"phase": "Pending", "reason": reason}))])
             self._noted[name] = reason
 
     async def _release(self, view: FleetView, result: RoundResult) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 
-from mkd.fleet.etcd import EtcdClient
+from mkd.fleet.etcd import EtcdClient, Json, TxnResult
 from mkd.fleet.keys import FleetKeys
 from mkd.fleet.operations import FleetOperations
 from mkd.fleet.scheduler import Scheduler
@@ -122,6 +124,48 @@ def test_campaigning_again_while_the_lease_holds_keeps_the_lead(etcd_cluster: Et
             assert await leader.campaign()
             assert await leader.campaign()  # its own key on its own lease: still the leader
             assert not await other.campaign()
+        finally:
+            await client.close()
+
+    anyio.run(run)
+
+
+class InterferingClient(EtcdClient):
+    """Before the first placement transaction, another writer books the node (as a second
+    leader would): the scheduler's comparison fails and it must read the node again."""
+
+    def __init__(self, *args: Any, allocation_key: str, foreign: bytes, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.allocation_key = allocation_key
+        self.foreign = foreign
+        self.interfered = False
+
+    async def txn(self, compare: list[Json], success: list[Json], failure: list[Json] | None = None) -> TxnResult:
+        if not self.interfered and any("request_put" in op for op in success) and len(success) == 3:
+            self.interfered = True
+            await self.put(self.allocation_key, self.foreign)
+        return await super().txn(compare, success, failure)
+
+
+def test_a_lost_comparison_rereads_the_node_and_books_only_what_still_fits(etcd_cluster: EtcdCluster,
+                                                                          fleet_prefix: str) -> None:
+    async def run() -> None:
+        keys = FleetKeys(fleet_prefix)
+        foreign = dumps({"instances": {"elsewhere": {"cpus": 3, "numa": 0, "memory_bytes": 0}}})
+        client = InterferingClient(etcd_cluster.endpoints, timeout_s=5, allocation_key=keys.allocation("n1"),
+                                   foreign=foreign)
+        try:
+            await register(client, keys, "n1", 4)
+            surface = FleetOperations(FleetStore(client, keys))
+            await surface.put_instance("a", doc("a"))
+            await surface.put_instance("b", doc("b"))
+            scheduler = Scheduler(FleetStore(client, keys), node="s", lease_ttl_s=2, strategy="spread")
+            result = await scheduler.place_round()
+            assert client.interfered and result.lost_compares >= 1
+            assert result.placed == {"a": "n1"}  # 3 foreign + 1: full; b waits for a round with room
+            allocation = await client.get(keys.allocation("n1"))
+            assert allocation is not None and set(allocation.json()["instances"]) == {"elsewhere", "a"}
+            assert await client.get(keys.placement("b")) is None
         finally:
             await client.close()
 
