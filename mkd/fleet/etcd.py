@@ -94,6 +94,10 @@ class TxnResult:
         found = self.responses[index].get("response_range", {})
         return [KeyValue.of(kv) for kv in found.get("kvs", [])]
 
+    def count(self, index: int) -> int:
+        """How many keys the `index`-th operation's range holds (all of them, not only those sent)."""
+        return int(self.responses[index].get("response_range", {}).get("count", 0))
+
 
 # -- operations and comparisons of a transaction (the gateway's RequestOp / Compare) ----------
 
@@ -111,10 +115,15 @@ def delete_op(key: str, *, prefix: bool = False) -> Json:
     return {"request_delete_range": body}
 
 
-def range_op(key: str, *, prefix: bool = False) -> Json:
+def range_op(key: str, *, prefix: bool = False, min_mod_revision: int = 0, count_only: bool = False) -> Json:
+    """A range read; `min_mod_revision` keeps only keys changed since, `count_only` counts."""
     body: Json = {"key": _b64(key)}
     if prefix:
         body["range_end"] = _b64(prefix_end(key))
+    if min_mod_revision:
+        body["min_mod_revision"] = str(min_mod_revision)
+    if count_only:
+        body["count_only"] = True
     return {"request_range": body}
 
 

@@ -31,7 +31,7 @@ from mkd.fleet.etcd import (
 from mkd.fleet.metrics import FleetMetrics
 from mkd.fleet.operations import placement_json
 from mkd.fleet.placement import Booking, Choice, Demand, NodeView, Strategy, place
-from mkd.fleet.store import Allocation, FleetStore, FleetView, dumps
+from mkd.fleet.store import Allocation, FleetStore, FleetView, ViewCache, dumps
 from mkd.fleet.surface import FleetUnavailable
 
 log = logging.getLogger("mkd.fleet.scheduler")
@@ -71,6 +71,7 @@ class Scheduler:
         self.lost_compares = 0
         self._changed = anyio.Event()
         self._noted: dict[str, str] = {}  # Pending reasons written while leading
+        self.view = ViewCache(store)
 
     @property
     def is_leader(self) -> bool:
@@ -190,7 +191,7 @@ class Scheduler:
         node (each compares the revision the previous one left) and in parallel across nodes.
         A lost comparison re-reads that node: a queued instance that still fits there goes on,
         one that does not waits for the next round."""
-        view = await self.store.view(statuses=False)
+        view = await self.view.read()
         result = RoundResult()
         await self._release(view, result)
         nodes = [NodeView.of(record, cordoned=name in view.cordons) for name, record in view.nodes.items()]

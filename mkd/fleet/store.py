@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from mkd.fleet.etcd import EtcdClient, EtcdError, EtcdUnavailable, KeyValue, range_op
+from mkd.fleet.etcd import EtcdClient, EtcdError, EtcdUnavailable, Json, KeyValue, range_op
 from mkd.fleet.keys import FleetKeys
 from mkd.fleet.placement import Booking
 from mkd.fleet.surface import FleetUnavailable
@@ -61,6 +61,58 @@ class FleetView:
     placements: dict[str, KeyValue]
     allocations: dict[str, Allocation]
     statuses: dict[str, dict[str, Any]]
+
+
+class ViewCache:
+    """The scheduler's view, kept up to date by reading only what changed since the last read.
+
+    One transaction reads, for each kind of key, the keys modified after the cached revision and
+    how many keys the kind holds now; a count other than the cache's means something was deleted,
+    and the whole view is read again. A round gets a copy it may change."""
+
+    def __init__(self, store: FleetStore) -> None:
+        self.store = store
+        self._revision = 0
+        self._kinds = (store.keys.nodes, store.keys.cordons, store.keys.instances, store.keys.placements,
+                       store.keys.allocations)
+        self._raw: dict[str, dict[str, KeyValue]] = {}
+        self.full_reads = 0
+
+    async def read(self) -> FleetView:
+        keys = self.store.keys
+        if self._revision:
+            ops: list[Json] = []
+            for kind in self._kinds:
+                ops += [range_op(kind, prefix=True, min_mod_revision=self._revision + 1),
+                        range_op(kind, prefix=True, count_only=True)]
+            async with answering("reading the fleet's changes"):
+                result = await self.store.client.txn([], ops)
+            complete = True
+            for i, kind in enumerate(self._kinds):
+                cached = self._raw[kind]
+                for kv in result.ranges(2 * i):
+                    cached[keys.name_in(kind, kv.key)] = kv
+                complete &= result.count(2 * i + 1) == len(cached)
+            if complete:
+                self._revision = result.revision
+                return self._view()
+        await self._read_all()
+        return self._view()
+
+    async def _read_all(self) -> None:
+        keys = self.store.keys
+        async with answering("reading the fleet"):
+            result = await self.store.client.txn([], [range_op(kind, prefix=True) for kind in self._kinds])
+        self._raw = {kind: {keys.name_in(kind, kv.key): kv for kv in result.ranges(i)}
+                     for i, kind in enumerate(self._kinds)}
+        self._revision = result.revision
+        self.full_reads += 1
+
+    def _view(self) -> FleetView:
+        nodes, cordons, instances, placements, allocations = (self._raw[kind] for kind in self._kinds)
+        return FleetView(revision=self._revision, nodes={n: kv.json() for n, kv in nodes.items()},
+                         cordons=set(cordons), instances=dict(instances), placements=dict(placements),
+                         allocations={n: Allocation.of(kv) for n, kv in allocations.items()}, statuses={})
 
 
 @dataclass

@@ -10,7 +10,7 @@ from mkd.fleet.etcd import EtcdClient, Json, TxnResult
 from mkd.fleet.keys import FleetKeys
 from mkd.fleet.operations import FleetOperations
 from mkd.fleet.scheduler import Scheduler
-from mkd.fleet.store import FleetStore, dumps
+from mkd.fleet.store import FleetStore, ViewCache, dumps
 from mkd.testing.etcd_cluster import EtcdCluster
 
 SHA = "c" * 64
@@ -166,6 +166,40 @@ def test_a_lost_comparison_rereads_the_node_and_books_only_what_still_fits(etcd_
             allocation = await client.get(keys.allocation("n1"))
             assert allocation is not None and set(allocation.json()["instances"]) == {"elsewhere", "a"}
             assert await client.get(keys.placement("b")) is None
+        finally:
+            await client.close()
+
+    anyio.run(run)
+
+
+def test_the_view_cache_reads_changes_and_rereads_after_a_delete(etcd_cluster: EtcdCluster, fleet_prefix: str) -> None:
+    async def run() -> None:
+        client = EtcdClient(etcd_cluster.endpoints, timeout_s=5)
+        keys = FleetKeys(fleet_prefix)
+        store = FleetStore(client, keys)
+        try:
+            cache = ViewCache(store)
+            await register(client, keys, "n1", 8)
+            for name in ("a", "b"):
+                await client.put(keys.instance(name), dumps(doc(name)))
+            first = await cache.read()
+            assert set(first.instances) == {"a", "b"} and cache.full_reads == 1
+
+            async def same_as_a_full_read() -> None:
+                cached, fresh = await cache.read(), await store.view(statuses=False)
+                assert {n: kv.value for n, kv in cached.instances.items()} == {
+                    n: kv.value for n, kv in fresh.instances.items()}
+                assert cached.nodes == fresh.nodes and cached.cordons == fresh.cordons
+
+            await client.put(keys.instance("a"), dumps(doc("a", 2)))
+            await client.put(keys.instance("c"), dumps(doc("c")))
+            await client.put(keys.cordon("n1"), "{}")
+            await same_as_a_full_read()
+            assert cache.full_reads == 1  # only what changed was read
+            await client.delete(keys.instance("b"))
+            await client.put(keys.instance("d"), dumps(doc("d")))  # as many keys as before: the count still tells
+            await same_as_a_full_read()
+            assert cache.full_reads == 2
         finally:
             await client.close()
 
