@@ -1,7 +1,8 @@
 """Benchmark (issue 16): a fleet of simulated daemons on a private 3-member etcd cluster.
 
 1. Placements per second for COUNT instances over the daemons this machine holds (each daemon
-   a 1,024-CPU tree machine; the leader places, the agents create them), against bare etcd
+   a 1,024-CPU tree machine; the leader places, the agents create them): the instances are PUT
+   while every node is cordoned, then all nodes uncordoned at once; against bare etcd
    transactions of the same shape (compare three revisions, write two keys) in the same run.
 2. Time from a fleet PUT to Active on a remote node, against a local PUT /v1/instances to
    Active on one daemon (the desired-state engine alone), medians of SAMPLES.
@@ -123,12 +124,16 @@ def local_put_to_active(daemon: DaemonProcess, kernel: str) -> list[float]:
     return samples
 
 
-async def placements_per_second(cluster: EtcdCluster, kernel: str) -> tuple[float, float, dict[str, float]]:
-    """COUNT fleet instances (state Ready) from PUT to all placed, and the bare transaction rate."""
+async def placements_per_second(cluster: EtcdCluster, daemons: int, kernel: str) -> tuple[float, float, dict[str, float]]:
+    """COUNT fleet instances (state Ready) PUT while every node is cordoned, then every node
+    uncordoned at once: placements per second from there to all placed; and the bare rate of
+    transactions of the same shape."""
     client = EtcdClient(cluster.endpoints, timeout_s=30)
     keys = FleetKeys(PREFIX)
     surface = FleetOperations(FleetStore(client, keys))
     try:
+        for i in range(daemons):
+            await client.put(keys.cordon(f"node-{i}"), dumps({"node": f"node-{i}"}))
         semaphore = asyncio.Semaphore(32)
 
         async def put(i: int) -> None:
@@ -138,12 +143,15 @@ async def placements_per_second(cluster: EtcdCluster, kernel: str) -> tuple[floa
         started = time.perf_counter()
         await asyncio.gather(*(put(i) for i in range(COUNT)))
         puts_s = time.perf_counter() - started
+        await asyncio.sleep(2)  # the leader notes them Pending (cordoned everywhere)
+        uncordoned = time.perf_counter()
+        await client.delete(keys.cordons, prefix=True)
         while True:
             found, _ = await client.range(keys.placements + "p", prefix=True)
             if len(found) >= COUNT:
                 break
             await asyncio.sleep(0.05)
-        placed_s = time.perf_counter() - started
+        placed_s = time.perf_counter() - uncordoned
 
         bare_keys = FleetKeys("/bench-bare")
         bare_started = time.perf_counter()
@@ -154,7 +162,7 @@ async def placements_per_second(cluster: EtcdCluster, kernel: str) -> tuple[floa
                               put_op(bare_keys.allocation("n"), dumps({"i": i}))])
         bare_s = time.perf_counter() - bare_started
         await client.delete("/bench-bare/", prefix=True)
-        return COUNT / placed_s, COUNT / bare_s, {"puts_s": puts_s, "placed_s": placed_s}
+        return COUNT / placed_s, COUNT / bare_s, {"puts_per_s": COUNT / puts_s, "placed_s": placed_s}
     finally:
         await client.close()
 
@@ -203,7 +211,7 @@ def run() -> list[BenchResult]:
     with scratch_dir("fleet") as work, fleet(work) as (cluster, daemons, kernel):
         remote = asyncio.run(remote_put_to_active(cluster, daemons, kernel))
         local = local_put_to_active(daemons[0], kernel)
-        rate, bare, phases = asyncio.run(placements_per_second(cluster, kernel))
+        rate, bare, phases = asyncio.run(placements_per_second(cluster, len(daemons), kernel))
         phases["converged_after_s"] = asyncio.run(settle(cluster, COUNT + SAMPLES))
         before, before_bytes = etcd_counters(cluster)
         time.sleep(REST_WINDOW_S)
