@@ -124,7 +124,8 @@ def local_put_to_active(daemon: DaemonProcess, kernel: str) -> list[float]:
     return samples
 
 
-async def placements_per_second(cluster: EtcdCluster, daemons: int, kernel: str) -> tuple[float, float, dict[str, float]]:
+async def placements_per_second(cluster: EtcdCluster, daemons: int,
+                                kernel: str) -> tuple[float, float, dict[str, float]]:
     """COUNT fleet instances (state Ready) PUT while every node is cordoned, then every node
     uncordoned at once: placements per second from there to all placed; and the bare rate of
     transactions of the same shape."""
