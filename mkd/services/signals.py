@@ -8,6 +8,12 @@ import asyncio
 import threading
 from collections.abc import Iterable
 
+# Keys beside instance names (which start with a letter or digit): the pool's definition and the
+# image store changed (the fleet's node agent republishes its capacity and images on them).
+POOL_CHANGED = "@pool"
+IMAGES_CHANGED = "@images"
+ANY = "*"  # watched by who follows every change (the fleet's node agent), notified with each
+
 
 class Signals:
     def __init__(self) -> None:
@@ -35,6 +41,7 @@ class Signals:
     def notify(self, keys: Iterable[str]) -> None:
         with self._lock:
             entries = {entry for key in keys for entry in self._waiting.get(key, ())}
+            entries.update(self._waiting.get(ANY, ()))
         for loop, event in entries:
             try:
                 loop.call_soon_threadsafe(event.set)

@@ -18,6 +18,7 @@ from tests.bench import (
     bench_dashboard,
     bench_desired,
     bench_dry_run_latency,
+    bench_fleet,
     bench_instance_rss,
     bench_keepalive,
     bench_limits,
@@ -45,6 +46,7 @@ BENCHMARKS: dict[str, Callable[[], list[BenchResult]]] = {
     "desired": bench_desired.run,
     "status-poll": bench_status_poll.run,
     "console": bench_console.run,
+    "fleet": bench_fleet.run,
 }
 
 
