@@ -144,6 +144,28 @@ class LimitSettings(BaseModel):
     audit_files: int = Field(4, ge=1, le=1000)
 
 
+class FleetSettings(BaseModel):
+    """DESIGN "Fleet": many hosts sharing one etcd (section [fleet]; absent: no fleet)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: list[str] = Field(min_length=1)
+    node: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    advertise_url: str  # how peers and the CLI reach this node
+    labels: dict[str, str] = Field(default_factory=dict)
+    tls_cert: Path | None = None  # to etcd and peers
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    # A token peers present as Bearer: it reads image content (GET /v1/images/{sha256}/content), nothing else.
+    peer_token_file: Path | None = None
+    prefix: str = "/mkd/v1"
+    scheduler: bool = True
+    lease_ttl_s: int = Field(10, ge=2, le=3600)
+    fence_grace_s: float = Field(5.0, ge=0.0, le=3600.0)
+    request_timeout_s: float = Field(5.0, gt=0.0, le=600.0)
+    strategy: Literal["most-allocated", "spread"] = "most-allocated"
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -151,6 +173,7 @@ class Settings(BaseModel):
     simulator: SimulatorSettings = Field(default_factory=lambda: SimulatorSettings())
     reconciler: ReconcilerSettings = Field(default_factory=lambda: ReconcilerSettings())
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
+    fleet: FleetSettings | None = None
 
     @model_validator(mode="after")
     def _one_image_limit(self) -> Settings:

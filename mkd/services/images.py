@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import errno
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 import anyio.to_thread
 from sqlalchemy.exc import IntegrityError
@@ -74,6 +75,46 @@ def get_image(*, daemon: Daemon, sha256: str) -> dict[str, Any]:
         if row is None:
             raise KernelError(errno.ENOENT, f"no image {sha256}")
         return image_public(row)
+
+
+# Read and sent this much at a time: large enough that a thread hop per read costs little,
+# small enough that a slow reader holds little memory.
+CONTENT_CHUNK = 1 << 20
+
+
+@dataclass
+class ImageContent:
+    """An image's bytes, opened: the file stays readable even when the image is deleted meanwhile."""
+
+    sha256: str
+    size: int
+    file: BinaryIO
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The bytes in CONTENT_CHUNK reads off the event loop; closes the file at the end."""
+        try:
+            while chunk := await anyio.to_thread.run_sync(self.file.read, CONTENT_CHUNK):
+                yield chunk
+        finally:
+            self.file.close()
+
+
+def open_image(*, daemon: Daemon, sha256: str) -> ImageContent:
+    """GET /v1/images/{sha256}/content: open the stored file. Under the store's lock, so the row
+    and the file are seen together (a delete runs before, 404, or after, and the open file
+    keeps its bytes). Blocking."""
+    check_sha256(sha256)
+    with daemon.store.lock:
+        with transaction(daemon.engine) as session:
+            row = repository.get_image(session=session, sha256=sha256)
+            if row is None:
+                raise KernelError(errno.ENOENT, f"no image {sha256}")
+            size = row.size
+        try:
+            file = open(daemon.store.path_for(sha256), "rb")  # closed by chunks() or the 304 path
+        except FileNotFoundError as exc:  # a row without its file: the store was tampered with
+            raise KernelError(errno.ENOENT, f"image {sha256} has no stored file") from exc
+    return ImageContent(sha256=sha256, size=size, file=file)
 
 
 def list_images(*, daemon: Daemon, limit: int, cursor: str | None) -> dict[str, Any]:
