@@ -120,6 +120,8 @@ def create_app(settings: Settings | None = None, *,
                                 stop_timeout_s=settings.reconciler.stop_timeout_s)
         daemon.reconciler = reconciler
         tasks.start_soon(reconciler.run)
+        if app.state.fleet is not None:
+            app.state.fleet.start(daemon, tasks)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -141,6 +143,9 @@ def create_app(settings: Settings | None = None, *,
                         daemon.console.close()
                     daemon.backend.close()
                     daemon.engine.dispose()
+                if app.state.fleet is not None:
+                    with anyio.CancelScope(shield=True):
+                        await app.state.fleet.close()
 
     app = FastAPI(
         title="mkd",
@@ -152,6 +157,12 @@ def create_app(settings: Settings | None = None, *,
     app.state.settings = settings
     app.state.daemon = None
     app.state.not_ready_reason = "starting: migrations, backend, reconciliation"
+    # DESIGN "Fleet": the fleet's code (and its etcd client) is imported only when configured.
+    app.state.fleet = None
+    if settings.fleet is not None:
+        from mkd.fleet.member import FleetMember
+
+        app.state.fleet = FleetMember(settings)
     install_problem_handlers(app)
     app.state.request_metrics = RequestMetrics()
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -145,25 +146,39 @@ class LimitSettings(BaseModel):
 
 
 class FleetSettings(BaseModel):
-    """DESIGN "Fleet": many hosts sharing one etcd (section [fleet]; absent: no fleet)."""
+    """DESIGN "Fleet": this daemon as one node of a fleet that shares an etcd cluster (section [fleet])."""
 
     model_config = ConfigDict(extra="forbid")
 
-    endpoints: list[str] = Field(min_length=1)
-    node: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-    advertise_url: str  # how peers and the CLI reach this node
+    endpoints: list[str] = Field(min_length=1, max_length=16)  # etcd client URLs, e.g. "http://10.0.0.1:2379"
+    node: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    advertise_url: str | None = None  # how peers and the CLI reach this node; default from [daemon] listen
     labels: dict[str, str] = Field(default_factory=dict)
-    tls_cert: Path | None = None  # to etcd and peers
+    # To etcd and to peers: a client certificate (both or neither) and the CA that signs theirs.
+    tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
-    # A token peers present as Bearer: it reads image content (GET /v1/images/{sha256}/content), nothing else.
-    peer_token_file: Path | None = None
-    prefix: str = "/mkd/v1"
+    peer_token_file: Path | None = None  # a token this node presents to peers (image pulls)
+    prefix: str = Field("/mkd/v1", pattern=r"^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$")
     scheduler: bool = True
-    lease_ttl_s: int = Field(10, ge=2, le=3600)
+    lease_ttl_s: int = Field(10, ge=2, le=3600)  # etcd leases count whole seconds
     fence_grace_s: float = Field(5.0, ge=0.0, le=3600.0)
     request_timeout_s: float = Field(5.0, gt=0.0, le=600.0)
     strategy: Literal["most-allocated", "spread"] = "most-allocated"
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints_are_urls(cls, endpoints: list[str]) -> list[str]:
+        for endpoint in endpoints:
+            if not re.fullmatch(r"https?://[^/\s]+/?", endpoint):
+                raise ValueError(f"endpoint {endpoint!r} is not an http(s)://host:port URL")
+        return [endpoint.rstrip("/") for endpoint in endpoints]
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> FleetSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
 
 
 class Settings(BaseModel):
@@ -173,7 +188,7 @@ class Settings(BaseModel):
     simulator: SimulatorSettings = Field(default_factory=lambda: SimulatorSettings())
     reconciler: ReconcilerSettings = Field(default_factory=lambda: ReconcilerSettings())
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
-    fleet: FleetSettings | None = None
+    fleet: FleetSettings | None = None  # absent: a lone daemon (the fleet routes answer 404)
 
     @model_validator(mode="after")
     def _one_image_limit(self) -> Settings:
@@ -196,6 +211,14 @@ class Settings(BaseModel):
         if self.daemon.socket is not None:
             return self.daemon.socket
         return self.daemon.state_dir / "mkd.sock" if self.daemon.unix_socket else None
+
+    @property
+    def advertise_url(self) -> str:
+        """How peers reach this node: `[fleet] advertise_url`, else the listen address."""
+        if self.fleet is not None and self.fleet.advertise_url:
+            return self.fleet.advertise_url.rstrip("/")
+        scheme = "https" if self.daemon.tls_cert is not None else "http"
+        return f"{scheme}://{self.daemon.listen or '127.0.0.1:8080'}"
 
     @property
     def images_dir(self) -> Path:

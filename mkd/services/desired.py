@@ -19,6 +19,7 @@ from mkd.domain.requests import InstanceRequest, resource_request_of
 from mkd.domain.states import InstanceState
 from mkd.errors import InvalidInput, KernelError, errno_value
 from mkd.services.context import Daemon
+from mkd.services.fleet_ownership import check_labels, refuse_if_fleet_owned
 from mkd.services.publish import publish
 from mkd.services.records import add_event, bump, check_if_match, etag_of, instance_public, resolve_ref
 
@@ -83,8 +84,11 @@ def _check_images(session: Session, spec: DeclaredSpec) -> None:
 
 def apply_document(
     *, daemon: Daemon, name: str, labels: dict[str, str], spec: DeclaredSpec, dry_run: bool, if_match: str | None,
+    cause: str = "api",
 ) -> Applied:
-    """PUT /v1/instances/{name}: create, adopt or replace; the same document again changes nothing."""
+    """PUT /v1/instances/{name}: create, adopt or replace; the same document again changes nothing.
+    The fleet's node agent applies its instances here too (cause `fleet`)."""
+    check_labels(labels, cause=cause)
     from mkd.services.instances import create_instances  # the create path shares its checks
 
     profile = daemon.host.kernel_profile
@@ -92,6 +96,7 @@ def apply_document(
         with transaction(daemon.engine) as session:
             record = repository.get_instance_by_name(session=session, name=name)
             declared = session.get(DeclaredRecord, name)
+            refuse_if_fleet_owned(name, declared, cause=cause, instance_id=record.id if record else None)
             if record is not None:
                 check_if_match(if_match, etag_of(record))
             if declared is not None and declared.deleting:
@@ -140,7 +145,7 @@ def apply_document(
             bump(record)
             session.add(record)
             session.flush()
-            event = spec_event(session, record, declared, cause="api")
+            event = spec_event(session, record, declared, cause=cause)
             session.refresh(record)
             body, etag = instance_public(record, daemon.host.capabilities), etag_of(record)
     publish(daemon, [event])
@@ -202,7 +207,7 @@ def follow_action(session: Session, record: InstanceRecord, operation: str, *, c
     return spec_event(session, record, declared, cause=cause)
 
 
-def request_delete(*, daemon: Daemon, record: InstanceRecord) -> None:
+def request_delete(*, daemon: Daemon, record: InstanceRecord, cause: str = "api") -> None:
     """DELETE of a declared instance: 202, the reconciler drives it down and deletes it."""
     if record.state == InstanceState.ACTIVE.value and not daemon.host.capabilities.get("halt", False):
         raise KernelError(errno.EBUSY, f"the {daemon.host.kernel_profile} kernel has no halt: an ACTIVE "
@@ -222,7 +227,7 @@ def request_delete(*, daemon: Daemon, record: InstanceRecord) -> None:
                 bump(fresh)
                 session.add(fresh)
             session.flush()
-            event = spec_event(session, fresh, declared, cause="api")
+            event = spec_event(session, fresh, declared, cause=cause)
         else:
             event = None
     if event is not None:

@@ -23,6 +23,7 @@ from mkd.services.capability_checks import refuse_llc_without_capability, refuse
 from mkd.services.console_attach import forget_console
 from mkd.services.context import Daemon
 from mkd.services.desired import follow_action, merged_resources, request_delete
+from mkd.services.fleet_ownership import refuse_if_fleet_owned
 from mkd.services.holdings import holding_of, ledger_for, resources_of
 from mkd.services.idempotency import remember
 from mkd.services.publish import publish
@@ -155,6 +156,7 @@ def delete_instance(*, daemon: Daemon, ref: str, if_match: str | None, cause: st
     with daemon.kernel_lock:
         with transaction(daemon.engine) as session:
             record = resolve_ref(session=session, ref=ref)
+            refuse_if_fleet_owned(record.name, record.declared, cause=cause, instance_id=record.id)
             check_if_match(if_match, etag_of(record))
         if cause == "api" and record.declared is not None:
             try:
@@ -194,6 +196,7 @@ def update_instance(
     with daemon.kernel_lock:
         with transaction(daemon.engine) as session:
             record = resolve_ref(session=session, ref=ref)
+            refuse_if_fleet_owned(record.name, record.declared, cause=cause, instance_id=record.id)
             check_if_match(if_match, etag_of(record))
         try:
             if not daemon.host.capabilities.get("hot_update", False):

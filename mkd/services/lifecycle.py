@@ -22,6 +22,7 @@ from mkd.kexec.flags import load_flags
 from mkd.services.console_attach import attach_before_start
 from mkd.services.context import Daemon
 from mkd.services.desired import follow_action
+from mkd.services.fleet_ownership import refuse_if_fleet_owned
 from mkd.services.idempotency import remember
 from mkd.services.instances import memory_json, refuse
 from mkd.services.publish import publish
@@ -31,9 +32,10 @@ from mkd.services.strict_isolation import check_strict_isolation
 Result = tuple[dict[str, Any], str]
 
 
-def _locate(daemon: Daemon, ref: str, if_match: str | None) -> InstanceRecord:
+def _locate(daemon: Daemon, ref: str, if_match: str | None, cause: str) -> InstanceRecord:
     with transaction(daemon.engine) as session:
         record = resolve_ref(session=session, ref=ref)
+        refuse_if_fleet_owned(record.name, record.declared, cause=cause, instance_id=record.id)
         check_if_match(if_match, etag_of(record))
         return record
 
@@ -137,7 +139,7 @@ def _run(
     checks: Callable[[InstanceRecord], None] | None = None, cause: str = "api",
 ) -> tuple[InstanceRecord, KernelInstance]:
     with daemon.kernel_lock:
-        record = before = _locate(daemon, ref, if_match)
+        record = before = _locate(daemon, ref, if_match, cause)
         try:
             rule = transition(InstanceState(record.state), action)
             if checks is not None:

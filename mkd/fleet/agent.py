@@ -1,0 +1,287 @@
+"""The node agent (DESIGN "Fleet"): this daemon's presence in the fleet.
+
+- registers `nodes/<node>` on a lease of `lease_ttl_s` and renews it;
+- rewrites the record when its capacity changes (woken by the daemon's events, not a timer);
+- watches `placements/` and `instances/` and hands each instance placed here to the local
+  desired-state engine, owned by the fleet; drives down what is deleted or evicted;
+- publishes `status/<name>` from the local instance, and advertises its images
+  (`images/<sha256>/<node>`, on the lease, so they vanish with the node).
+
+The lease is the hook for fencing (issue 17): `on_lease_lost` is where a node that lost its
+lease will stop its OnNodeLoss instances.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Any
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+
+from mkd.config import Settings
+from mkd.domain.desired.spec import DeclaredSpec
+from mkd.errors import MkdError
+from mkd.fleet.documents import is_deleting, local_spec
+from mkd.fleet.etcd import EtcdError, EtcdUnavailable, delete_op, mod_is
+from mkd.fleet.phase import Phase
+from mkd.fleet.store import FleetStore, dumps
+from mkd.services import fleet_node
+from mkd.services.context import Daemon
+
+log = logging.getLogger("mkd.fleet.agent")
+# Events of the daemon after which capacity or a fleet instance's status may have changed.
+LOCAL_EVENTS = {"state", "created", "deleted", "updated", "spec", "pool", "restarted", "condition", "image"}
+SETTLE_S = 0.05
+RETRY_S = 1.0
+TERMINAL_REASONS = {"CrashLoop", "Unsupported"}
+
+ImagePuller = Callable[..., Any]
+
+
+def phase_of(document: dict[str, Any]) -> Phase:
+    status = document.get("status") or {}
+    if status.get("state") == "FAILED" or any(
+            c.get("status") == "False" and c.get("reason") in TERMINAL_REASONS for c in status.get("conditions") or []):
+        return "Failed"
+    if status.get("state") == "ACTIVE":
+        return "Running"
+    return "Placed"
+
+
+class NodeAgent:
+    def __init__(self, daemon: Daemon, store: FleetStore, settings: Settings) -> None:
+        assert settings.fleet is not None
+        self.daemon = daemon
+        self.store = store
+        self.keys = store.keys
+        self.fleet = settings.fleet
+        self.node = settings.fleet.node
+        self.url = settings.advertise_url
+        self.lease = 0
+        self.registered: dict[str, Any] | None = None
+        self.placements: dict[str, dict[str, Any]] = {}  # name -> placement, for this node
+        self.documents: dict[str, dict[str, Any]] = {}  # name -> fleet document, for those placed here
+        self.published: dict[str, dict[str, Any]] = {}  # name -> status last written
+        self.advertised: set[str] = set()
+        self._dirty: set[str] = set()
+        self._wake = anyio.Event()
+        self._capacity_changed = anyio.Event()
+        self.ready = anyio.Event()  # registered and synced once (tests and the bench wait on it)
+
+    # -- the node record, its lease and its images ---------------------------------------------
+    def record(self, capacity: dict[str, Any]) -> dict[str, Any]:
+        host = self.daemon.host
+        simulated = self.daemon.backend.name != "host"
+        return {"name": self.node, "url": self.url, "profile": host.kernel_profile,
+                "arch": self.daemon.settings.simulator.arch if simulated else platform.machine(),
+                "capabilities": dict(host.capabilities), "labels": dict(self.fleet.labels), "capacity": capacity,
+                "cordoned": False, "version": version("mkd")}
+
+    async def register(self) -> None:
+        """A fresh lease and the node record (and image adverts) on it."""
+        self.lease = await self.store.client.grant(self.fleet.lease_ttl_s)
+        self.registered = None
+        self.advertised = set()
+        await self.publish_record()
+        await self.advertise_images()
+        log.info("node %s registered on lease %x", self.node, self.lease)
+
+    async def publish_record(self) -> None:
+        record = self.record(await run_in_threadpool(fleet_node.capacity, self.daemon))
+        if record != self.registered:
+            await self.store.client.put(self.keys.node(self.node), dumps(record), lease=self.lease)
+            self.registered = record
+
+    async def advertise_images(self) -> None:
+        digests = set(await run_in_threadpool(fleet_node.image_digests, self.daemon))
+        for sha in sorted(digests - self.advertised):
+            await self.store.client.put(self.keys.image(sha, self.node), dumps({"url": self.url}), lease=self.lease)
+        for sha in sorted(self.advertised - digests):
+            await self.store.client.delete(self.keys.image(sha, self.node))
+        self.advertised = digests
+
+    async def on_lease_lost(self) -> None:
+        """The lease expired (etcd unreachable too long, or revoked): register again.
+        Issue 17 (fencing) stops OnNodeLoss instances here before anything else."""
+        log.warning("node %s lost its lease %x: registering again", self.node, self.lease)
+        await self.register()
+
+    async def keep_lease(self) -> None:
+        interval = max(self.fleet.lease_ttl_s / 3, 0.2)
+        while True:
+            await anyio.sleep(interval)
+            try:
+                ttl = await self.store.client.keepalive(self.lease)
+                if ttl <= 0:
+                    await self.on_lease_lost()
+            except (EtcdUnavailable, EtcdError) as exc:
+                log.warning("lease renewal: %s", exc)
+
+    # -- following the daemon and the fleet ------------------------------------------------------
+    async def follow_local_events(self) -> None:
+        """Capacity and statuses change with the daemon's own events: no polling."""
+        sub = self.daemon.bus.subscribe(client=False)
+        try:
+            while True:
+                event = await sub.queue.get()
+                if event is None:
+                    return
+                if event.type in LOCAL_EVENTS:
+                    name = event.data.get("name")
+                    if isinstance(name, str) and name in self.placements:
+                        self._dirty.add(name)
+                    self._capacity_changed.set()
+                    self._wake.set()
+        finally:
+            self.daemon.bus.unsubscribe(sub)
+
+    async def follow_fleet(self, start_revision: int) -> None:
+        """Placements and instance documents that concern this node."""
+        keys = self.keys
+        async for batch in self.store.client.watch(keys.prefix + "/", prefix=True, start_revision=start_revision):
+            for event in batch:
+                key = event.kv.key
+                if key.startswith(keys.placements):
+                    name = keys.name_in(keys.placements, key)
+                    placement = event.kv.json() if event.kind == "put" else None
+                    if placement is not None and placement.get("node") == self.node:
+                        self.placements[name] = placement
+                        self._dirty.add(name)
+                    elif name in self.placements:
+                        del self.placements[name]
+                        self._dirty.add(name)
+                elif key.startswith(keys.instances):
+                    name = keys.name_in(keys.instances, key)
+                    if event.kind == "put":
+                        self.documents[name] = event.kv.json()
+                    else:
+                        self.documents.pop(name, None)
+                    if name in self.placements:
+                        self._dirty.add(name)
+            if self._dirty:
+                self._wake.set()
+
+    async def load(self) -> int:
+        """Read this node's placements and their documents; the revision to watch from."""
+        view = await self.store.view()
+        placements = {name: kv.json() for name, kv in view.placements.items()}
+        self.placements = {name: p for name, p in placements.items() if p.get("node") == self.node}
+        self.documents = {name: kv.json() for name, kv in view.instances.items()}
+        local = await run_in_threadpool(fleet_node.fleet_instances, self.daemon)
+        self._dirty = set(self.placements) | set(local)
+        return view.revision
+
+    # -- making this node what the fleet says -----------------------------------------------------
+    async def sync(self, name: str) -> None:
+        placement = self.placements.get(name)
+        document = self.documents.get(name)
+        if placement is None or document is None or is_deleting(document) or placement.get("evict"):
+            gone = await run_in_threadpool(fleet_node.remove_fleet_instance, self.daemon, name)
+            if gone and placement is not None:
+                await self._release(name, placement, document)
+            return
+        spec = document.get("spec", {})
+        missing = [sha for sha in (spec.get("kernel"), spec.get("initrd")) if sha
+                   and not await run_in_threadpool(fleet_node.has_image, self.daemon, sha)]
+        if missing and not await self._pull(missing):
+            await self._publish(name, {"phase": "Failed", "reason": f"image {missing[0]} is on no live peer"})
+            return
+        labels = dict(document.get("metadata", {}).get("labels") or {})
+        declared = DeclaredSpec.from_json(local_spec(spec))
+        await run_in_threadpool(fleet_node.apply_fleet_instance, self.daemon, name, labels, declared)
+
+    async def _release(self, name: str, placement: dict[str, Any], document: dict[str, Any] | None) -> None:
+        """The local instance is gone: end what the fleet holds of it (the leader frees the booking)."""
+        key = self.keys.placement(name)
+        found = await self.store.client.get(key)
+        if found is None or found.json().get("node") != self.node:
+            return
+        if document is not None and is_deleting(document):
+            await self.store.client.txn([mod_is(key, "=", found.mod_revision)],
+                                        [delete_op(self.keys.instance(name)), delete_op(self.keys.status(name))])
+        elif placement.get("evict"):
+            await self.store.client.txn([mod_is(key, "=", found.mod_revision)],
+                                        [delete_op(key), delete_op(self.keys.status(name))])
+        self.published.pop(name, None)
+
+    async def _pull(self, missing: list[str]) -> bool:
+        """Fetch images from peers that advertise them (mkd.fleet.image_pull)."""
+        try:
+            from mkd.fleet.image_pull import pull_image  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            return False
+        for sha in missing:
+            holders, _ = await self.store.client.range(self.keys.image_holders(sha), prefix=True)
+            peers = [kv.json()["url"] for kv in holders if not kv.key.endswith("/" + self.node)]
+            if not peers:
+                return False
+            await pull_image(sha, peers, self._peer_token(), daemon=self.daemon)
+        await self.advertise_images()
+        return True
+
+    def _peer_token(self) -> str | None:
+        path = self.fleet.peer_token_file
+        return path.read_text().strip() if path is not None else None
+
+    async def _publish(self, name: str, status: dict[str, Any]) -> None:
+        status = {"node": self.node, **status}
+        if self.published.get(name) != status and name in self.placements:
+            await self.store.client.put(self.keys.status(name), dumps(status))
+            self.published[name] = status
+
+    async def publish_statuses(self, names: set[str]) -> None:
+        local = await run_in_threadpool(fleet_node.fleet_instances, self.daemon)
+        for name in sorted(names):
+            document = local.get(name)
+            if document is None or name not in self.placements:
+                continue
+            status = document["status"]
+            await self._publish(name, {"phase": phase_of(document), "state": status.get("state"),
+                                       "id": status.get("id"), "conditions": status.get("conditions") or [],
+                                       "generation": status.get("generation"),
+                                       "observed_generation": status.get("observed_generation")})
+
+    async def work(self) -> None:
+        """Apply what changed, then publish statuses and capacity; one pass at a time."""
+        while True:
+            await self._wake.wait()
+            await anyio.sleep(SETTLE_S)
+            self._wake = anyio.Event()
+            dirty, self._dirty = self._dirty, set()
+            for name in sorted(dirty):
+                try:
+                    await self.sync(name)
+                except MkdError as exc:
+                    log.warning("fleet instance %s: %s", name, exc.detail)
+                    await self._publish(name, {"phase": "Failed", "reason": exc.detail})
+            try:
+                await self.publish_statuses(dirty)
+                if self._capacity_changed.is_set():
+                    self._capacity_changed = anyio.Event()
+                    await self.publish_record()
+                    await self.advertise_images()
+            except (EtcdUnavailable, EtcdError) as exc:
+                log.warning("publishing to the fleet: %s", exc)
+                self._dirty |= dirty
+                await anyio.sleep(RETRY_S)
+                self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.register()
+                revision = await self.load()
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(self.keep_lease)
+                    tasks.start_soon(self.follow_local_events)
+                    tasks.start_soon(self.follow_fleet, revision + 1)
+                    tasks.start_soon(self.work)
+                    self._wake.set()
+                    self.ready.set()
+            except (EtcdUnavailable, EtcdError) as exc:
+                log.warning("fleet agent: %s; retrying", exc)
+                await anyio.sleep(RETRY_S)

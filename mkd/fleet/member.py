@@ -1,0 +1,52 @@
+"""This daemon as a member of a fleet (DESIGN "Fleet"): the etcd client, the FleetSurface the
+routes call, the node agent and, with `scheduler = true`, a scheduler that campaigns to lead.
+
+Created only when `[fleet]` is configured (app.py imports this module then and only then)."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio.abc
+
+from mkd.config import FleetSettings, Settings
+from mkd.fleet.etcd import EtcdClient, EtcdTls
+from mkd.fleet.keys import FleetKeys
+from mkd.fleet.operations import FleetOperations
+from mkd.fleet.store import FleetStore
+from mkd.services.context import Daemon
+
+log = logging.getLogger("mkd.fleet")
+
+
+def etcd_client(fleet: FleetSettings) -> EtcdClient:
+    tls = None
+    if fleet.tls_ca is not None or fleet.tls_cert is not None:
+        tls = EtcdTls(cert=fleet.tls_cert, key=fleet.tls_key, ca=fleet.tls_ca)
+    return EtcdClient(fleet.endpoints, timeout_s=fleet.request_timeout_s, tls=tls)
+
+
+class FleetMember(FleetOperations):
+    """The FleetSurface of this daemon, and the tasks that make it a node of the fleet."""
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.fleet is None:
+            raise ValueError("FleetMember needs [fleet]")
+        self.settings = settings
+        self.fleet = settings.fleet
+        super().__init__(FleetStore(etcd_client(self.fleet), FleetKeys(self.fleet.prefix)))
+
+    def start(self, daemon: Daemon, tasks: anyio.abc.TaskGroup) -> None:
+        """Run the node agent (and the scheduler's campaign) in the app's task group."""
+        from mkd.fleet.agent import NodeAgent
+        from mkd.fleet.scheduler import Scheduler
+
+        self.agent = NodeAgent(daemon, self.store, self.settings)
+        tasks.start_soon(self.agent.run)
+        if self.fleet.scheduler:
+            self.scheduler = Scheduler(self.store, node=self.fleet.node, lease_ttl_s=self.fleet.lease_ttl_s,
+                                       strategy=self.fleet.strategy)
+            tasks.start_soon(self.scheduler.run)
+
+    async def close(self) -> None:
+        await self.store.client.close()

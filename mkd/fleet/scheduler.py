@@ -1,0 +1,214 @@
+"""The fleet's scheduler (DESIGN "Fleet", Scheduling): every daemon with `scheduler = true`
+campaigns for one leader lease; the leader places unplaced instances.
+
+Safety does not rest on there being one leader: each placement is one transaction that
+compares the instance's revision, `allocations/<node>`'s revision and that the instance has no
+placement yet, and writes the placement and the node's bookings together. Two leaders for a
+moment (the first one's lease expiring under it) cannot book a node twice or place an instance
+twice: the second transaction's comparison fails and it reads again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import anyio
+
+from mkd.fleet.documents import is_deleting
+from mkd.fleet.etcd import EtcdError, EtcdUnavailable, KeyValue, delete_op, mod_is, put_op, version_is
+from mkd.fleet.operations import placement_json
+from mkd.fleet.placement import Booking, Choice, Demand, NodeView, Strategy, place
+from mkd.fleet.store import Allocation, FleetStore, FleetView, dumps
+from mkd.fleet.surface import FleetUnavailable
+
+log = logging.getLogger("mkd.fleet.scheduler")
+PLACE_ATTEMPTS = 4  # per instance and round: a lost comparison re-reads the node and tries again
+SETTLE_S = 0.05  # changes that arrive together are placed in one round
+
+
+@dataclass
+class RoundResult:
+    placed: dict[str, str] = field(default_factory=dict)  # instance -> node
+    pending: dict[str, str] = field(default_factory=dict)  # instance -> reason
+    lost_compares: int = 0
+    released: int = 0
+
+
+class Scheduler:
+    def __init__(self, store: FleetStore, *, node: str, lease_ttl_s: int, strategy: Strategy) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.node = node
+        self.lease_ttl_s = lease_ttl_s
+        self.strategy: Strategy = strategy
+        self.lease = 0
+        self.is_leader = False
+        self.placements = 0  # placed since start (a metric)
+        self.lost_compares = 0
+        self._changed = anyio.Event()
+
+    # -- leadership ----------------------------------------------------------------------------
+    async def campaign(self) -> bool:
+        """Try once to take the leader key on a fresh lease; True when this daemon leads."""
+        if not self.lease:
+            self.lease = await self.store.client.grant(self.lease_ttl_s)
+        value = dumps({"node": self.node, "lease": self.lease})
+        result = await self.store.client.txn([version_is(self.keys.leader, "=", 0)],
+                                             [put_op(self.keys.leader, value, lease=self.lease)])
+        self.is_leader = result.succeeded
+        return self.is_leader
+
+    async def _keep_lease(self) -> None:
+        """Renew the campaign's lease; when it is gone, leadership is gone with it."""
+        interval = max(self.lease_ttl_s / 3, 0.2)
+        while True:
+            await anyio.sleep(interval)
+            try:
+                ttl = await self.store.client.keepalive(self.lease)
+            except (EtcdUnavailable, EtcdError):
+                continue  # the lease may outlive a short outage; if not, the next answer says 0
+            if ttl <= 0:
+                log.warning("scheduler lease %x expired: no longer leader", self.lease)
+                self.is_leader = False
+                self.lease = 0
+                return
+
+    async def run(self) -> None:
+        """Campaign, lead while the lease holds, campaign again."""
+        while True:
+            try:
+                if await self.campaign():
+                    log.info("node %s leads the fleet's scheduling", self.node)
+                    async with anyio.create_task_group() as tasks:
+                        tasks.start_soon(self._lead, tasks.cancel_scope)
+                        await self._keep_lease()
+                        tasks.cancel_scope.cancel()
+                else:
+                    await self._wait_for_vacancy()
+            except (EtcdUnavailable, EtcdError, FleetUnavailable) as exc:
+                log.warning("scheduler: %s", exc)
+                self.is_leader = False
+                await anyio.sleep(1.0)
+
+    async def _wait_for_vacancy(self) -> None:
+        found, revision = await self.store.client.range(self.keys.leader)
+        if not found:
+            return
+        async for batch in self.store.client.watch(self.keys.leader, start_revision=revision + 1):
+            if any(event.kind == "delete" for event in batch):
+                return
+
+    async def _lead(self, scope: anyio.CancelScope) -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._follow_changes)
+            while self.is_leader:
+                self._changed = anyio.Event()
+                try:
+                    await self.place_round()
+                except FleetUnavailable as exc:
+                    log.warning("placement round: %s", exc)
+                with anyio.move_on_after(self.lease_ttl_s):
+                    await self._changed.wait()
+                await anyio.sleep(SETTLE_S)
+            tasks.cancel_scope.cancel()
+
+    async def _follow_changes(self) -> None:
+        _, revision = await self.store.client.range(self.keys.leader)
+        async for _batch in self.store.client.watch(self.keys.prefix + "/", prefix=True, start_revision=revision + 1):
+            self._changed.set()
+
+    # -- placement -----------------------------------------------------------------------------
+    async def place_round(self) -> RoundResult:
+        """Place every unplaced instance the view shows, and release what nothing holds."""
+        view = await self.store.view()
+        result = RoundResult()
+        await self._release(view, result)
+        nodes = [NodeView.of(record, cordoned=name in view.cordons) for name, record in view.nodes.items()]
+        for name in sorted(view.instances):
+            kv = view.instances[name]
+            if name in view.placements or is_deleting(kv.json()):
+                continue
+            await self._place_one(view, name, kv, nodes, result)
+        self.placements += len(result.placed)
+        self.lost_compares += result.lost_compares
+        return result
+
+    async def _place_one(self, view: FleetView, name: str, kv: KeyValue, nodes: list[NodeView],
+                         result: RoundResult) -> None:
+        demand = Demand.of(kv.json().get("spec", {}))
+        for _ in range(PLACE_ATTEMPTS):
+            bookings = {node: alloc.bookings for node, alloc in view.allocations.items()}
+            choice = place(demand, nodes, bookings, self.strategy)
+            if not isinstance(choice, Choice):
+                result.pending[name] = choice.reason
+                await self._note_pending(view, name, choice.reason)
+                return
+            allocation = view.allocations.setdefault(choice.node, Allocation())
+            booked = Allocation({**allocation.bookings, name: choice.booking}, allocation.revision)
+            allocation_key = self.keys.allocation(choice.node)
+            placement_key = self.keys.placement(name)
+            txn = await self.store.client.txn(
+                [mod_is(kv.key, "=", kv.mod_revision), mod_is(allocation_key, "=", allocation.revision),
+                 mod_is(placement_key, "=", 0)],
+                [put_op(placement_key, dumps(placement_json(choice.node, choice.booking.json(), kv.mod_revision))),
+                 put_op(allocation_key, dumps(booked.json())), delete_op(self.keys.status(name))])
+            if txn.succeeded:
+                view.allocations[choice.node] = Allocation(booked.bookings, txn.revision)
+                result.placed[name] = choice.node
+                return
+            # Someone else wrote first: read what changed and decide again.
+            result.lost_compares += 1
+            fresh, placed = await self._reread(choice.node, kv.key, placement_key)
+            view.allocations[choice.node] = fresh
+            if placed or fresh is None:
+                return
+        log.info("instance %s: gave up for this round after %d lost compares", name, PLACE_ATTEMPTS)
+
+    async def _reread(self, node: str, instance_key: str, placement_key: str) -> tuple[Allocation, bool]:
+        """The node's allocation now, and whether the instance is placed (or changed) meanwhile."""
+        allocation = await self.store.client.get(self.keys.allocation(node))
+        placement = await self.store.client.get(placement_key)
+        fresh = Allocation.of(allocation) if allocation is not None else Allocation()
+        return fresh, placement is not None
+
+    async def _note_pending(self, view: FleetView, name: str, reason: str) -> None:
+        status = {"phase": "Pending", "reason": reason}
+        if view.statuses.get(name) != status:
+            await self.store.client.put(self.keys.status(name), dumps(status))
+            view.statuses[name] = status
+
+    async def _release(self, view: FleetView, result: RoundResult) -> None:
+        """Bookings whose placement is gone (evicted and driven down, or the instance deleted)
+        and placements whose instance is gone: free them, each node in one transaction."""
+        for node, allocation in sorted(view.allocations.items()):
+            orphans: list[str] = []
+            for name in sorted(allocation.bookings):
+                placement = view.placements.get(name)
+                on_node = placement is not None and placement.json().get("node") == node
+                if not on_node or name not in view.instances:
+                    orphans.append(name)
+            if not orphans:
+                continue
+            kept = Allocation({n: b for n, b in allocation.bookings.items() if n not in orphans}, allocation.revision)
+            compares = [mod_is(self.keys.allocation(node), "=", allocation.revision)]
+            ops = [put_op(self.keys.allocation(node), dumps(kept.json()))]
+            for name in orphans:
+                placement = view.placements.get(name)
+                if placement is not None and name not in view.instances and placement.json().get("node") == node:
+                    compares.append(mod_is(placement.key, "=", placement.mod_revision))
+                    ops.append(delete_op(placement.key))
+            txn = await self.store.client.txn(compares, ops)
+            if txn.succeeded:
+                view.allocations[node] = Allocation(kept.bookings, txn.revision)
+                for name in orphans:
+                    if name not in view.instances:
+                        view.placements.pop(name, None)
+                result.released += len(orphans)
+            else:
+                result.lost_compares += 1
+
+
+def bookings_of(view: FleetView) -> dict[str, dict[str, Booking]]:
+    """Every node's bookings as the view shows them (tests check no node is over capacity)."""
+    return {node: dict(alloc.bookings) for node, alloc in view.allocations.items()}
