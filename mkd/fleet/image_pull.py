@@ -58,7 +58,7 @@ def content_url(peer_url: str, sha256: str) -> str:
     return f"{peer_url.rstrip('/')}/v1/images/{sha256}/content"
 
 
-async def pull_image(*, daemon: Daemon, sha256: str, peers: Sequence[str], token: str | None = None,
+async def pull_image(sha256: str, peers: Sequence[str], token: str | None = None, *, daemon: Daemon,
                      client: httpx.AsyncClient | None = None) -> dict[str, Any]:
     """Make image `sha256` present locally, pulling it from the first of `peers` (base URLs) that
     gives it whole and true; returns the image as `GET /v1/images/{sha256}` shows it.
