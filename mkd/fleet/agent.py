@@ -31,6 +31,7 @@ from mkd.fleet.phase import Phase
 from mkd.fleet.store import FleetStore, dumps
 from mkd.services import fleet_node
 from mkd.services.context import Daemon
+from mkd.services.signals import IMAGES_CHANGED, POOL_CHANGED
 
 log = logging.getLogger("mkd.fleet.agent")
 # Events of the daemon after which capacity or a fleet instance's status may have changed.
@@ -138,6 +139,19 @@ class NodeAgent:
                     self._wake.set()
         finally:
             self.daemon.bus.unsubscribe(sub)
+
+    async def follow_signals(self) -> None:
+        """The pool's definition and the image store raise no event: they signal."""
+        keys = [POOL_CHANGED, IMAGES_CHANGED]
+        changed = self.daemon.signals.watch(keys)
+        try:
+            while True:
+                await changed.wait()
+                changed.clear()
+                self._capacity_changed.set()
+                self._wake.set()
+        finally:
+            self.daemon.signals.unwatch(keys, changed)
 
     async def follow_fleet(self, start_revision: int) -> None:
         """Placements and instance documents that concern this node."""
@@ -278,6 +292,7 @@ class NodeAgent:
                 async with anyio.create_task_group() as tasks:
                     tasks.start_soon(self.keep_lease)
                     tasks.start_soon(self.follow_local_events)
+                    tasks.start_soon(self.follow_signals)
                     tasks.start_soon(self.follow_fleet, revision + 1)
                     tasks.start_soon(self.work)
                     self._wake.set()

@@ -20,6 +20,7 @@ from mkd.services.context import Daemon
 from mkd.services.desired import images_in_specs
 from mkd.services.idempotency import remember
 from mkd.services.records import check_if_match
+from mkd.services.signals import IMAGES_CHANGED
 
 
 def image_etag(sha256: str) -> str:
@@ -85,7 +86,8 @@ def _record(daemon: Daemon, upload: ReceivedUpload) -> tuple[dict[str, Any], boo
                 image, created = image_public(row), True
             remember(session, status=201 if created else 200, body=image,
                      headers=image_headers(upload.sha256), request_hash=upload.sha256)
-            return image, created
+        daemon.signals.notify([IMAGES_CHANGED])
+        return image, created
 
 
 def has_image(*, daemon: Daemon, sha256: str) -> bool:
@@ -172,6 +174,7 @@ def delete_image(*, daemon: Daemon, sha256: str, if_match: str | None = None) ->
         except IntegrityError as exc:  # a load raced us: the foreign key keeps the image
             raise KernelError(errno.EBUSY, f"image {sha256} is in use") from exc
         daemon.store.remove(sha256)
+    daemon.signals.notify([IMAGES_CHANGED])
 
 
 def prune_images(*, daemon: Daemon) -> dict[str, Any]:
@@ -186,4 +189,6 @@ def prune_images(*, daemon: Daemon) -> dict[str, Any]:
                     session.delete(row)
         for sha256 in removed:
             daemon.store.remove(sha256)
+    if removed:
+        daemon.signals.notify([IMAGES_CHANGED])
     return {"removed": removed}

@@ -18,6 +18,7 @@ from mkd.services.context import Daemon
 from mkd.services.holdings import holdings_from_records
 from mkd.services.pool_spec import spec_of, store_pool
 from mkd.services.records import check_if_match
+from mkd.services.signals import POOL_CHANGED
 
 
 def pool_etag(spec: PoolSpec | None) -> str:
@@ -100,6 +101,7 @@ def put_pool(*, daemon: Daemon, spec: PoolSpec, dry_run: bool, if_match: str | N
         with transaction(daemon.engine) as session:
             store_pool(session, spec)
         daemon.ledger = None
+        daemon.signals.notify([POOL_CHANGED])
         return PoolPutResult(created=created, changed=True, diff=diff.to_json(),
                              pool=pool_public(spec, new_state), etag=pool_etag(spec))
 

@@ -8,6 +8,11 @@ import asyncio
 import threading
 from collections.abc import Iterable
 
+# Keys beside instance names (which start with a letter or digit): the pool's definition and the
+# image store changed (the fleet's node agent republishes its capacity and images on them).
+POOL_CHANGED = "@pool"
+IMAGES_CHANGED = "@images"
+
 
 class Signals:
     def __init__(self) -> None:

@@ -1,0 +1,126 @@
+"""Three simulated mkd daemons on a 3-member etcd cluster (DESIGN "Fleet"): a fleet instance is
+placed, handed to its node's desired-state engine and ends Active there; the node publishes its
+status; local writes to it answer 409; a delete drives it down and frees its booking."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from mkd.fleet.etcd import EtcdClient
+from mkd.fleet.keys import FleetKeys
+from mkd.fleet.operations import FleetOperations
+from mkd.fleet.store import FleetStore
+from mkd.testing import imagegen
+from mkd.testing.daemon_process import DaemonProcess
+from mkd.testing.etcd_cluster import EtcdCluster
+from tests.helpers import POOL, MiB
+
+CONFIG = """
+[simulator]
+kernel_profile = "tree"
+halt_ack_timeout_s = 0.5
+[reconciler]
+poll_interval_s = 0.1
+[fleet]
+endpoints = {endpoints}
+node = "{node}"
+advertise_url = "{url}"
+prefix = "{prefix}"
+lease_ttl_s = 2
+labels = {{ rack = "{rack}" }}
+"""
+
+
+def wait_until(what: str, check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def surface_call(cluster: EtcdCluster, prefix: str, call: str, *args: Any) -> Any:
+    async def run() -> Any:
+        client = EtcdClient(cluster.endpoints, timeout_s=5)
+        try:
+            return await getattr(FleetOperations(FleetStore(client, FleetKeys(prefix))), call)(*args)
+        finally:
+            await client.close()
+
+    return anyio.run(run)
+
+
+@pytest.fixture
+def fleet(etcd_cluster: EtcdCluster, fleet_prefix: str, tmp_path: Path) -> Iterator[list[DaemonProcess]]:
+    daemons: list[DaemonProcess] = []
+    try:
+        for i in range(3):
+            config = tmp_path / f"node-{i}.toml"
+            daemon = DaemonProcess(tmp_path / f"node-{i}", config=config)
+            endpoints = "[" + ", ".join(f'"{e}"' for e in etcd_cluster.endpoints) + "]"
+            config.write_text(CONFIG.format(endpoints=endpoints, node=f"node-{i}", url=daemon.url,
+                                            prefix=fleet_prefix, rack=f"r{i % 2}"))
+            daemons.append(daemon.start())
+        kernel = imagegen.vmlinux()
+        for daemon in daemons:
+            with daemon.client() as http:
+                assert http.put("/v1/pool", json=POOL).status_code == 201
+                assert http.post("/v1/images", content=kernel).status_code in (200, 201)
+        yield daemons
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+
+
+def document(name: str, kernel: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "mkd.dev/v1", "kind": "Instance", "metadata": {"name": name},
+            "spec": {"resources": {"cpu_count": 2, "memory_bytes": 128 * MiB}, "kernel": kernel, **spec}}
+
+
+def test_a_fleet_instance_ends_active_on_its_node(fleet: list[DaemonProcess], etcd_cluster: EtcdCluster,
+                                                  fleet_prefix: str) -> None:
+    with fleet[0].client() as http:
+        kernel = http.get("/v1/images").json()["items"][0]["sha256"]
+    def pooled_nodes() -> list[dict[str, Any]]:
+        # the pool was defined after the nodes registered: their records follow it
+        found: list[dict[str, Any]] = surface_call(etcd_cluster, fleet_prefix, "nodes")
+        full = [n for n in found if n["capacity"]["cpus_free"] == len(POOL["cpus"])]  # type: ignore[arg-type]
+        return full if len(full) == 3 else []
+
+    nodes = wait_until("three registered nodes with their pools", pooled_nodes)
+    assert {n["name"] for n in nodes} == {"node-0", "node-1", "node-2"}
+
+    stored, created = surface_call(etcd_cluster, fleet_prefix, "put_instance", "web",
+                                   document("web", kernel, nodeSelector={"rack": "r1"}))
+    assert created and stored["status"]["phase"] in ("Pending", "Placed", "Running")
+    running = wait_until("web Running", lambda: (doc := surface_call(etcd_cluster, fleet_prefix, "get_instance", "web"))
+                         ["status"]["phase"] == "Running" and doc)
+    assert running["status"]["node"] == "node-1"  # the only node with rack=r1
+    owner = fleet[1]
+    with owner.client() as http:
+        local = http.get("/v1/instances/web").json()
+        assert local["state"] == "ACTIVE" and local["labels"]["mkd.dev/owner"] == "fleet"
+        refused = http.put("/v1/instances/web", json=document("web", kernel))
+        assert refused.status_code == 409 and "owned by the fleet" in refused.json()["detail"]
+        assert http.post("/v1/instances/web/stop").status_code == 409
+        assert http.delete("/v1/instances/web").status_code == 409
+        # its capacity still counts what the fleet instance holds as free (the fleet books it)
+        assert wait_until("node-1's record", lambda: [n for n in surface_call(etcd_cluster, fleet_prefix, "nodes")
+                                                    if n["name"] == "node-1"])[0]["capacity"]["cpus_free"] == 14
+    for other in (fleet[0], fleet[2]):
+        with other.client() as http:
+            assert http.get("/v1/instances/web").status_code == 404
+
+    surface_call(etcd_cluster, fleet_prefix, "delete_instance", "web")
+    with owner.client() as http:
+        wait_until("web gone locally", lambda: http.get("/v1/instances/web").status_code == 404)
+    wait_until("web gone from the fleet",
+               lambda: not surface_call(etcd_cluster, fleet_prefix, "instances"))
