@@ -23,19 +23,16 @@ import anyio
 from starlette.concurrency import run_in_threadpool
 
 from mkd.config import Settings
-from mkd.domain.desired.spec import DeclaredSpec
 from mkd.errors import MkdError
-from mkd.fleet.documents import is_deleting, local_spec
+from mkd.fleet.documents import declared_spec, is_deleting
 from mkd.fleet.etcd import EtcdError, EtcdUnavailable, delete_op, mod_is
 from mkd.fleet.phase import Phase
 from mkd.fleet.store import FleetStore, dumps
 from mkd.services import fleet_node
 from mkd.services.context import Daemon
-from mkd.services.signals import IMAGES_CHANGED, POOL_CHANGED
+from mkd.services.signals import ANY
 
 log = logging.getLogger("mkd.fleet.agent")
-# Events of the daemon after which capacity or a fleet instance's status may have changed.
-LOCAL_EVENTS = {"state", "created", "deleted", "updated", "spec", "pool", "restarted", "condition", "image"}
 SETTLE_S = 0.05
 RETRY_S = 1.0
 TERMINAL_REASONS = {"CrashLoop", "Unsupported"}
@@ -70,7 +67,6 @@ class NodeAgent:
         self.advertised: set[str] = set()
         self._dirty: set[str] = set()
         self._wake = anyio.Event()
-        self._capacity_changed = anyio.Event()
         self.ready = anyio.Event()  # registered and synced once (tests and the bench wait on it)
 
     # -- the node record, its lease and its images ---------------------------------------------
@@ -123,35 +119,17 @@ class NodeAgent:
                 log.warning("lease renewal: %s", exc)
 
     # -- following the daemon and the fleet ------------------------------------------------------
-    async def follow_local_events(self) -> None:
-        """Capacity and statuses change with the daemon's own events: no polling."""
-        sub = self.daemon.bus.subscribe(client=False)
-        try:
-            while True:
-                event = await sub.queue.get()
-                if event is None:
-                    return
-                if event.type in LOCAL_EVENTS:
-                    name = event.data.get("name")
-                    if isinstance(name, str) and name in self.placements:
-                        self._dirty.add(name)
-                    self._capacity_changed.set()
-                    self._wake.set()
-        finally:
-            self.daemon.bus.unsubscribe(sub)
-
-    async def follow_signals(self) -> None:
-        """The pool's definition and the image store raise no event: they signal."""
-        keys = [POOL_CHANGED, IMAGES_CHANGED]
-        changed = self.daemon.signals.watch(keys)
+    async def follow_local_changes(self) -> None:
+        """Capacity and statuses change with the daemon's own changes, which all signal (events,
+        conditions the reconciler records, the pool, the image store): no polling."""
+        changed = self.daemon.signals.watch([ANY])
         try:
             while True:
                 await changed.wait()
                 changed.clear()
-                self._capacity_changed.set()
                 self._wake.set()
         finally:
-            self.daemon.signals.unwatch(keys, changed)
+            self.daemon.signals.unwatch([ANY], changed)
 
     async def follow_fleet(self, start_revision: int) -> None:
         """Placements and instance documents that concern this node."""
@@ -205,7 +183,7 @@ class NodeAgent:
             await self._publish(name, {"phase": "Failed", "reason": f"image {missing[0]} is on no live peer"})
             return
         labels = dict(document.get("metadata", {}).get("labels") or {})
-        declared = DeclaredSpec.from_json(local_spec(spec))
+        declared = declared_spec(spec)
         await run_in_threadpool(fleet_node.apply_fleet_instance, self.daemon, name, labels, declared)
 
     async def _release(self, name: str, placement: dict[str, Any], document: dict[str, Any] | None) -> None:
@@ -260,29 +238,42 @@ class NodeAgent:
                                        "observed_generation": status.get("observed_generation")})
 
     async def work(self) -> None:
-        """Apply what changed, then publish statuses and capacity; one pass at a time."""
+        """Apply what changed, then publish statuses, capacity and images (each written only
+        when it differs from what was written last); one pass at a time."""
         while True:
             await self._wake.wait()
             await anyio.sleep(SETTLE_S)
             self._wake = anyio.Event()
-            dirty, self._dirty = self._dirty, set()
-            for name in sorted(dirty):
-                try:
-                    await self.sync(name)
-                except MkdError as exc:
-                    log.warning("fleet instance %s: %s", name, exc.detail)
-                    await self._publish(name, {"phase": "Failed", "reason": exc.detail})
+            dirty, self._dirty = self._dirty | self.leaving(), set()
             try:
-                await self.publish_statuses(dirty)
-                if self._capacity_changed.is_set():
-                    self._capacity_changed = anyio.Event()
-                    await self.publish_record()
-                    await self.advertise_images()
+                for name in sorted(dirty):
+                    await self._sync_one(name)
+                await self.publish_statuses(set(self.placements))
+                await self.publish_record()
+                await self.advertise_images()
             except (EtcdUnavailable, EtcdError) as exc:
                 log.warning("publishing to the fleet: %s", exc)
                 self._dirty |= dirty
                 await anyio.sleep(RETRY_S)
                 self._wake.set()
+
+    def leaving(self) -> set[str]:
+        """Placed here but deleted or evicted: checked on every pass until gone here."""
+        return {name for name, placement in self.placements.items()
+                if placement.get("evict") or is_deleting(self.documents.get(name) or {})}
+
+    async def _sync_one(self, name: str) -> None:
+        try:
+            await self.sync(name)
+        except MkdError as exc:
+            log.warning("fleet instance %s: %s", name, exc.detail)
+            await self._publish(name, {"phase": "Failed", "reason": exc.detail})
+        except (EtcdUnavailable, EtcdError):
+            self._dirty.add(name)
+            raise
+        except Exception as exc:  # a bug for one instance must not stop the agent for all
+            log.exception("fleet instance %s", name)
+            await self._publish(name, {"phase": "Failed", "reason": f"{type(exc).__name__}: {exc}"})
 
     async def run(self) -> None:
         while True:
@@ -291,8 +282,7 @@ class NodeAgent:
                 revision = await self.load()
                 async with anyio.create_task_group() as tasks:
                     tasks.start_soon(self.keep_lease)
-                    tasks.start_soon(self.follow_local_events)
-                    tasks.start_soon(self.follow_signals)
+                    tasks.start_soon(self.follow_local_changes)
                     tasks.start_soon(self.follow_fleet, revision + 1)
                     tasks.start_soon(self.work)
                     self._wake.set()

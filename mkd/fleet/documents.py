@@ -6,12 +6,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from mkd.domain.desired.spec import DeclaredSpec
 from mkd.errors import InvalidInput
 
 API_VERSION = "mkd.dev/v1"
 FLEET_FIELDS = ("node", "nodeSelector", "reschedule")
 RESCHEDULE = ("Never", "OnNodeLoss")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def fleet_document(name: str, document: Any) -> dict[str, Any]:
@@ -32,6 +34,11 @@ def fleet_document(name: str, document: Any) -> dict[str, Any]:
         raise InvalidInput("a fleet instance has no spec.id: ids belong to the node that runs it")
     if not isinstance(spec.get("kernel"), str) or not isinstance(spec.get("resources"), dict):
         raise InvalidInput("spec.kernel and spec.resources are required")
+    for role in ("kernel", "initrd"):
+        sha = spec.get(role)
+        if sha is not None and (not isinstance(sha, str) or not _SHA256.fullmatch(sha)):
+            raise InvalidInput(f"spec.{role} must be an image's sha256 (64 lowercase hex digits)")
+    declared_spec(spec)
     node = spec.get("node")
     if node is not None and (not isinstance(node, str) or not _NAME.fullmatch(node)):
         raise InvalidInput("spec.node must be a node name")
@@ -51,6 +58,14 @@ def fleet_document(name: str, document: Any) -> dict[str, Any]:
 def local_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """The spec the node's own desired-state engine gets: the fleet's fields taken out."""
     return {key: value for key, value in spec.items() if key not in FLEET_FIELDS}
+
+
+def declared_spec(spec: dict[str, Any]) -> DeclaredSpec:
+    """The node's desired-state spec of a fleet spec; InvalidInput when a value is not one."""
+    try:
+        return DeclaredSpec.from_json(local_spec(spec))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"spec: {exc}") from exc
 
 
 def is_deleting(document: dict[str, Any]) -> bool:

@@ -15,7 +15,7 @@ import base64
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -151,7 +151,8 @@ class EtcdTls:
 class EtcdClient:
     """The v3 calls the fleet uses, each bounded by `timeout_s` across every endpoint."""
 
-    def __init__(self, endpoints: Sequence[str], *, timeout_s: float, tls: EtcdTls | None = None) -> None:
+    def __init__(self, endpoints: Sequence[str], *, timeout_s: float, tls: EtcdTls | None = None,
+                 observe_round_trip: Callable[[float], None] | None = None) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint")
         self._endpoints = list(endpoints)
@@ -160,6 +161,7 @@ class EtcdClient:
         verify: ssl.SSLContext | bool = tls.context() if tls is not None else True
         self._http = httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(timeout_s),
                                        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+        self.observe_round_trip = observe_round_trip
         self.requests = 0  # calls made, for the bench's traffic figure
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -178,6 +180,7 @@ class EtcdClient:
                 raise EtcdUnavailable(f"etcd did not answer within {self.timeout_s:g} s ({last})")
             attempts += 1
             payload = json.dumps(body).encode()
+            sent_at = time.monotonic()
             try:
                 response = await self._http.post(f"{endpoint}{path}", content=payload,
                                                  headers={"content-type": "application/json"},
@@ -188,6 +191,8 @@ class EtcdClient:
                 if attempts % len(self._endpoints) == 0:
                     await anyio.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
                 continue
+            if self.observe_round_trip is not None:
+                self.observe_round_trip(time.monotonic() - sent_at)
             self.requests += 1
             self.bytes_sent += len(payload)
             self.bytes_received += len(response.content)

@@ -8,22 +8,27 @@ from __future__ import annotations
 import logging
 
 import anyio.abc
+from prometheus_client import CollectorRegistry
 
 from mkd.config import FleetSettings, Settings
+from mkd.fleet.agent import NodeAgent
 from mkd.fleet.etcd import EtcdClient, EtcdTls
 from mkd.fleet.keys import FleetKeys
+from mkd.fleet.metrics import FleetMetrics
 from mkd.fleet.operations import FleetOperations
+from mkd.fleet.scheduler import Scheduler
 from mkd.fleet.store import FleetStore
 from mkd.services.context import Daemon
 
 log = logging.getLogger("mkd.fleet")
 
 
-def etcd_client(fleet: FleetSettings) -> EtcdClient:
+def etcd_client(fleet: FleetSettings, metrics: FleetMetrics) -> EtcdClient:
     tls = None
     if fleet.tls_ca is not None or fleet.tls_cert is not None:
         tls = EtcdTls(cert=fleet.tls_cert, key=fleet.tls_key, ca=fleet.tls_ca)
-    return EtcdClient(fleet.endpoints, timeout_s=fleet.request_timeout_s, tls=tls)
+    return EtcdClient(fleet.endpoints, timeout_s=fleet.request_timeout_s, tls=tls,
+                      observe_round_trip=metrics.etcd_round_trip.observe)
 
 
 class FleetMember(FleetOperations):
@@ -34,18 +39,23 @@ class FleetMember(FleetOperations):
             raise ValueError("FleetMember needs [fleet]")
         self.settings = settings
         self.fleet = settings.fleet
-        super().__init__(FleetStore(etcd_client(self.fleet), FleetKeys(self.fleet.prefix)))
+        self.metrics = FleetMetrics()
+        self.agent: NodeAgent | None = None
+        self.scheduler: Scheduler | None = None
+        super().__init__(FleetStore(etcd_client(self.fleet, self.metrics), FleetKeys(self.fleet.prefix)))
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """What /metrics renders of the fleet."""
+        return self.metrics.registry
 
     def start(self, daemon: Daemon, tasks: anyio.abc.TaskGroup) -> None:
         """Run the node agent (and the scheduler's campaign) in the app's task group."""
-        from mkd.fleet.agent import NodeAgent
-        from mkd.fleet.scheduler import Scheduler
-
         self.agent = NodeAgent(daemon, self.store, self.settings)
         tasks.start_soon(self.agent.run)
         if self.fleet.scheduler:
             self.scheduler = Scheduler(self.store, node=self.fleet.node, lease_ttl_s=self.fleet.lease_ttl_s,
-                                       strategy=self.fleet.strategy)
+                                       strategy=self.fleet.strategy, metrics=self.metrics)
             tasks.start_soon(self.scheduler.run)
 
     async def close(self) -> None:

@@ -17,6 +17,7 @@ import anyio
 
 from mkd.fleet.documents import is_deleting
 from mkd.fleet.etcd import EtcdError, EtcdUnavailable, KeyValue, delete_op, mod_is, put_op, version_is
+from mkd.fleet.metrics import FleetMetrics
 from mkd.fleet.operations import placement_json
 from mkd.fleet.placement import Booking, Choice, Demand, NodeView, Strategy, place
 from mkd.fleet.store import Allocation, FleetStore, FleetView, dumps
@@ -36,17 +37,29 @@ class RoundResult:
 
 
 class Scheduler:
-    def __init__(self, store: FleetStore, *, node: str, lease_ttl_s: int, strategy: Strategy) -> None:
+    def __init__(self, store: FleetStore, *, node: str, lease_ttl_s: int, strategy: Strategy,
+                 metrics: FleetMetrics | None = None) -> None:
         self.store = store
         self.keys = store.keys
         self.node = node
         self.lease_ttl_s = lease_ttl_s
         self.strategy: Strategy = strategy
+        self.metrics = metrics
         self.lease = 0
-        self.is_leader = False
+        self._leading = False
         self.placements = 0  # placed since start (a metric)
         self.lost_compares = 0
         self._changed = anyio.Event()
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leading
+
+    @is_leader.setter
+    def is_leader(self, leading: bool) -> None:
+        self._leading = leading
+        if self.metrics is not None:
+            self.metrics.leader.set(1 if leading else 0)
 
     # -- leadership ----------------------------------------------------------------------------
     async def campaign(self) -> bool:
@@ -114,9 +127,16 @@ class Scheduler:
             tasks.cancel_scope.cancel()
 
     async def _follow_changes(self) -> None:
-        _, revision = await self.store.client.range(self.keys.leader)
-        async for _batch in self.store.client.watch(self.keys.prefix + "/", prefix=True, start_revision=revision + 1):
-            self._changed.set()
+        """A round after what can change a placement: instances, nodes (capacity, arrival,
+        departure), cordons, and placements let go. Statuses, images and the leader's own
+        bookings do not wake it."""
+        keys = self.keys
+        wakers = (keys.instances, keys.nodes, keys.cordons)
+        _, revision = await self.store.client.range(keys.leader)
+        async for batch in self.store.client.watch(keys.prefix + "/", prefix=True, start_revision=revision + 1):
+            if any(event.kv.key.startswith(wakers)
+                   or event.kind == "delete" and event.kv.key.startswith(keys.placements) for event in batch):
+                self._changed.set()
 
     # -- placement -----------------------------------------------------------------------------
     async def place_round(self) -> RoundResult:
@@ -127,11 +147,17 @@ class Scheduler:
         nodes = [NodeView.of(record, cordoned=name in view.cordons) for name, record in view.nodes.items()]
         for name in sorted(view.instances):
             kv = view.instances[name]
-            if name in view.placements or is_deleting(kv.json()):
+            if is_deleting(kv.json()):
+                continue
+            if name in view.placements:
+                await self._rebook(view, name, kv, nodes, result)
                 continue
             await self._place_one(view, name, kv, nodes, result)
         self.placements += len(result.placed)
         self.lost_compares += result.lost_compares
+        if self.metrics is not None:
+            self.metrics.placements.inc(len(result.placed))
+            self.metrics.lost_compares.inc(result.lost_compares)
         return result
 
     async def _place_one(self, view: FleetView, name: str, kv: KeyValue, nodes: list[NodeView],
@@ -164,6 +190,41 @@ class Scheduler:
             if placed or fresh is None:
                 return
         log.info("instance %s: gave up for this round after %d lost compares", name, PLACE_ATTEMPTS)
+
+    async def _rebook(self, view: FleetView, name: str, kv: KeyValue, nodes: list[NodeView],
+                      result: RoundResult) -> None:
+        """A placed instance whose resources changed: its booking follows when its node still
+        has room (one transaction, as a placement); otherwise the booking stays what it was and
+        the node's own engine says why the change does not apply."""
+        placement_kv = view.placements[name]
+        placement = placement_kv.json()
+        if placement.get("revision") == kv.mod_revision or placement.get("evict"):
+            return
+        node = str(placement["node"])
+        allocation = view.allocations.get(node)
+        if allocation is None or name not in allocation.bookings:
+            return
+        demand = Demand.of(kv.json().get("spec", {}))
+        current = allocation.bookings[name]
+        if (current.cpus, current.memory_bytes) == (demand.cpus, demand.memory_bytes):
+            return
+        others = {n: b for n, b in allocation.bookings.items() if n != name}
+        here = [n for n in nodes if n.name == node]
+        choice = place(Demand(demand.cpus, demand.memory_bytes, demand.numa_nodes), here, {node: others}, self.strategy)
+        if not isinstance(choice, Choice):
+            log.info("instance %s: its new resources do not fit on %s (%s)", name, node, choice.reason)
+            return
+        rebooked = Allocation({**others, name: choice.booking}, allocation.revision)
+        allocation_key = self.keys.allocation(node)
+        txn = await self.store.client.txn(
+            [mod_is(kv.key, "=", kv.mod_revision), mod_is(allocation_key, "=", allocation.revision),
+             mod_is(placement_kv.key, "=", placement_kv.mod_revision)],
+            [put_op(placement_kv.key, dumps(placement_json(node, choice.booking.json(), kv.mod_revision))),
+             put_op(allocation_key, dumps(rebooked.json()))])
+        if txn.succeeded:
+            view.allocations[node] = Allocation(rebooked.bookings, txn.revision)
+        else:
+            result.lost_compares += 1  # the next round reads again
 
     async def _reread(self, node: str, instance_key: str, placement_key: str) -> tuple[Allocation, bool]:
         """The node's allocation now, and whether the instance is placed (or changed) meanwhile."""

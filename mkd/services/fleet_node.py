@@ -41,12 +41,9 @@ def capacity(daemon: Daemon) -> dict[str, Any]:
 def fleet_instances(daemon: Daemon) -> dict[str, dict[str, Any]]:
     """Every fleet-owned declared instance of this node, as its document (with `status`)."""
     with transaction(daemon.engine) as session:
-        found: dict[str, dict[str, Any]] = {}
-        for declared in session.exec(select(DeclaredRecord)).all():
-            if is_fleet_owned(declared):
-                record = repository.get_instance_by_name(session=session, name=declared.name)
-                found[declared.name] = document_of(record, declared)
-        return found
+        owned = [d for d in session.exec(select(DeclaredRecord)).all() if is_fleet_owned(d)]
+        records = {r.name: r for r in repository.list_instances(session=session, names=[d.name for d in owned])}
+        return {d.name: document_of(records.get(d.name), d) for d in owned}
 
 
 def image_digests(daemon: Daemon) -> list[str]:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 # image store changed (the fleet's node agent republishes its capacity and images on them).
 POOL_CHANGED = "@pool"
 IMAGES_CHANGED = "@images"
+ANY = "*"  # watched by who follows every change (the fleet's node agent), notified with each
 
 
 class Signals:
@@ -40,6 +41,7 @@ class Signals:
     def notify(self, keys: Iterable[str]) -> None:
         with self._lock:
             entries = {entry for key in keys for entry in self._waiting.get(key, ())}
+            entries.update(self._waiting.get(ANY, ()))
         for loop, event in entries:
             try:
                 loop.call_soon_threadsafe(event.set)

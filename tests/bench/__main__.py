@@ -17,6 +17,7 @@ from tests.bench import (
     bench_dashboard,
     bench_desired,
     bench_dry_run_latency,
+    bench_fleet,
     bench_instance_rss,
     bench_keepalive,
     bench_limits,
@@ -43,6 +44,7 @@ BENCHMARKS: dict[str, Callable[[], list[BenchResult]]] = {
     "synchronous": lambda: [bench_synchronous.run()],
     "desired": bench_desired.run,
     "status-poll": bench_status_poll.run,
+    "fleet": bench_fleet.run,
 }
 
 

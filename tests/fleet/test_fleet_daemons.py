@@ -58,8 +58,15 @@ def surface_call(cluster: EtcdCluster, prefix: str, call: str, *args: Any) -> An
     return anyio.run(run)
 
 
-@pytest.fixture
-def fleet(etcd_cluster: EtcdCluster, fleet_prefix: str, tmp_path: Path) -> Iterator[list[DaemonProcess]]:
+@pytest.fixture(scope="module")
+def fleet_prefix() -> str:
+    return "/mkd-test/daemons"
+
+
+@pytest.fixture(scope="module")
+def fleet(etcd_cluster: EtcdCluster, fleet_prefix: str,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[DaemonProcess]]:
+    tmp_path: Path = tmp_path_factory.mktemp("fleet")
     daemons: list[DaemonProcess] = []
     try:
         for i in range(3):
@@ -124,3 +131,40 @@ def test_a_fleet_instance_ends_active_on_its_node(fleet: list[DaemonProcess], et
         wait_until("web gone locally", lambda: http.get("/v1/instances/web").status_code == 404)
     wait_until("web gone from the fleet",
                lambda: not surface_call(etcd_cluster, fleet_prefix, "instances"))
+
+
+def phase_on(cluster: EtcdCluster, prefix: str, name: str) -> tuple[str, str | None]:
+    status = surface_call(cluster, prefix, "get_instance", name)["status"]
+    return status["phase"], status["node"]
+
+
+def test_drain_moves_what_may_move_and_one_scheduler_leads(fleet: list[DaemonProcess], etcd_cluster: EtcdCluster,
+                                                           fleet_prefix: str) -> None:
+    with fleet[0].client() as http:
+        kernel = http.get("/v1/images").json()["items"][0]["sha256"]
+    mover = document("mover", kernel, reschedule="OnNodeLoss")
+    surface_call(etcd_cluster, fleet_prefix, "put_instance", "mover", mover)
+    _, first = wait_until("mover Running", lambda: (found := phase_on(etcd_cluster, fleet_prefix, "mover"))[0]
+                          == "Running" and found)
+    assert first is not None
+    drained = surface_call(etcd_cluster, fleet_prefix, "drain", first)
+    assert drained["cordoned"] is True
+    _, second = wait_until("mover Running elsewhere",
+                           lambda: (found := phase_on(etcd_cluster, fleet_prefix, "mover"))[0] == "Running"
+                           and found[1] != first and found)
+    old = fleet[int(first.rsplit("-", 1)[1])]
+    with old.client() as http:
+        wait_until("mover gone from the drained node", lambda: http.get("/v1/instances/mover").status_code == 404)
+    new = fleet[int(str(second).rsplit("-", 1)[1])]
+    with new.client() as http:
+        assert http.get("/v1/instances/mover").json()["state"] == "ACTIVE"
+    assert surface_call(etcd_cluster, fleet_prefix, "uncordon", first)["cordoned"] is False
+    leaders = []
+    for daemon in fleet:
+        with daemon.client() as http:
+            text = http.get("/metrics").text
+            leaders += [line for line in text.splitlines() if line.startswith("mkd_fleet_leader ")]
+    assert sorted(leaders) == ["mkd_fleet_leader 0.0", "mkd_fleet_leader 0.0", "mkd_fleet_leader 1.0"]
+    surface_call(etcd_cluster, fleet_prefix, "delete_instance", "mover")
+    wait_until("mover gone from the fleet", lambda: "mover" not in {
+        d["metadata"]["name"] for d in surface_call(etcd_cluster, fleet_prefix, "instances")})

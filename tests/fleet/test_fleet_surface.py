@@ -76,6 +76,8 @@ def test_put_get_list_is_idempotent(etcd_cluster: EtcdCluster, fleet_prefix: str
     (doc("a", reschedule="Sometimes"), "reschedule"),
     (doc("a", nodeSelector={"rack": 1}), "nodeSelector"),
     ({**doc("a"), "spec": {"resources": {}}}, "spec.kernel"),
+    (doc("a", kernel="not-a-hash"), "sha256"),
+    (doc("a", state="Running"), "spec: 'Running' is not a valid DesiredState"),
 ])
 def test_invalid_documents_are_422(etcd_cluster: EtcdCluster, fleet_prefix: str, document: Any, says: str) -> None:
     async def body(surface: FleetOperations, client: EtcdClient, keys: FleetKeys) -> None:

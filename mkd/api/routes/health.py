@@ -31,7 +31,9 @@ async def readyz(request: Request) -> Response:
 @router.get("/metrics", response_class=Response)
 def metrics(request: Request) -> Response:
     """Prometheus exposition (mkd_ prefix)."""
+    fleet = getattr(request.app.state, "fleet", None)
     body, content_type = render_metrics(getattr(request.app.state, "daemon", None),
                                         request.app.state.request_metrics.registry,
-                                        request.app.state.limit_refusals.registry)
+                                        request.app.state.limit_refusals.registry,
+                                        *([fleet.registry] if fleet is not None else []))
     return Response(body, media_type=content_type)
