@@ -166,6 +166,12 @@ class FleetSettings(BaseModel):
     request_timeout_s: float = Field(5.0, gt=0.0, le=600.0)
     strategy: Literal["most-allocated", "spread"] = "most-allocated"
 
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _endpoints_from_env(cls, endpoints: Any) -> Any:
+        """MKD_FLEET__ENDPOINTS="http://a:2379,http://b:2379": a comma-separated list."""
+        return [e.strip() for e in endpoints.split(",") if e.strip()] if isinstance(endpoints, str) else endpoints
+
     @field_validator("endpoints")
     @classmethod
     def _endpoints_are_urls(cls, endpoints: list[str]) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import platform
-from collections.abc import Callable
+import time
 from importlib.metadata import version
 from typing import Any
 
@@ -23,9 +23,9 @@ import anyio
 from starlette.concurrency import run_in_threadpool
 
 from mkd.config import Settings
-from mkd.errors import MkdError
+from mkd.errors import MkdError, NotFound
 from mkd.fleet.documents import declared_spec, is_deleting
-from mkd.fleet.etcd import EtcdError, EtcdUnavailable, delete_op, mod_is
+from mkd.fleet.etcd import EtcdError, EtcdUnavailable, WatchEvent, delete_op, mod_is
 from mkd.fleet.phase import Phase
 from mkd.fleet.store import FleetStore, dumps
 from mkd.services import fleet_node
@@ -35,9 +35,8 @@ from mkd.services.signals import ANY
 log = logging.getLogger("mkd.fleet.agent")
 SETTLE_S = 0.05
 RETRY_S = 1.0
+RETRY_FAILED_S = 5.0
 TERMINAL_REASONS = {"CrashLoop", "Unsupported"}
-
-ImagePuller = Callable[..., Any]
 
 
 def phase_of(document: dict[str, Any]) -> Phase:
@@ -67,7 +66,7 @@ class NodeAgent:
         self.advertised: set[str] = set()
         self._dirty: set[str] = set()
         self._wake = anyio.Event()
-        self.ready = anyio.Event()  # registered and synced once (tests and the bench wait on it)
+        self._failed: dict[str, float] = {}  # name -> when its last sync failed (retried later)
 
     # -- the node record, its lease and its images ---------------------------------------------
     def record(self, capacity: dict[str, Any]) -> dict[str, Any]:
@@ -132,34 +131,38 @@ class NodeAgent:
             self.daemon.signals.unwatch([ANY], changed)
 
     async def follow_fleet(self, start_revision: int) -> None:
-        """Placements and instance documents that concern this node."""
+        """Placements and instance documents (not the fleet's statuses, nor its images)."""
         keys = self.keys
-        async for batch in self.store.client.watch(keys.prefix + "/", prefix=True, start_revision=start_revision):
-            for event in batch:
-                key = event.kv.key
-                if key.startswith(keys.placements):
-                    name = keys.name_in(keys.placements, key)
-                    placement = event.kv.json() if event.kind == "put" else None
-                    if placement is not None and placement.get("node") == self.node:
-                        self.placements[name] = placement
-                        self._dirty.add(name)
-                    elif name in self.placements:
-                        del self.placements[name]
-                        self._dirty.add(name)
-                elif key.startswith(keys.instances):
-                    name = keys.name_in(keys.instances, key)
-                    if event.kind == "put":
-                        self.documents[name] = event.kv.json()
-                    else:
-                        self.documents.pop(name, None)
-                    if name in self.placements:
-                        self._dirty.add(name)
-            if self._dirty:
-                self._wake.set()
+        await self.store.client.follow([keys.placements, keys.instances], start_revision=start_revision,
+                                       on_batch=self._fleet_changed)
+
+    def _fleet_changed(self, batch: list[WatchEvent]) -> None:
+        keys = self.keys
+        for event in batch:
+            key = event.kv.key
+            if key.startswith(keys.placements):
+                name = keys.name_in(keys.placements, key)
+                placement = event.kv.json() if event.kind == "put" else None
+                if placement is not None and placement.get("node") == self.node:
+                    self.placements[name] = placement
+                    self._dirty.add(name)
+                elif name in self.placements:
+                    del self.placements[name]
+                    self._dirty.add(name)
+            elif key.startswith(keys.instances):
+                name = keys.name_in(keys.instances, key)
+                if event.kind == "put":
+                    self.documents[name] = event.kv.json()
+                else:
+                    self.documents.pop(name, None)
+                if name in self.placements:
+                    self._dirty.add(name)
+        if self._dirty:
+            self._wake.set()
 
     async def load(self) -> int:
         """Read this node's placements and their documents; the revision to watch from."""
-        view = await self.store.view()
+        view = await self.store.view(statuses=False)
         placements = {name: kv.json() for name, kv in view.placements.items()}
         self.placements = {name: p for name, p in placements.items() if p.get("node") == self.node}
         self.documents = {name: kv.json() for name, kv in view.instances.items()}
@@ -180,8 +183,7 @@ class NodeAgent:
         missing = [sha for sha in (spec.get("kernel"), spec.get("initrd")) if sha
                    and not await run_in_threadpool(fleet_node.has_image, self.daemon, sha)]
         if missing and not await self._pull(missing):
-            await self._publish(name, {"phase": "Failed", "reason": f"image {missing[0]} is on no live peer"})
-            return
+            raise NotFound(f"image {missing[0]} is neither here nor on a live peer")
         labels = dict(document.get("metadata", {}).get("labels") or {})
         declared = declared_spec(spec)
         await run_in_threadpool(fleet_node.apply_fleet_instance, self.daemon, name, labels, declared)
@@ -244,7 +246,7 @@ class NodeAgent:
             await self._wake.wait()
             await anyio.sleep(SETTLE_S)
             self._wake = anyio.Event()
-            dirty, self._dirty = self._dirty | self.leaving(), set()
+            dirty, self._dirty = self._dirty | self.leaving() | self._due_retries(), set()
             try:
                 for name in sorted(dirty):
                     await self._sync_one(name)
@@ -262,17 +264,26 @@ class NodeAgent:
         return {name for name, placement in self.placements.items()
                 if placement.get("evict") or is_deleting(self.documents.get(name) or {})}
 
+    def _due_retries(self) -> set[str]:
+        """Instances whose last sync failed (an image no peer had, a refusal of the local
+        engine): tried again on a pass at least RETRY_FAILED_S later, while still placed here."""
+        now = time.monotonic()
+        return {name for name, at in self._failed.items() if now - at >= RETRY_FAILED_S and name in self.placements}
+
     async def _sync_one(self, name: str) -> None:
         try:
             await self.sync(name)
+            self._failed.pop(name, None)
         except MkdError as exc:
             log.warning("fleet instance %s: %s", name, exc.detail)
+            self._failed[name] = time.monotonic()
             await self._publish(name, {"phase": "Failed", "reason": exc.detail})
         except (EtcdUnavailable, EtcdError):
             self._dirty.add(name)
             raise
         except Exception as exc:  # a bug for one instance must not stop the agent for all
             log.exception("fleet instance %s", name)
+            self._failed[name] = time.monotonic()
             await self._publish(name, {"phase": "Failed", "reason": f"{type(exc).__name__}: {exc}"})
 
     async def run(self) -> None:
@@ -286,7 +297,9 @@ class NodeAgent:
                     tasks.start_soon(self.follow_fleet, revision + 1)
                     tasks.start_soon(self.work)
                     self._wake.set()
-                    self.ready.set()
             except (EtcdUnavailable, EtcdError) as exc:
-                log.warning("fleet agent: %s; retrying", exc)
+                log.warning("fleet agent: %s; registering again", exc)
+                await anyio.sleep(RETRY_S)
+            except Exception:  # the daemon serves on; the agent starts over
+                log.exception("fleet agent failed; registering again")
                 await anyio.sleep(RETRY_S)

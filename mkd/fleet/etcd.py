@@ -94,6 +94,10 @@ class TxnResult:
         found = self.responses[index].get("response_range", {})
         return [KeyValue.of(kv) for kv in found.get("kvs", [])]
 
+    def count(self, index: int) -> int:
+        """How many keys the `index`-th operation's range holds (all of them, not only those sent)."""
+        return int(self.responses[index].get("response_range", {}).get("count", 0))
+
 
 # -- operations and comparisons of a transaction (the gateway's RequestOp / Compare) ----------
 
@@ -111,10 +115,15 @@ def delete_op(key: str, *, prefix: bool = False) -> Json:
     return {"request_delete_range": body}
 
 
-def range_op(key: str, *, prefix: bool = False) -> Json:
+def range_op(key: str, *, prefix: bool = False, min_mod_revision: int = 0, count_only: bool = False) -> Json:
+    """A range read; `min_mod_revision` keeps only keys changed since, `count_only` counts."""
     body: Json = {"key": _b64(key)}
     if prefix:
         body["range_end"] = _b64(prefix_end(key))
+    if min_mod_revision:
+        body["min_mod_revision"] = str(min_mod_revision)
+    if count_only:
+        body["count_only"] = True
     return {"request_range": body}
 
 
@@ -258,15 +267,32 @@ class EtcdClient:
             if "not found" not in str(exc):
                 raise
 
+    async def follow(self, prefixes: Sequence[str], *, start_revision: int,
+                     on_batch: Callable[[list[WatchEvent]], None], no_puts: bool = False) -> None:
+        """Watch several prefixes at once (one stream each, so a node is sent only what it
+        asked for); `on_batch` sees each key's changes in order, prefixes interleaved."""
+
+        async def pump(prefix: str) -> None:
+            async for batch in self.watch(prefix, prefix=True, start_revision=start_revision, no_puts=no_puts):
+                on_batch(batch)
+
+        async with anyio.create_task_group() as tasks:
+            for prefix in prefixes:
+                tasks.start_soon(pump, prefix)
+
     # -- watches ---------------------------------------------------------------------------------
-    async def watch(self, key: str, *, prefix: bool = False, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
-        """Every change to the key (or prefix) from `start_revision` on, a batch per response;
-        a broken stream resumes on the next endpoint from the revision after the last seen."""
+    async def watch(self, key: str, *, prefix: bool = False, start_revision: int,
+                    no_puts: bool = False) -> AsyncIterator[list[WatchEvent]]:
+        """Every change to the key (or prefix) from `start_revision` on (deletes only with
+        `no_puts`), a batch per response; a broken stream resumes on the next endpoint from the
+        revision after the last seen."""
         next_revision = start_revision
         while True:
             request: Json = {"key": _b64(key), "start_revision": str(next_revision)}
             if prefix:
                 request["range_end"] = _b64(prefix_end(key))
+            if no_puts:
+                request["filters"] = ["NOPUT"]
             endpoint = self._endpoints[self._current]
             try:
                 async with self._http.stream("POST", f"{endpoint}/v3/watch", json={"create_request": request},

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 
+import anyio
 import anyio.abc
 from prometheus_client import CollectorRegistry
 
 from mkd.config import FleetSettings, Settings
 from mkd.fleet.agent import NodeAgent
-from mkd.fleet.etcd import EtcdClient, EtcdTls
+from mkd.fleet.etcd import EtcdClient, EtcdError, EtcdTls, EtcdUnavailable
 from mkd.fleet.keys import FleetKeys
 from mkd.fleet.metrics import FleetMetrics
 from mkd.fleet.operations import FleetOperations
@@ -59,4 +60,12 @@ class FleetMember(FleetOperations):
             tasks.start_soon(self.scheduler.run)
 
     async def close(self) -> None:
+        """The node's own lease is left to expire (its instances keep running while the daemon
+        is away); the scheduler's is given up, so another daemon leads at once."""
+        if self.scheduler is not None:
+            with anyio.move_on_after(self.fleet.request_timeout_s):
+                try:
+                    await self.scheduler.resign()
+                except (EtcdError, EtcdUnavailable) as exc:
+                    log.warning("giving up the scheduler's lease: %s", exc)
         await self.store.client.close()

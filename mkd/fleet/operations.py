@@ -49,10 +49,13 @@ class FleetOperations:
         return [_with_status(view, name) for name in sorted(view.instances)]
 
     async def get_instance(self, name: str) -> Document:
-        view = await self.store.view()
-        if name not in view.instances:
+        found = await self.store.instance(name)
+        if found is None:
             raise NotFound(f"no fleet instance {name!r}")
-        return _with_status(view, name)
+        document: Document = found.instance.json()
+        live = [found.placement["node"]] if found.placement is not None and found.node_live else []
+        document["status"] = status_of(found.placement, found.status, live)
+        return document
 
     async def put_instance(self, name: str, document: Document) -> tuple[Document, bool]:
         stored = fleet_document(name, document)

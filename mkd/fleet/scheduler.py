@@ -12,20 +12,40 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 import anyio
 
 from mkd.fleet.documents import is_deleting
-from mkd.fleet.etcd import EtcdError, EtcdUnavailable, KeyValue, delete_op, mod_is, put_op, version_is
+from mkd.fleet.etcd import (
+    EtcdError,
+    EtcdUnavailable,
+    KeyValue,
+    WatchEvent,
+    delete_op,
+    mod_is,
+    put_op,
+    range_op,
+    version_is,
+)
 from mkd.fleet.metrics import FleetMetrics
 from mkd.fleet.operations import placement_json
 from mkd.fleet.placement import Booking, Choice, Demand, NodeView, Strategy, place
-from mkd.fleet.store import Allocation, FleetStore, FleetView, dumps
+from mkd.fleet.store import Allocation, FleetStore, FleetView, ViewCache, dumps
 from mkd.fleet.surface import FleetUnavailable
 
 log = logging.getLogger("mkd.fleet.scheduler")
 PLACE_ATTEMPTS = 4  # per instance and round: a lost comparison re-reads the node and tries again
 SETTLE_S = 0.05  # changes that arrive together are placed in one round
+
+
+@dataclass(frozen=True)
+class Queued:
+    """An instance decided for a node, waiting for its transaction."""
+
+    name: str
+    kv: KeyValue
+    booking: Booking
 
 
 @dataclass
@@ -50,6 +70,8 @@ class Scheduler:
         self.placements = 0  # placed since start (a metric)
         self.lost_compares = 0
         self._changed = anyio.Event()
+        self._noted: dict[str, str] = {}  # Pending reasons written while leading
+        self.view = ViewCache(store)
 
     @property
     def is_leader(self) -> bool:
@@ -68,9 +90,21 @@ class Scheduler:
             self.lease = await self.store.client.grant(self.lease_ttl_s)
         value = dumps({"node": self.node, "lease": self.lease})
         result = await self.store.client.txn([version_is(self.keys.leader, "=", 0)],
-                                             [put_op(self.keys.leader, value, lease=self.lease)])
-        self.is_leader = result.succeeded
+                                             [put_op(self.keys.leader, value, lease=self.lease)],
+                                             [range_op(self.keys.leader)])
+        # Still ours (a round failed and this daemon campaigns again while its lease holds)?
+        held = not result.succeeded and any(kv.lease == self.lease for kv in result.ranges(0))
+        self.is_leader = result.succeeded or held
+        if self.is_leader:
+            self._noted.clear()  # another leader may have written other reasons meanwhile
         return self.is_leader
+
+    async def resign(self) -> None:
+        """On a clean shutdown: give the leader key up now rather than after the lease's TTL."""
+        lease, self.lease = self.lease, 0
+        self.is_leader = False
+        if lease:
+            await self.store.client.revoke(lease)
 
     async def _keep_lease(self) -> None:
         """Renew the campaign's lease; when it is gone, leadership is gone with it."""
@@ -118,11 +152,16 @@ class Scheduler:
             while self.is_leader:
                 self._changed = anyio.Event()
                 try:
-                    await self.place_round()
-                except FleetUnavailable as exc:
+                    result = await self.place_round()
+                    if result.lost_compares:
+                        self._changed.set()  # what lost a comparison is decided again on fresh reads
+                except (FleetUnavailable, EtcdUnavailable, EtcdError) as exc:
                     log.warning("placement round: %s", exc)
-                with anyio.move_on_after(self.lease_ttl_s):
-                    await self._changed.wait()
+                    await anyio.sleep(1.0)
+                    self._changed.set()
+                # Rounds follow changes only: at rest the leader reads nothing (the watch resumes
+                # from its last revision after a break, so no change is missed).
+                await self._changed.wait()
                 await anyio.sleep(SETTLE_S)
             tasks.cancel_scope.cancel()
 
@@ -131,28 +170,55 @@ class Scheduler:
         departure), cordons, and placements let go. Statuses, images and the leader's own
         bookings do not wake it."""
         keys = self.keys
-        wakers = (keys.instances, keys.nodes, keys.cordons)
+
+        def changed(_batch: list[WatchEvent]) -> None:
+            self._changed.set()
+
         _, revision = await self.store.client.range(keys.leader)
-        async for batch in self.store.client.watch(keys.prefix + "/", prefix=True, start_revision=revision + 1):
-            if any(event.kv.key.startswith(wakers)
-                   or event.kind == "delete" and event.kv.key.startswith(keys.placements) for event in batch):
-                self._changed.set()
+        client = self.store.client
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(partial(client.follow, [keys.instances, keys.nodes, keys.cordons],
+                                     start_revision=revision + 1, on_batch=changed))
+            tasks.start_soon(partial(client.follow, [keys.placements], start_revision=revision + 1,
+                                     on_batch=changed, no_puts=True))
 
     # -- placement -----------------------------------------------------------------------------
     async def place_round(self) -> RoundResult:
-        """Place every unplaced instance the view shows, and release what nothing holds."""
-        view = await self.store.view()
+        """Place every unplaced instance the view shows, and release what nothing holds.
+
+        Decisions are made one instance at a time, in name order, against the bookings as they
+        will be once the decisions before succeed; the transactions then run one at a time per
+        node (each compares the revision the previous one left) and in parallel across nodes.
+        A lost comparison re-reads that node: a queued instance that still fits there goes on,
+        one that does not waits for the next round."""
+        view = await self.view.read()
         result = RoundResult()
         await self._release(view, result)
         nodes = [NodeView.of(record, cordoned=name in view.cordons) for name, record in view.nodes.items()]
+        unplaced: list[tuple[str, KeyValue]] = []
         for name in sorted(view.instances):
             kv = view.instances[name]
             if is_deleting(kv.json()):
                 continue
             if name in view.placements:
                 await self._rebook(view, name, kv, nodes, result)
+            else:
+                unplaced.append((name, kv))
+        confirmed = {node: Allocation(dict(a.bookings), a.revision) for node, a in view.allocations.items()}
+        queues: dict[str, list[Queued]] = {}
+        for name, kv in unplaced:
+            demand = Demand.of(kv.json().get("spec", {}))
+            choice = place(demand, nodes, {node: a.bookings for node, a in view.allocations.items()}, self.strategy)
+            if not isinstance(choice, Choice):
+                result.pending[name] = choice.reason
+                await self._note_pending(name, choice.reason)
                 continue
-            await self._place_one(view, name, kv, nodes, result)
+            view.allocations.setdefault(choice.node, Allocation()).bookings[name] = choice.booking
+            queues.setdefault(choice.node, []).append(Queued(name, kv, choice.booking))
+        async with anyio.create_task_group() as tasks:
+            for node, queued in sorted(queues.items()):
+                node_view = next(n for n in nodes if n.name == node)
+                tasks.start_soon(self._place_on, node_view, queued, confirmed.get(node, Allocation()), result)
         self.placements += len(result.placed)
         self.lost_compares += result.lost_compares
         if self.metrics is not None:
@@ -160,36 +226,38 @@ class Scheduler:
             self.metrics.lost_compares.inc(result.lost_compares)
         return result
 
-    async def _place_one(self, view: FleetView, name: str, kv: KeyValue, nodes: list[NodeView],
-                         result: RoundResult) -> None:
-        demand = Demand.of(kv.json().get("spec", {}))
-        for _ in range(PLACE_ATTEMPTS):
-            bookings = {node: alloc.bookings for node, alloc in view.allocations.items()}
-            choice = place(demand, nodes, bookings, self.strategy)
-            if not isinstance(choice, Choice):
-                result.pending[name] = choice.reason
-                await self._note_pending(view, name, choice.reason)
-                return
-            allocation = view.allocations.setdefault(choice.node, Allocation())
-            booked = Allocation({**allocation.bookings, name: choice.booking}, allocation.revision)
-            allocation_key = self.keys.allocation(choice.node)
-            placement_key = self.keys.placement(name)
-            txn = await self.store.client.txn(
-                [mod_is(kv.key, "=", kv.mod_revision), mod_is(allocation_key, "=", allocation.revision),
-                 mod_is(placement_key, "=", 0)],
-                [put_op(placement_key, dumps(placement_json(choice.node, choice.booking.json(), kv.mod_revision))),
-                 put_op(allocation_key, dumps(booked.json())), delete_op(self.keys.status(name))])
-            if txn.succeeded:
-                view.allocations[choice.node] = Allocation(booked.bookings, txn.revision)
-                result.placed[name] = choice.node
-                return
-            # Someone else wrote first: read what changed and decide again.
-            result.lost_compares += 1
-            fresh, placed = await self._reread(choice.node, kv.key, placement_key)
-            view.allocations[choice.node] = fresh
-            if placed or fresh is None:
-                return
-        log.info("instance %s: gave up for this round after %d lost compares", name, PLACE_ATTEMPTS)
+    async def _place_on(self, node: NodeView, queued: list[Queued], allocation: Allocation,
+                        result: RoundResult) -> None:
+        """The placements decided for one node, one transaction each, in order."""
+        allocation_key = self.keys.allocation(node.name)
+        for item in queued:
+            placement_key = self.keys.placement(item.name)
+            for _ in range(PLACE_ATTEMPTS):
+                # Decided against the bookings as planned; checked against what is confirmed
+                # (after a re-read the two differ): what no longer fits waits for the next round.
+                if not self._fits(node, allocation, item.booking):
+                    result.lost_compares += 1
+                    break
+                booked = Allocation({**allocation.bookings, item.name: item.booking}, allocation.revision)
+                txn = await self.store.client.txn(
+                    [mod_is(item.kv.key, "=", item.kv.mod_revision), mod_is(allocation_key, "=", allocation.revision),
+                     mod_is(placement_key, "=", 0)],
+                    [put_op(placement_key, dumps(placement_json(node.name, item.booking.json(), item.kv.mod_revision))),
+                     put_op(allocation_key, dumps(booked.json())), delete_op(self.keys.status(item.name))])
+                if txn.succeeded:
+                    allocation = Allocation(booked.bookings, txn.revision)
+                    result.placed[item.name] = node.name
+                    self._noted.pop(item.name, None)
+                    break
+                # Someone else wrote first: read the node again and try again if still unplaced.
+                result.lost_compares += 1
+                allocation, placed = await self._reread(node.name, placement_key)
+                if placed:
+                    break
+
+    def _fits(self, node: NodeView, allocation: Allocation, booking: Booking) -> bool:
+        demand = Demand(booking.cpus, booking.memory_bytes, (booking.numa,))
+        return isinstance(place(demand, [node], {node.name: allocation.bookings}, self.strategy), Choice)
 
     async def _rebook(self, view: FleetView, name: str, kv: KeyValue, nodes: list[NodeView],
                       result: RoundResult) -> None:
@@ -226,18 +294,20 @@ class Scheduler:
         else:
             result.lost_compares += 1  # the next round reads again
 
-    async def _reread(self, node: str, instance_key: str, placement_key: str) -> tuple[Allocation, bool]:
+    async def _reread(self, node: str, placement_key: str) -> tuple[Allocation, bool]:
         """The node's allocation now, and whether the instance is placed (or changed) meanwhile."""
         allocation = await self.store.client.get(self.keys.allocation(node))
         placement = await self.store.client.get(placement_key)
         fresh = Allocation.of(allocation) if allocation is not None else Allocation()
         return fresh, placement is not None
 
-    async def _note_pending(self, view: FleetView, name: str, reason: str) -> None:
-        status = {"phase": "Pending", "reason": reason}
-        if view.statuses.get(name) != status:
-            await self.store.client.put(self.keys.status(name), dumps(status))
-            view.statuses[name] = status
+    async def _note_pending(self, name: str, reason: str) -> None:
+        """Write the reason once per change (a new leader writes each once again)."""
+        if self._noted.get(name) != reason:
+            # Only while it is unplaced: another leader may have placed it since this round's read.
+            await self.store.client.txn([mod_is(self.keys.placement(name), "=", 0)],
+                                        [put_op(self.keys.status(name), dumps({"phase": "Pending", "reason": reason}))])
+            self._noted[name] = reason
 
     async def _release(self, view: FleetView, result: RoundResult) -> None:
         """Bookings whose placement is gone (evicted and driven down, or the instance deleted)

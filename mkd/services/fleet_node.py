@@ -3,6 +3,7 @@ capacity, its fleet instances as documents, its images, and handing it a placed 
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from sqlmodel import select
@@ -11,7 +12,7 @@ from mkd.db import repository
 from mkd.db.models import DeclaredRecord, ImageRecord
 from mkd.db.session import transaction
 from mkd.domain.desired.spec import DeclaredSpec
-from mkd.errors import NotFound
+from mkd.errors import KernelError, NotFound
 from mkd.services.context import Daemon
 from mkd.services.desired import apply_document, document_of, request_delete
 from mkd.services.fleet_ownership import FLEET, OWNER_LABEL, is_fleet_owned
@@ -57,7 +58,14 @@ def has_image(daemon: Daemon, sha256: str) -> bool:
 
 
 def apply_fleet_instance(daemon: Daemon, name: str, labels: dict[str, str], spec: DeclaredSpec) -> None:
-    """Declare the placed instance here, marked as the fleet's (events say cause `fleet`)."""
+    """Declare the placed instance here, marked as the fleet's (events say cause `fleet`). A local
+    instance of the same name that is not the fleet's is never taken over: 409 EEXIST."""
+    with transaction(daemon.engine) as session:
+        record = repository.get_instance_by_name(session=session, name=name)
+        declared = session.get(DeclaredRecord, name)
+        if (record is not None or declared is not None) and not is_fleet_owned(declared):
+            raise KernelError(errno.EEXIST, f"a local instance named {name!r} exists on this node and is not "
+                              "the fleet's", instance_id=record.id if record else None)
     apply_document(daemon=daemon, name=name, labels={**labels, OWNER_LABEL: FLEET}, spec=spec, dry_run=False,
                    if_match=None, cause=FLEET)
 

@@ -1,7 +1,8 @@
 """Benchmark (issue 16): a fleet of simulated daemons on a private 3-member etcd cluster.
 
 1. Placements per second for COUNT instances over the daemons this machine holds (each daemon
-   a 1,024-CPU tree machine; the leader places, the agents create them), against bare etcd
+   a 1,024-CPU tree machine; the leader places, the agents create them): the instances are PUT
+   while every node is cordoned, then all nodes uncordoned at once; against bare etcd
    transactions of the same shape (compare three revisions, write two keys) in the same run.
 2. Time from a fleet PUT to Active on a remote node, against a local PUT /v1/instances to
    Active on one daemon (the desired-state engine alone), medians of SAMPLES.
@@ -37,6 +38,7 @@ DAEMONS = int(os.environ.get("MKD_BENCH_FLEET_DAEMONS", "3"))
 SAMPLES = 10
 REST_WINDOW_S = float(os.environ.get("MKD_BENCH_FLEET_REST_S", "30"))
 LEASE_TTL_S = 10
+SETTLE_TIMEOUT_S = 900
 PREFIX = "/mkd/v1"
 ACTIVE_MEMORY = 48 * MiB  # room for the test vmlinux's kernel segment under strict isolation
 PLACED_MEMORY = 16 * MiB
@@ -122,12 +124,17 @@ def local_put_to_active(daemon: DaemonProcess, kernel: str) -> list[float]:
     return samples
 
 
-async def placements_per_second(cluster: EtcdCluster, kernel: str) -> tuple[float, float]:
-    """COUNT fleet instances (state Ready) from PUT to all placed, and the bare transaction rate."""
+async def placements_per_second(cluster: EtcdCluster, daemons: int,
+                                kernel: str) -> tuple[float, float, dict[str, float]]:
+    """COUNT fleet instances (state Ready) PUT while every node is cordoned, then every node
+    uncordoned at once: placements per second from there to all placed; and the bare rate of
+    transactions of the same shape."""
     client = EtcdClient(cluster.endpoints, timeout_s=30)
     keys = FleetKeys(PREFIX)
     surface = FleetOperations(FleetStore(client, keys))
     try:
+        for i in range(daemons):
+            await client.put(keys.cordon(f"node-{i}"), dumps({"node": f"node-{i}"}))
         semaphore = asyncio.Semaphore(32)
 
         async def put(i: int) -> None:
@@ -136,12 +143,16 @@ async def placements_per_second(cluster: EtcdCluster, kernel: str) -> tuple[floa
 
         started = time.perf_counter()
         await asyncio.gather(*(put(i) for i in range(COUNT)))
+        puts_s = time.perf_counter() - started
+        await asyncio.sleep(2)  # the leader notes them Pending (cordoned everywhere)
+        uncordoned = time.perf_counter()
+        await client.delete(keys.cordons, prefix=True)
         while True:
             found, _ = await client.range(keys.placements + "p", prefix=True)
             if len(found) >= COUNT:
                 break
             await asyncio.sleep(0.05)
-        placed_s = time.perf_counter() - started
+        placed_s = time.perf_counter() - uncordoned
 
         bare_keys = FleetKeys("/bench-bare")
         bare_started = time.perf_counter()
@@ -152,7 +163,7 @@ async def placements_per_second(cluster: EtcdCluster, kernel: str) -> tuple[floa
                               put_op(bare_keys.allocation("n"), dumps({"i": i}))])
         bare_s = time.perf_counter() - bare_started
         await client.delete("/bench-bare/", prefix=True)
-        return COUNT / placed_s, COUNT / bare_s
+        return COUNT / placed_s, COUNT / bare_s, {"puts_per_s": COUNT / puts_s, "placed_s": placed_s}
     finally:
         await client.close()
 
@@ -170,16 +181,29 @@ def etcd_counters(cluster: EtcdCluster) -> tuple[float, float]:
     return requests, bytes_
 
 
-async def settle(cluster: EtcdCluster, quiet_s: float = 3.0) -> None:
-    """Wait until the keyspace has not changed for `quiet_s` (agents done creating, statuses out)."""
-    client = EtcdClient(cluster.endpoints, timeout_s=10)
+async def settle(cluster: EtcdCluster, expected: int, quiet_s: float = 5.0) -> float:
+    """Wait until every instance's node reports it converged and the keyspace has not changed
+    for `quiet_s` (agents done creating, statuses out); returns how long that took."""
+    client = EtcdClient(cluster.endpoints, timeout_s=30)
+    keys = FleetKeys(PREFIX)
+    started = time.perf_counter()
     try:
+        while True:
+            statuses, _ = await client.range(keys.statuses, prefix=True)
+            converged = sum(1 for kv in statuses if (s := kv.json()).get("node")
+                            and s.get("generation") is not None and s.get("generation") == s.get("observed_generation"))
+            if converged >= expected:
+                break
+            if time.perf_counter() - started > SETTLE_TIMEOUT_S:
+                raise RuntimeError(f"only {converged} of {expected} fleet instances converged")
+            await asyncio.sleep(1.0)
         last, quiet_since = -1, time.monotonic()
         while time.monotonic() - quiet_since < quiet_s:
             _, revision = await client.range("/")
             if revision != last:
                 last, quiet_since = revision, time.monotonic()
             await asyncio.sleep(0.5)
+        return time.perf_counter() - started
     finally:
         await client.close()
 
@@ -188,8 +212,8 @@ def run() -> list[BenchResult]:
     with scratch_dir("fleet") as work, fleet(work) as (cluster, daemons, kernel):
         remote = asyncio.run(remote_put_to_active(cluster, daemons, kernel))
         local = local_put_to_active(daemons[0], kernel)
-        rate, bare = asyncio.run(placements_per_second(cluster, kernel))
-        asyncio.run(settle(cluster))
+        rate, bare, phases = asyncio.run(placements_per_second(cluster, len(daemons), kernel))
+        phases["converged_after_s"] = asyncio.run(settle(cluster, COUNT + SAMPLES))
         before, before_bytes = etcd_counters(cluster)
         time.sleep(REST_WINDOW_S)
         after, after_bytes = etcd_counters(cluster)
@@ -201,7 +225,7 @@ def run() -> list[BenchResult]:
     results = [
         BenchResult(name=f"fleet placements/s ({COUNT} instances, {len(daemons)} daemons)", figure=f"{rate:.0f}/s",
                     baseline=f"{bare:.0f}/s bare etcd txns", ratio=rate / bare, goal="info", verdict="INFO",
-                    details={"placements_per_s": rate, "bare_txn_per_s": bare}),
+                    details={"placements_per_s": rate, "bare_txn_per_s": bare, **phases}),
         BenchResult(name="fleet PUT -> Active on a remote node", figure=ms(median(remote)),
                     baseline=f"{ms(median(local))} local PUT", ratio=median(remote) / median(local), goal="info",
                     verdict="INFO", details={"remote_s": remote, "local_s": local}),

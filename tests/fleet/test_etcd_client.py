@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import anyio
 import pytest
 
@@ -120,6 +122,34 @@ def test_an_unknown_lease_is_an_error(etcd_cluster: EtcdCluster, fleet_prefix: s
         try:
             with pytest.raises(EtcdError):
                 await client.put(f"{fleet_prefix}/l", "x", lease=123456789)
+        finally:
+            await client.close()
+
+    anyio.run(run)
+
+
+def test_follow_several_prefixes_and_deletes_only(etcd_cluster: EtcdCluster, fleet_prefix: str) -> None:
+    async def run() -> None:
+        client = EtcdClient(etcd_cluster.endpoints, timeout_s=5)
+        seen: list[tuple[str, str]] = []
+        deleted: list[str] = []
+        try:
+            start = await client.put(f"{fleet_prefix}/a/1", "x")
+            await client.put(f"{fleet_prefix}/b/1", "y")
+            await client.put(f"{fleet_prefix}/c/1", "not watched")
+            await client.delete(f"{fleet_prefix}/a/1")
+            with anyio.move_on_after(3):
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(partial(client.follow, [f"{fleet_prefix}/a/", f"{fleet_prefix}/b/"],
+                                             start_revision=start, on_batch=lambda batch: seen.extend(
+                                                 (e.kind, e.kv.key[len(fleet_prefix):]) for e in batch)))
+                    tasks.start_soon(partial(client.follow, [f"{fleet_prefix}/a/"], start_revision=start, no_puts=True,
+                                             on_batch=lambda batch: deleted.extend(e.kv.key for e in batch)))
+                    while len(seen) < 3 or not deleted:
+                        await anyio.sleep(0.02)
+                    tasks.cancel_scope.cancel()
+            assert sorted(seen) == [("delete", "/a/1"), ("put", "/a/1"), ("put", "/b/1")]
+            assert deleted == [f"{fleet_prefix}/a/1"]
         finally:
             await client.close()
 

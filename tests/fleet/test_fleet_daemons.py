@@ -168,3 +168,53 @@ def test_drain_moves_what_may_move_and_one_scheduler_leads(fleet: list[DaemonPro
     surface_call(etcd_cluster, fleet_prefix, "delete_instance", "mover")
     wait_until("mover gone from the fleet", lambda: "mover" not in {
         d["metadata"]["name"] for d in surface_call(etcd_cluster, fleet_prefix, "instances")})
+
+
+def test_a_restarted_node_keeps_its_instances_and_drops_what_the_fleet_forgot(
+        fleet: list[DaemonProcess], etcd_cluster: EtcdCluster, fleet_prefix: str) -> None:
+    with fleet[0].client() as http:
+        kernel = http.get("/v1/images").json()["items"][0]["sha256"]
+    for name in ("kept", "forgotten"):
+        surface_call(etcd_cluster, fleet_prefix, "put_instance", name, document(name, kernel, node="node-2"))
+        wait_until(f"{name} Running", lambda n=name: phase_on(etcd_cluster, fleet_prefix, n) == ("Running", "node-2"))
+    old = fleet[2]
+    old.stop()
+
+    async def forget() -> None:  # the fleet drops "forgotten" while node-2 is away
+        client = EtcdClient(etcd_cluster.endpoints, timeout_s=5)
+        keys = FleetKeys(fleet_prefix)
+        try:
+            for key in (keys.placement("forgotten"), keys.instance("forgotten"), keys.status("forgotten")):
+                await client.delete(key)
+        finally:
+            await client.close()
+
+    anyio.run(forget)
+    config = old.config
+    assert config is not None
+    restarted = DaemonProcess(old.state_dir, config=config)
+    config.write_text(config.read_text().replace(old.url, restarted.url))
+    fleet[2] = restarted.start()
+    with restarted.client() as http:
+        wait_until("forgotten driven down", lambda: http.get("/v1/instances/forgotten").status_code == 404)
+        kept = http.get("/v1/instances/kept").json()
+        assert kept["state"] == "ACTIVE" and kept["labels"]["mkd.dev/owner"] == "fleet"
+    node = wait_until("node-2 registered again", lambda: [
+        n for n in surface_call(etcd_cluster, fleet_prefix, "nodes") if n["name"] == "node-2"
+        and n["url"] == restarted.url])
+    assert node[0]["live"] is True
+    assert phase_on(etcd_cluster, fleet_prefix, "kept") == ("Running", "node-2")
+
+
+def test_an_image_no_node_has_fails_with_a_reason(fleet: list[DaemonProcess], etcd_cluster: EtcdCluster,
+                                                  fleet_prefix: str) -> None:
+    nowhere = "f" * 64
+    surface_call(etcd_cluster, fleet_prefix, "put_instance", "orphan", document("orphan", nowhere, node="node-0"))
+    status = wait_until("orphan Failed", lambda: (found := surface_call(
+        etcd_cluster, fleet_prefix, "get_instance", "orphan")["status"])["phase"] == "Failed" and found)
+    assert status["node"] == "node-0" and f"image {nowhere} is neither here nor on a live peer" in status["reason"]
+    with fleet[0].client() as http:
+        assert http.get("/v1/instances/orphan").status_code == 404  # nothing was declared
+    surface_call(etcd_cluster, fleet_prefix, "delete_instance", "orphan")
+    wait_until("orphan gone from the fleet", lambda: "orphan" not in {
+        d["metadata"]["name"] for d in surface_call(etcd_cluster, fleet_prefix, "instances")})

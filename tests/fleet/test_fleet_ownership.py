@@ -3,9 +3,11 @@ by the fleet"), and no client may set or clear the owner label (422)."""
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from mkd.domain.desired.spec import DeclaredSpec
+from mkd.errors import KernelError
 from mkd.services import fleet_node
 from mkd.testing import imagegen
 from tests.conftest import MakeClient
@@ -42,3 +44,15 @@ def test_local_writes_to_a_fleet_instance_answer_409(make_client: MakeClient) ->
         assert "owned by the fleet" in problem["detail"]
     assert list(fleet_node.fleet_instances(daemon)) == ["web"]
     assert fleet_node.remove_fleet_instance(daemon, "web") is False  # driven down by the reconciler
+
+
+def test_the_fleet_never_takes_over_a_local_instance(client: TestClient) -> None:
+    kernel = upload(client, imagegen.vmlinux())
+    local = {"name": "web", "resources": {"cpu_count": 1, "memory_bytes": 64 * MiB}}
+    assert client.post("/v1/instances", json=local).status_code == 201
+    daemon = client.app.state.daemon  # type: ignore[attr-defined]
+    with pytest.raises(KernelError, match="not the fleet's") as refused:
+        spec = DeclaredSpec.from_json(document(kernel)["spec"])  # type: ignore[arg-type]
+        fleet_node.apply_fleet_instance(daemon, "web", {}, spec)
+    assert refused.value.status == 409 and refused.value.errno == "EEXIST"
+    assert "mkd.dev/owner" not in client.get("/v1/instances/web").json().get("labels", {})

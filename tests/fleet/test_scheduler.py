@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 
-from mkd.fleet.etcd import EtcdClient
+from mkd.fleet.etcd import EtcdClient, Json, TxnResult
 from mkd.fleet.keys import FleetKeys
 from mkd.fleet.operations import FleetOperations
 from mkd.fleet.scheduler import Scheduler
-from mkd.fleet.store import FleetStore, dumps
+from mkd.fleet.store import FleetStore, ViewCache, dumps
 from mkd.testing.etcd_cluster import EtcdCluster
 
 SHA = "c" * 64
@@ -91,5 +93,114 @@ def test_when_the_leader_goes_another_scheduler_takes_over(etcd_cluster: EtcdClu
         finally:
             for client in clients:
                 await client.close()
+
+    anyio.run(run)
+
+
+def test_resigning_frees_the_leader_key_at_once(etcd_cluster: EtcdCluster, fleet_prefix: str) -> None:
+    async def run() -> None:
+        client = EtcdClient(etcd_cluster.endpoints, timeout_s=5)
+        keys = FleetKeys(fleet_prefix)
+        try:
+            first = Scheduler(FleetStore(client, keys), node="a", lease_ttl_s=30, strategy="spread")
+            second = Scheduler(FleetStore(client, keys), node="b", lease_ttl_s=30, strategy="spread")
+            assert await first.campaign() and not await second.campaign()
+            await first.resign()
+            assert not first.is_leader and await client.get(keys.leader) is None
+            assert await second.campaign()  # no 30 s wait for the lease to run out
+        finally:
+            await client.close()
+
+    anyio.run(run)
+
+
+def test_campaigning_again_while_the_lease_holds_keeps_the_lead(etcd_cluster: EtcdCluster, fleet_prefix: str) -> None:
+    async def run() -> None:
+        client = EtcdClient(etcd_cluster.endpoints, timeout_s=5)
+        keys = FleetKeys(fleet_prefix)
+        try:
+            leader = Scheduler(FleetStore(client, keys), node="a", lease_ttl_s=30, strategy="spread")
+            other = Scheduler(FleetStore(client, keys), node="b", lease_ttl_s=30, strategy="spread")
+            assert await leader.campaign()
+            assert await leader.campaign()  # its own key on its own lease: still the leader
+            assert not await other.campaign()
+        finally:
+            await client.close()
+
+    anyio.run(run)
+
+
+class InterferingClient(EtcdClient):
+    """Before the first placement transaction, another writer books the node (as a second
+    leader would): the scheduler's comparison fails and it must read the node again."""
+
+    def __init__(self, *args: Any, allocation_key: str, foreign: bytes, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.allocation_key = allocation_key
+        self.foreign = foreign
+        self.interfered = False
+
+    async def txn(self, compare: list[Json], success: list[Json], failure: list[Json] | None = None) -> TxnResult:
+        if not self.interfered and any("request_put" in op for op in success) and len(success) == 3:
+            self.interfered = True
+            await self.put(self.allocation_key, self.foreign)
+        return await super().txn(compare, success, failure)
+
+
+def test_a_lost_comparison_rereads_the_node_and_books_only_what_still_fits(etcd_cluster: EtcdCluster,
+                                                                          fleet_prefix: str) -> None:
+    async def run() -> None:
+        keys = FleetKeys(fleet_prefix)
+        foreign = dumps({"instances": {"elsewhere": {"cpus": 3, "numa": 0, "memory_bytes": 0}}})
+        client = InterferingClient(etcd_cluster.endpoints, timeout_s=5, allocation_key=keys.allocation("n1"),
+                                   foreign=foreign)
+        try:
+            await register(client, keys, "n1", 4)
+            surface = FleetOperations(FleetStore(client, keys))
+            await surface.put_instance("a", doc("a"))
+            await surface.put_instance("b", doc("b"))
+            scheduler = Scheduler(FleetStore(client, keys), node="s", lease_ttl_s=2, strategy="spread")
+            result = await scheduler.place_round()
+            assert client.interfered and result.lost_compares >= 1
+            assert result.placed == {"a": "n1"}  # 3 foreign + 1: full; b waits for a round with room
+            allocation = await client.get(keys.allocation("n1"))
+            assert allocation is not None and set(allocation.json()["instances"]) == {"elsewhere", "a"}
+            assert await client.get(keys.placement("b")) is None
+        finally:
+            await client.close()
+
+    anyio.run(run)
+
+
+def test_the_view_cache_reads_changes_and_rereads_after_a_delete(etcd_cluster: EtcdCluster, fleet_prefix: str) -> None:
+    async def run() -> None:
+        client = EtcdClient(etcd_cluster.endpoints, timeout_s=5)
+        keys = FleetKeys(fleet_prefix)
+        store = FleetStore(client, keys)
+        try:
+            cache = ViewCache(store)
+            await register(client, keys, "n1", 8)
+            for name in ("a", "b"):
+                await client.put(keys.instance(name), dumps(doc(name)))
+            first = await cache.read()
+            assert set(first.instances) == {"a", "b"} and cache.full_reads == 1
+
+            async def same_as_a_full_read() -> None:
+                cached, fresh = await cache.read(), await store.view(statuses=False)
+                assert {n: kv.value for n, kv in cached.instances.items()} == {
+                    n: kv.value for n, kv in fresh.instances.items()}
+                assert cached.nodes == fresh.nodes and cached.cordons == fresh.cordons
+
+            await client.put(keys.instance("a"), dumps(doc("a", 2)))
+            await client.put(keys.instance("c"), dumps(doc("c")))
+            await client.put(keys.cordon("n1"), "{}")
+            await same_as_a_full_read()
+            assert cache.full_reads == 1  # only what changed was read
+            await client.delete(keys.instance("b"))
+            await client.put(keys.instance("d"), dumps(doc("d")))  # as many keys as before: the count still tells
+            await same_as_a_full_read()
+            assert cache.full_reads == 2
+        finally:
+            await client.close()
 
     anyio.run(run)

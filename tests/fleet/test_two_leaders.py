@@ -5,6 +5,7 @@ exactly one node; and what fits nowhere stays Pending with a reason."""
 from __future__ import annotations
 
 import anyio
+import pytest
 
 from mkd.fleet.etcd import EtcdClient
 from mkd.fleet.keys import FleetKeys
@@ -30,8 +31,11 @@ async def register(client: EtcdClient, keys: FleetKeys, name: str, cpus: int, me
     await client.put(keys.node(name), dumps(record), lease=lease)
 
 
-def test_two_leaders_never_overbook_and_place_each_instance_once(etcd_cluster: EtcdCluster,
-                                                                 fleet_prefix: str) -> None:
+@pytest.mark.parametrize("cpus_per_node", [360, 300])
+def test_two_leaders_never_overbook_and_place_each_instance_once(etcd_cluster: EtcdCluster, fleet_prefix: str,
+                                                                 cpus_per_node: int) -> None:
+    """360 CPUs a node: it all fits, but not by much. 300: 900 CPUs for 1,000 asked, so the
+    leaders race for the last room and some instances must stay Pending."""
     async def run() -> None:
         keys = FleetKeys(fleet_prefix)
         clients = [EtcdClient(etcd_cluster.endpoints, timeout_s=10) for _ in range(3)]
@@ -39,9 +43,9 @@ def test_two_leaders_never_overbook_and_place_each_instance_once(etcd_cluster: E
         try:
             node_lease = await setup.grant(60)
             # 500 instances asking 1-3 CPUs and 64-128 MiB: 1,000 CPUs and 48,000 MiB in all,
-            # on three nodes of 360 CPUs and 2 x 9,000 MiB: it all fits, but not by much.
+            # on three nodes of 2 x 9,000 MiB.
             for n in range(3):
-                await register(setup, keys, f"node-{n}", 360, {0: 9000 * MIB, 1: 9000 * MIB}, node_lease)
+                await register(setup, keys, f"node-{n}", cpus_per_node, {0: 9000 * MIB, 1: 9000 * MIB}, node_lease)
             async with anyio.create_task_group() as tasks:
                 for i in range(500):
                     tasks.start_soon(setup.put, keys.instance(f"i{i:03}"), instance(f"i{i:03}", 1 + i % 3,
@@ -60,7 +64,12 @@ def test_two_leaders_never_overbook_and_place_each_instance_once(etcd_cluster: E
 
             view = await FleetStore(setup, keys).view()
             assert len(view.instances) == 500
-            assert sorted(view.placements) == sorted(view.instances)  # every instance placed
+            pending = {name for name, status in view.statuses.items() if status.get("phase") == "Pending"}
+            if cpus_per_node * 3 >= 1000:
+                assert sorted(view.placements) == sorted(view.instances)  # every instance placed
+            else:
+                assert pending and not pending & set(view.placements)
+                assert sorted([*view.placements, *pending]) == sorted(view.instances)
             where: dict[str, list[str]] = {}
             for node, bookings in bookings_of(view).items():
                 capacity = NodeView.of(view.nodes[node])
@@ -72,7 +81,7 @@ def test_two_leaders_never_overbook_and_place_each_instance_once(etcd_cluster: E
                     where.setdefault(name, []).append(node)
             for name, kv in view.placements.items():
                 assert where[name] == [kv.json()["node"]], f"{name} booked on {where[name]}, placed on {kv.json()}"
-            assert first.placements + second.placements == 500
+            assert first.placements + second.placements == len(view.placements)
         finally:
             for client in clients:
                 await client.close()
