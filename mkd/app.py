@@ -25,9 +25,22 @@ from mkd.api.limit_refusals import LimitRefusals
 from mkd.api.openapi_headers import add_header_docs
 from mkd.api.problems import install_problem_handlers
 from mkd.api.request_metrics import RequestMetrics, RequestMetricsMiddleware
-from mkd.api.routes import actions, console, dashboard, declared, events, health, host, images, instances, pool, session
+from mkd.api.routes import (
+    actions,
+    console,
+    dashboard,
+    declared,
+    events,
+    fleet,
+    health,
+    host,
+    images,
+    instances,
+    pool,
+    session,
+)
 from mkd.api.session_cookie import SessionSigner
-from mkd.auth_tokens import TokenFile
+from mkd.auth_tokens import TokenFile, load_peer_token
 from mkd.backends.registry import make_backend
 from mkd.config import Settings
 from mkd.db.migrate import upgrade_to_head
@@ -179,12 +192,15 @@ def create_app(settings: Settings | None = None, *,
         app.state.token_file = TokenFile(settings.daemon.tokens_file)
         # Added after the idempotency middleware, so it runs first: the idempotency scope
         # includes the token's name.
-        app.add_middleware(TokenAuthMiddleware, token_file=app.state.token_file, signer=app.state.session_signer)
+        peer_token_file = settings.fleet.peer_token_file if settings.fleet is not None else None
+        app.add_middleware(TokenAuthMiddleware, token_file=app.state.token_file, signer=app.state.session_signer,
+                           peer_token=load_peer_token(peer_token_file) if peer_token_file is not None else None)
     # Outermost: refused attempts (401, 403 and the rest) are audited too, with the token's name.
     app.add_middleware(AuditMiddleware, log=AuditLog(settings.daemon.state_dir / "audit.log",
                                                      max_bytes=settings.limits.audit_max_bytes,
                                                      files=settings.limits.audit_files))
-    for module in (health, host, pool, instances, declared, actions, console, images, events, session, dashboard):
+    for module in (health, host, pool, instances, declared, actions, console, images, fleet, events, session,
+                   dashboard):
         app.include_router(module.router)
     generate_openapi = app.openapi
 

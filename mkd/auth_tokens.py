@@ -58,6 +58,19 @@ def load_tokens(path: Path) -> list[Token]:
     return tokens
 
 
+def load_peer_token(path: Path) -> str:
+    """`[fleet] peer_token_file`: one token (16+ characters) that fleet peers present to pull images.
+    Refused like a tokens file when others can read it."""
+    check_private(path)
+    try:
+        secret = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read the peer token file {path}: {exc}") from exc
+    if len(secret) < 16 or any(c.isspace() for c in secret):
+        raise InvalidInput(f"the peer token file {path} must hold one token of 16+ characters and no spaces")
+    return secret
+
+
 def find_token(tokens: list[Token], presented: str) -> Token | None:
     found = None
     for token in tokens:

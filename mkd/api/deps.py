@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from mkd.errors import NotReady, PayloadTooLarge
+from mkd.fleet.surface import FleetNotConfigured, FleetSurface
 from mkd.services.context import Daemon
 
 
@@ -19,6 +20,17 @@ def get_daemon(request: Request) -> Daemon:
 
 
 DaemonDep = Annotated[Daemon, Depends(get_daemon)]
+
+
+def get_fleet(request: Request) -> FleetSurface:
+    """The fleet this daemon belongs to; without `[fleet]` the fleet routes answer 404."""
+    fleet: FleetSurface | None = getattr(request.app.state, "fleet", None)
+    if fleet is None:
+        raise FleetNotConfigured()
+    return fleet
+
+
+FleetDep = Annotated[FleetSurface, Depends(get_fleet)]
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 

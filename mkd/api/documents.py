@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from fastapi import Request
-from pydantic import Field, StrictBool, StringConstraints, ValidationError
+from pydantic import Field, StrictBool, StringConstraints, ValidationError, model_validator
 from pydantic.json_schema import models_json_schema
 
 from mkd.api.problems import validation_problem
@@ -60,6 +60,26 @@ class InstanceDocument(Strict):
     status: dict[str, Any] | None = None
 
 
+class FleetInstanceSpecIn(InstanceSpecIn):
+    """DESIGN "Fleet": an Instance spec plus where it may run, and whether it moves when its node
+    is lost. No `id`: ids belong to the node that runs the instance."""
+
+    node: Name | None = None
+    nodeSelector: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=64)  # noqa: N815
+    reschedule: Literal["Never", "OnNodeLoss"] = "Never"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "id" in data:
+            raise ValueError("a fleet instance has no spec.id: ids belong to the node that runs it")
+        return data
+
+
+class FleetInstanceDocument(InstanceDocument):
+    spec: FleetInstanceSpecIn  # the fleet's spec extends the node's
+
+
 class PoolDocument(Strict):
     apiVersion: Literal["mkd.dev/v1"]  # noqa: N815
     kind: Literal["Pool"]
@@ -106,6 +126,13 @@ def instance_document(value: Any, request: Request) -> InstanceDocument:
         raise validation_problem(exc, request) from exc
 
 
+def fleet_instance_document(value: Any, request: Request) -> FleetInstanceDocument:
+    try:
+        return FleetInstanceDocument.model_validate(value)
+    except ValidationError as exc:
+        raise validation_problem(exc, request) from exc
+
+
 def pool_body(value: Any, request: Request) -> PoolIn:
     """PUT /v1/pool takes the pool body or a `kind: Pool` document whose spec is that body."""
     try:
@@ -120,7 +147,8 @@ def document_components() -> dict[str, Any]:
     """JSON schemas of the document bodies (and what they nest) for OpenAPI's components: the
     routes read these bodies by hand, so FastAPI does not collect them itself."""
     _, top = models_json_schema(
-        [(InstanceDocument, "validation"), (PoolDocument, "validation"), (PoolIn, "validation")],
+        [(InstanceDocument, "validation"), (FleetInstanceDocument, "validation"), (PoolDocument, "validation"),
+         (PoolIn, "validation")],
         ref_template="#/components/schemas/{model}",
     )
     defs: dict[str, Any] = top.get("$defs", {})

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mkd.api.auth_middleware import OPEN_PATHS
 from mkd.api.limit_refusals import count_refusal
 from mkd.api.problems import SCHEMA_INVALID, problem_response
+from mkd.api.routes.fleet import PREFIX as FLEET_PREFIX
 from mkd.errors import InvalidInput, MkdError, PayloadTooLarge
 from mkd.services.context import Daemon
 from mkd.services.idempotency import (
@@ -39,7 +40,8 @@ class IdempotencyMiddleware:
         app = scope.get("app")
         daemon = getattr(app.state, "daemon", None) if app is not None else None
         if (key is None or scope["method"] != "POST" or daemon is None or not daemon.ready
-                or scope["path"] in OPEN_PATHS):  # DESIGN "Limits": open paths take no keys
+                or scope["path"] in OPEN_PATHS  # DESIGN "Limits": open paths take no keys
+                or scope["path"].startswith(FLEET_PREFIX)):  # DESIGN "Fleet": writes go to etcd, not the database
             await self.app(scope, receive, send)
             return
         if not key or len(key) > MAX_KEY:

@@ -270,3 +270,37 @@ class Problem(BaseModel):
 
 class ImagesPruned(BaseModel):
     removed: list[str]
+
+
+class FleetNodeOut(BaseModel):
+    """`nodes/<node>` as DESIGN "Fleet" lists it, plus `live` (holds a lease) and `cordoned`."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    cordoned: bool = False
+    live: bool = True
+
+
+class FleetNodeList(BaseModel):
+    items: list[FleetNodeOut]
+
+
+class FleetStatusOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    node: str | None
+    phase: Literal["Pending", "Placed", "Running", "NodeLost", "Failed"]
+
+
+class FleetInstanceOut(BaseModel):
+    """A fleet Instance document as stored, with its `status`."""
+
+    model_config = ConfigDict(extra="allow")
+    apiVersion: str  # noqa: N815
+    kind: str
+    metadata: dict[str, Any]
+    spec: dict[str, Any]
+    status: FleetStatusOut
+
+
+class FleetInstanceList(BaseModel):
+    items: list[FleetInstanceOut]

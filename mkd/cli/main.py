@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from mkd.cli import commands, console
+from mkd.cli import commands, console, fleet
 from mkd.errors import MkdError
 
 # add_completion: `mkd --install-completion` / `--show-completion [bash|zsh|fish]` (typer's, via click).
@@ -17,6 +17,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=True, help="Manage Linux 
 app.add_typer(commands.instances, name="instances")
 app.add_typer(commands.images, name="images")
 app.add_typer(commands.pool, name="pool")
+app.add_typer(fleet.fleet, name="fleet")
 app.command("apply")(commands.apply_documents)
 app.command("get")(commands.get_declared)
 app.command("host")(commands.host)

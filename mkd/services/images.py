@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import errno
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 import anyio.to_thread
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +14,7 @@ from mkd.db import repository
 from mkd.db.models import ImageRecord
 from mkd.db.session import transaction
 from mkd.errors import KernelError
-from mkd.images.store import check_sha256, disk_full
+from mkd.images.store import ReceivedUpload, check_sha256, disk_full
 from mkd.kexec.image_format import detect_image_format
 from mkd.services.context import Daemon
 from mkd.services.desired import images_in_specs
@@ -38,35 +39,61 @@ def image_public(record: ImageRecord) -> dict[str, Any]:
 async def upload_image(*, daemon: Daemon, chunks: AsyncIterator[bytes]) -> tuple[dict[str, Any], bool]:
     """Store the body; returns (image, created). 201 when new, 200 when already stored."""
     upload = await daemon.store.receive(chunks, limit=daemon.settings.limits.max_image_bytes)
+    return await anyio.to_thread.run_sync(_record, daemon, upload)
 
-    def record() -> tuple[dict[str, Any], bool]:
-        # File and row under one lock (DESIGN "Durability"): a delete of the same bytes either
-        # ran before (both gone, both made again here) or waits for this (and removes both).
-        with daemon.store.lock:
-            try:
-                daemon.store.place(upload)
-            except OSError as exc:
-                upload.spool.discard()
-                raise disk_full(exc) from exc
-            except BaseException:
-                upload.spool.discard()
-                raise
-            with transaction(daemon.engine) as session:
-                existing = repository.get_image(session=session, sha256=upload.sha256)
-                if existing is not None:
-                    image, created = image_public(existing), False
-                else:
-                    row = ImageRecord(sha256=upload.sha256, size=upload.size,
-                                      format=detect_image_format(upload.head))
-                    session.add(row)
-                    session.flush()
-                    image, created = image_public(row), True
-                remember(session, status=201 if created else 200, body=image,
-                         headers=image_headers(upload.sha256), request_hash=upload.sha256)
-            daemon.signals.notify([IMAGES_CHANGED])
-            return image, created
 
-    return await anyio.to_thread.run_sync(record)
+class ImageHashMismatch(KernelError):
+    """A peer sent other bytes than the image it was asked for (corrupt store, or lying)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(errno.EBADMSG, detail)
+
+
+async def store_pulled_image(*, daemon: Daemon, sha256: str,
+                             chunks: AsyncIterator[bytes]) -> tuple[dict[str, Any], bool]:
+    """An image a fleet peer sends: received through the same spool and limit as an upload, and
+    made visible only when its bytes hash to `sha256` (else ImageHashMismatch, nothing kept)."""
+    check_sha256(sha256)
+    upload = await daemon.store.receive(chunks, limit=daemon.settings.limits.max_image_bytes)
+    if upload.sha256 != sha256:
+        await anyio.to_thread.run_sync(upload.spool.discard)
+        raise ImageHashMismatch(f"the bytes received for image {sha256} hash to {upload.sha256}: not stored")
+    return await anyio.to_thread.run_sync(_record, daemon, upload)
+
+
+def _record(daemon: Daemon, upload: ReceivedUpload) -> tuple[dict[str, Any], bool]:
+    """Place the received file and its row (blocking). File and row under one lock (DESIGN
+    "Durability"): a delete of the same bytes either ran before (both gone, both made again
+    here) or waits for this (and removes both)."""
+    with daemon.store.lock:
+        try:
+            daemon.store.place(upload)
+        except OSError as exc:
+            upload.spool.discard()
+            raise disk_full(exc) from exc
+        except BaseException:
+            upload.spool.discard()
+            raise
+        with transaction(daemon.engine) as session:
+            existing = repository.get_image(session=session, sha256=upload.sha256)
+            if existing is not None:
+                image, created = image_public(existing), False
+            else:
+                row = ImageRecord(sha256=upload.sha256, size=upload.size,
+                                  format=detect_image_format(upload.head))
+                session.add(row)
+                session.flush()
+                image, created = image_public(row), True
+            remember(session, status=201 if created else 200, body=image,
+                     headers=image_headers(upload.sha256), request_hash=upload.sha256)
+        daemon.signals.notify([IMAGES_CHANGED])
+        return image, created
+
+
+def has_image(*, daemon: Daemon, sha256: str) -> bool:
+    check_sha256(sha256)
+    with transaction(daemon.engine) as session:
+        return repository.get_image(session=session, sha256=sha256) is not None
 
 
 def get_image(*, daemon: Daemon, sha256: str) -> dict[str, Any]:
@@ -76,6 +103,46 @@ def get_image(*, daemon: Daemon, sha256: str) -> dict[str, Any]:
         if row is None:
             raise KernelError(errno.ENOENT, f"no image {sha256}")
         return image_public(row)
+
+
+# Read and sent this much at a time: large enough that a thread hop per read costs little,
+# small enough that a slow reader holds little memory.
+CONTENT_CHUNK = 1 << 20
+
+
+@dataclass
+class ImageContent:
+    """An image's bytes, opened: the file stays readable even when the image is deleted meanwhile."""
+
+    sha256: str
+    size: int
+    file: BinaryIO
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The bytes in CONTENT_CHUNK reads off the event loop; closes the file at the end."""
+        try:
+            while chunk := await anyio.to_thread.run_sync(self.file.read, CONTENT_CHUNK):
+                yield chunk
+        finally:
+            self.file.close()
+
+
+def open_image(*, daemon: Daemon, sha256: str) -> ImageContent:
+    """GET /v1/images/{sha256}/content: open the stored file. Under the store's lock, so the row
+    and the file are seen together (a delete runs before, 404, or after, and the open file
+    keeps its bytes). Blocking."""
+    check_sha256(sha256)
+    with daemon.store.lock:
+        with transaction(daemon.engine) as session:
+            row = repository.get_image(session=session, sha256=sha256)
+            if row is None:
+                raise KernelError(errno.ENOENT, f"no image {sha256}")
+            size = row.size
+        try:
+            file = open(daemon.store.path_for(sha256), "rb")  # closed by chunks() or the 304 path
+        except FileNotFoundError as exc:  # a row without its file: the store was tampered with
+            raise KernelError(errno.ENOENT, f"image {sha256} has no stored file") from exc
+    return ImageContent(sha256=sha256, size=size, file=file)
 
 
 def list_images(*, daemon: Daemon, limit: int, cursor: str | None) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from mkd.api.deps import DaemonDep, IfMatch
 from mkd.api.responses import IMAGE_LINKS, problems
@@ -49,6 +49,22 @@ def read_image(sha256: str, daemon: DaemonDep, response: Response) -> dict[str, 
     image = service.get_image(daemon=daemon, sha256=sha256)  # validates the hash before it goes in a header
     response.headers["ETag"] = service.image_etag(image["sha256"])
     return image
+
+
+@router.get("/{sha256}/content", status_code=200, responses={
+    200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "The image's bytes, streamed"},
+    304: {"description": "If-None-Match names this image"}, **problems(404, 422)})
+def read_image_content(sha256: str, daemon: DaemonDep,
+                       if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None) -> Response:
+    """Stream an image's bytes (what fleet peers pull; the peer token may read it)."""
+    content = service.open_image(daemon=daemon, sha256=sha256)
+    etag = service.image_etag(content.sha256)
+    if if_none_match is not None and etag in (tag.strip() for tag in if_none_match.split(",")):
+        content.file.close()
+        return Response(status_code=304, headers={"ETag": etag})
+    return StreamingResponse(content.chunks(), media_type="application/octet-stream",
+                             headers={"ETag": etag, "Content-Length": str(content.size)})
 
 
 @router.delete("/{sha256}", status_code=204, responses=problems(404, 409, 412, 422))
