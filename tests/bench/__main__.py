@@ -22,6 +22,7 @@ from tests.bench import (
     bench_limits,
     bench_load,
     bench_plan,
+    bench_reads,
     bench_status_poll,
     bench_synchronous,
     bench_upload,
@@ -43,6 +44,7 @@ BENCHMARKS: dict[str, Callable[[], list[BenchResult]]] = {
     "synchronous": lambda: [bench_synchronous.run()],
     "desired": bench_desired.run,
     "status-poll": bench_status_poll.run,
+    "reads": bench_reads.run,
 }
 
 
