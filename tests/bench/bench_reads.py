@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from mkd.testing.daemon_process import DaemonProcess
 from tests.bench.bare_endpoint import bare_endpoint
 from tests.bench.bench_plan import DTS_HEADERS
 from tests.bench.daemons import INSTANCE_MEMORY, NODE_BYTES, check, running_daemon
@@ -108,11 +109,11 @@ def measure_url(workdir: Path, base_url: str, label: str, url: str) -> ReadFigur
 
 
 @contextmanager
-def populated_daemon(workdir: Path, instances: int, cpus: int) -> Iterator[str]:
+def populated_daemon(workdir: Path, instances: int, cpus: int) -> Iterator[DaemonProcess]:
     with running_daemon(workdir, simulator=machine(cpus), pool_steps=pool_steps(cpus)) as daemon, \
             httpx.Client(base_url=daemon.url, timeout=600) as client:
         check(client.post("/v1/instances", content=plan_dts(instances), headers=DTS_HEADERS), 201)
-        yield daemon.url
+        yield daemon
 
 
 def result_of(figure: ReadFigure, size: str) -> BenchResult:
@@ -131,7 +132,7 @@ def run() -> list[BenchResult]:
     for instances, cpus in SIZES:
         size = f"{instances} instances / {cpus} CPUs"
         print(f"  -- tree, {size}, wrk -t2 -c16 -d{DURATION}", flush=True)
-        with scratch_dir(f"reads-{instances}") as workdir, populated_daemon(workdir, instances, cpus) as url:
+        with scratch_dir(f"reads-{instances}") as workdir, populated_daemon(workdir, instances, cpus) as daemon:
             for label, path in read_urls(instances):
-                results.append(result_of(measure_url(workdir, url, label, path), size))
+                results.append(result_of(measure_url(workdir, daemon.url, label, path), size))
     return results
