@@ -92,6 +92,7 @@ class ReadModel:
         self._clean = -1  # `_marks` as of the snapshot (-1: nothing loaded yet)
         self._snapshot = _Snapshot({}, {}, [])
         self._pool: tuple[int, Serialised] | None = None
+        self._pool_lock = threading.Lock()
         _models[engine] = self
         install_commit_hook()
 
@@ -196,15 +197,17 @@ class ReadModel:
 
     def pool(self, load: Callable[[], tuple[dict[str, Any], str]]) -> Serialised:
         """GET /v1/pool, serialised again only after a commit (what is free moves with the
-        instances and the pool definition, both recorded). Blocking on a change: off the loop."""
-        marks = self._marks
-        cached = self._pool
-        if cached is not None and cached[0] == marks:
-            return cached[1]
-        body, etag = load()
-        serialised = Serialised(self._wire.pool(body), etag)
-        self._pool = (marks, serialised)
-        return serialised
+        instances and the pool definition, both recorded). Blocking: off the loop. One reader
+        reads the kernel at a time; the others wait for its answer instead of reading again."""
+        with self._pool_lock:
+            marks = self._marks
+            cached = self._pool
+            if cached is not None and cached[0] == marks:
+                return cached[1]
+            body, etag = load()
+            serialised = Serialised(self._wire.pool(body), etag)
+            self._pool = (marks, serialised)
+            return serialised
 
     def pool_current(self) -> Serialised | None:
         cached = self._pool

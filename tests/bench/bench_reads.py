@@ -9,20 +9,29 @@ requests/s, and p99 at or under max(20 ms, 2x the bare endpoint's p99).
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from mkd.testing import imagegen
 from mkd.testing.daemon_process import DaemonProcess
 from tests.bench.bare_endpoint import bare_endpoint
 from tests.bench.bench_plan import DTS_HEADERS
+from tests.bench.bench_status_poll import cpu_seconds
 from tests.bench.daemons import INSTANCE_MEMORY, NODE_BYTES, check, running_daemon
-from tests.bench.measure import BenchResult, GiB, scratch_dir, verdict
+from tests.bench.measure import BenchResult, GiB, MiB, median, percentile, scratch_dir, verdict
 from tests.bench.wrk import DURATION, WrkResult, run_wrk
 
 NUMA_NODES = 4
@@ -135,4 +144,174 @@ def run() -> list[BenchResult]:
         with scratch_dir(f"reads-{instances}") as workdir, populated_daemon(workdir, instances, cpus) as daemon:
             for label, path in read_urls(instances):
                 results.append(result_of(measure_url(workdir, daemon.url, label, path), size))
+            if instances == SIZES[0][0]:  # the writer and the fan-out once, at the first size
+                results.extend(reads_under_writer(daemon, instances, size))
+                results.extend(event_fanout(daemon, workdir, size))
     return results
+
+
+# -- reads under a writer (issue 15 item 2) and event fan-out (item 4) --
+
+WRITER_OPS = ("create", "load", "start", "stop", "unload", "delete")
+IDLE_CYCLES = 10 if QUICK else 25
+READER_P99_GOAL_S = 0.050
+WRITER_SLOWDOWN_GOAL = 1.5
+SUBSCRIBERS = 200
+FANOUT_WINDOW_S = 4.0 if QUICK else 10.0
+DELIVERY_P99_GOAL_S = 0.100
+
+
+class WriterLoop:
+    """One client looping create → load → start → stop → unload → delete on its own instance."""
+
+    def __init__(self, base_url: str, kernel: str) -> None:
+        self.base_url = base_url
+        self.kernel = kernel
+        self.seconds: dict[str, list[float]] = {op: [] for op in WRITER_OPS}
+        self.cycles = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def cycle(self, client: httpx.Client) -> None:
+        name = "writer"
+        steps: list[tuple[str, Callable[[], httpx.Response], int]] = [
+            ("create", lambda: client.post("/v1/instances", json={
+                "name": name, "resources": {"cpu_count": 1, "memory_bytes": 64 * MiB}}), 201),
+            ("load", lambda: client.post(f"/v1/instances/{name}/load", json={"kernel": self.kernel}), 200),
+            ("start", lambda: client.post(f"/v1/instances/{name}/start", json={}), 200),
+            ("stop", lambda: client.post(f"/v1/instances/{name}/stop", json={}), 200),
+            ("unload", lambda: client.post(f"/v1/instances/{name}/unload", json={}), 200),
+            ("delete", lambda: client.delete(f"/v1/instances/{name}"), 204),
+        ]
+        for op, call, status in steps:
+            started = time.perf_counter()
+            check(call(), status)
+            self.seconds[op].append(time.perf_counter() - started)
+        self.cycles += 1
+
+    def run_cycles(self, count: int) -> None:
+        with httpx.Client(base_url=self.base_url, timeout=60) as client:
+            for _ in range(count):
+                self.cycle(client)
+
+    def _loop(self) -> None:
+        try:
+            with httpx.Client(base_url=self.base_url, timeout=60) as client:
+                while not self._stop.is_set():
+                    self.cycle(client)
+        except BaseException as exc:  # noqa: BLE001 - reported by stop()
+            self.error = exc
+
+    def __enter__(self) -> WriterLoop:
+        self._thread = threading.Thread(target=self._loop, name="writer", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(120)
+        if self.error is not None:
+            raise RuntimeError(f"the writer loop failed: {self.error}") from self.error
+
+
+def upload_kernel(base_url: str) -> str:
+    reply = check(httpx.post(base_url + "/v1/images", content=imagegen.vmlinux(), timeout=60,
+                             headers={"content-type": "application/octet-stream"}), 200, 201)
+    sha256: str = reply.json()["sha256"]
+    return sha256
+
+
+def reads_under_writer(daemon: DaemonProcess, instances: int, size: str) -> list[BenchResult]:
+    kernel = upload_kernel(daemon.url)
+    idle = WriterLoop(daemon.url, kernel)
+    idle.run_cycles(2)  # warm-up: first-use imports
+    idle = WriterLoop(daemon.url, kernel)
+    idle.run_cycles(IDLE_CYCLES)
+    readers: list[tuple[str, WrkResult]] = []
+    with WriterLoop(daemon.url, kernel) as busy:
+        for label, path in read_urls(instances):
+            result = run_wrk(daemon.url + path)
+            readers.append((label, result))
+            print(f"  under the writer: {label:<36} {result.requests_per_s:8.0f} req/s p50 {_ms(result.p50_s):>9} "
+                  f"p99 {_ms(result.p99_s):>9}", flush=True)
+    results = [BenchResult(
+        name=f"{label} under a writer, {size}",
+        figure=f"{r.requests_per_s:.0f} req/s, p50 {_ms(r.p50_s)}, p99 {_ms(r.p99_s)}", baseline="-", ratio=None,
+        goal=f"p99 < {_ms(READER_P99_GOAL_S)}", verdict=verdict(r.p99_s < READER_P99_GOAL_S and r.bad_responses == 0),
+        details={"reader": r.__dict__, "writer_cycles": busy.cycles})
+        for label, r in readers]
+    for op in WRITER_OPS:
+        quiet, loaded = median(idle.seconds[op]), median(busy.seconds[op])
+        ratio = loaded / quiet
+        print(f"  writer {op:<7} idle p50 {_ms(quiet):>9}  under readers p50 {_ms(loaded):>9}  {ratio:.2f}x "
+              f"({busy.cycles} cycles)", flush=True)
+        results.append(BenchResult(
+            name=f"writer {op} under 16 readers, {size}", figure=f"p50 {_ms(loaded)}",
+            baseline=f"idle p50 {_ms(quiet)}",
+            ratio=ratio, goal=f"<= {WRITER_SLOWDOWN_GOAL}x", verdict=verdict(ratio <= WRITER_SLOWDOWN_GOAL),
+            details={"idle_s": idle.seconds[op], "loaded_s": busy.seconds[op]}))
+    return results
+
+
+def committed_at(database: Path, after_id: int) -> dict[int, float]:
+    """Event id → its created_at (unix time; set in the transaction that commits it)."""
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT id, created_at FROM event WHERE id > ? ORDER BY id", (after_id,)).fetchall()
+    return {row[0]: datetime.fromisoformat(row[1]).replace(tzinfo=UTC).timestamp() for row in rows}
+
+
+def latest_event_id(database: Path) -> int:
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        latest: int | None = db.execute("SELECT max(id) FROM event").fetchone()[0]
+    return latest or 0
+
+
+def event_fanout(daemon: DaemonProcess, workdir: Path, size: str) -> list[BenchResult]:
+    assert daemon.proc is not None
+    kernel = upload_kernel(daemon.url)
+    database = daemon.state_dir / "mkd.sqlite3"
+    # The writer alone first: the daemon's CPU per event without subscribers, same run.
+    before, cpu = latest_event_id(database), cpu_seconds(daemon.proc.pid)
+    with WriterLoop(daemon.url, kernel):
+        time.sleep(FANOUT_WINDOW_S)
+    alone_cpu = (cpu_seconds(daemon.proc.pid) - cpu) / max(1, latest_event_id(database) - before)
+    out = workdir / "sse.json"
+    host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
+    subscribers = subprocess.Popen([sys.executable, "-m", "tests.bench.sse_subscribers", host, port,
+                                    str(SUBSCRIBERS), str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert subscribers.stdout is not None and subscribers.stdin is not None
+        if subscribers.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the subscribers did not connect")
+        first, cpu = latest_event_id(database), cpu_seconds(daemon.proc.pid)
+        with WriterLoop(daemon.url, kernel) as writer:
+            time.sleep(FANOUT_WINDOW_S)
+        time.sleep(1.0)  # the last events reach every stream
+        used = cpu_seconds(daemon.proc.pid) - cpu
+        subscribers.stdin.close()
+        subscribers.wait(60)
+    finally:
+        if subscribers.poll() is None:
+            subscribers.kill()
+    committed = committed_at(database, first)
+    expected = sorted(committed)
+    streams = json.loads(out.read_text())["streams"]
+    complete = sum(1 for stream in streams if [event_id for event_id, _ in stream] == expected)
+    delays = [at - committed[event_id] for stream in streams for event_id, at in stream if event_id in committed]
+    p50, p99 = median(delays), percentile(delays, 99)
+    per_event = used / max(1, len(expected))
+    print(f"  fan-out: {SUBSCRIBERS} subscribers, {len(expected)} events ({writer.cycles} writer cycles): "
+          f"{complete}/{SUBSCRIBERS} streams complete and in order; committed → received p50 {_ms(p50)} "
+          f"p99 {_ms(p99)}; daemon CPU {per_event * 1000:.2f} ms per event "
+          f"({alone_cpu * 1000:.2f} ms without subscribers)", flush=True)
+    ok = complete == SUBSCRIBERS and p99 < DELIVERY_P99_GOAL_S and bool(expected)
+    return [BenchResult(
+        name=f"events to {SUBSCRIBERS} SSE subscribers under a writer, {size}",
+        figure=f"p99 {_ms(p99)} committed → received, {complete}/{SUBSCRIBERS} complete",
+        baseline=f"CPU {per_event * 1000:.2f} ms/event ({alone_cpu * 1000:.2f} without subscribers)",
+        ratio=per_event / alone_cpu if alone_cpu else None,
+        goal=f"all complete, p99 < {_ms(DELIVERY_P99_GOAL_S)}", verdict=verdict(ok),
+        details={"events": len(expected), "complete_streams": complete, "p50_s": p50, "p99_s": p99,
+                 "cpu_s_per_event": per_event, "cpu_s_per_event_without_subscribers": alone_cpu})]
