@@ -27,6 +27,7 @@ import httpx
 
 from mkd.testing import imagegen
 from mkd.testing.daemon_process import DaemonProcess
+from mkd.testing.netns import NetworkNamespace
 from tests.bench.bare_endpoint import bare_endpoint
 from tests.bench.bench_plan import DTS_HEADERS
 from tests.bench.bench_status_poll import cpu_seconds
@@ -102,12 +103,17 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-def measure_url(workdir: Path, base_url: str, label: str, url: str) -> ReadFigure:
-    reply = check(httpx.get(base_url + url, timeout=60), 200)
+def measure_url(workdir: Path, base_url: str, label: str, url: str, *, namespace: NetworkNamespace | None = None,
+                token: str | None = None) -> ReadFigure:
+    """`namespace`: the daemon, the bare app and wrk all inside it, the daemon asking for `token`."""
+    headers = [f"Authorization: Bearer {token}"] if token else []
+    reply = check(httpx.get(base_url + url, timeout=60, headers=dict(h.split(": ", 1) for h in headers)), 200)
     path = url.split("?", 1)[0]
-    daemon = run_wrk(base_url + url)
-    with bare_endpoint(workdir, method="GET", path=path, status=200, body=reply.content) as bare_url:
-        bare = run_wrk(bare_url + url)
+    prefix = namespace.exec_prefix if namespace else []
+    daemon = run_wrk(base_url + url, headers=headers, prefix=prefix)
+    with bare_endpoint(workdir, method="GET", path=path, status=200, body=reply.content,
+                       host=namespace.inner_address if namespace else "127.0.0.1", wrapper=prefix) as bare_url:
+        bare = run_wrk(bare_url + url, headers=headers, prefix=prefix)
     figure = ReadFigure(label=label, body_bytes=len(reply.content), daemon=daemon, bare=bare)
     print(f"  {label:<36} {len(reply.content) / 1024:7.1f} KiB  mkd {daemon.requests_per_s:8.0f} req/s "
           f"p50 {_ms(daemon.p50_s):>9} p99 {_ms(daemon.p99_s):>9} | bare {bare.requests_per_s:8.0f} req/s "
@@ -147,6 +153,38 @@ def run() -> list[BenchResult]:
             if instances == SIZES[0][0]:  # the writer and the fan-out once, at the first size
                 results.extend(reads_under_writer(daemon, instances, size))
                 results.extend(event_fanout(daemon, workdir, size))
+    results.extend(token_required(*SIZES[0]))
+    return results
+
+
+# -- with a token required (issue 15 item 1): beyond loopback, inside a namespace the bench makes --
+
+TOKEN = "bench-reads-token-0000000001"
+
+
+def token_required(instances: int, cpus: int) -> list[BenchResult]:
+    size = f"{instances} instances / {cpus} CPUs, token required"
+    print(f"  -- tree, {size}: daemon, bare app and wrk inside a network namespace", flush=True)
+    results: list[BenchResult] = []
+    with scratch_dir("reads-token") as workdir, NetworkNamespace() as namespace:
+        tokens = workdir / "tokens"
+        tokens.write_text(f"bench:write:{TOKEN}\n")
+        tokens.chmod(0o600)
+        simulator = "\n".join(f"{key} = {json.dumps(value)}" for key, value in machine(cpus).items())
+        config = workdir / "mkd.toml"
+        config.write_text(f'[daemon]\ntokens_file = "{tokens}"\ninsecure_plaintext = true\n'
+                          f"[simulator]\n{simulator}\n")
+        daemon = DaemonProcess(workdir / "state", config=config, wrapper=namespace.exec_prefix,
+                               host=namespace.inner_address,
+                               http_options={"headers": {"Authorization": f"Bearer {TOKEN}"}})
+        with daemon, daemon.client(timeout=600) as client:
+            check(client.get("/v1/instances", headers={"Authorization": ""}), 401)  # the token is required
+            for pool in pool_steps(cpus):
+                check(client.put("/v1/pool", json=pool), 200, 201)
+            check(client.post("/v1/instances", content=plan_dts(instances), headers=DTS_HEADERS), 201)
+            for label, path in read_urls(instances):
+                figure = measure_url(workdir, daemon.url, label, path, namespace=namespace, token=TOKEN)
+                results.append(result_of(figure, size))
     return results
 
 
