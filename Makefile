@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 # Debian packages the tests use: dtc (DTS <-> DTB), chromium (dashboard tests), systemd-analyze and
 # systemd-socket-activate (the units in deploy/), strace (fsync order before a 2xx), openssl (certificates
 # for the TLS tests), ip from iproute2 (network namespaces for clients beyond loopback), etcd from
-# etcd-server (the fleet tests' private 3-member cluster).
+# etcd-server (the fleet tests' private 3-member cluster), wrk (the load generator of `make bench`'s
+# read benchmark).
 system-deps:
 	@missing=""; \
 	command -v dtc >/dev/null 2>&1 || missing="$$missing device-tree-compiler"; \
@@ -26,6 +27,7 @@ system-deps:
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	[ -x /usr/bin/etcd ] || missing="$$missing etcd-server"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \

@@ -17,12 +17,14 @@ from mkd import crash_points
 from mkd.api.audit_middleware import AuditLog, AuditMiddleware
 from mkd.api.auth_middleware import TokenAuthMiddleware
 from mkd.api.body_limits import BodyLimitMiddleware
+from mkd.api.conditional_get import ConditionalGet
 from mkd.api.connection_limit import ConnectionLimitGuard
 from mkd.api.cross_site_guard import CrossSiteGuard
 from mkd.api.documents import document_components
 from mkd.api.idempotency_middleware import IdempotencyMiddleware
 from mkd.api.limit_refusals import LimitRefusals
 from mkd.api.openapi_headers import add_header_docs
+from mkd.api.prebuilt import ApiWire
 from mkd.api.problems import install_problem_handlers
 from mkd.api.request_metrics import RequestMetrics, RequestMetricsMiddleware
 from mkd.api.routes import (
@@ -53,6 +55,7 @@ from mkd.services.event_bus import EventBus
 from mkd.services.event_stream import prune_events
 from mkd.services.idempotency import drop_in_flight, expire_idempotency
 from mkd.services.kernel_poller import poll_kernel
+from mkd.services.read_model import ReadModel
 from mkd.services.reconcile import reconcile
 from mkd.services.reconciler import Reconciler
 
@@ -72,14 +75,16 @@ def open_daemon(settings: Settings) -> Daemon:
     upgrade_to_head(settings.database_path)
     engine = make_engine(settings.database_path, synchronous=settings.daemon.sqlite_synchronous)
     backend = make_backend(settings)
-    daemon = Daemon(settings=settings, engine=engine, backend=backend,
-                    store=ImageStore(settings.images_dir), bus=EventBus(), host=backend.probe())
+    host = backend.probe()
+    daemon = Daemon(settings=settings, engine=engine, backend=backend, store=ImageStore(settings.images_dir),
+                    bus=EventBus(), host=host, reads=ReadModel(engine, host.capabilities, ApiWire()))
     drop_in_flight(daemon)
     prune_events(daemon)
     changes = reconcile(daemon=daemon)
     if changes:
         log.info("reconciled %d instance(s) with the kernel", len(changes))
     daemon.console = open_console_history(daemon)
+    daemon.reads.refresh()  # the first reads answer from memory too
     daemon.ready = True
     log.info("ready: %s backend, %s kernel", backend.name, daemon.host.kernel_profile)
     return daemon
@@ -177,6 +182,7 @@ def create_app(settings: Settings | None = None, *,
 
         app.state.fleet = FleetMember(settings)
     install_problem_handlers(app)
+    app.add_middleware(ConditionalGet)  # innermost: the metrics count a 304 as a 304
     app.state.request_metrics = RequestMetrics()
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)
     app.add_middleware(IdempotencyMiddleware)

@@ -16,6 +16,7 @@ from mkd.kernel_types import HostInfo
 from mkd.services.console_follow import ConsoleFollowers
 from mkd.services.console_history import ConsoleHistory
 from mkd.services.event_bus import EventBus
+from mkd.services.read_model import ReadModel
 from mkd.services.reconciler_metrics import ReconcilerMetrics
 from mkd.services.signals import Signals
 
@@ -32,6 +33,8 @@ class Daemon:
     store: ImageStore
     bus: EventBus
     host: HostInfo
+    # What reads answer from: bodies serialised once per change (mkd.services.read_model).
+    reads: ReadModel
     # Serialises this daemon's kernel calls, so clients see EBUSY only where the kernel's own
     # kexec lock would give it to a second process.
     kernel_lock: threading.RLock = field(default_factory=threading.RLock)

@@ -7,8 +7,11 @@ whose queue is full is dropped (its stream closes) rather than sent a subset or 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 
@@ -17,6 +20,11 @@ class BusEvent:
     id: int
     type: str
     data: dict[str, Any]
+
+    @cached_property
+    def data_json(self) -> str:
+        """Serialised once, whatever the number of streams that send it."""
+        return json.dumps(self.data)
 
 
 class Subscription:
@@ -37,6 +45,12 @@ class Subscription:
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.queue.put_nowait(None)
+
+
+def _offer_all(subs: list[Subscription], events: list[BusEvent]) -> None:
+    for sub in subs:
+        for event in events:
+            sub._offer(event)
 
 
 class EventBus:
@@ -65,13 +79,16 @@ class EventBus:
         """Thread-safe: called after the transaction that stored `events` committed."""
         with self._lock:
             subs = list(self._subs)
+        by_loop: dict[asyncio.AbstractEventLoop, list[Subscription]] = defaultdict(list)
         for sub in subs:
-            for event in events:
-                try:
-                    sub.loop.call_soon_threadsafe(sub._offer, event)
-                except RuntimeError:  # the subscriber's loop is closed
+            by_loop[sub.loop].append(sub)
+        # One wake-up per loop (all the streams share the server's), not one per stream and event.
+        for loop, group in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_offer_all, group, events)
+            except RuntimeError:  # the loop is closed
+                for sub in group:
                     self.unsubscribe(sub)
-                    break
 
     def close(self) -> None:
         with self._lock:

@@ -97,7 +97,7 @@ async def stream_events(daemon: Daemon, last_event_id: int | None) -> AsyncItera
                         sent = item.id
                 if live.id <= sent:
                     continue
-            yield StreamEvent(live.id, live.type, json.dumps(live.data))
+            yield StreamEvent(live.id, live.type, live.data_json)
             sent = live.id
     finally:
         daemon.bus.unsubscribe(subscription)

@@ -27,6 +27,7 @@ from mkd.services.fleet_ownership import refuse_if_fleet_owned
 from mkd.services.holdings import holding_of, ledger_for, resources_of
 from mkd.services.idempotency import remember
 from mkd.services.publish import publish
+from mkd.services.read_model import InstancePage, InstanceView
 from mkd.services.records import (
     add_event,
     bump,
@@ -113,10 +114,9 @@ def create_instances(
         return [(instance_public(r, daemon.host.capabilities), etag_of(r)) for r in records]
 
 
-def get_instance(*, daemon: Daemon, ref: str) -> tuple[dict[str, Any], str]:
-    with transaction(daemon.engine) as session:
-        record = resolve_ref(session=session, ref=ref)
-        return instance_public(record, daemon.host.capabilities), etag_of(record)
+def get_instance(*, daemon: Daemon, ref: str) -> InstanceView:
+    """From the read model (call when `daemon.reads.current`, else refresh it first)."""
+    return daemon.reads.instance(ref)
 
 
 def encode_cursor(last_id: int) -> str:
@@ -139,15 +139,10 @@ def decode_cursor(cursor: str | None) -> int:
 def list_instances(
     *, daemon: Daemon, state: InstanceState | None, limit: int, cursor: str | None,
     labels: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    after = decode_cursor(cursor)
-    with transaction(daemon.engine) as session:
-        names = repository.declared_names_with_labels(session=session, labels=labels) if labels else None
-        rows = repository.list_instances(session=session, state=state.value if state else None,
-                                         after_id=after, limit=limit + 1, names=names)
-        items = [instance_public(r, daemon.host.capabilities) for r in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return {"items": items, "next_cursor": next_cursor}
+) -> InstancePage:
+    """Oldest id first, from the read model (as get_instance)."""
+    return daemon.reads.page(after=decode_cursor(cursor), limit=limit, state=state.value if state else None,
+                             labels=labels, encode_cursor=encode_cursor)
 
 
 def delete_instance(*, daemon: Daemon, ref: str, if_match: str | None, cause: str = "api") -> bool:

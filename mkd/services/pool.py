@@ -17,6 +17,7 @@ from mkd.services.capability_checks import refuse_llc_without_capability
 from mkd.services.context import Daemon
 from mkd.services.holdings import holdings_from_records
 from mkd.services.pool_spec import spec_of, store_pool
+from mkd.services.read_model import Serialised
 from mkd.services.records import check_if_match
 from mkd.services.signals import POOL_CHANGED
 
@@ -61,6 +62,11 @@ def get_pool(*, daemon: Daemon) -> tuple[dict[str, Any], str]:
     with transaction(daemon.engine) as session:
         spec = spec_of(repository.get_pool(session=session))
     return pool_public(spec, daemon.backend.read_pool()), pool_etag(spec)
+
+
+def read_pool(*, daemon: Daemon) -> Serialised:
+    """GET /v1/pool through the read model: serialised again only after a recorded change."""
+    return daemon.reads.pool(lambda: get_pool(daemon=daemon))
 
 
 def current_spec(*, daemon: Daemon) -> PoolSpec | None:

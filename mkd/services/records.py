@@ -17,22 +17,35 @@ from mkd.kernel_types import MAX_INSTANCE_ID, MIN_INSTANCE_ID
 from mkd.services.event_bus import BusEvent
 
 
-def resolve_ref(*, session: Session, ref: str) -> InstanceRecord:
-    """DESIGN "Ids and refs": numeric outside the id range is EINVAL (the kernel's mk_id <= 0 and the
-    unencodable ids, never masked); an unknown id or name is ENOENT."""
+def parse_ref(ref: str) -> int | str:
+    """DESIGN "Ids and refs": a numeric ref is an id (outside the id range EINVAL: the kernel's
+    mk_id <= 0 and the unencodable ids, never masked); anything else a name (ENOENT when it
+    cannot name an instance)."""
     if is_numeric_ref(ref):
         value = int(ref)
         if not MIN_INSTANCE_ID <= value <= MAX_INSTANCE_ID:
             raise KernelError(errno.EINVAL, f"instance id {value} is outside {MIN_INSTANCE_ID}..{MAX_INSTANCE_ID}")
-        record = repository.get_instance(session=session, instance_id=value)
-        if record is None:
-            raise KernelError(errno.ENOENT, f"no instance with id {value}", instance_id=value)
-        return record
+        return value
     if name_problem(ref) is not None:
         raise KernelError(errno.ENOENT, f"no instance named {ref!r} (not a valid instance name)")
-    record = repository.get_instance_by_name(session=session, name=ref)
+    return ref
+
+
+def not_found(ref: int | str) -> KernelError:
+    """ENOENT for a parsed ref (parse_ref) that names no instance."""
+    if isinstance(ref, int):
+        return KernelError(errno.ENOENT, f"no instance with id {ref}", instance_id=ref)
+    return KernelError(errno.ENOENT, f"no instance named {ref!r}")
+
+
+def resolve_ref(*, session: Session, ref: str) -> InstanceRecord:
+    parsed = parse_ref(ref)
+    if isinstance(parsed, int):
+        record = repository.get_instance(session=session, instance_id=parsed)
+    else:
+        record = repository.get_instance_by_name(session=session, name=parsed)
     if record is None:
-        raise KernelError(errno.ENOENT, f"no instance named {ref!r}")
+        raise not_found(parsed)
     return record
 
 

@@ -24,6 +24,7 @@ from tests.bench import (
     bench_limits,
     bench_load,
     bench_plan,
+    bench_reads,
     bench_status_poll,
     bench_synchronous,
     bench_upload,
@@ -47,6 +48,7 @@ BENCHMARKS: dict[str, Callable[[], list[BenchResult]]] = {
     "status-poll": bench_status_poll.run,
     "console": bench_console.run,
     "fleet": bench_fleet.run,
+    "reads": bench_reads.run,
 }
 
 

@@ -37,14 +37,17 @@ def build_app(method: str, path: str, status: int, body: bytes) -> FastAPI:
 
 
 @contextmanager
-def bare_endpoint(workdir: Path, *, method: str, path: str, status: int, body: bytes) -> Iterator[str]:
-    """Start the bare app on a free loopback port; yields its base URL."""
+def bare_endpoint(workdir: Path, *, method: str, path: str, status: int, body: bytes, host: str = "127.0.0.1",
+                  wrapper: list[str] | None = None) -> Iterator[str]:
+    """Start the bare app on a free loopback port (or `host`, inside a namespace with `wrapper`,
+    like tests.bench.bench_reads' token run); yields its base URL."""
     body_file = workdir / "bare-body.json"
     body_file.write_bytes(body)
     port = free_port()
-    cmd = [sys.executable, "-m", "tests.bench.bare_endpoint", str(port), method, path, str(status), str(body_file)]
+    cmd = [*(wrapper or []), sys.executable, "-m", "tests.bench.bare_endpoint", str(port), method, path, str(status),
+           str(body_file), host]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -68,12 +71,13 @@ def bare_endpoint(workdir: Path, *, method: str, path: str, status: int, body: b
 
 
 def main(argv: list[str]) -> None:
-    port, method, path, status, body_file = argv
+    port, method, path, status, body_file, *rest = argv
+    host = rest[0] if rest else "127.0.0.1"
     app = build_app(method, path, int(status), Path(body_file).read_bytes())
     # Same server, event loop, HTTP implementation, allocator settings and log level as
     # `mkd serve`, so only the app differs.
     tune_malloc()
-    uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="info", loop="auto", http="httptools")
+    uvicorn.run(app, host=host, port=int(port), log_level="info", loop="auto", http="httptools")
 
 
 if __name__ == "__main__":

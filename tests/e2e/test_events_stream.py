@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from httpx_sse import connect_sse
+from httpx_sse import ServerSentEvent, connect_sse
 
 from mkd.testing import imagegen
 from mkd.testing.daemon_process import DaemonProcess
@@ -93,3 +94,44 @@ def test_an_id_older_than_retention_gets_a_reset(tmp_path: Path) -> None:
         events = read_events(http, 3, "1")
         assert events[0]["event"] == "reset" and events[0]["data"] == {"oldest_id": 3}
         assert [e["data"]["name"] for e in events[1:]] == ["c", "d"]
+
+
+def test_every_subscriber_gets_every_event_in_order_while_a_writer_runs(tmp_path: Path) -> None:
+    """Issue 15 item 4 (the numbers are in tests/bench/bench_reads.py): live streams opened before
+    a writer loops create → load → start → stop → unload → delete each get every event, in order:
+    the events a replay from the log gives."""
+    subscribers, cycles = 8, 3
+    with DaemonProcess(tmp_path / "state") as daemon, daemon.client() as http:
+        assert http.put("/v1/pool", json=POOL).status_code == 201
+        kernel = http.post("/v1/images", content=imagegen.vmlinux()).json()["sha256"]
+        clients = [daemon.client() for _ in range(subscribers)]
+        sources = [connect_sse(client, "GET", "/v1/events", timeout=30) for client in clients]
+        streams = [source.__enter__() for source in sources]
+        try:
+            for _ in range(cycles):
+                create(http, "w", 5)
+                for action in ("load", "start", "stop", "unload"):
+                    body = {"kernel": kernel} if action == "load" else {}
+                    assert http.post(f"/v1/instances/w/{action}", json=body).status_code == 200
+                assert http.delete("/v1/instances/w").status_code == 204
+            with connect_sse(http, "GET", "/v1/events", headers={"Last-Event-ID": "0"}, timeout=10) as replay:
+                expected = until_deleted(replay.iter_sse(), cycles)
+            received = [until_deleted(stream.iter_sse(), cycles) for stream in streams]
+        finally:
+            for source in sources:
+                source.__exit__(None, None, None)
+            for client in clients:
+                client.close()
+    assert [event for _, event, _ in expected].count("state") >= 4 * cycles
+    assert all(stream == expected for stream in received)
+    ids = [int(event_id) for event_id, _, _ in expected]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def until_deleted(events: Iterator[ServerSentEvent], cycles: int) -> list[tuple[str, str, str]]:
+    got: list[tuple[str, str, str]] = []
+    for sse in events:
+        got.append((sse.id, sse.event, sse.data))
+        if [event for _, event, _ in got].count("deleted") == cycles:
+            return got
+    raise AssertionError(f"the stream ended after {got}")

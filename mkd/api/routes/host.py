@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
-
 from fastapi import APIRouter, Response
 
 from mkd.api.deps import DaemonDep
+from mkd.api.prebuilt import host_body, json_response
 from mkd.api.responses import problems
 from mkd.api.schemas import HostOut
-from mkd.etags import etag_of_json
 
 router = APIRouter(prefix="/v1", tags=["host"])
 
 
 @router.get("/host", response_model=HostOut, responses=problems(503))
-def read_host(daemon: DaemonDep, response: Response) -> dict[str, Any]:
+async def read_host(daemon: DaemonDep) -> Response:
     """Describe the machine and the kernel behind the daemon."""
-    host = asdict(daemon.host)
-    response.headers["ETag"] = etag_of_json(host)
-    return host
+    body, etag = host_body(daemon.host)
+    return json_response(body, etag)

@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse
 from pydantic import StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from mkd.api.deps import DaemonDep, IfMatch, read_body
+from mkd.api.deps import DaemonDep, IfMatch, ReadingDaemonDep, read_body
+from mkd.api.prebuilt import json_response
 from mkd.api.problems import validation_problem
 from mkd.api.responses import INSTANCE_LINKS, problems
 from mkd.api.schemas import (
@@ -69,17 +70,18 @@ _PATCH_BODY = {
 
 
 @router.get("/instances", response_model=InstanceList, response_model_exclude_unset=True, responses=problems(422))
-def list_instances(
-    daemon: DaemonDep,
+async def list_instances(
+    daemon: ReadingDaemonDep,
     state: Annotated[InstanceState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     label: Annotated[list[Annotated[str, StringConstraints(max_length=128)]] | None,
                      Query(max_length=16, description="k=v; every one must match")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """List instances, oldest id first."""
-    return service.list_instances(daemon=daemon, state=state, limit=limit, cursor=cursor,
+    page = service.list_instances(daemon=daemon, state=state, limit=limit, cursor=cursor,
                                   labels=label_selector(label or []))
+    return json_response(page.body, page.etag)
 
 
 def label_selector(pairs: list[str]) -> dict[str, str]:
@@ -134,17 +136,16 @@ async def create_instances(
 
 @router.get("/instances/{ref}", response_model=InstanceOut, response_model_exclude_unset=True,
             responses={200: {"links": INSTANCE_LINKS}, **problems(404, 422)})
-def read_instance(
-    ref: str, daemon: DaemonDep, response: Response,
+async def read_instance(
+    ref: str, daemon: ReadingDaemonDep,
     format: Annotated[Literal["instance", "document"], Query()] = "instance",
-) -> Any:
+) -> Response:
     """Read one instance by id or name (`?format=document`: a declared instance's document)."""
     if format == "document":
-        document, etag = desired.get_document(daemon=daemon, ref=ref)
+        document, etag = await run_in_threadpool(desired.get_document, daemon=daemon, ref=ref)
         return JSONResponse(document, headers={"ETag": etag})
-    body, etag = service.get_instance(daemon=daemon, ref=ref)
-    response.headers["ETag"] = etag
-    return body
+    view = service.get_instance(daemon=daemon, ref=ref)
+    return json_response(view.body, view.etag)
 
 
 @router.patch("/instances/{ref}", response_model=InstanceOut, response_model_exclude_unset=True,

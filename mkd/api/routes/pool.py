@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mkd.api.deps import DaemonDep, IfMatch, read_body
 from mkd.api.documents import MAX_DOCUMENT_BYTES, load_body, pool_body
+from mkd.api.prebuilt import json_response
 from mkd.api.responses import problems
 from mkd.api.schemas import PoolOut, PoolPutOut
 from mkd.kernel_types import PoolSpec
@@ -19,11 +20,12 @@ router = APIRouter(prefix="/v1", tags=["pool"])
 
 
 @router.get("/pool", response_model=PoolOut, responses=problems(503))
-def read_pool(daemon: DaemonDep, response: Response) -> dict[str, Any]:
+async def read_pool(daemon: DaemonDep) -> Response:
     """Read the baseline and what is free."""
-    body, etag = pool_service.get_pool(daemon=daemon)
-    response.headers["ETag"] = etag
-    return body
+    pool = daemon.reads.pool_current()
+    if pool is None:  # a change since the last read: the kernel's view is read off the loop
+        pool = await run_in_threadpool(pool_service.read_pool, daemon=daemon)
+    return json_response(pool.body, pool.etag)
 
 
 _POOL_BODY = {
