@@ -143,7 +143,7 @@ class MultikernelFs:
     def read_status(self, name: str) -> str | None:
         """instances/<name>/status, or None when the instance went away meanwhile."""
         try:
-            return self.io.read(join(self.instances_dir, name, "status")).decode().strip()
+            return self.io.read(f"{self.instances_dir}/{name}/status").decode().strip()
         except OSError:
             return None
 
