@@ -7,7 +7,7 @@ ref lookup) live above this layer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Literal, Protocol
 
 from mkd.backends.kernel_io import ConsoleFile
@@ -54,9 +54,13 @@ class Backend(Protocol):
 
     def watch(self) -> AsyncIterator[KernelEvent]: ...
 
-    def poll_changes(self) -> list[KernelEvent]:
-        """One read of every instance's status: what the kernel changed on its own since the
-        last look (the tree raises no notification, spec 8.4). Blocking; call it off the loop."""
+    def poll_changes(self, running: Collection[int] | None = None) -> list[KernelEvent]:
+        """What the kernel changed on its own since the last look (the tree raises no
+        notification, spec 8.1.2): instances whose status moved, and instances that went away.
+        `running`: the ids of the instances the daemon records as running, the only ones the
+        kernel changes on its own (spec 8.2.2, 8.4): only their status files are read, beside
+        the instance directory's listing. None reads every instance's status. Blocking; call
+        it off the loop."""
         ...
 
     def open_console(self, instance_id: int) -> ConsoleFile:

@@ -32,6 +32,11 @@ def list_instances(
     return session.exec(query).all()
 
 
+def instance_ids_in(*, session: Session, state: str) -> list[int]:
+    """The ids of the instances recorded in `state` (one column: the status poll runs it each second)."""
+    return list(session.exec(select(InstanceRecord.id).where(InstanceRecord.state == state)).all())
+
+
 def declared_names_with_labels(*, session: Session, labels: dict[str, str]) -> list[str]:
     """Names of declared instances carrying every label given."""
     rows = session.exec(select(DeclaredRecord.name, DeclaredRecord.labels)).all()

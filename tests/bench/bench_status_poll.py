@@ -1,11 +1,13 @@
 """Issue 10 item 6: what the status poller costs with 2,047 instances at the default interval.
 
-The tree kernel raises no notification (spec 8.4), so the daemon reads every instance's id and
-status files each `[daemon] status_poll_interval_s` (1 s by default). The figure is the CPU of
-the whole daemon process (utime + stime from /proc/<pid>/stat over a window) with 2,047
-instances, against the same daemon build idle with no instances, in the same run. The
-instances come from one device-tree plan per half (bench_instance_rss.plan_dts) and are not
-started: reading a status costs the same in every state, and no console reader is attached.
+The tree kernel raises no notification (spec 8.4), so each `[daemon] status_poll_interval_s` (1 s
+by default) the daemon reads the status file of every instance it records ACTIVE and lists the
+instances directory. The figure is the CPU of the whole daemon process (utime + stime from
+/proc/<pid>/stat over a window) with 2,047 instances, against the same daemon build idle with no
+instances, in the same run. The instances come from one device-tree plan per half
+(bench_instance_rss.plan_dts) and are not started: this is the cost of instances that cannot
+change on their own (no status read each, no console reader). 2,047 running instances are
+bench_desired's idle figure (MKD_BENCH_DESIRED_COUNT=2047).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import errno
 import os
 import platform
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -394,9 +394,13 @@ class HostBackend:
             for event in await asyncio.to_thread(self.poll_changes):
                 yield event
 
-    def poll_changes(self) -> list[KernelEvent]:
-        """One poll of every instance's id and status files (the tree raises no notification,
-        spec 8.4): what changed since this backend last looked, by the kernel's own doing."""
+    def poll_changes(self, running: Collection[int] | None = None) -> list[KernelEvent]:
+        """What changed since this backend last looked, by the kernel's own doing (the tree
+        raises no notification, spec 8.1.2). With `running`, only those instances' status files
+        are read (the kernel changes nothing else on its own, spec 8.2.2), beside one listing of
+        the instances directory for the ones that went away; else every id and status file."""
+        if running is not None:
+            return self._poll_running(running)
         with self._lock:
             before = dict(self._known)
             seen = self.fs.read_statuses()
@@ -408,6 +412,32 @@ class HostBackend:
                 events.append(KernelEvent(instance_id, name, old[1], status, reason="kernel status changed"))
         for instance_id, (name, status) in sorted(before.items()):
             if instance_id not in seen:
+                events.append(KernelEvent(instance_id, name, status, "deleted", reason="instance disappeared"))
+        return events
+
+    def _poll_running(self, running: Collection[int]) -> list[KernelEvent]:
+        """A remembered name stands for its id while the directory is listed (an id never
+        changes for a name while the instance exists), so each running instance costs one
+        status read, and an instance that is not running costs nothing beyond the listing."""
+        with self._lock:
+            events = self._gone(set(self.fs.instance_names()))
+            for instance_id in sorted(running):
+                known = self._known.get(instance_id)
+                name = known[0] if known is not None else self.fs.find_instance_name(instance_id)
+                status = self.fs.read_status(name) if name is not None else None
+                if name is None or status is None:
+                    continue  # not there (any more): the listing reports it once it was known
+                if known is not None and known[1] != status:
+                    events.append(KernelEvent(instance_id, name, known[1], status, reason="kernel status changed"))
+                self._known[instance_id] = (name, status)
+        return events
+
+    def _gone(self, listed: set[str]) -> list[KernelEvent]:
+        """The remembered instances whose directory is no longer listed, forgotten."""
+        events = []
+        for instance_id, (name, status) in sorted(self._known.items()):
+            if name not in listed:
+                del self._known[instance_id]
                 events.append(KernelEvent(instance_id, name, status, "deleted", reason="instance disappeared"))
         return events
 

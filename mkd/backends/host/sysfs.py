@@ -140,6 +140,13 @@ class MultikernelFs:
                 continue  # gone meanwhile
         return found
 
+    def read_status(self, name: str) -> str | None:
+        """instances/<name>/status, or None when the instance went away meanwhile."""
+        try:
+            return self.io.read(f"{self.instances_dir}/{name}/status").decode().strip()
+        except OSError:
+            return None
+
     def find_instance_name(self, instance_id: int) -> str | None:
         """The directory whose `id` file says `instance_id` (reads only the id files)."""
         for name in self.instance_names():

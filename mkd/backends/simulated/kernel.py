@@ -251,13 +251,16 @@ class SimulatedKernel:
             return self._model.lowest_free_id()
 
     def status_file(self, name: str) -> str:
-        """/sys/fs/multikernel/instances/<name>/status."""
-        with self._settled():
+        """/sys/fs/multikernel/instances/<name>/status. The lock and settle are spelled out rather
+        than `_settled()`: the status poll reads this once per running instance each second."""
+        with self._lock:
+            self._settle()
             return status_file(self._model, self._by_name(name))
 
     def id_file(self, name: str) -> str:
         """/sys/fs/multikernel/instances/<name>/id."""
-        with self._settled():
+        with self._lock:
+            self._settle()
             return id_file(self._by_name(name))
 
     def proc_kimage(self) -> str:

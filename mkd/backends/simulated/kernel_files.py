@@ -43,6 +43,7 @@ class _File:
 
 _Node = _Dir | _File
 _T = TypeVar("_T")
+_MULTIKERNEL_PARTS = [part for part in SYSFS_ROOT.split("/") if part]
 
 
 def _oserror(code: int, path: str) -> OSError:
@@ -148,9 +149,8 @@ class SimulatedKernelIO:
         return node
 
     def _lookup(self, parts: list[str]) -> _Node | None:
-        mk = [part for part in SYSFS_ROOT.split("/") if part]
-        if parts[: len(mk)] == mk:
-            return self._multikernel(parts[len(mk) :])
+        if parts[: len(_MULTIKERNEL_PARTS)] == _MULTIKERNEL_PARTS:
+            return self._multikernel(parts[len(_MULTIKERNEL_PARTS) :])
         if parts[:1] == ["proc"]:
             return self._proc(parts[1:])
         if parts[:1] == ["sys"]:

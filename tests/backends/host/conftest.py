@@ -63,8 +63,9 @@ def _fd_info(fd: int) -> FdInfo | None:
 
 @dataclass
 class RecordingIO(SimulatedKernelIO):
-    """SimulatedKernelIO that records the writes and syscalls the client made."""
+    """SimulatedKernelIO that records the reads, writes and syscalls the client made."""
 
+    reads: list[str] = field(default_factory=list)  # path relative to the multikernel root
     writes: list[tuple[str, bytes]] = field(default_factory=list)  # path relative to the multikernel root
     loads: list[LoadCall] = field(default_factory=list)
     reboots: list[tuple[int, int]] = field(default_factory=list)
@@ -72,7 +73,11 @@ class RecordingIO(SimulatedKernelIO):
 
     def __init__(self, kernel: SimulatedKernel) -> None:
         super().__init__(kernel)
-        self.writes, self.loads, self.reboots, self.fail_next = [], [], [], None
+        self.reads, self.writes, self.loads, self.reboots, self.fail_next = [], [], [], [], None
+
+    def read(self, path: str) -> bytes:
+        self.reads.append(path.removeprefix(SYSFS_ROOT + "/"))
+        return super().read(path)
 
     def write_once(self, path: str, data: bytes) -> None:
         self.writes.append((path.removeprefix(SYSFS_ROOT + "/"), data))

@@ -56,6 +56,23 @@ def test_transaction_ids_sort_numerically(tmp_path: Path) -> None:
     assert MultikernelFs(OsKernelIO(sysfs_root=str(tmp_path))).transaction_ids() == [2, 9, 10]
 
 
+def test_os_kernel_io_reads_whole_files_and_fails_as_read_does(tmp_path: Path) -> None:
+    io = OsKernelIO(sysfs_root=str(tmp_path))
+    big = bytes(range(256)) * 1000  # several read(2) calls
+    (tmp_path / "device_tree").write_bytes(big)
+    (tmp_path / "status").write_bytes(b"active\n")
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "instances").mkdir()
+    assert io.read("/sys/fs/multikernel/device_tree") == big
+    assert io.read("/sys/fs/multikernel/status") == b"active\n"
+    assert io.read("/sys/fs/multikernel/empty") == b""
+    with pytest.raises(FileNotFoundError):
+        io.read("/sys/fs/multikernel/absent")
+    with pytest.raises(OSError) as raised:
+        io.read("/sys/fs/multikernel/instances")
+    assert raised.value.errno == errno.EISDIR
+
+
 def test_os_kernel_io_write_once_rmdir_and_roots(tmp_path: Path) -> None:
     io = OsKernelIO(sysfs_root=str(tmp_path / "mk"), proc_root=str(tmp_path / "proc"), sys_root=str(tmp_path / "sys"))
     (tmp_path / "mk").mkdir()
