@@ -32,7 +32,10 @@ def _check(daemon: Daemon, ref: str, state: InstanceState | None, generation: in
             record = resolve_ref(session=session, ref=ref)
         except KernelError as exc:
             if deleted and exc.errno == "ENOENT":
-                return Verdict(True, None, (None, None))
+                # Gone once its spec is gone too: the reconciler drops the declared row a step
+                # after the instance, and until then the name is not free for a new PUT.
+                declared = session.get(DeclaredRecord, ref)
+                return Verdict(declared is None, None, (None, ref if declared is not None else None))
             if exc.errno == "ENOENT" and session.get(DeclaredRecord, ref) is not None:
                 return Verdict(False, None, (None, ref))  # declared, between a Recreate's delete and create
             raise
