@@ -12,6 +12,7 @@ from typing import Any
 from mkd.db.models import DeclaredRecord
 from mkd.db.session import transaction
 from mkd.domain.desired.conditions import terminal
+from mkd.domain.desired.plan import DesiredState
 from mkd.domain.states import InstanceState
 from mkd.errors import InvalidInput, KernelError, OverLimit
 from mkd.services.context import Daemon
@@ -49,7 +50,7 @@ def _check(daemon: Daemon, ref: str, state: InstanceState | None, generation: in
         if generation is not None:
             if declared is None:
                 raise InvalidInput(f"instance {record.name!r} has no spec: it has no generation to wait for")
-            if declared.observed_generation >= generation and all(
+            if declared.observed_generation >= generation and _in_spec_state(declared, record.state) and all(
                     c["status"] == "True" or c["reason"] == "NotRequested" for c in declared.conditions):
                 return Verdict(True, body, ident)
         if declared is not None and (condition := terminal(declared.conditions)) is not None:
@@ -61,6 +62,14 @@ def _check(daemon: Daemon, ref: str, state: InstanceState | None, generation: in
             raise KernelError(errno.EBUSY, f"instance {record.name!r} is FAILED: {record.failure or 'no reason'}",
                               instance_id=record.id, extra={"instance": body})
         return Verdict(False, body, ident)
+
+
+def _in_spec_state(declared: DeclaredRecord, state: str) -> bool:
+    """The kernel is where the spec says (conditions lag a crash by one reconciler pass, so they
+    alone would call a just-FAILED instance converged)."""
+    if declared.spec.get("paused"):
+        return True
+    return DesiredState(declared.spec.get("state", DesiredState.ACTIVE.value)).instance_state.value == state
 
 
 def _limit(daemon: Daemon) -> int:

@@ -285,9 +285,13 @@ def test_on_failure_restarts_a_failed_instance_then_crash_loops(make_client: Mak
     assert [e["attempt"] for e in restarted] == [1, 2]
     assert "failed" in restarted[0]["reason"]
     assert wait(client, "web", state="FAILED").status_code == 200  # the third failure, seen by the poll
-    looped = wait(client, "web", generation=1)
-    problem = assert_problem(looped, 409, "EBUSY")
-    assert "CrashLoop" in problem["detail"], problem
+    # Until the reconciler has seen the third failure, a wait answers with the failure itself
+    # (FAILED first); then with the CrashLoop.
+    deadline = time.monotonic() + 30
+    while "CrashLoop" not in (problem := assert_problem(wait(client, "web", generation=1), 409))["detail"]:
+        assert time.monotonic() < deadline, problem
+        time.sleep(0.05)
+    assert problem["errno"] == "EBUSY", problem
     body = client.get("/v1/instances/web").json()
     assert body["restarts"] == 2 and body["last_failure"]["reason"].startswith("the kernel says failed")
     running = {c["type"]: c for c in body["conditions"]}["Running"]
