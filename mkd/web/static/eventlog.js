@@ -21,6 +21,10 @@ function describe(type, data) {
     case "reconciled":
       return `reconciled: ${Object.entries(data).filter(([key]) => !["id", "name", "uid"].includes(key))
         .map(([key, value]) => `${key} ${typeof value === "object" ? JSON.stringify(value) : value}`).join(", ")}`;
+    case "spec":
+      return `new spec, generation ${data.generation}`;
+    case "restarted":
+      return `restart ${data.attempt}: ${data.reason}`;
     case "reset":
       return "events were lost: the page read everything again";
     default:
