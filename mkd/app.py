@@ -25,7 +25,7 @@ from mkd.api.limit_refusals import LimitRefusals
 from mkd.api.openapi_headers import add_header_docs
 from mkd.api.problems import install_problem_handlers
 from mkd.api.request_metrics import RequestMetrics, RequestMetricsMiddleware
-from mkd.api.routes import actions, dashboard, declared, events, health, host, images, instances, pool, session
+from mkd.api.routes import actions, console, dashboard, declared, events, health, host, images, instances, pool, session
 from mkd.api.session_cookie import SessionSigner
 from mkd.auth_tokens import TokenFile
 from mkd.backends.registry import make_backend
@@ -173,7 +173,7 @@ def create_app(settings: Settings | None = None, *,
     app.add_middleware(AuditMiddleware, log=AuditLog(settings.daemon.state_dir / "audit.log",
                                                      max_bytes=settings.limits.audit_max_bytes,
                                                      files=settings.limits.audit_files))
-    for module in (health, host, pool, instances, declared, actions, images, events, session, dashboard):
+    for module in (health, host, pool, instances, declared, actions, console, images, events, session, dashboard):
         app.include_router(module.router)
     generate_openapi = app.openapi
 

@@ -31,12 +31,16 @@ class ConsoleFile(Protocol):
 
     The first write selects the instance ("<id>\\n"); later writes are input. `read` returns
     what is buffered or raises BlockingIOError (EAGAIN) when nothing is; other OSErrors carry
-    the kernel's errno (ENOTCONN before the id is written).
+    the kernel's errno (ENOTCONN before the id is written). `fileno` is a descriptor for
+    poll/epoll that is readable while `read` has output to give, so a client waits for output
+    the same way on both kernels.
     """
 
     def write(self, data: bytes) -> int: ...
 
     def read(self, size: int) -> bytes: ...
+
+    def fileno(self) -> int: ...
 
     def close(self) -> None: ...
 
@@ -187,6 +191,9 @@ class OsConsoleFile:
 
     def read(self, size: int) -> bytes:
         return os.read(self.fd, size)
+
+    def fileno(self) -> int:
+        return self.fd
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -50,7 +50,7 @@ class Target:
         return httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout)
 
 
-def _raise_for(reply: httpx.Response) -> None:
+def raise_for(reply: httpx.Response) -> None:
     if reply.status_code < 400:
         return
     try:
@@ -69,7 +69,7 @@ def call(target: Target, method: str, path: str, **kwargs: Any) -> httpx.Respons
     except httpx.TransportError as exc:
         where = f"unix:{target.socket}" if target.socket else target.url
         raise CliError(f"cannot reach mkd at {where}: {exc}", EXIT_UNREACHABLE) from exc
-    _raise_for(reply)
+    raise_for(reply)
     return reply
 
 
@@ -80,7 +80,7 @@ def follow_events(target: Target, last_event_id: str | None) -> Iterator[tuple[s
                                                   timeout=None) as source:
             if source.response.status_code >= 400:
                 source.response.read()  # a streamed reply: read the problem body before decoding it
-                _raise_for(source.response)
+                raise_for(source.response)
             for sse in source.iter_sse():
                 if sse.event == "message" and not sse.data:
                     continue  # a heartbeat comment (DESIGN "Events"), not an event

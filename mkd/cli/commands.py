@@ -80,7 +80,7 @@ def _integer(option: str, value: str) -> int:
         raise CliError(f"{option} wants an integer (decimal or 0x…), not {value!r}", EXIT_INVALID) from exc
 
 
-def _resources(cpus: str | None, cpu_count: int | None, memory: str | None) -> dict[str, Any]:
+def resources_of(cpus: str | None, cpu_count: int | None, memory: str | None) -> dict[str, Any]:
     resources: dict[str, Any] = {}
     if cpus is not None:
         resources["cpus"] = parse_cpu_list(cpus)
@@ -163,7 +163,7 @@ def create_instance(
                 raise CliError("a NAME or --from FILE is needed", EXIT_INVALID)
             if memory is None:  # DESIGN "Shapes": memory_bytes is required
                 raise CliError("--memory is needed (a size such as 256M or 1G)", EXIT_INVALID)
-            body: dict[str, Any] = {"name": name, "resources": _resources(cpus, cpu_count, memory)}
+            body: dict[str, Any] = {"name": name, "resources": resources_of(cpus, cpu_count, memory)}
             if instance_id is not None:
                 body["id"] = instance_id
             reply = call(target(), "POST", "/v1/instances", json=body, params=params, headers=_headers(key=key))
@@ -265,7 +265,7 @@ def update_instance(
 ) -> None:
     """Hot-update an instance's resources (PATCH with the resources given; the others keep their value)."""
     def go() -> None:
-        resources = _resources(cpus, cpu_count, memory)
+        resources = resources_of(cpus, cpu_count, memory)
         if not resources:
             raise CliError("nothing to update: give --cpus, --cpu-count or --memory", EXIT_INVALID)
         _require("hot_update", "update")

@@ -117,7 +117,14 @@ def declared_names(target: Target) -> set[str]:
 
 def apply(target: Target, path: Path, *, dry_run: bool, prune: bool, wait: bool,
           show_progress: bool | None, echo: Any) -> None:
-    documents = read_documents(path)
+    apply_documents(target, read_documents(path), dry_run=dry_run, prune=prune, wait=wait,
+                    show_progress=show_progress, echo=echo)
+
+
+def apply_documents(target: Target, documents: list[Document], *, dry_run: bool, prune: bool, wait: bool,
+                    show_progress: bool | None, echo: Any) -> None:
+    """Upload, print the plan, apply (and with `wait` wait for each generation): `apply`'s work on
+    documents already read (`mkd run` makes its one)."""
     for document in documents:
         upload_local_images(target, document, show_progress=show_progress)
     instances = [d for d in documents if d.kind == "Instance"]

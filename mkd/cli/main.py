@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from mkd.cli import commands
+from mkd.cli import commands, console
 from mkd.errors import MkdError
 
 # add_completion: `mkd --install-completion` / `--show-completion [bash|zsh|fish]` (typer's, via click).
@@ -22,6 +22,8 @@ app.command("get")(commands.get_declared)
 app.command("host")(commands.host)
 app.command("events")(commands.events)
 app.command("probe")(commands.probe)
+app.command("console")(console.console)
+app.command("run")(console.run_command)
 
 
 def mkd_version() -> str:

@@ -11,6 +11,7 @@ from mkd.db.session import transaction
 from mkd.domain.states import InstanceState
 from mkd.errors import KernelError
 from mkd.services.console_history import ConsoleHistory
+from mkd.services.console_reader import start_console_reader
 from mkd.services.context import Daemon
 
 log = logging.getLogger("mkd.console")
@@ -36,6 +37,7 @@ def open_console_history(daemon: Daemon) -> ConsoleHistory | None:
             _attach(history, instance_id, uid, new_boot=False)
         else:
             history.know(instance_id, uid)
+    start_console_reader(history)
     return history
 
 

@@ -1,10 +1,13 @@
 """What each instance's console printed, kept on disk while mkd runs (DESIGN "Desired state").
 
 The console device drops output while nobody reads it and keeps only 16 KiB per reader (spec
-8.8.4), so the daemon connects a reader to an instance before each start and drains every
-reader from the status poller's one task (`drain`): no thread per instance. What it reads goes
-to `<state_dir>/console/<instance uid>/<boot>.log`; the current and the previous boot are
-kept, each capped at `[limits] console_history_bytes` (the oldest bytes go).
+8.8.4), so the daemon connects a reader to an instance before each start and reads it as soon
+as it is readable: every reader's descriptor is in one epoll set, waited on by one thread
+(`console_reader`), never one thread per instance. What it reads goes to
+`<state_dir>/console/<instance uid>/<boot>-<offset>.log`: `offset` is the console's global byte
+offset of the file's first byte, counted across boots and daemon restarts, so a follower that
+names an offset (SSE `Last-Event-ID`) resumes exactly there. The current and the previous boot
+are kept, each to its newest `[limits] console_history_bytes` (the oldest bytes go).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
+import select
 import shutil
 import threading
 from collections.abc import Callable
@@ -23,23 +28,45 @@ from mkd.backends.kernel_io import ConsoleFile
 log = logging.getLogger("mkd.console")
 
 READ_BYTES = 16_384  # the device's buffer (spec 8.8.4): one read empties it
+# A read this full means the device's buffer was close to dropping: read again at once.
+PRESSED_BYTES = READ_BYTES // 2
 # Errors after which a reader is useless: the device or the instance went away.
 _DEAD_READER = frozenset({errno.ENOTCONN, errno.ENODEV, errno.EBADF, errno.ENXIO, errno.EIO})
+_BOOT_FILE = re.compile(r"([0-9]+)-([0-9]+)\.log")
+
+# Told which instances' consoles got output (or went away); None: the history is closing.
+OutputListener = Callable[[set[int] | None], None]
 
 
 @dataclass
 class _Boot:
-    """The file of one boot and its size (kept so an append costs no stat)."""
+    """One boot's file: its number, the global offset of its first byte, and its size."""
 
+    number: int
+    base: int
     path: Path
     size: int
+
+    @property
+    def end(self) -> int:
+        return self.base + self.size
 
 
 @dataclass
 class _Tracked:
     uid: str
     reader: ConsoleFile | None = None
-    boot: _Boot | None = None
+    boots: list[_Boot] | None = None  # read from disk on first use, oldest first
+
+
+@dataclass(frozen=True)
+class BootSpan:
+    """Where a kept boot's bytes are: global offsets [start, end) in `path` from `base`."""
+
+    path: Path
+    base: int
+    start: int
+    end: int
 
 
 class ConsoleHistory:
@@ -48,19 +75,28 @@ class ConsoleHistory:
     def __init__(self, root: Path, *, cap_bytes: int, open_console: Callable[[int], ConsoleFile]) -> None:
         self.root = root
         self.cap_bytes = cap_bytes
+        # A boot's file grows to cap + slack before its oldest bytes go, so the trim (a rewrite of
+        # the file) happens once per `slack` bytes, not at every append past the cap.
+        self.slack_bytes = max(cap_bytes // 4, 1)
         self._open_console = open_console
         self._lock = threading.Lock()
         self._instances: dict[int, _Tracked] = {}
+        self._by_fd: dict[int, int] = {}  # reader descriptor -> instance id
+        # Each loaded instance's end offset, read without the lock (by the event loop, which must
+        # not wait while the reader thread writes files); absent once forgotten.
+        self._ends: dict[int, int] = {}
+        self._epoll = select.epoll()
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # close() interrupts the wait
+        self._epoll.register(self._wake, select.EPOLLIN)
+        self.closed = False
+        self.listener: OutputListener | None = None
 
     # -- readers ----------------------------------------------------------------------------
 
     def know(self, instance_id: int, uid: str) -> None:
         """Remember whose history an id names (for `tail`), without connecting."""
         with self._lock:
-            tracked = self._instances.get(instance_id)
-            if tracked is None or tracked.uid != uid:
-                self._close(instance_id)
-                self._instances[instance_id] = _Tracked(uid)
+            self._tracked(instance_id, uid)
 
     def attach(self, instance_id: int, uid: str, *, new_boot: bool) -> None:
         """Connect a reader (unless one is) and, with `new_boot`, start the next boot's file.
@@ -70,14 +106,16 @@ class ConsoleHistory:
         """
         with self._lock:
             self._read_into_history(instance_id)  # what the old boot printed stays with it
-            tracked = self._instances.get(instance_id)
-            if tracked is None or tracked.uid != uid:
-                self._close(instance_id)
-                tracked = self._instances[instance_id] = _Tracked(uid)
-            if tracked.reader is None:
-                tracked.reader = self._open_console(instance_id)
-            if new_boot or tracked.boot is None:
-                tracked.boot = self._boot_file(uid, new_boot=new_boot)
+            tracked = self._tracked(instance_id, uid)
+            self._connect(instance_id, tracked)
+            if new_boot or not self._boots(instance_id, tracked):
+                self._new_boot(instance_id, tracked)
+
+    def connect(self, instance_id: int, uid: str) -> None:
+        """Connect a reader (unless one is) without starting a boot: for input to an instance the
+        daemon has not started itself. OSError or KernelError from the device propagate."""
+        with self._lock:
+            self._connect(instance_id, self._tracked(instance_id, uid))
 
     def send_input(self, instance_id: int, data: bytes) -> int:
         """Write console input through the daemon's own reader (a write is input once connected,
@@ -95,17 +133,47 @@ class ConsoleHistory:
             tracked = self._instances.get(instance_id)
             self._close(instance_id)
             self._instances.pop(instance_id, None)
+            self._ends.pop(instance_id, None)
         if tracked is not None:
             shutil.rmtree(self.root / tracked.uid, ignore_errors=True)
+        self._tell({instance_id})
 
     def drain(self) -> None:
         """Read every connected reader until the device has nothing more (non-blocking)."""
         with self._lock:
-            for instance_id in list(self._instances):
+            ids = list(self._instances)
+        self.drain_some(ids)
+
+    def wait_ready(self, timeout_s: float) -> list[int] | None:
+        """Block until some readers are readable (or `timeout_s` passes): their instance ids;
+        None once the history is closed. Call from one thread (`console_reader`)."""
+        try:
+            ready = self._epoll.poll(timeout_s)
+        except (OSError, ValueError):  # the epoll was closed under us
+            return None
+        if self.closed:
+            return None
+        with self._lock:
+            return sorted({self._by_fd[fd] for fd, _ in ready if fd in self._by_fd})
+
+    def drain_some(self, instance_ids: list[int]) -> bool:
+        """Store what these readers hold; True when one of them was close to full (read again
+        at once rather than waiting to gather more). Listeners hear which ones got output."""
+        got: set[int] = set()
+        pressed = False
+        with self._lock:
+            for instance_id in instance_ids:
                 try:
-                    self._read_into_history(instance_id)
+                    read = self._read_into_history(instance_id)
                 except OSError:  # one console (or a full disk for its file) must not stop the others
                     log.exception("console of instance %d could not be stored", instance_id)
+                    continue
+                if read:
+                    got.add(instance_id)
+                    pressed = pressed or read >= PRESSED_BYTES
+        if got:
+            self._tell(got)
+        return pressed
 
     def attached(self) -> list[int]:
         with self._lock:
@@ -114,14 +182,52 @@ class ConsoleHistory:
     def close(self) -> None:
         """Store what the readers hold, then close them (the daemon stops)."""
         with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            os.eventfd_write(self._wake, 1)  # the reader thread's wait returns, and it stops
             for instance_id in list(self._instances):
                 try:
                     self._read_into_history(instance_id)
                 except OSError:
                     log.exception("console of instance %d: output lost at shutdown", instance_id)
                 self._close(instance_id)
+            self._epoll.close()
+            os.close(self._wake)
+        self._tell(None)
 
     # -- history ----------------------------------------------------------------------------
+
+    def stored_end(self, instance_id: int) -> int | None:
+        """The global offset just past the last byte stored, without waiting for the lock; None
+        when the instance is unknown or its history was not looked at yet (`spans` loads it)."""
+        return self._ends.get(instance_id)
+
+    def spans(self, instance_id: int) -> list[BootSpan]:
+        """The kept boots, oldest first, each to its newest `cap_bytes`."""
+        with self._lock:
+            tracked = self._instances.get(instance_id)
+            boots = self._boots(instance_id, tracked) if tracked is not None else []
+            return [BootSpan(b.path, b.base, max(b.base, b.end - self.cap_bytes), b.end) for b in boots]
+
+    def read_from(self, instance_id: int, offset: int, max_bytes: int) -> tuple[int, bytes]:
+        """Up to `max_bytes` stored from global `offset` on, within one boot: (where they start,
+        the bytes). Past bytes that are no longer kept, it starts at the oldest kept one;
+        (offset, b"") when nothing is stored beyond `offset`."""
+        for _ in range(3):  # a trim may replace a file between the listing and the open
+            for span in self.spans(instance_id):
+                if span.end <= offset:
+                    continue
+                start = max(offset, span.start)
+                try:
+                    with open(span.path, "rb") as file:
+                        file.seek(start - span.base)
+                        return start, file.read(min(max_bytes, span.end - start))
+                except FileNotFoundError:
+                    break
+            else:
+                return offset, b""
+        return offset, b""
 
     def tail(self, instance_id: int, max_bytes: int) -> str:
         """The last `max_bytes` of the current boot's output or, when it printed nothing yet,
@@ -131,27 +237,40 @@ class ConsoleHistory:
                 self._read_into_history(instance_id)
             except OSError:  # what is stored still answers
                 log.exception("console of instance %d could not be read", instance_id)
-            tracked = self._instances.get(instance_id)
-            if tracked is None or max_bytes <= 0:
-                return ""
-            for path in reversed(self._boot_files(tracked.uid)[-2:]):
-                data = _read_tail(path, max_bytes)
-                if data:
-                    return data.decode(errors="replace")
+        if max_bytes <= 0:
             return ""
+        for span in reversed(self.spans(instance_id)[-2:]):
+            if span.end > span.start:
+                _, data = self.read_from(instance_id, max(span.start, span.end - max_bytes), max_bytes)
+                return data.decode(errors="replace")
+        return ""
 
     def boot_paths(self, instance_id: int) -> list[Path]:
         """The kept boots' files, oldest first."""
-        with self._lock:
-            tracked = self._instances.get(instance_id)
-            return [] if tracked is None else self._boot_files(tracked.uid)
+        return [span.path for span in self.spans(instance_id)]
 
     # -- inside the lock ----------------------------------------------------------------------
 
-    def _read_into_history(self, instance_id: int) -> None:
+    def _tracked(self, instance_id: int, uid: str) -> _Tracked:
+        tracked = self._instances.get(instance_id)
+        if tracked is None or tracked.uid != uid:
+            self._close(instance_id)
+            self._ends.pop(instance_id, None)
+            tracked = self._instances[instance_id] = _Tracked(uid)
+        return tracked
+
+    def _connect(self, instance_id: int, tracked: _Tracked) -> None:
+        if tracked.reader is None:
+            reader = self._open_console(instance_id)
+            tracked.reader = reader
+            self._by_fd[reader.fileno()] = instance_id
+            self._epoll.register(reader.fileno(), select.EPOLLIN)
+
+    def _read_into_history(self, instance_id: int) -> int:
+        """Store what the reader holds; returns the bytes read."""
         tracked = self._instances.get(instance_id)
         if tracked is None or tracked.reader is None:
-            return
+            return 0
         chunks = []
         while True:
             try:
@@ -167,57 +286,103 @@ class ConsoleHistory:
             if not data:
                 break
             chunks.append(data)
-        if chunks:
-            if tracked.boot is None:
-                tracked.boot = self._boot_file(tracked.uid, new_boot=False)
-            self._append(tracked.boot, b"".join(chunks))
+            if len(data) < READ_BYTES:
+                break  # the buffer is empty now; more output makes the descriptor readable again
+        if not chunks:
+            return 0
+        boots = self._boots(instance_id, tracked)
+        if not boots:
+            self._new_boot(instance_id, tracked)
+            boots = self._boots(instance_id, tracked)
+        data = b"".join(chunks)
+        self._append(boots[-1], data)
+        self._ends[instance_id] = boots[-1].end
+        return len(data)
 
     def _close(self, instance_id: int) -> None:
         tracked = self._instances.get(instance_id)
         if tracked is not None and tracked.reader is not None:
+            fd = tracked.reader.fileno()
+            self._by_fd.pop(fd, None)
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass
             try:
                 tracked.reader.close()
             except OSError:
                 pass
             tracked.reader = None
 
-    def _boot_files(self, uid: str) -> list[Path]:
-        directory = self.root / uid
-        try:
-            names = [p for p in directory.iterdir() if p.suffix == ".log" and p.stem.isdigit()]
-        except FileNotFoundError:
-            return []
-        return sorted(names, key=lambda p: int(p.stem))
+    def _boots(self, instance_id: int, tracked: _Tracked) -> list[_Boot]:
+        if tracked.boots is None:
+            tracked.boots = _load_boots(self.root / tracked.uid)
+            self._ends[instance_id] = tracked.boots[-1].end if tracked.boots else 0
+        return tracked.boots
 
-    def _boot_file(self, uid: str, *, new_boot: bool) -> _Boot:
-        """The current boot's file; with `new_boot` the next one, dropping all but the previous."""
-        directory = self.root / uid
+    def _new_boot(self, instance_id: int, tracked: _Tracked) -> None:
+        """The next boot's file, starting where the last one ends; all but the previous go."""
+        boots = self._boots(instance_id, tracked)
+        directory = self.root / tracked.uid
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        boots = self._boot_files(uid)
-        if boots and not new_boot:
-            return _Boot(boots[-1], boots[-1].stat().st_size)
-        number = int(boots[-1].stem) + 1 if boots else 1
-        for old in boots[:-1]:
-            old.unlink(missing_ok=True)
-        path = directory / f"{number}.log"
+        number = boots[-1].number + 1 if boots else 1
+        base = boots[-1].end if boots else 0
+        path = directory / f"{number}-{base}.log"
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-        return _Boot(path, 0)
+        for old in boots[:-1]:
+            old.path.unlink(missing_ok=True)
+        tracked.boots = [*boots[-1:], _Boot(number, base, path, 0)]
 
     def _append(self, boot: _Boot, data: bytes) -> None:
-        if boot.size + len(data) <= self.cap_bytes:
-            with open(boot.path, "ab") as file:
-                file.write(data)
-            boot.size += len(data)
-            return
-        # Over the cap: the newest cap_bytes stay (DESIGN "Limits": the oldest bytes go).
-        keep_old = max(0, self.cap_bytes - len(data))
-        kept = (_read_tail(boot.path, keep_old) if keep_old else b"") + data[-self.cap_bytes :]
+        fd = os.open(boot.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        boot.size += len(data)
+        if boot.size > self.cap_bytes + self.slack_bytes:
+            self._trim(boot)
+
+    def _trim(self, boot: _Boot) -> None:
+        """Keep the newest cap_bytes (DESIGN "Limits": the oldest bytes go). The kept bytes go to
+        a file named by their new first offset before the old file goes, so a crash between
+        the two leaves both and `_load_boots` keeps the newer."""
+        kept = _read_tail(boot.path, self.cap_bytes)
+        base = boot.end - len(kept)
+        path = boot.path.with_name(f"{boot.number}-{base}.log")
         temporary = boot.path.with_suffix(".tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as file:
             file.write(kept)
-        os.replace(temporary, boot.path)
-        boot.size = len(kept)
+        os.replace(temporary, path)
+        boot.path.unlink(missing_ok=True)
+        boot.path, boot.base, boot.size = path, base, len(kept)
+
+    def _tell(self, ids: set[int] | None) -> None:
+        listener = self.listener
+        if listener is not None:
+            listener(ids)
+
+
+def _load_boots(directory: Path) -> list[_Boot]:
+    """The boots on disk, oldest first; of two files of one boot (a trim cut short) the newer."""
+    found: dict[int, _Boot] = {}
+    try:
+        entries = list(directory.iterdir())
+    except FileNotFoundError:
+        return []
+    for path in entries:
+        match = _BOOT_FILE.fullmatch(path.name)
+        if match is None:
+            continue
+        boot = _Boot(int(match[1]), int(match[2]), path, path.stat().st_size)
+        older = found.get(boot.number)
+        if older is not None and older.base > boot.base:
+            boot, older = older, boot
+        if older is not None:
+            older.path.unlink(missing_ok=True)
+        found[boot.number] = boot
+    return [found[number] for number in sorted(found)]
 
 
 def _read_tail(path: Path, max_bytes: int) -> bytes:

@@ -13,6 +13,7 @@ from mkd.config import Settings
 from mkd.domain.allocation.ledger import Ledger
 from mkd.images.store import ImageStore
 from mkd.kernel_types import HostInfo
+from mkd.services.console_follow import ConsoleFollowers
 from mkd.services.console_history import ConsoleHistory
 from mkd.services.event_bus import EventBus
 from mkd.services.reconciler_metrics import ReconcilerMetrics
@@ -44,5 +45,6 @@ class Daemon:
     waiters: int = 0  # open GET …/wait requests (DESIGN "Limits": max_waiters)
     # The consoles' readers and stored output (None: the kernel has no console device).
     console: ConsoleHistory | None = None
+    console_followers: ConsoleFollowers | None = None  # its SSE streams, made on the first one
     ready: bool = False
     not_ready_reason: str = "starting: migrations and reconciliation have not run yet"

@@ -1,6 +1,7 @@
 """The one status poller: the tree kernel raises no notification (spec 8.4), so every
-`[daemon] status_poll_interval_s` the daemon reads each instance's id and status files and
-drains the console readers, in one worker-thread call (DESIGN "Two kernel generations")."""
+`[daemon] status_poll_interval_s` the daemon reads each instance's id and status files, in one
+worker-thread call (DESIGN "Two kernel generations"). The consoles are read when readable, by
+their own thread (`console_reader`), not here."""
 
 from __future__ import annotations
 
@@ -14,17 +15,9 @@ log = logging.getLogger("mkd")
 
 
 def poll_kernel(daemon: Daemon) -> list[KernelEvent]:
-    """One poll: record what the kernel changed on its own; returns those changes.
-
-    The consoles are drained before the changes are recorded, so the panic trace that went
-    with a crash is on disk (and in the event) when the crash is.
-    """
+    """One poll: record what the kernel changed on its own; returns those changes. (Recording a
+    change reads its console first, so the panic trace that went with a crash is in the event.)"""
     changes = daemon.backend.poll_changes()
-    if daemon.console is not None:
-        try:
-            daemon.console.drain()
-        except OSError:
-            log.exception("could not store console output")
     for change in changes:
         try:
             apply_kernel_event(daemon, change)

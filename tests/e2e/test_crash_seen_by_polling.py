@@ -56,7 +56,7 @@ def test_a_panic_is_a_kernel_state_event_and_its_trace_is_on_disk(tmp_path: Path
         assert (event["from"], event["to"]) == ("ACTIVE", "LOADED")
         assert "Kernel panic - not syncing" in event["console"]
         assert http.get("/v1/instances/web").json()["state"] == "LOADED"
-        boot = state / "console" / web.json()["uid"] / "1.log"
+        [boot] = (state / "console" / web.json()["uid"]).glob("1-*.log")
         text = boot.read_text()
         assert text.index("multikernel: instance 1 (web) booting on mktty0") < text.index("Kernel panic")
         assert "Kernel command line: console=mktty0" in text

@@ -55,7 +55,7 @@ def test_each_start_is_a_boot_and_tail_falls_back_to_the_previous(tmp_path: Path
     first = history.tail(1, 1 << 20)
     assert "instance 1 (web) booting on mktty0" in first
     history.attach(1, UID, new_boot=True)  # the next start's file, empty until it prints
-    assert [p.name for p in history.boot_paths(1)] == ["1.log", "2.log"]
+    assert [p.name for p in history.boot_paths(1)] == ["1-0.log", f"2-{len(first)}.log"]
     assert history.tail(1, 1 << 20) == first  # the current boot printed nothing yet
     client.start(1)
     assert "booting on mktty0" in history.tail(1, 1 << 20)
@@ -89,7 +89,7 @@ def test_close_keeps_what_the_readers_held(tmp_path: Path, client: HostBackend) 
     history.attach(1, UID, new_boot=True)
     client.start(1)
     history.close()  # no drain before: close stores what is buffered
-    assert "booting on mktty0" in (tmp_path / "console" / UID / "1.log").read_text()
+    assert "booting on mktty0" in (tmp_path / "console" / UID / "1-0.log").read_text()
 
 
 def test_input_goes_through_the_attached_reader(tmp_path: Path, client: HostBackend) -> None:

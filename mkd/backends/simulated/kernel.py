@@ -700,10 +700,15 @@ class SimulatedKernel:
             return ConsoleTarget(has_ring=inst.kimage is not None and bool(inst.cpus), consuming=consuming)
 
     def console_sync(self, instance_id: int) -> None:
+        self.console_sync_all([instance_id])
+
+    def console_sync_all(self, instance_ids: list[int]) -> None:
         with self._settled() as model:
-            inst = model.instances.get(instance_id)
-            if inst is not None and inst.spawn is not None:
-                print_up_to(self.console, inst, self.clock())
+            now = self.clock()
+            for instance_id in instance_ids:
+                inst = model.instances.get(instance_id)
+                if inst is not None and inst.spawn is not None:
+                    print_up_to(self.console, inst, now)
 
     def spawn_stop_silently(self, instance_id: int) -> None:
         """The spawn dies without notice: CPUs parked, state still ACTIVE (spec 6.2 recovery)."""
@@ -768,5 +773,6 @@ class SimulatedKernel:
 
     def close(self) -> None:
         self._closing.set()
+        self.console.close()
         self._work.stop()
         self.events.close()

@@ -310,6 +310,9 @@ class _SimulatedConsoleFile:
     def read(self, size: int) -> bytes:
         return _console_call(lambda: self._file.read(size))
 
+    def fileno(self) -> int:
+        return self._file.fileno()
+
     def close(self) -> None:
         self._file.close()
 

@@ -7,6 +7,7 @@ Use it as a client would use the file:
     fd.write(b"1\\n")              # the first write selects instance 1 (returns 2)
     fd.read()                     # non-blocking read(2): bytes, or KernelError EAGAIN / ENOTCONN
     fd.readable()                 # poll(2) for POLLIN, without blocking
+    fd.fileno()                   # an fd that polls readable while output is buffered (epoll it)
     fd.wait_readable(timeout)     # blocks the calling thread (run it in a worker thread)
     fd.write(b"ls\\n")             # later writes are input for the instance
     fd.close()
@@ -25,13 +26,18 @@ Every error is a KernelError with the kernel's errno. The rules:
 
 The kernel side (`ConsoleHost`) produces output lazily: before a read, or before the set of
 connected readers of an instance changes, the device asks the host to emit what the spawn
-printed up to now (`console_sync`), so a running spawn needs no thread of its own.
+printed up to now (`console_sync`), so a running spawn needs no thread of its own. So that a
+reader waiting in poll/epoll sees a spawn's uptime lines without reading first, one ticker
+thread (started with the first connection) asks the host every second for what the connected
+instances printed (`console_sync_all`), all in one call: one wake-up per second for every
+instance, never one per line.
 """
 
 from __future__ import annotations
 
 import errno
 import itertools
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,6 +50,7 @@ USABLE_BYTES = BUFFER_BYTES - 1
 MESSAGE_BYTES = 4096 - 16  # MK_MAX_DATA_SIZE minus the message header
 RING_SLOTS = 63  # 64 slots, one kept empty (spec 8.10.1)
 ID_PARSE_BYTES = 15
+TICK_S = 1.0  # the spawns' uptime lines come once a second (boot_log)
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,9 @@ class ConsoleHost(Protocol):
 
     def console_sync(self, instance_id: int) -> None:
         """Emit (via Mktty.emit) what the spawn has printed up to now."""
+
+    def console_sync_all(self, instance_ids: list[int]) -> None:
+        """console_sync of each of the instances, under one hold of the kernel."""
 
 
 def parse_id(data: bytes) -> int:
@@ -93,6 +103,9 @@ class MkttyFile:
         self.instance_id: int | None = None
         self.buffer = bytearray()
         self.closed = False
+        # Readable (counter > 0) exactly while the buffer holds output: what poll(2) on the
+        # device's fd says; changed only under the device's lock, together with the buffer.
+        self.ready_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
 
     def write(self, data: bytes) -> int:
         if self.closed:
@@ -113,7 +126,23 @@ class MkttyFile:
                 raise KernelError(errno.EAGAIN, "mktty: nothing to read")
             out = bytes(self.buffer[:size])
             del self.buffer[:size]
+            if not self.buffer:
+                self._clear_ready()
             return out
+
+    def fileno(self) -> int:
+        """A descriptor that polls readable while output is buffered (POLLIN of the device)."""
+        return self.ready_fd
+
+    def signal_ready(self) -> None:
+        """Under the device lock, when the buffer stops being empty."""
+        os.eventfd_write(self.ready_fd, 1)
+
+    def _clear_ready(self) -> None:
+        try:
+            os.eventfd_read(self.ready_fd)
+        except BlockingIOError:
+            pass
 
     def readable(self) -> bool:
         """poll(2) POLLIN: an unconnected file is writable only (8.8.1)."""
@@ -137,6 +166,8 @@ class MkttyFile:
                 self._device.changed.wait(min(remaining, 0.1))
 
     def close(self) -> None:
+        if self.closed:
+            return
         if self.instance_id is not None:
             self._device.sync(self.instance_id)  # output up to now went to the readers of then
         self._device.release(self)
@@ -152,7 +183,10 @@ class Mktty:
         self.changed = threading.Condition(self.lock)
         self._serials = itertools.count(1)
         self._files: list[MkttyFile] = []
+        self._readers: dict[int, list[MkttyFile]] = {}  # connected files by instance, oldest first
         self._rings: dict[int, _Ring] = {}
+        self._stopping = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def open(self) -> MkttyFile:
         with self.lock:
@@ -172,6 +206,10 @@ class Mktty:
         self.sync(instance_id)  # what the spawn printed before now belongs to the readers of then
         with self.lock:
             opened.instance_id = instance_id
+            self._readers.setdefault(instance_id, []).append(opened)
+            if self._ticker is None and not self._stopping.is_set():
+                self._ticker = threading.Thread(target=self._tick, name="mktty-ticker", daemon=True)
+                self._ticker.start()
         return len(data)
 
     def release(self, opened: MkttyFile) -> None:
@@ -179,7 +217,28 @@ class Mktty:
             opened.closed = True
             if opened in self._files:
                 self._files.remove(opened)
+            readers = self._readers.get(opened.instance_id or 0, [])
+            if opened in readers:
+                readers.remove(opened)
+                if not readers:
+                    del self._readers[opened.instance_id or 0]
+            os.close(opened.ready_fd)
             self.changed.notify_all()
+
+    def _tick(self) -> None:
+        """Every second, what every connected instance's spawn printed meanwhile, in one call."""
+        while not self._stopping.wait(TICK_S):
+            with self.lock:
+                connected = sorted(self._readers)
+            if connected:
+                self._host.console_sync_all(connected)
+
+    def close(self) -> None:
+        """The kernel goes away: the ticker stops."""
+        self._stopping.set()
+        ticker = self._ticker
+        if ticker is not None and ticker is not threading.current_thread():
+            ticker.join()
 
     def send_input(self, instance_id: int, data: bytes) -> int:
         target = self._host.console_target(instance_id)
@@ -213,20 +272,22 @@ class Mktty:
     def emit(self, instance_id: int, data: bytes) -> int:
         """The spawn printed `data`: the newest connected file gets what fits; returns that count."""
         with self.lock:
-            readers = [f for f in self._files if f.instance_id == instance_id]
+            readers = self._readers.get(instance_id)
             if not readers:
                 return 0  # nothing is buffered host-side
             newest = max(readers, key=lambda f: f.serial)
             room = USABLE_BYTES - len(newest.buffer)
             taken = data[: max(room, 0)]
-            newest.buffer += taken
             if taken:
+                if not newest.buffer:
+                    newest.signal_ready()
+                newest.buffer += taken
                 self.changed.notify_all()
             return len(taken)
 
     def has_reader(self, instance_id: int) -> bool:
         with self.lock:
-            return any(f.instance_id == instance_id for f in self._files)
+            return bool(self._readers.get(instance_id))
 
     def exec_reset(self, instance_id: int) -> None:
         """A start zeroes the instance's ring: queued input is lost (spec 8.8.3, 8.10.1)."""
