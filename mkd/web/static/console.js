@@ -2,8 +2,8 @@
 // one `line` event per line whose `id` is the byte offset just past it in the instance's console
 // (global across boots; DESIGN "Desired state", Console). The browser's own reconnects send
 // Last-Event-ID and resume exactly there. When the browser gives up (the daemon answered with an
-// error status, say while it restarts) the panel opens a new stream itself, which replays the
-// kept history: lines at or before the last offset shown are skipped, so nothing repeats.
+// error status, say while it restarts) the panel opens a new stream itself from the last offset
+// shown; a line at or before it is never shown twice.
 
 import { $ } from "./dom.js";
 import { follow, store } from "./store.js";
@@ -57,7 +57,9 @@ function close() {
 
 function open(target) {
   close();
-  source = new EventSource(`/v1/instances/${target.id}/console`);
+  // From everything kept (0: the previous boot too, what it printed before it died), or on from
+  // the last line shown; the browser's own reconnects send Last-Event-ID, which wins.
+  source = new EventSource(`/v1/instances/${target.id}/console?last_event_id=${Math.max(lastOffset, 0)}`);
   const opened = source;
   setStatus("connecting", `connecting to ${target.name}'s console…`);
   opened.addEventListener("open", () => setStatus("live", `following ${target.name}'s console`));
