@@ -14,6 +14,7 @@ const BATCH_MIN = 3; // from this many instances on one page, the page is cheape
 // held. Page i holds the ids after pages[i-1].lastId up to pages[i].lastId.
 let pages = [];
 let complete = false; // the last page was reached
+let reading = 0; // which readAll is current: a newer one (a reconnect's) stops an older one
 
 function query(limit, cursor) {
   const params = new URLSearchParams({ limit: String(limit) });
@@ -22,18 +23,22 @@ function query(limit, cursor) {
 }
 
 // Read every instance, page by page: onPage(items, {first, last}) for each, in id order.
+// Resolves true, or false when a newer readAll took over before the end.
 export async function readAll(onPage) {
+  reading += 1;
+  const mine = reading;
   pages = [];
   complete = false;
   let cursor = null;
   let limit = FIRST_PAGE;
   for (;;) {
     const page = await request("GET", query(limit, cursor));
+    if (mine !== reading) return false; // superseded: the newer read records the pages
     const lastId = page.items.length ? page.items[page.items.length - 1].id : null;
     if (lastId !== null) pages.push({ cursor, lastId, limit });
     complete = !page.next_cursor;
     onPage(page.items, { first: cursor === null, last: complete });
-    if (complete) return;
+    if (complete) return true;
     cursor = page.next_cursor;
     limit = PAGE;
   }

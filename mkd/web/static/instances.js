@@ -32,7 +32,7 @@ const SORT_KEYS = {
 };
 
 const table = { name: "", state: "", labels: [], sort: "id", descending: false, page: 0 };
-const listing = { reading: false }; // the pages after the first are still being read
+const listing = { reading: 0 }; // full reads in progress: the pages after the first are still coming
 let loadTarget = null; // the instance the load dialog is for
 let resizeTarget = null; // {id, etag} of the instance the resize dialog was filled from
 
@@ -77,7 +77,7 @@ export async function refreshInstance(id) {
 export async function loadInstances(onFirstPage = () => {}) {
   const before = new Set(store.instances.keys());
   const seen = new Set();
-  listing.reading = true;
+  listing.reading += 1;
   try {
     await readAll((items, { first, last }) => {
       for (const item of items) {
@@ -91,7 +91,7 @@ export async function loadInstances(onFirstPage = () => {}) {
       }
     });
   } finally {
-    listing.reading = false;
+    listing.reading -= 1;
     changed("instances");
   }
 }
@@ -213,8 +213,8 @@ function drawTable() {
   const page = rows.slice(first, first + PAGE_SIZE);
   $("instances-body").replaceChildren(...page.map(renderRow));
   const total = store.instances.size;
-  $("instances-empty").hidden = total > 0 || listing.reading;
-  $("instances-count").textContent = listing.reading
+  $("instances-empty").hidden = total > 0 || listing.reading > 0;
+  $("instances-count").textContent = listing.reading > 0
     ? `reading the instance list… ${total} so far${rows.length ? `, showing ${first + 1}–${first + page.length}` : ""}`
     : rows.length === total
     ? `${total} instance${total === 1 ? "" : "s"}${rows.length ? `, showing ${first + 1}–${first + page.length}` : ""}`
