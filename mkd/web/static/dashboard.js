@@ -75,6 +75,7 @@ async function start() {
   // The first screen: host, pool, images, the maps and the table's first page; the rest of the
   // instances are read in the background and drawn as they come.
   await Promise.all([images, shown]);
+  performance.mark("mkd:first-reads"); // what follows until the first render is the drawing
   await drawn();
   performance.mark("mkd:first-render");
   document.body.dataset.firstRender = "true";

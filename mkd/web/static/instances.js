@@ -205,13 +205,31 @@ function shownInstances() {
   return rows;
 }
 
+// The rows drawn last, by id, with what they were drawn from: a redraw makes only the rows whose
+// instance, progress or selection changed (a burst elsewhere in the list leaves the page alone).
+let drawnRows = new Map(); // id -> {instance, busy, selected, host, node}
+
+function rowOf(instance) {
+  const busy = store.busy.get(instance.id);
+  const selected = store.selected === instance.id;
+  const kept = drawnRows.get(instance.id);
+  if (kept && kept.instance === instance && kept.busy === busy && kept.selected === selected && kept.host === store.host) {
+    return kept;
+  }
+  return { instance, busy, selected, host: store.host, node: renderRow(instance) };
+}
+
 function drawTable() {
   const rows = shownInstances();
   const pages = Math.max(1, Math.ceil(rows.length / PAGE_SIZE));
   table.page = Math.min(table.page, pages - 1);
   const first = table.page * PAGE_SIZE;
   const page = rows.slice(first, first + PAGE_SIZE);
-  $("instances-body").replaceChildren(...page.map(renderRow));
+  const made = page.map(rowOf);
+  const body = $("instances-body");
+  const same = made.length === body.children.length && made.every((row, index) => body.children[index] === row.node);
+  if (!same) body.replaceChildren(...made.map((row) => row.node));
+  drawnRows = new Map(made.map((row) => [row.instance.id, row]));
   const total = store.instances.size;
   $("instances-empty").hidden = total > 0 || listing.reading > 0;
   $("instances-count").textContent = listing.reading > 0
