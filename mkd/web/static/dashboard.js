@@ -1,7 +1,7 @@
 // The mkd dashboard's entry point: wires the panels (host and pool, CPU map, memory map,
 // instances, the selected instance's details and console, images, event log) and starts the live updates. Everything is read from and sent to
 // /v1; the daemon stays the only judge of what is allowed.
-// User Timing marks: "mkd:first-render" once the first screen is drawn (host, pool, images, the
+// User Timing marks: "mkd:first-render" once the first screen is painted (host, pool, images, the
 // maps and the first page of instances), "mkd:all-instances" once every instance is.
 
 import { request } from "./api.js";
@@ -16,7 +16,7 @@ import { connectEvents, reloadAll } from "./live.js";
 import { setUpMemoryMap } from "./memmap.js";
 import { clearProblem, showProblem } from "./messages.js";
 import { loadHost, setUpPoolEditor } from "./pool.js";
-import { drawn } from "./store.js";
+import { painted } from "./store.js";
 
 const RETRY_DELAY_MS = 2000;
 
@@ -76,11 +76,11 @@ async function start() {
   // instances are read in the background and drawn as they come.
   await Promise.all([images, shown]);
   performance.mark("mkd:first-reads"); // what follows until the first render is the drawing
-  await drawn();
+  await painted();
   performance.mark("mkd:first-render");
   document.body.dataset.firstRender = "true";
   await all;
-  await drawn();
+  await painted();
   performance.mark("mkd:all-instances");
   document.body.dataset.ready = "true";
 }

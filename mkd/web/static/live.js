@@ -1,7 +1,7 @@
 // Live updates from GET /v1/events: each event goes to the event log and to the store. The
 // instances that the events of one animation frame name are read back together (a page of the
 // list where many share one, else one GET each); the panels redraw once. Every burst is recorded as a
-// User Timing measure "mkd:event-burst" (first event received → all of it drawn).
+// User Timing measure "mkd:event-burst" (first event received → all of it drawn and painted).
 
 import { request } from "./api.js";
 import { $ } from "./dom.js";
@@ -10,7 +10,7 @@ import { readSome } from "./instance_pages.js";
 import { applyInstance, forgetInstance, loadInstances } from "./instances.js";
 import { showProblem } from "./messages.js";
 import { loadPool, schedulePoolRefresh } from "./pool.js";
-import { drawn, hold, release } from "./store.js";
+import { hold, painted, release } from "./store.js";
 
 const EVENT_TYPES = ["created", "state", "refused", "deleted", "reconciled", "reset", "spec", "restarted"];
 const RECONNECT_DELAY_MS = 2000;
@@ -24,7 +24,7 @@ let burst = null; // {start, events}
 function settleBurst() {
   if (!burst || reading || queued || toRead.size > 0) return;
   const current = burst;
-  drawn().then(() => {
+  painted().then(() => {
     if (burst !== current || reading || queued || toRead.size > 0) return;
     burst = null;
     performance.measure("mkd:event-burst", { start: current.start, end: performance.now(), detail: { events: current.events } });
