@@ -45,3 +45,15 @@ def test_an_unknown_file_is_a_problem(make_client: MakeClient) -> None:
     reply = client.get("/static/nothing.js")
     assert reply.status_code == 404
     assert reply.headers["content-type"].startswith("application/problem+json")
+
+
+def test_an_unchanged_file_revalidates_as_304(make_client: MakeClient) -> None:
+    # `Cache-Control: no-cache` makes the browser ask again on every load; the ETag keeps that cheap.
+    client: TestClient = make_client(pool=None, simulator={"kernel_profile": "tree"})
+    for path in ("/", "/static/dashboard.js"):
+        first = client.get(path)
+        assert first.status_code == 200 and first.headers["cache-control"] == "no-cache"
+        again = client.get(path, headers={"If-None-Match": first.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        assert again.headers["etag"] == first.headers["etag"]
+        assert client.get(path, headers={"If-None-Match": '"other"'}).status_code == 200

@@ -6,8 +6,10 @@ tests/bench/bench_instance_rss.py makes them): all but the last BURST before the
 last BURST while it is open, so their `created` events reach it in one burst.
 
 The page itself says when it is done (User Timing, mkd/web/static/dashboard.js and live.js):
-"mkd:first-render" once the first full state is drawn, "mkd:event-burst" measures from the first
-event of a burst received to all of it drawn.
+"mkd:first-render" once the first screen is drawn (host, pool, images, both maps, the table's
+first page), "mkd:all-instances" once every instance is, "mkd:event-burst" measures from the
+first event of a burst received to all of it drawn. The page's own resource timings split each
+figure into what the daemon took (its replies) and what the browser took (the rest).
 """
 
 from __future__ import annotations
@@ -33,8 +35,12 @@ class Timings:
     first_render_ms: float
     burst_ms: float
     burst_events: int
-    fetch_only_ms: float  # the page's own reads of the same data, without drawing (baseline)
-    burst_reads_ms: float  # the reads a burst needs (one GET per instance, as many at once), no drawing
+    fetch_only_ms: float  # every read of a full load (all instance pages), without drawing (baseline)
+    burst_reads_ms: float  # one GET per instance of a burst, five at a time, no drawing (baseline)
+    all_instances_ms: float = 0.0  # every instance drawn
+    first_reads_done_ms: float = 0.0  # the last reply the first render waited for came in
+    burst_page_reads_ms: float = 0.0  # the span of the page's own reads during the burst
+    first_read_ms: float = 0.0  # the page's files are in and it asks its first question (GET /v1/host)
 
 
 def fill_before_opening(http: httpx.Client) -> None:
@@ -50,6 +56,38 @@ def first_render_ms(page: Page) -> float:
     expect(page.get_by_test_id("instances-count")).to_contain_text(f"{MAX_INSTANCES - BURST} instances")
     mark: float = page.evaluate("performance.getEntriesByName('mkd:first-render')[0].startTime")
     return mark
+
+
+def all_instances_ms(page: Page) -> float:
+    mark: float = page.evaluate("performance.getEntriesByName('mkd:all-instances')[0].startTime")
+    return mark
+
+
+def first_reads_done_ms(page: Page) -> float:
+    """When the last /v1 reply that came in before the first render ended."""
+    done: float = page.evaluate(
+        "() => { const mark = performance.getEntriesByName('mkd:first-render')[0].startTime;"
+        " return Math.max(...performance.getEntriesByType('resource')"
+        ".filter((r) => r.name.includes('/v1/') && r.responseEnd <= mark).map((r) => r.responseEnd)); }")
+    return done
+
+
+def first_read_ms(page: Page) -> float:
+    start: float = page.evaluate(
+        "Math.min(...performance.getEntriesByType('resource')"
+        ".filter((r) => r.name.includes('/v1/')).map((r) => r.startTime))")
+    return start
+
+
+def page_reads_ms(page: Page, since: float) -> float:
+    """The span of the instance reads the page made since `since` (first request to last reply)."""
+    span: float = page.evaluate(
+        "(since) => { const rs = performance.getEntriesByType('resource')"
+        ".filter((r) => r.startTime >= since && r.name.includes('/v1/instances'));"
+        " return rs.length ? Math.max(...rs.map((r) => r.responseEnd))"
+        " - Math.min(...rs.map((r) => r.startTime)) : 0; }",
+        since)
+    return span
 
 
 def burst_ms(page: Page, http: httpx.Client) -> tuple[float, int]:
@@ -112,7 +150,13 @@ def measure(page: Page, url: str, http: httpx.Client) -> Timings:
     page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(url + "/")
     first = first_render_ms(page)
+    everything = all_instances_ms(page)
+    reads_done = first_reads_done_ms(page)
+    asked = first_read_ms(page)
     baseline = fetch_only_ms(page)
+    since: float = page.evaluate("performance.now()")
     burst, events = burst_ms(page, http)
+    burst_reads = page_reads_ms(page, since)  # before the baseline's own reads below
     return Timings(first_render_ms=first, burst_ms=burst, burst_events=events, fetch_only_ms=baseline,
-                   burst_reads_ms=burst_reads_ms(page))
+                   burst_reads_ms=burst_reads_ms(page), all_instances_ms=everything,
+                   first_reads_done_ms=reads_done, burst_page_reads_ms=burst_reads, first_read_ms=asked)

@@ -41,11 +41,12 @@ function build(topology) {
   if (first) first.node.tabIndex = 0;
 }
 
-function describe(cpuId, owner, inPool) {
+function describe(cpuId, owner, inPool, free) {
   if (owner) {
     const where = inPool ? "" : ", outside the pool";
     return { kind: inPool ? "owned" : "owned-outside", label: `CPU ${cpuId}: ${owner.name} (instance ${owner.id}, ${owner.state})${where}` };
   }
+  if (inPool && !free) return { kind: "pending", label: `CPU ${cpuId}: held by an instance not read yet` };
   if (inPool) return { kind: "free", label: `CPU ${cpuId}: free in the pool` };
   return { kind: "host", label: `CPU ${cpuId}: host (outside the pool)` };
 }
@@ -58,11 +59,14 @@ function drawCpuMap(topics) {
     for (const cpu of instance.resources.cpus) owners.set(cpu, instance);
   }
   const pool = new Set(store.pool ? store.pool.cpus : []);
+  // While the instance list is still being read, a pool CPU that is not free but whose owner is
+  // not known yet is drawn as held rather than free.
+  const free = new Set(store.pool ? store.pool.free.cpus : []);
   const counts = { owned: 0, free: 0, host: 0 };
   for (const [cpuId, cell] of cells) {
     const owner = owners.get(cpuId);
-    const { kind, label } = describe(cpuId, owner, pool.has(cpuId));
-    counts[kind === "owned-outside" ? "owned" : kind] += 1;
+    const { kind, label } = describe(cpuId, owner, pool.has(cpuId), free.has(cpuId));
+    counts[kind === "owned-outside" || kind === "pending" ? "owned" : kind] += 1;
     const picked = owner && owner.id === store.selected;
     const className = `cpu ${kind}${owner ? ` ${ownerClass(owner.id)}` : ""}${picked ? " picked" : ""}`;
     const shown = `${className}|${label}`;

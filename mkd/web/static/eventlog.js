@@ -21,6 +21,10 @@ function describe(type, data) {
     case "reconciled":
       return `reconciled: ${Object.entries(data).filter(([key]) => !["id", "name", "uid"].includes(key))
         .map(([key, value]) => `${key} ${typeof value === "object" ? JSON.stringify(value) : value}`).join(", ")}`;
+    case "spec":
+      return `new spec, generation ${data.generation}`;
+    case "restarted":
+      return `restart ${data.attempt}: ${data.reason}`;
     case "reset":
       return "events were lost: the page read everything again";
     default:
@@ -40,16 +44,22 @@ function matches(entry) {
   return String(id ?? "") === filter || (name || "").toLowerCase().includes(filter.toLowerCase());
 }
 
-function drawEventLog() {
-  const shown = entries.filter(matches);
-  $("event-log").replaceChildren(...shown.map((entry) => {
+// Each entry's list item is made once: a burst adds its own and moves the rest.
+function itemOf(entry) {
+  if (!entry.node) {
     const who = entry.data.name ? `${entry.data.name} (${entry.data.id})` : entry.data.id ? `instance ${entry.data.id}` : "daemon";
-    return element("li", { "data-testid": "event", "data-type": entry.type, "data-event-id": entry.eventId || null },
+    entry.node = element("li", { "data-testid": "event", "data-type": entry.type, "data-event-id": entry.eventId || null },
       element("time", { datetime: entry.at.toISOString() }, entry.at.toLocaleTimeString([], { hour12: false })),
       element("span", { class: `event-type type-${entry.type}` }, entry.type),
       element("span", { class: "event-who" }, who),
       element("span", { class: "event-what" }, describe(entry.type, entry.data)));
-  }));
+  }
+  return entry.node;
+}
+
+function drawEventLog() {
+  const shown = entries.filter(matches);
+  $("event-log").replaceChildren(...shown.map(itemOf));
   $("event-log-empty").hidden = shown.length > 0;
   $("event-count").textContent = filter
     ? `${shown.length} of the latest ${entries.length} events match`

@@ -3,9 +3,10 @@
 // `allowed_actions` (the daemon's transition table and the host's capabilities); ETags come from
 // the daemon's replies.
 
-import { ApiError, listAll, request, send } from "./api.js";
+import { ApiError, request, send } from "./api.js";
 import { $, element, ownerClass } from "./dom.js";
 import { formatBytes, formatCpus, mibOf, parseCpus, parseMiB } from "./format.js";
+import { readAll } from "./instance_pages.js";
 import { showProblem } from "./messages.js";
 import { schedulePoolRefresh } from "./pool.js";
 import { changed, follow, instanceChanged, select, store } from "./store.js";
@@ -30,7 +31,8 @@ const SORT_KEYS = {
   memory: (i) => i.resources.memory_bytes,
 };
 
-const table = { name: "", state: "", sort: "id", descending: false, page: 0 };
+const table = { name: "", state: "", labels: [], sort: "id", descending: false, page: 0 };
+const listing = { reading: 0 }; // full reads in progress: the pages after the first are still coming
 let loadTarget = null; // the instance the load dialog is for
 let resizeTarget = null; // {id, etag} of the instance the resize dialog was filled from
 
@@ -70,17 +72,28 @@ export async function refreshInstance(id) {
   }
 }
 
-export async function loadInstances() {
-  const items = await listAll("/v1/instances");
-  const fresh = new Map();
-  for (const item of items) {
-    if (store.goneUids.has(item.uid)) continue;
-    const shown = store.instances.get(item.id);
-    // A reply read while the list was in flight may be newer than the list's copy.
-    fresh.set(item.id, shown && shown.uid === item.uid && shown.version > item.version ? shown : item);
+// Read every instance again, a page at a time (instance_pages.js); `onFirstPage` runs once the
+// first page is in the store. What was shown before and is in no page any more is gone.
+export async function loadInstances(onFirstPage = () => {}) {
+  const before = new Set(store.instances.keys());
+  const seen = new Set();
+  listing.reading += 1;
+  try {
+    await readAll((items, { first, last }) => {
+      for (const item of items) {
+        seen.add(item.id);
+        applyInstance(item);
+      }
+      if (last) for (const id of before) if (!seen.has(id)) forgetInstance(id, null);
+      if (first) {
+        changed("all-instances");
+        onFirstPage();
+      }
+    });
+  } finally {
+    listing.reading -= 1;
+    changed("instances");
   }
-  store.instances = fresh;
-  changed("instances", "all-instances");
 }
 
 // ---- the table ----------------------------------------------------------------------------------
@@ -110,6 +123,16 @@ function renderKimage(kimage) {
   if (!kimage) return "—";
   const count = kimage.segments.length;
   return `${kimage.loader}, ${count} segment${count === 1 ? "" : "s"}`;
+}
+
+// A declared instance in a word: converged or not, its restarts, a Running condition that is False.
+function renderDeclared(instance) {
+  if (!instance.spec) return "—";
+  const parts = [instance.observed_generation === instance.generation ? `gen ${instance.generation}` : `gen ${instance.observed_generation ?? 0}/${instance.generation}`];
+  if (instance.restarts) parts.push(`${instance.restarts} restart${instance.restarts === 1 ? "" : "s"}`);
+  const running = (instance.conditions || []).find((c) => c.type === "Running");
+  if (running && running.status === "False") parts.push(running.reason);
+  return parts.join(", ");
 }
 
 function renderRow(instance) {
@@ -148,13 +171,30 @@ function renderRow(instance) {
   element("td", { "data-testid": "instance-cpus" }, formatCpus(instance.resources.cpus)),
   element("td", { "data-testid": "instance-memory" }, formatBytes(instance.resources.memory_bytes)),
   kimageCell,
+  element("td", { "data-testid": "instance-declared", title: instance.last_failure ? `last failure: ${instance.last_failure.reason}` : null },
+    renderDeclared(instance)),
   actions);
+}
+
+// "team=web, tier=db" -> [["team", "web"], ["tier", "db"]]: every pair must match, as
+// GET /v1/instances?label=k=v selects; a bare key matches any value.
+function parseLabels(text) {
+  return text.split(/[,\s]+/).filter(Boolean).map((pair) => {
+    const at = pair.indexOf("=");
+    return at < 0 ? [pair, null] : [pair.slice(0, at), pair.slice(at + 1)];
+  });
+}
+
+function labelled(instance) {
+  const labels = instance.labels || {};
+  return table.labels.every(([key, value]) => key in labels && (value === null || labels[key] === value));
 }
 
 function shownInstances() {
   const name = table.name.toLowerCase();
   const rows = [...store.instances.values()].filter((i) =>
-    (!name || i.name.toLowerCase().includes(name)) && (!table.state || i.state === table.state));
+    (!name || i.name.toLowerCase().includes(name)) && (!table.state || i.state === table.state)
+    && (!table.labels.length || labelled(i)));
   const key = SORT_KEYS[table.sort];
   const direction = table.descending ? -1 : 1;
   rows.sort((a, b) => {
@@ -165,16 +205,36 @@ function shownInstances() {
   return rows;
 }
 
+// The rows drawn last, by id, with what they were drawn from: a redraw makes only the rows whose
+// instance, progress or selection changed (a burst elsewhere in the list leaves the page alone).
+let drawnRows = new Map(); // id -> {instance, busy, selected, host, node}
+
+function rowOf(instance) {
+  const busy = store.busy.get(instance.id);
+  const selected = store.selected === instance.id;
+  const kept = drawnRows.get(instance.id);
+  if (kept && kept.instance === instance && kept.busy === busy && kept.selected === selected && kept.host === store.host) {
+    return kept;
+  }
+  return { instance, busy, selected, host: store.host, node: renderRow(instance) };
+}
+
 function drawTable() {
   const rows = shownInstances();
   const pages = Math.max(1, Math.ceil(rows.length / PAGE_SIZE));
   table.page = Math.min(table.page, pages - 1);
   const first = table.page * PAGE_SIZE;
   const page = rows.slice(first, first + PAGE_SIZE);
-  $("instances-body").replaceChildren(...page.map(renderRow));
+  const made = page.map(rowOf);
+  const body = $("instances-body");
+  const same = made.length === body.children.length && made.every((row, index) => body.children[index] === row.node);
+  if (!same) body.replaceChildren(...made.map((row) => row.node));
+  drawnRows = new Map(made.map((row) => [row.instance.id, row]));
   const total = store.instances.size;
-  $("instances-empty").hidden = total > 0;
-  $("instances-count").textContent = rows.length === total
+  $("instances-empty").hidden = total > 0 || listing.reading > 0;
+  $("instances-count").textContent = listing.reading > 0
+    ? `reading the instance list… ${total} so far${rows.length ? `, showing ${first + 1}–${first + page.length}` : ""}`
+    : rows.length === total
     ? `${total} instance${total === 1 ? "" : "s"}${rows.length ? `, showing ${first + 1}–${first + page.length}` : ""}`
     : `${rows.length} of ${total} match${rows.length ? `, showing ${first + 1}–${first + page.length}` : ""}`;
   $("instances-page").textContent = `Page ${table.page + 1} of ${pages}`;
@@ -416,6 +476,11 @@ export function setUpInstances({ loadImages }) {
     table.page = 0;
     drawTable();
   });
+  $("instances-filter-label").addEventListener("input", (event) => {
+    table.labels = parseLabels(event.target.value.trim());
+    table.page = 0;
+    drawTable();
+  });
   $("instances-filter-state").addEventListener("change", (event) => {
     table.state = event.target.value;
     table.page = 0;
@@ -445,8 +510,10 @@ export function revealInstance(id) {
   if (index < 0) {
     table.name = "";
     table.state = "";
+    table.labels = [];
     $("instances-filter-name").value = "";
     $("instances-filter-state").value = "";
+    $("instances-filter-label").value = "";
   }
   const at = shownInstances().findIndex((instance) => instance.id === id);
   if (at >= 0) table.page = Math.floor(at / PAGE_SIZE);

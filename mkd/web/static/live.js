@@ -1,61 +1,81 @@
-// Live updates from GET /v1/events: each event goes to the event log and to the store. Reads
-// that follow from a burst of events are merged (one GET per instance however many events name
-// it) and run a few at a time; the panels redraw once per frame. Every burst is recorded as a
-// User Timing measure "mkd:event-burst" (first event received → all of it drawn).
+// Live updates from GET /v1/events: each event goes to the event log and to the store. The
+// instances that the events of one animation frame name are read back together (a page of the
+// list where many share one, else one GET each); the panels redraw once. Every burst is recorded as a
+// User Timing measure "mkd:event-burst" (first event received → all of it drawn and painted).
 
+import { request } from "./api.js";
 import { $ } from "./dom.js";
 import { logEvent } from "./eventlog.js";
-import { forgetInstance, loadInstances, refreshInstance } from "./instances.js";
+import { readSome } from "./instance_pages.js";
+import { applyInstance, forgetInstance, loadInstances } from "./instances.js";
 import { showProblem } from "./messages.js";
 import { loadPool, schedulePoolRefresh } from "./pool.js";
-import { drawn, hold, release } from "./store.js";
+import { hold, painted, release } from "./store.js";
 
-const EVENT_TYPES = ["created", "state", "refused", "deleted", "reconciled", "reset"];
+const EVENT_TYPES = ["created", "state", "refused", "deleted", "reconciled", "reset", "spec", "restarted"];
 const RECONNECT_DELAY_MS = 2000;
-const PARALLEL_READS = 5; // the browser's six connections per host, less the stream's
 
 let lastEventId = null;
-const toRead = new Set();
-let reading = 0;
+const toRead = new Set(); // instance ids named by events since the last read
+let reading = false;
+let queued = false; // a read is due at the next animation frame
 let burst = null; // {start, events}
 
 function settleBurst() {
-  if (!burst || reading > 0 || toRead.size > 0) return;
+  if (!burst || reading || queued || toRead.size > 0) return;
   const current = burst;
-  drawn().then(() => {
-    if (burst !== current || reading > 0 || toRead.size > 0) return;
+  painted().then(() => {
+    if (burst !== current || reading || queued || toRead.size > 0) return;
     burst = null;
     performance.measure("mkd:event-burst", { start: current.start, end: performance.now(), detail: { events: current.events } });
   });
 }
 
-function pump() {
-  if (reading === 0 && toRead.size > 0) hold(); // one redraw when the reads are done
-  while (reading < PARALLEL_READS && toRead.size > 0) {
-    const id = toRead.values().next().value;
-    toRead.delete(id);
-    reading += 1;
-    refreshInstance(id).finally(() => {
-      reading -= 1;
-      pump();
-      if (reading === 0 && toRead.size === 0) release();
-      settleBurst();
-    });
-  }
-}
+const readOne = (id) => request("GET", `/v1/instances/${id}`);
 
-function read(id) {
-  toRead.add(id);
-  pump();
-}
-
-// Read everything again (instances and pool); the first call is the page's first full read.
-export async function reloadAll() {
+// The instances named by the events of one frame, read together (instance_pages.js readSome);
+// the panels wait for the replies (hold) and redraw once.
+async function readNamed() {
+  queued = false;
+  if (reading || toRead.size === 0) return;
+  reading = true;
+  const ids = [...toRead];
+  toRead.clear();
   try {
-    await Promise.all([loadInstances(), loadPool()]);
+    const [found, gone] = await readSome(ids, readOne);
+    for (const body of found) applyInstance(body);
+    for (const id of gone) forgetInstance(id, null);
   } catch (error) {
     showProblem(error, "Reading instances");
   }
+  reading = false;
+  if (toRead.size > 0) readNamed();
+  else release();
+  settleBurst();
+}
+
+function read(id) {
+  if (id === null || id === undefined) return;
+  if (!reading && !queued && toRead.size === 0) hold(); // one redraw when the reads are done
+  toRead.add(id);
+  if (!reading && !queued) {
+    queued = true;
+    requestAnimationFrame(readNamed);
+  }
+}
+
+// Read everything again (instances and pool); the first call is the page's first full read.
+// `shown`: the pool and the first page of instances are in the store; `all`: every page is.
+export function reloadAll() {
+  let firstPageRead;
+  const firstPage = new Promise((resolve) => {
+    firstPageRead = resolve;
+  });
+  const pool = loadPool();
+  const all = Promise.all([loadInstances(firstPageRead), pool])
+    .catch((error) => showProblem(error, "Reading instances"))
+    .finally(firstPageRead);
+  return { shown: Promise.all([firstPage, pool.catch(() => {})]), all };
 }
 
 function onEvent(type, message) {
@@ -75,6 +95,8 @@ function onEvent(type, message) {
       schedulePoolRefresh();
       break;
     case "state":
+    case "spec": // a new generation: the spec and its conditions
+    case "restarted": // the restart count and last_failure
       read(data.id);
       break;
     case "deleted":
@@ -82,7 +104,7 @@ function onEvent(type, message) {
       schedulePoolRefresh();
       break;
     case "reconciled":
-      if (data.id) read(data.id);
+      read(data.id);
       schedulePoolRefresh();
       break;
     case "reset": // events were lost beyond retention: start again from a full read

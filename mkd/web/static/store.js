@@ -90,6 +90,12 @@ export function drawn() {
   return new Promise((resolve) => waiters.push(resolve));
 }
 
+// Resolves once what has changed so far is on screen and painted: a task queued from the frame
+// that drew it runs after that frame's style, layout and paint.
+export function painted() {
+  return drawn().then(() => new Promise((resolve) => setTimeout(resolve, 0)));
+}
+
 export function select(id) {
   store.selected = store.selected === id ? null : id;
   changed("selection");
