@@ -1,8 +1,8 @@
-"""The dashboard's fleet panel (issue 17 item 5; DESIGN "Fleet": the dashboard shows the fleet when
-configured): two real daemons on the 3-member etcd cluster, the panel served by one of them shows
-both nodes with their capacity and health, where each instance is placed, a Pending instance with
-the scheduler's reason and, once a node's daemon is gone, its instance NodeLost and why. A daemon
-without [fleet] shows no panel."""
+"""The dashboard's fleet panel and the fleet's metrics (issue 17 item 5; DESIGN "Fleet": the
+dashboard shows the fleet when configured): two real daemons on the 3-member etcd cluster, the
+panel served by one of them shows both nodes with their capacity and health, where each instance
+is placed, a Pending instance with the scheduler's reason and, once a node's daemon is gone, its
+instance NodeLost and why. A daemon without [fleet] shows no panel."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, expect
+from prometheus_client.parser import text_string_to_metric_families
 
 from mkd.testing import imagegen
 from mkd.testing.daemon_process import DaemonProcess
@@ -68,6 +69,18 @@ def document(name: str, kernel: str, **spec: Any) -> dict[str, Any]:
             "spec": {"resources": {"cpu_count": 2, "memory_bytes": 128 * MiB}, "kernel": kernel, **spec}}
 
 
+def fleet_metrics(daemons: list[DaemonProcess]) -> dict[str, Any]:
+    """DESIGN "Fleet" metrics summed over the fleet: leaders, placements, whether etcd requests are timed."""
+    samples: dict[str, float] = {}
+    for daemon in daemons:
+        with daemon.client() as http:
+            for family in text_string_to_metric_families(http.get("/metrics").text):
+                for sample in family.samples:
+                    samples[sample.name] = samples.get(sample.name, 0.0) + sample.value
+    return {"leaders": samples["mkd_fleet_leader"], "placed": samples["mkd_fleet_placements_total"],
+            "etcd_requests_timed": samples["mkd_fleet_etcd_round_trip_seconds_count"] > 0}
+
+
 def test_the_panel_shows_nodes_placements_and_why_an_instance_waits(
         two_nodes: list[DaemonProcess], browser: Browser) -> None:
     served, other = two_nodes
@@ -103,6 +116,7 @@ def test_the_panel_shows_nodes_placements_and_why_an_instance_waits(
             assert "label rack=r9 missing" in reason
             expect(big.get_by_test_id("fleet-instance-reason")).to_have_text(reason, timeout=FLEET_MS)
             audit(page)
+            assert fleet_metrics(two_nodes) == {"leaders": 1, "placed": 1, "etcd_requests_timed": True}
 
             # node-1's daemon dies: its lease runs out, it leaves the node list and web is NodeLost
             other.kill()
