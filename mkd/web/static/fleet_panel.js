@@ -2,7 +2,7 @@
 // nodes with their capacity and health, and its instances with their placement and phase, and
 // why an instance is Pending or NodeLost. It stays hidden on a daemon without [fleet]
 // (GET /v1/fleet/nodes answers 404); otherwise it reads /v1/fleet/nodes and /v1/fleet/instances
-// again every REFRESH_MS while the page is visible (the daemon's event stream carries no fleet
+// after the first render and again every REFRESH_MS while the page is visible (the daemon's event stream carries no fleet
 // events: the fleet lives in etcd).
 // Imported by dashboard.js for its effect; it shares only the API and DOM helpers with the rest.
 
@@ -114,7 +114,22 @@ async function refresh() {
   return true;
 }
 
+// The first read waits for the page's first render (dashboard.js sets data-first-render), so the
+// fleet's etcd reads never compete with the host, pool and instance reads the first screen needs.
+function firstRender() {
+  return new Promise((resolve) => {
+    if (document.body.dataset.firstRender) return resolve();
+    const observer = new MutationObserver(() => {
+      if (!document.body.dataset.firstRender) return;
+      observer.disconnect();
+      resolve();
+    });
+    observer.observe(document.body, { attributes: true, attributeFilter: ["data-first-render"] });
+  });
+}
+
 async function run() {
+  await firstRender();
   if (!(await refresh())) return; // no [fleet]: nothing to show, nothing to poll
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, REFRESH_MS));
