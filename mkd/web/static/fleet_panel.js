@@ -1,9 +1,9 @@
 // The fleet panel (DESIGN "Fleet": the dashboard shows the fleet when configured): the fleet's
-// nodes with their capacity and health, and its instances with their placement and phase, and
-// why an instance is Pending or NodeLost. It stays hidden on a daemon without [fleet]
-// (GET /v1/fleet/nodes answers 404); otherwise it reads /v1/fleet/nodes and /v1/fleet/instances
-// after the first render and again every REFRESH_MS while the page is visible (the daemon's event stream carries no fleet
-// events: the fleet lives in etcd).
+// nodes with their capacity and health, its instances with their placement and phase, and why an
+// instance is Pending or NodeLost. It stays hidden on a daemon without [fleet] (GET
+// /v1/fleet/nodes answers 404); otherwise it reads /v1/fleet/nodes and /v1/fleet/instances after
+// the first render and again every REFRESH_MS while the page is visible (the daemon's event
+// stream carries no fleet events: the fleet lives in etcd).
 // Imported by dashboard.js for its effect; it shares only the API and DOM helpers with the rest.
 
 import { send } from "./api.js";
