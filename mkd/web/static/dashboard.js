@@ -10,6 +10,7 @@ import { setUpCpuMap } from "./cpumap.js";
 import { setUpDetails } from "./details.js";
 import { $ } from "./dom.js";
 import { setUpEventLog } from "./eventlog.js";
+import "./fleet_panel.js"; // on its own: shown only when the daemon has [fleet]
 import { loadImages, setUpImages } from "./images.js";
 import { revealInstance, setUpInstances } from "./instances.js";
 import { connectEvents, reloadAll } from "./live.js";
