@@ -169,8 +169,13 @@ def test_version() -> None:
     assert process.returncode == 0 and process.stdout.startswith("mkd ")
 
 
+# The shell named on the command line, not guessed from the parent processes (typer's switch for
+# this): under a test runner the parent may be no shell at all, and detection then fails.
+NAMED_SHELL = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+
+
 def test_shell_completion_script_and_answers() -> None:
-    env = clean_env(PATH=f"{MKD.parent}:{os.environ.get('PATH', '')}")
+    env = clean_env(PATH=f"{MKD.parent}:{os.environ.get('PATH', '')}", **NAMED_SHELL)
     script = subprocess.run([MKD, "--show-completion", "bash"], capture_output=True, text=True, timeout=30,
                             env=env, check=False)
     assert script.returncode == 0, script.stderr
@@ -204,7 +209,7 @@ def test_probe_over_the_unix_socket(daemon: DaemonProcess) -> None:
 
 
 def test_install_completion_writes_the_script_where_bash_reads_it(tmp_path: Path) -> None:
-    env = clean_env(HOME=str(tmp_path), PATH=f"{MKD.parent}:{os.environ.get('PATH', '')}")
+    env = clean_env(HOME=str(tmp_path), PATH=f"{MKD.parent}:{os.environ.get('PATH', '')}", **NAMED_SHELL)
     done = subprocess.run([MKD, "--install-completion", "bash"], capture_output=True, text=True, timeout=30, env=env,
                           check=False)
     assert done.returncode == 0, done.stderr
