@@ -39,6 +39,7 @@ FLUSH_S = 5.0
 # Errors after which a reader is useless: the device or the instance went away.
 _DEAD_READER = frozenset({errno.ENOTCONN, errno.ENODEV, errno.EBADF, errno.ENXIO, errno.EIO})
 _BOOT_FILE = re.compile(r"([0-9]+)-([0-9]+)\.log")
+_LEGACY_BOOT_FILE = re.compile(r"([0-9]+)\.log")
 
 # Told which instances' consoles got output (or went away); None: the history is closing.
 OutputListener = Callable[[set[int] | None], None]
@@ -426,7 +427,7 @@ def _load_boots(directory: Path) -> list[_Boot]:
     """The boots on disk, oldest first; of two files of one boot (a trim cut short) the newer."""
     found: dict[int, _Boot] = {}
     try:
-        entries = list(directory.iterdir())
+        entries = _renamed_legacy(list(directory.iterdir()))
     except FileNotFoundError:
         return []
     for path in entries:
@@ -441,6 +442,22 @@ def _load_boots(directory: Path) -> list[_Boot]:
             older.path.unlink(missing_ok=True)
         found[boot.number] = boot
     return [found[number] for number in sorted(found)]
+
+
+def _renamed_legacy(entries: list[Path]) -> list[Path]:
+    """Boot files of the release before global offsets (`<boot>.log`) renamed to `<boot>-<offset>.log`,
+    counting offsets from the oldest kept byte, so an upgraded daemon keeps and serves them."""
+    legacy = sorted((int(m[1]), path) for path in entries if (m := _LEGACY_BOOT_FILE.fullmatch(path.name)))
+    if not legacy:
+        return entries
+    base = 0
+    renamed: dict[Path, Path] = {}
+    for number, path in legacy:
+        target = path.with_name(f"{number}-{base}.log")
+        base += path.stat().st_size
+        os.replace(path, target)
+        renamed[path] = target
+    return [renamed.get(path, path) for path in entries]
 
 
 def _read_tail(path: Path, max_bytes: int) -> bytes:

@@ -154,3 +154,16 @@ def test_of_two_files_of_one_boot_the_newer_trim_wins(tmp_path: Path, client: Ho
     assert history.read_from(1, 0, 100) == (9, b"kept line\n")
     assert history.stored_end(1) == 19
     history.close()
+
+
+def test_boot_files_of_the_release_before_offsets_are_kept(tmp_path: Path, client: HostBackend) -> None:
+    # An upgraded daemon finds `<boot>.log` files: they become `<boot>-<offset>.log`, offsets
+    # counted from the oldest kept byte, and the history serves them.
+    directory = tmp_path / "console" / UID
+    directory.mkdir(parents=True)
+    (directory / "1.log").write_bytes(b"first boot\n")
+    (directory / "2.log").write_bytes(b"second boot\n")
+    history = _history(tmp_path, client)
+    history.know(1, UID)
+    assert [p.name for p in history.boot_paths(1)] == ["1-0.log", "2-11.log"]
+    assert history.tail(1, 1 << 20) == "second boot\n"
