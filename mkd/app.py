@@ -125,6 +125,9 @@ def create_app(settings: Settings | None = None, *,
             app.state.not_ready_reason = f"start-up failed: {exc}"
             on_start_failure(exc)
             return
+        if app.state.fleet is not None:
+            # DESIGN "Fleet", fencing: what is placed elsewhere is stopped before the daemon serves.
+            await app.state.fleet.prepare(daemon)
         app.state.daemon = daemon
         tasks.start_soon(follow_kernel, daemon)
         tasks.start_soon(housekeeping, daemon)
