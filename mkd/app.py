@@ -47,6 +47,7 @@ from mkd.db.migrate import upgrade_to_head
 from mkd.db.session import create_private, make_engine
 from mkd.devicetree.dts import configure_dtc
 from mkd.images.store import ImageStore
+from mkd.services import sd_notify
 from mkd.services.console_attach import open_console_history
 from mkd.services.context import Daemon
 from mkd.services.event_bus import EventBus
@@ -138,6 +139,8 @@ def create_app(settings: Settings | None = None, *,
         tasks.start_soon(reconciler.run)
         if app.state.fleet is not None:
             app.state.fleet.start(daemon, tasks)
+        sd_notify.notify("READY=1")  # deploy/mkd.service is Type=notify
+        tasks.start_soon(sd_notify.keep_watchdog)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

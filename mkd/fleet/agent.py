@@ -109,6 +109,7 @@ class NodeAgent:
         self.renewed_at = sent
         self.registered = None
         self.advertised = set()
+        self.published = {}  # written again: what was published before a lapse may be stale
         await self.publish_record()
         await self.advertise_images()
         log.info("node %s registered on lease %x", self.node, self.lease)

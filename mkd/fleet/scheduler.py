@@ -148,6 +148,8 @@ class Scheduler:
             except (EtcdUnavailable, EtcdError, FleetUnavailable) as exc:
                 log.warning("scheduler: %s", exc)
                 self.is_leader = False
+                if "lease not found" in str(exc):
+                    self.lease = 0  # expired while etcd was away (quorum lost): campaign on a new one
                 await anyio.sleep(1.0)
 
     async def _wait_for_vacancy(self) -> None:

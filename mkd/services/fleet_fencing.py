@@ -87,6 +87,12 @@ def unfence(daemon: Daemon, name: str) -> bool:
             return False
         declared.held = None
         declared.conditions = conditions.release(declared.conditions, utcnow().isoformat())
+        if not declared.deleting:
+            # Started again as a restart (event `restarted`, reason "fenced"): else the reconciler
+            # would take the fence's stop for one the kernel did on its own.
+            declared.last_failure = {"reason": "fenced", "restart_pending": True, "attempt": 1,
+                                     "at": utcnow().isoformat()}
+            declared.not_before = None
         declared.updated_at = utcnow()
         session.add(declared)
         record = repository.get_instance_by_name(session=session, name=name)

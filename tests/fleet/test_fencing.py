@@ -70,6 +70,11 @@ def test_a_fenced_instance_is_stopped_held_and_released(make_client: MakeClient)
     assert fleet_fencing.unfence(daemon, "mover") is False
     wait_for(client, "mover", lambda s: s["state"] == "ACTIVE")
     assert fleet_fencing.fenced(daemon) == set()
+    # without a new spec too: lifted, it starts again (the fence's stop is no crash of its own)
+    assert fleet_fencing.fence(daemon, {"mover"}, "lapsed again") == ["mover"]
+    assert fleet_fencing.unfence(daemon, "mover") is True
+    started = wait_for(client, "mover", lambda s: s["state"] == "ACTIVE")
+    assert started["last_failure"]["reason"] == "fenced"
 
 
 def test_a_fenced_instance_still_drives_down_when_removed(make_client: MakeClient) -> None:
