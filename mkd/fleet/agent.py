@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from mkd.config import Settings
 from mkd.errors import MkdError, NotFound
 from mkd.fleet.documents import declared_spec, is_deleting
-from mkd.fleet.etcd import EtcdError, EtcdUnavailable, WatchEvent, delete_op, mod_is
+from mkd.fleet.etcd import EtcdError, EtcdUnavailable, WatchEvent, delete_op, exception_leaves, mod_is
 from mkd.fleet.last_placements import LastPlacements
 from mkd.fleet.metrics import FleetMetrics
 from mkd.fleet.phase import Phase
@@ -52,11 +52,6 @@ GUARD_S = 0.1  # how often the guard looks at the lease's age (and re-checks fen
 class LeaseLost(Exception):
     """The node's lease expired, was revoked, or went unrenewed for its TTL: the session starts over."""
 
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
 
 
 def phase_of(document: dict[str, Any]) -> Phase:
@@ -398,7 +393,7 @@ class NodeAgent:
                         self._wake.set()
                 except Exception as exc:  # the daemon serves on; the agent starts over
                     self._prepared = None
-                    leaves = _leaves(exc)
+                    leaves = exception_leaves(exc)
                     if any(isinstance(leaf, LeaseLost) for leaf in leaves):
                         continue
                     if all(isinstance(leaf, (EtcdUnavailable, EtcdError, FleetUnavailable)) for leaf in leaves):

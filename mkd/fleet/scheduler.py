@@ -31,6 +31,7 @@ from mkd.fleet.etcd import (
     KeyValue,
     WatchEvent,
     delete_op,
+    exception_leaves,
     mod_is,
     put_op,
     range_op,
@@ -145,10 +146,14 @@ class Scheduler:
                         tasks.cancel_scope.cancel()
                 else:
                     await self._wait_for_vacancy()
-            except (EtcdUnavailable, EtcdError, FleetUnavailable) as exc:
-                log.warning("scheduler: %s", exc)
+            except Exception as exc:  # etcd's failures, raised alone or from the leader's tasks
+                leaves = exception_leaves(exc)
+                if all(isinstance(leaf, (EtcdUnavailable, EtcdError, FleetUnavailable)) for leaf in leaves):
+                    log.warning("scheduler: %s", leaves[0])
+                else:  # a bug must not take the daemon down: campaign again
+                    log.exception("scheduler failed")
                 self.is_leader = False
-                if "lease not found" in str(exc):
+                if any("lease not found" in str(leaf) for leaf in leaves):
                     self.lease = 0  # expired while etcd was away (quorum lost): campaign on a new one
                 await anyio.sleep(1.0)
 
@@ -392,6 +397,7 @@ class Scheduler:
                 result.released += len(orphans)
             else:
                 result.lost_compares += 1
+
 
 
 def bookings_of(view: FleetView) -> dict[str, dict[str, Booking]]:

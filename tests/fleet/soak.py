@@ -27,7 +27,14 @@ INSTANCES = 8  # half OnNodeLoss, half Never
 
 def converged(nodes: list[Node], cluster: EtcdCluster) -> bool:
     documents = surface_call(cluster, PREFIX, "instances")
-    states = {node.name: node.states() for node in nodes}
+    states: dict[str, dict[str, str]] = {}
+    for node in nodes:
+        with node.daemon.client(timeout=10) as http:
+            answer = http.get("/v1/instances")
+        if answer.status_code != 200:
+            print(f"  {node.name}: GET /v1/instances {answer.status_code} {answer.text[:200]}", flush=True)
+            return False
+        states[node.name] = {i["name"]: i["state"] for i in answer.json()["items"]}
     for doc in documents:
         status, name = doc["status"], doc["metadata"]["name"]
         if status["phase"] != "Running" or states.get(status["node"], {}).get(name) != "ACTIVE":
@@ -41,8 +48,9 @@ def main() -> int:
     duration = float(os.environ.get("MKD_FLEET_SOAK_S", "120"))
     rng = random.Random(int(os.environ.get("MKD_FLEET_SOAK_SEED", "17")))
     steps: list[str] = []
+    kept = os.environ.get("MKD_FLEET_SOAK_DIR")  # keep the daemons' logs there
     with tempfile.TemporaryDirectory(prefix="mkd-soak-") as scratch:
-        work = Path(scratch)
+        work = Path(kept) if kept else Path(scratch)
         cluster = EtcdCluster(work / "etcd").start()
         nodes = [Node(work, i, cluster, PREFIX) for i in range(3)]
         try:
