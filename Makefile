@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint typecheck bench fuzz openapi system-deps image clean
+.PHONY: run test lint typecheck bench fuzz fleet-soak openapi system-deps image clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -54,6 +54,11 @@ bench: $(STAMP) system-deps
 # get at least 50 2xx (tests/fuzz/test_fuzz_openapi.py prints the count per operation).
 fuzz: $(STAMP) system-deps
 	MKD_FUZZ_CASES=5000 MKD_FUZZ_BUDGET_S=420 $(BIN)/pytest -s -p no:cacheprovider --timeout=3600 tests/fuzz
+
+# Random node kills, partitions and etcd member restarts for MKD_FLEET_SOAK_S seconds (default 120),
+# checking after each step that the fleet converges and throughout that no instance runs on two nodes.
+fleet-soak: $(STAMP) system-deps
+	$(BIN)/python -m tests.fleet.soak
 
 openapi: $(STAMP)
 	$(BIN)/python -m mkd.openapi > openapi.json

@@ -49,6 +49,7 @@ from mkd.db.migrate import upgrade_to_head
 from mkd.db.session import create_private, make_engine
 from mkd.devicetree.dts import configure_dtc
 from mkd.images.store import ImageStore
+from mkd.services import sd_notify
 from mkd.services.console_attach import open_console_history
 from mkd.services.context import Daemon
 from mkd.services.event_bus import EventBus
@@ -130,6 +131,9 @@ def create_app(settings: Settings | None = None, *,
             app.state.not_ready_reason = f"start-up failed: {exc}"
             on_start_failure(exc)
             return
+        if app.state.fleet is not None:
+            # DESIGN "Fleet", fencing: what is placed elsewhere is stopped before the daemon serves.
+            await app.state.fleet.prepare(daemon)
         app.state.daemon = daemon
         tasks.start_soon(follow_kernel, daemon)
         tasks.start_soon(housekeeping, daemon)
@@ -140,6 +144,8 @@ def create_app(settings: Settings | None = None, *,
         tasks.start_soon(reconciler.run)
         if app.state.fleet is not None:
             app.state.fleet.start(daemon, tasks)
+        sd_notify.notify("READY=1")  # deploy/mkd.service is Type=notify
+        tasks.start_soon(sd_notify.keep_watchdog)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -7,8 +7,14 @@
 - publishes `status/<name>` from the local instance, and advertises its images
   (`images/<sha256>/<node>`, on the lease, so they vanish with the node).
 
-The lease is the hook for fencing (issue 17): `on_lease_lost` is where a node that lost its
-lease will stop its OnNodeLoss instances.
+Fencing (DESIGN "Fleet", fencing; mkd.services.fleet_fencing): a guard force-stops and holds the
+node's `OnNodeLoss` instances as soon as its lease has not been renewed for `lease_ttl_s` (etcd
+unreachable, or the lease expired or revoked); `Never` instances keep running through any outage.
+A session (register, read the placements, act) starts over after a lost lease, so what the node
+believes it holds is read again at the revision after its new lease: every fleet instance whose
+placement is not its own is stopped first, and a fenced one is released only once the node holds
+a lease and the placement again. Before the daemon serves (`prepare`), the same is done by etcd or,
+without etcd, by the placements stored last (mkd.fleet.last_placements).
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ from starlette.concurrency import run_in_threadpool
 from mkd.config import Settings
 from mkd.errors import MkdError, NotFound
 from mkd.fleet.documents import declared_spec, is_deleting
-from mkd.fleet.etcd import EtcdError, EtcdUnavailable, WatchEvent, delete_op, mod_is
+from mkd.fleet.etcd import EtcdError, EtcdUnavailable, WatchEvent, delete_op, exception_leaves, mod_is
+from mkd.fleet.last_placements import LastPlacements
+from mkd.fleet.metrics import FleetMetrics
 from mkd.fleet.phase import Phase
 from mkd.fleet.store import FleetStore, dumps
-from mkd.services import fleet_node
+from mkd.fleet.surface import FleetUnavailable
+from mkd.services import fleet_fencing, fleet_node
 from mkd.services.context import Daemon
 from mkd.services.signals import ANY
 
@@ -37,6 +46,12 @@ SETTLE_S = 0.05
 RETRY_S = 1.0
 RETRY_FAILED_S = 5.0
 TERMINAL_REASONS = {"CrashLoop", "Unsupported"}
+GUARD_S = 0.1  # how often the guard looks at the lease's age (and re-checks fenced instances)
+
+
+class LeaseLost(Exception):
+    """The node's lease expired, was revoked, or went unrenewed for its TTL: the session starts over."""
+
 
 
 def phase_of(document: dict[str, Any]) -> Phase:
@@ -50,7 +65,8 @@ def phase_of(document: dict[str, Any]) -> Phase:
 
 
 class NodeAgent:
-    def __init__(self, daemon: Daemon, store: FleetStore, settings: Settings) -> None:
+    def __init__(self, daemon: Daemon, store: FleetStore, settings: Settings,
+                 metrics: FleetMetrics | None = None) -> None:
         assert settings.fleet is not None
         self.daemon = daemon
         self.store = store
@@ -58,7 +74,11 @@ class NodeAgent:
         self.fleet = settings.fleet
         self.node = settings.fleet.node
         self.url = settings.advertise_url
+        self.metrics = metrics
         self.lease = 0
+        self.renewed_at = 0.0  # monotonic: when the last grant or renewal that etcd answered was sent
+        self.last = LastPlacements(settings.daemon.state_dir, self.node)
+        self._prepared: int | None = None  # the revision `prepare` read, for the first session
         self.registered: dict[str, Any] | None = None
         self.placements: dict[str, dict[str, Any]] = {}  # name -> placement, for this node
         self.documents: dict[str, dict[str, Any]] = {}  # name -> fleet document, for those placed here
@@ -79,9 +99,12 @@ class NodeAgent:
 
     async def register(self) -> None:
         """A fresh lease and the node record (and image adverts) on it."""
+        sent = time.monotonic()
         self.lease = await self.store.client.grant(self.fleet.lease_ttl_s)
+        self.renewed_at = sent
         self.registered = None
         self.advertised = set()
+        self.published = {}  # written again: what was published before a lapse may be stale
         await self.publish_record()
         await self.advertise_images()
         log.info("node %s registered on lease %x", self.node, self.lease)
@@ -100,22 +123,60 @@ class NodeAgent:
             await self.store.client.delete(self.keys.image(sha, self.node))
         self.advertised = digests
 
-    async def on_lease_lost(self) -> None:
-        """The lease expired (etcd unreachable too long, or revoked): register again.
-        Issue 17 (fencing) stops OnNodeLoss instances here before anything else."""
-        log.warning("node %s lost its lease %x: registering again", self.node, self.lease)
-        await self.register()
+    def holds_lease(self) -> bool:
+        """A lease etcd renewed less than `lease_ttl_s` ago (by this node's clock, from when the
+        renewal was sent: etcd counts its TTL from no earlier than that)."""
+        return self.lease != 0 and time.monotonic() - self.renewed_at < self.fleet.lease_ttl_s
+
+    async def on_lease_lost(self, why: str) -> None:
+        """The lease is gone: fence at once, then start a session over (a new lease, the
+        placements read again)."""
+        log.warning("node %s lost its lease %x (%s): fencing, then registering again", self.node, self.lease, why)
+        self.lease = 0
+        await self.fence_movable(f"the node's lease was lost ({why})")
+        raise LeaseLost(why)
 
     async def keep_lease(self) -> None:
         interval = max(self.fleet.lease_ttl_s / 3, 0.2)
         while True:
             await anyio.sleep(interval)
+            sent = time.monotonic()
             try:
                 ttl = await self.store.client.keepalive(self.lease)
-                if ttl <= 0:
-                    await self.on_lease_lost()
             except (EtcdUnavailable, EtcdError) as exc:
                 log.warning("lease renewal: %s", exc)
+                continue
+            if ttl <= 0:
+                await self.on_lease_lost("expired or revoked")
+            if not self.holds_lease():
+                # Renewed, but only after the guard saw it lapse and fenced: read everything again.
+                await self.on_lease_lost(f"not renewed for {self.fleet.lease_ttl_s} s")
+            self.renewed_at = sent
+
+    # -- fencing ---------------------------------------------------------------------------------
+    async def fence(self, names: set[str], why: str) -> None:
+        if names:
+            await run_in_threadpool(fleet_fencing.fence, self.daemon, names, why)
+        await self._count_fenced()
+
+    async def fence_movable(self, why: str) -> None:
+        await self.fence(await run_in_threadpool(fleet_fencing.movable, self.daemon), why)
+
+    async def _count_fenced(self) -> None:
+        if self.metrics is not None:
+            self.metrics.fenced.set(len(await run_in_threadpool(fleet_fencing.fenced, self.daemon)))
+
+    async def guard(self) -> None:
+        """While the lease is not held (lapsed, lost, or not yet granted): the OnNodeLoss
+        instances are fenced, and kept so (what a reconciler pass started meanwhile is stopped)."""
+        ttl = self.fleet.lease_ttl_s
+        while True:
+            if not self.holds_lease():
+                try:
+                    await self.fence_movable(f"the node's lease was not renewed for {ttl} s")
+                except Exception:  # the guard must outlive one failed pass
+                    log.exception("fencing failed")
+            await anyio.sleep(GUARD_S)
 
     # -- following the daemon and the fleet ------------------------------------------------------
     async def follow_local_changes(self) -> None:
@@ -161,14 +222,38 @@ class NodeAgent:
             self._wake.set()
 
     async def load(self) -> int:
-        """Read this node's placements and their documents; the revision to watch from."""
+        """Read this node's placements and their documents (store them, fence what is here but
+        placed elsewhere); the revision to watch from."""
         view = await self.store.view(statuses=False)
         placements = {name: kv.json() for name, kv in view.placements.items()}
         self.placements = {name: p for name, p in placements.items() if p.get("node") == self.node}
         self.documents = {name: kv.json() for name, kv in view.instances.items()}
+        await run_in_threadpool(self.last.save, dict(self.placements))
         local = await run_in_threadpool(fleet_node.fleet_instances, self.daemon)
+        await self.fence(set(local) - set(self.placements), "its placement is not this node's")
         self._dirty = set(self.placements) | set(local)
         return view.revision
+
+    async def start_session(self) -> int:
+        """Register on a fresh lease, then read the placements: a placement the leader moved
+        before the new lease shows here; after it, the move (which needs this node absent) fails."""
+        await self.register()
+        return await self.load()
+
+    async def prepare(self) -> None:
+        """Before the daemon serves: stop every fleet instance whose placement is not this node's,
+        by etcd when it answers within `request_timeout_s`, else by the placements stored last
+        (and the OnNodeLoss ones are fenced by the guard until a lease is held)."""
+        stored = await run_in_threadpool(self.last.load)
+        local = await run_in_threadpool(fleet_node.fleet_instances, self.daemon)
+        await self.fence(set(local) - set(stored), "its placement was not this node's when etcd was last heard")
+        try:
+            with anyio.fail_after(self.fleet.request_timeout_s):
+                self._prepared = await self.start_session()
+        except (EtcdUnavailable, EtcdError, FleetUnavailable, TimeoutError) as exc:
+            log.warning("etcd did not answer at start (%s): fencing the OnNodeLoss instances", exc)
+            self.lease = 0
+            await self.fence_movable("etcd did not answer at start")
 
     # -- making this node what the fleet says -----------------------------------------------------
     async def sync(self, name: str) -> None:
@@ -180,13 +265,19 @@ class NodeAgent:
                 await self._release(name, placement, document)
             return
         spec = document.get("spec", {})
+        movable = spec.get("reschedule") == "OnNodeLoss"
+        if movable and not self.holds_lease():
+            return  # the next session (with a lease) applies it
         missing = [sha for sha in (spec.get("kernel"), spec.get("initrd")) if sha
                    and not await run_in_threadpool(fleet_node.has_image, self.daemon, sha)]
         if missing and not await self._pull(missing):
             raise NotFound(f"image {missing[0]} is neither here nor on a live peer")
         labels = dict(document.get("metadata", {}).get("labels") or {})
         declared = declared_spec(spec)
-        await run_in_threadpool(fleet_node.apply_fleet_instance, self.daemon, name, labels, declared)
+        await run_in_threadpool(fleet_node.apply_fleet_instance, self.daemon, name, labels, declared,
+                                str(spec.get("reschedule") or "Never"))
+        if self.holds_lease() and await run_in_threadpool(fleet_fencing.unfence, self.daemon, name):
+            await self._count_fenced()
 
     async def _release(self, name: str, placement: dict[str, Any], document: dict[str, Any] | None) -> None:
         """The local instance is gone: end what the fleet holds of it (the leader frees the booking)."""
@@ -248,6 +339,7 @@ class NodeAgent:
             self._wake = anyio.Event()
             dirty, self._dirty = self._dirty | self.leaving() | self._due_retries(), set()
             try:
+                await run_in_threadpool(self.last.save, dict(self.placements))  # before acting on them
                 for name in sorted(dirty):
                     await self._sync_one(name)
                 await self.publish_statuses(set(self.placements))
@@ -287,19 +379,25 @@ class NodeAgent:
             await self._publish(name, {"phase": "Failed", "reason": f"{type(exc).__name__}: {exc}"})
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.register()
-                revision = await self.load()
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(self.keep_lease)
-                    tasks.start_soon(self.follow_local_changes)
-                    tasks.start_soon(self.follow_fleet, revision + 1)
-                    tasks.start_soon(self.work)
-                    self._wake.set()
-            except (EtcdUnavailable, EtcdError) as exc:
-                log.warning("fleet agent: %s; registering again", exc)
-                await anyio.sleep(RETRY_S)
-            except Exception:  # the daemon serves on; the agent starts over
-                log.exception("fleet agent failed; registering again")
-                await anyio.sleep(RETRY_S)
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(self.guard)
+            while True:
+                try:
+                    revision = self._prepared if self._prepared is not None else await self.start_session()
+                    self._prepared = None
+                    async with anyio.create_task_group() as tasks:
+                        tasks.start_soon(self.keep_lease)
+                        tasks.start_soon(self.follow_local_changes)
+                        tasks.start_soon(self.follow_fleet, revision + 1)
+                        tasks.start_soon(self.work)
+                        self._wake.set()
+                except Exception as exc:  # the daemon serves on; the agent starts over
+                    self._prepared = None
+                    leaves = exception_leaves(exc)
+                    if any(isinstance(leaf, LeaseLost) for leaf in leaves):
+                        continue
+                    if all(isinstance(leaf, (EtcdUnavailable, EtcdError, FleetUnavailable)) for leaf in leaves):
+                        log.warning("fleet agent: %s; registering again", leaves[0])
+                    else:
+                        log.exception("fleet agent failed; registering again")
+                    await anyio.sleep(RETRY_S)

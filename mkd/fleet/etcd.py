@@ -27,6 +27,7 @@ Json = dict[str, Any]
 CompareOp = Literal["=", "!=", "<", ">"]
 _RESULT = {"=": "EQUAL", "!=": "NOT_EQUAL", "<": "LESS", ">": "GREATER"}
 WATCH_RETRY_S = 0.2
+UNAVAILABLE = 14  # gRPC's code for a member that cannot serve (stopping, or without quorum)
 
 
 class EtcdUnavailable(Exception):
@@ -35,6 +36,13 @@ class EtcdUnavailable(Exception):
 
 class EtcdError(Exception):
     """etcd answered with an error (a bad request, a lease not found, a compacted revision)."""
+
+
+def exception_leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions an exception group holds (a task group's failures), or the one exception."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in exception_leaves(inner)]
+    return [exc]
 
 
 def _b64(text: str | bytes) -> str:
@@ -303,7 +311,12 @@ class EtcdClient:
                         self.bytes_received += len(line)
                         message = json.loads(line)
                         if "error" in message:
-                            raise EtcdError(f"watch: {message['error']}")
+                            error = message["error"]
+                            if isinstance(error, dict) and (error.get("grpc_code") == UNAVAILABLE
+                                                            or error.get("http_code") == 503):
+                                # the member is going away ("transport is closing"): resume on the next
+                                raise httpx.RemoteProtocolError(f"watch: {error.get('message')}")
+                            raise EtcdError(f"watch: {error}")
                         result = message.get("result", {})
                         if int(result.get("compact_revision", 0)):
                             raise EtcdError(f"watch from revision {next_revision}: compacted "

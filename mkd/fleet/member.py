@@ -50,12 +50,19 @@ class FleetMember(FleetOperations):
         """What /metrics renders of the fleet."""
         return self.metrics.registry
 
+    async def prepare(self, daemon: Daemon) -> None:
+        """Before the daemon serves: stop what is placed elsewhere (NodeAgent.prepare)."""
+        self.agent = NodeAgent(daemon, self.store, self.settings, self.metrics)
+        await self.agent.prepare()
+
     def start(self, daemon: Daemon, tasks: anyio.abc.TaskGroup) -> None:
         """Run the node agent (and the scheduler's campaign) in the app's task group."""
-        self.agent = NodeAgent(daemon, self.store, self.settings)
+        if self.agent is None:
+            self.agent = NodeAgent(daemon, self.store, self.settings, self.metrics)
         tasks.start_soon(self.agent.run)
         if self.fleet.scheduler:
             self.scheduler = Scheduler(self.store, node=self.fleet.node, lease_ttl_s=self.fleet.lease_ttl_s,
+                                       fence_grace_s=self.fleet.fence_grace_s,
                                        strategy=self.fleet.strategy, metrics=self.metrics)
             tasks.start_soon(self.scheduler.run)
 

@@ -6,11 +6,19 @@ compares the instance's revision, `allocations/<node>`'s revision and that the i
 placement yet, and writes the placement and the node's bookings together. Two leaders for a
 moment (the first one's lease expiring under it) cannot book a node twice or place an instance
 twice: the second transaction's comparison fails and it reads again.
+
+Node loss (DESIGN "Fleet", fencing): an instance whose node holds no lease stays placed there
+(`NodeLost`). A `reschedule: OnNodeLoss` one is let go only `fence_grace_s` after the leader saw
+the node's lease expire (by then the node, if alive, has fenced it: it stops its OnNodeLoss
+instances as soon as its lease goes unrenewed for `lease_ttl_s`), in a transaction that compares
+that the node is still absent; the round then places it like any unplaced instance. A leader that
+takes over counts the grace from when it first sees the node absent, never less.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -23,6 +31,7 @@ from mkd.fleet.etcd import (
     KeyValue,
     WatchEvent,
     delete_op,
+    exception_leaves,
     mod_is,
     put_op,
     range_op,
@@ -54,15 +63,19 @@ class RoundResult:
     pending: dict[str, str] = field(default_factory=dict)  # instance -> reason
     lost_compares: int = 0
     released: int = 0
+    moved: list[str] = field(default_factory=list)  # let go from lost nodes, placed again this round
 
 
 class Scheduler:
     def __init__(self, store: FleetStore, *, node: str, lease_ttl_s: int, strategy: Strategy,
-                 metrics: FleetMetrics | None = None) -> None:
+                 fence_grace_s: float = 5.0, metrics: FleetMetrics | None = None) -> None:
         self.store = store
         self.keys = store.keys
         self.node = node
         self.lease_ttl_s = lease_ttl_s
+        self.fence_grace_s = fence_grace_s
+        self.absent_since: dict[str, float] = {}  # lost node -> when this leader first saw it absent
+        self.next_due: float | None = None  # when a lost node's grace ends (a round then, unasked)
         self.strategy: Strategy = strategy
         self.metrics = metrics
         self.lease = 0
@@ -133,9 +146,15 @@ class Scheduler:
                         tasks.cancel_scope.cancel()
                 else:
                     await self._wait_for_vacancy()
-            except (EtcdUnavailable, EtcdError, FleetUnavailable) as exc:
-                log.warning("scheduler: %s", exc)
+            except Exception as exc:  # etcd's failures, raised alone or from the leader's tasks
+                leaves = exception_leaves(exc)
+                if all(isinstance(leaf, (EtcdUnavailable, EtcdError, FleetUnavailable)) for leaf in leaves):
+                    log.warning("scheduler: %s", leaves[0])
+                else:  # a bug must not take the daemon down: campaign again
+                    log.exception("scheduler failed")
                 self.is_leader = False
+                if any("lease not found" in str(leaf) for leaf in leaves):
+                    self.lease = 0  # expired while etcd was away (quorum lost): campaign on a new one
                 await anyio.sleep(1.0)
 
     async def _wait_for_vacancy(self) -> None:
@@ -159,9 +178,12 @@ class Scheduler:
                     log.warning("placement round: %s", exc)
                     await anyio.sleep(1.0)
                     self._changed.set()
-                # Rounds follow changes only: at rest the leader reads nothing (the watch resumes
-                # from its last revision after a break, so no change is missed).
-                await self._changed.wait()
+                # Rounds follow changes only (and the end of a lost node's grace): at rest the
+                # leader reads nothing (the watch resumes from its last revision after a break, so
+                # no change is missed).
+                wait_s = None if self.next_due is None else max(self.next_due - time.monotonic(), 0.0)
+                with anyio.move_on_after(wait_s):
+                    await self._changed.wait()
                 await anyio.sleep(SETTLE_S)
             tasks.cancel_scope.cancel()
 
@@ -193,6 +215,7 @@ class Scheduler:
         one that does not waits for the next round."""
         view = await self.view.read()
         result = RoundResult()
+        await self._let_go_of_lost(view, result)
         await self._release(view, result)
         nodes = [NodeView.of(record, cordoned=name in view.cordons) for name, record in view.nodes.items()]
         unplaced: list[tuple[str, KeyValue]] = []
@@ -309,6 +332,42 @@ class Scheduler:
                                         [put_op(self.keys.status(name), dumps({"phase": "Pending", "reason": reason}))])
             self._noted[name] = reason
 
+    async def _let_go_of_lost(self, view: FleetView, result: RoundResult) -> None:
+        """OnNodeLoss placements on nodes that hold no lease, once `fence_grace_s` has passed since
+        the leader saw the node go: deleted (with the node's stale status) if the node is still
+        absent, so this round places them again. Never instances stay (NodeLost)."""
+        now = time.monotonic()
+        placed_on = {str(kv.json().get("node")) for kv in view.placements.values()}
+        lost = placed_on - set(view.nodes)
+        for node in list(self.absent_since):
+            if node not in lost:
+                del self.absent_since[node]
+        for node in lost:
+            self.absent_since.setdefault(node, now)
+        self.next_due = None
+        for name, kv in sorted(view.placements.items()):
+            placement = kv.json()
+            node = str(placement.get("node"))
+            instance = view.instances.get(name)
+            if node not in lost or instance is None or is_deleting(instance.json()):
+                continue
+            if instance.json().get("spec", {}).get("reschedule") != "OnNodeLoss":
+                continue
+            due = self.absent_since[node] + self.fence_grace_s
+            if due > now:
+                self.next_due = due if self.next_due is None else min(self.next_due, due)
+                continue
+            txn = await self.store.client.txn(
+                [mod_is(kv.key, "=", kv.mod_revision), version_is(self.keys.node(node), "=", 0)],
+                [delete_op(kv.key), delete_op(self.keys.status(name))])
+            if txn.succeeded:
+                log.warning("instance %s: node %s lost for %.1f s: placing it again", name, node,
+                            now - self.absent_since[node])
+                view.placements.pop(name, None)
+                result.moved.append(name)
+            else:
+                result.lost_compares += 1  # the node came back, or the placement changed: read again
+
     async def _release(self, view: FleetView, result: RoundResult) -> None:
         """Bookings whose placement is gone (evicted and driven down, or the instance deleted)
         and placements whose instance is gone: free them, each node in one transaction."""
@@ -338,6 +397,7 @@ class Scheduler:
                 result.released += len(orphans)
             else:
                 result.lost_compares += 1
+
 
 
 def bookings_of(view: FleetView) -> dict[str, dict[str, Booking]]:

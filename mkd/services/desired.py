@@ -261,6 +261,8 @@ def get_document(*, daemon: Daemon, ref: str) -> tuple[dict[str, Any], str]:
 
 
 def _release(declared: DeclaredRecord) -> None:
+    if declared.held == conditions.FENCED and not declared.deleting:
+        return  # a new spec does not unfence: only the fleet's agent does (mkd.services.fleet_fencing)
     declared.held = None
     declared.conditions = conditions.release(declared.conditions, utcnow().isoformat())
 

@@ -15,7 +15,7 @@ from mkd.domain.desired.spec import DeclaredSpec
 from mkd.errors import KernelError, NotFound
 from mkd.services.context import Daemon
 from mkd.services.desired import apply_document, document_of, request_delete
-from mkd.services.fleet_ownership import FLEET, OWNER_LABEL, is_fleet_owned
+from mkd.services.fleet_ownership import FLEET, OWNER_LABEL, RESCHEDULE_LABEL, is_fleet_owned
 from mkd.services.holdings import ledger_for
 
 
@@ -57,7 +57,8 @@ def has_image(daemon: Daemon, sha256: str) -> bool:
         return repository.get_image(session=session, sha256=sha256) is not None
 
 
-def apply_fleet_instance(daemon: Daemon, name: str, labels: dict[str, str], spec: DeclaredSpec) -> None:
+def apply_fleet_instance(daemon: Daemon, name: str, labels: dict[str, str], spec: DeclaredSpec,
+                         reschedule: str = "Never") -> None:
     """Declare the placed instance here, marked as the fleet's (events say cause `fleet`). A local
     instance of the same name that is not the fleet's is never taken over: 409 EEXIST."""
     with transaction(daemon.engine) as session:
@@ -66,7 +67,8 @@ def apply_fleet_instance(daemon: Daemon, name: str, labels: dict[str, str], spec
         if (record is not None or declared is not None) and not is_fleet_owned(declared):
             raise KernelError(errno.EEXIST, f"a local instance named {name!r} exists on this node and is not "
                               "the fleet's", instance_id=record.id if record else None)
-    apply_document(daemon=daemon, name=name, labels={**labels, OWNER_LABEL: FLEET}, spec=spec, dry_run=False,
+    apply_document(daemon=daemon, name=name, labels={**labels, OWNER_LABEL: FLEET, RESCHEDULE_LABEL: reschedule},
+                   spec=spec, dry_run=False,
                    if_match=None, cause=FLEET)
 
 

@@ -13,6 +13,10 @@ from mkd.db.models import DeclaredRecord
 from mkd.errors import InvalidInput, KernelError
 
 OWNER_LABEL = "mkd.dev/owner"
+# The fleet spec's `reschedule` (Never|OnNodeLoss), kept on the node so it knows what to fence
+# without etcd (DESIGN "Fleet", fencing).
+RESCHEDULE_LABEL = "mkd.dev/reschedule"
+RESERVED_LABELS = (OWNER_LABEL, RESCHEDULE_LABEL)
 FLEET = "fleet"
 
 
@@ -29,6 +33,7 @@ def refuse_if_fleet_owned(name: str, declared: DeclaredRecord | None, *, cause: 
 
 
 def check_labels(labels: Mapping[str, str], *, cause: str) -> None:
-    """Only the fleet sets the owner label."""
-    if cause != FLEET and OWNER_LABEL in labels:
-        raise InvalidInput(f"label {OWNER_LABEL!r} is reserved for the fleet")
+    """Only the fleet sets its labels."""
+    for label in RESERVED_LABELS:
+        if cause != FLEET and label in labels:
+            raise InvalidInput(f"label {label!r} is reserved for the fleet")

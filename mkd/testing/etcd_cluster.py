@@ -70,9 +70,8 @@ class EtcdCluster:
             raise RuntimeError(f"{ETCD} is missing: install Debian's etcd-server (make system-deps)")
         self.root.mkdir(parents=True, exist_ok=True)
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
-        token = f"mkd-test-{self.members[0].client_port}"
         for member in self.members:
-            member.start(initial, token)
+            member.start(initial, self._token)
         deadline = time.monotonic() + timeout
         for member in self.members:
             while True:
@@ -98,6 +97,28 @@ class EtcdCluster:
         for member in self.members:
             member.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def stop_member(self, index: int) -> None:
+        """Stop one member (SIGTERM), keeping its data, as a host or process going away."""
+        self.members[index].stop()
+
+    def start_member(self, index: int, timeout: float = 30.0) -> None:
+        """Start a stopped member again on its data; it rejoins the cluster."""
+        member = self.members[index]
+        member.start(",".join(f"{m.name}={m.peer_url}" for m in self.members), self._token)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(member.client_url + "/health", timeout=1.0).json().get("health") == "true":
+                    return
+            except (httpx.TransportError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"etcd {member.name} not healthy after a restart: {member.log.read_text()[-2000:]}")
+
+    @property
+    def _token(self) -> str:
+        return f"mkd-test-{self.members[0].client_port}"
 
     def __enter__(self) -> EtcdCluster:
         return self.start()

@@ -19,6 +19,7 @@ from tests.bench import (
     bench_desired,
     bench_dry_run_latency,
     bench_fleet,
+    bench_fleet_failover,
     bench_instance_rss,
     bench_keepalive,
     bench_limits,
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, Callable[[], list[BenchResult]]] = {
     "console": bench_console.run,
     "fleet": bench_fleet.run,
     "reads": bench_reads.run,
+    "fleet-failover": bench_fleet_failover.run,
 }
 
 

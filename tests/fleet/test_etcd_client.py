@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from functools import partial
 
 import anyio
+import httpx
 import pytest
 
 from mkd.fleet.etcd import EtcdClient, EtcdError, EtcdUnavailable, mod_is, prefix_end, put_op, range_op
@@ -154,3 +157,33 @@ def test_follow_several_prefixes_and_deletes_only(etcd_cluster: EtcdCluster, fle
             await client.close()
 
     anyio.run(run)
+
+
+def test_a_watch_resumes_on_the_next_member_when_one_is_closing() -> None:
+    """A stopping member's gateway ends a watch with gRPC UNAVAILABLE ("transport is closing"):
+    the watch goes on from the next endpoint, it does not fail (issue 17: member restarts)."""
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        if len(asked) == 1:
+            closing = {"error": {"grpc_code": 14, "http_code": 503, "message": "transport is closing",
+                                 "http_status": "Service Unavailable"}}
+            return httpx.Response(200, content=json.dumps(closing).encode() + b"\n")
+        kv = {"key": base64.b64encode(b"/k").decode(), "value": base64.b64encode(b"{}").decode(),
+              "mod_revision": "7"}
+        event = {"result": {"header": {"revision": "7"}, "events": [{"kv": kv}]}}
+        return httpx.Response(200, content=json.dumps(event).encode() + b"\n")
+
+    async def first_batch() -> list[str]:
+        client = EtcdClient(["http://member-a:2379", "http://member-b:2379"], timeout_s=1)
+        client._http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+        try:
+            async for batch in client.watch("/k", start_revision=1):
+                return [event.kv.key for event in batch]
+        finally:
+            await client.close()
+        return []
+
+    assert anyio.run(first_batch) == ["/k"]
+    assert asked == ["member-a", "member-b"]

@@ -26,6 +26,13 @@ def test_the_owner_label_is_the_fleets(client: TestClient) -> None:
     assert "reserved for the fleet" in refused.json()["detail"]
 
 
+def test_the_reschedule_label_is_the_fleets(client: TestClient) -> None:
+    kernel = upload(client, imagegen.vmlinux())
+    refused = client.put("/v1/instances/web", json=document(kernel, {"mkd.dev/reschedule": "OnNodeLoss"}))
+    assert_problem(refused, 422)
+    assert "'mkd.dev/reschedule' is reserved for the fleet" in refused.json()["detail"]
+
+
 def test_local_writes_to_a_fleet_instance_answer_409(make_client: MakeClient) -> None:
     client = make_client()
     kernel = upload(client, imagegen.vmlinux())
@@ -33,7 +40,7 @@ def test_local_writes_to_a_fleet_instance_answer_409(make_client: MakeClient) ->
     fleet_node.apply_fleet_instance(daemon, "web", {"app": "x"},
                                     DeclaredSpec.from_json(document(kernel)["spec"]))  # type: ignore[arg-type]
     shown = client.get("/v1/instances/web").json()
-    assert shown["labels"] == {"app": "x", "mkd.dev/owner": "fleet"}
+    assert shown["labels"] == {"app": "x", "mkd.dev/owner": "fleet", "mkd.dev/reschedule": "Never"}
     capacity = fleet_node.capacity(daemon)
     assert capacity["cpus_free"] == 14  # the fleet's own instance counts as free: the fleet books it
     for reply in (client.put("/v1/instances/web", json=document(kernel)),

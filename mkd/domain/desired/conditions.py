@@ -70,8 +70,12 @@ def terminal(conditions: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-# What a new generation or an imperative start clears (the reconciler looks again).
-HELD_REASONS = TERMINAL_REASONS | {"Stopped", "StartOutcomeUnknown"}
+# A fleet node without its lease force-stopped this OnNodeLoss instance (DESIGN "Fleet", fencing):
+# only the node agent lifts it, once the node holds a lease and the placement again.
+FENCED = "Fenced"
+# What a new generation or an imperative start clears (the reconciler looks again); Fenced is
+# cleared only by the fleet's unfence (or a delete).
+HELD_REASONS = TERMINAL_REASONS | {"Stopped", "StartOutcomeUnknown", FENCED}
 
 
 def release(previous: list[dict[str, Any]], at: str) -> list[dict[str, Any]]:
