@@ -5,10 +5,8 @@ its sha256, loads and runs it. Then drain, uncordon and delete, all through `/v1
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,59 +15,18 @@ from mkd.testing import imagegen
 from mkd.testing.daemon_process import DaemonProcess, free_port
 from mkd.testing.etcd_cluster import EtcdCluster
 from tests.conftest import MakeClient
-from tests.helpers import POOL, MiB, assert_problem, write_tokens
+from tests.fleet.nodes import instance_document, running_nodes, wait_until
+from tests.helpers import assert_problem, write_tokens
 
-CONFIG = """
-[simulator]
-kernel_profile = "tree"
-halt_ack_timeout_s = 0.5
-[reconciler]
-poll_interval_s = 0.1
-[fleet]
-endpoints = {endpoints}
-node = "{node}"
-advertise_url = "{url}"
-prefix = "{prefix}"
-lease_ttl_s = 2
-peer_token_file = "{peer_token}"
-"""
 PEER_TOKEN = "peer-token-of-the-test-fleet-01"
-
-
-def wait_until(what: str, check: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
 def nodes(etcd_cluster: EtcdCluster, fleet_prefix: str, tmp_path: Path) -> Iterator[list[DaemonProcess]]:
     peer_token = write_tokens(tmp_path / "peer-token", PEER_TOKEN)
-    endpoints = "[" + ", ".join(f'"{e}"' for e in etcd_cluster.endpoints) + "]"
-    daemons: list[DaemonProcess] = []
-    try:
-        for name in ("node-a", "node-b"):
-            config = tmp_path / f"{name}.toml"
-            daemon = DaemonProcess(tmp_path / name, config=config)
-            config.write_text(CONFIG.format(endpoints=endpoints, node=name, url=daemon.url, prefix=fleet_prefix,
-                                            peer_token=peer_token))
-            daemons.append(daemon.start())
-        for daemon in daemons:
-            with daemon.client() as http:
-                assert http.put("/v1/pool", json=POOL).status_code == 201
+    with running_nodes(etcd_cluster, fleet_prefix, tmp_path, {"node-a": {}, "node-b": {}}, upload_kernel=False,
+                       peer_token=peer_token) as daemons:
         yield daemons
-    finally:
-        for daemon in daemons:
-            daemon.stop()
-
-
-def instance(name: str, kernel: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "mkd.dev/v1", "kind": "Instance", "metadata": {"name": name},
-            "spec": {"resources": {"cpu_count": 2, "memory_bytes": 128 * MiB}, "kernel": kernel, **spec}}
 
 
 def test_an_instance_put_on_one_node_runs_on_a_peer_that_pulls_its_kernel(nodes: list[DaemonProcess]) -> None:
@@ -84,11 +41,11 @@ def test_an_instance_put_on_one_node_runs_on_a_peer_that_pulls_its_kernel(nodes:
 
         wait_until("both nodes registered with their pools", both_registered)
 
-        created = a.put("/v1/fleet/instances/web", json=instance("web", kernel, node="node-b"))
+        created = a.put("/v1/fleet/instances/web", json=instance_document("web", kernel, node="node-b"))
         assert created.status_code == 201, created.text
         assert created.headers["location"] == "/v1/fleet/instances/web"
         assert created.json()["spec"]["node"] == "node-b" and "phase" in created.json()["status"]
-        again = a.put("/v1/fleet/instances/web", json=instance("web", kernel, node="node-b"))
+        again = a.put("/v1/fleet/instances/web", json=instance_document("web", kernel, node="node-b"))
         assert again.status_code == 200  # the same document: nothing changes
 
         running = wait_until("web Running on node-b", lambda: (doc := b.get("/v1/fleet/instances/web").json())

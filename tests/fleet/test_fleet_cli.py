@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,22 +18,9 @@ from mkd.cli.main import app
 from mkd.testing import imagegen
 from mkd.testing.daemon_process import DaemonProcess
 from mkd.testing.etcd_cluster import EtcdCluster
+from tests.fleet.nodes import node_config, wait_until
 from tests.helpers import POOL
 
-CONFIG = """
-[simulator]
-kernel_profile = "tree"
-halt_ack_timeout_s = 0.5
-[reconciler]
-poll_interval_s = 0.1
-[fleet]
-endpoints = {endpoints}
-node = "cli-node"
-advertise_url = "{url}"
-prefix = "{prefix}"
-lease_ttl_s = 2
-labels = {{ zone = "z1" }}
-"""
 DOC = ("apiVersion: mkd.dev/v1\nkind: Instance\nmetadata: {name: cweb, labels: {app: cli}}\n"
        "spec:\n  kernel: vmlinux\n  nodeSelector: {zone: z1}\n"
        "  resources: {cpu_count: 1, memory_bytes: 134217728}\n")
@@ -42,22 +28,12 @@ DOC = ("apiVersion: mkd.dev/v1\nkind: Instance\nmetadata: {name: cweb, labels: {
 RunCli = Callable[..., Result]
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def mkd(etcd_cluster: EtcdCluster, fleet_prefix: str, tmp_path: Path) -> Iterator[RunCli]:
     config = tmp_path / "node.toml"
     daemon = DaemonProcess(tmp_path / "node", config=config)
-    endpoints = "[" + ", ".join(f'"{e}"' for e in etcd_cluster.endpoints) + "]"
-    config.write_text(CONFIG.format(endpoints=endpoints, url=daemon.url, prefix=fleet_prefix))
+    config.write_text(node_config(etcd_cluster, node="cli-node", url=daemon.url, prefix=fleet_prefix,
+                                  labels={"zone": "z1"}))
     with daemon, daemon.client() as http:
         assert http.put("/v1/pool", json=POOL).status_code == 201
         runner = CliRunner(env={k: None for k in os.environ if k.startswith("MKD_")})

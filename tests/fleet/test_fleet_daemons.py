@@ -4,9 +4,7 @@ status; local writes to it answer 409; a delete drives it down and frees its boo
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,35 +14,10 @@ from mkd.fleet.etcd import EtcdClient
 from mkd.fleet.keys import FleetKeys
 from mkd.fleet.operations import FleetOperations
 from mkd.fleet.store import FleetStore
-from mkd.testing import imagegen
 from mkd.testing.daemon_process import DaemonProcess
 from mkd.testing.etcd_cluster import EtcdCluster
-from tests.helpers import POOL, MiB
-
-CONFIG = """
-[simulator]
-kernel_profile = "tree"
-halt_ack_timeout_s = 0.5
-[reconciler]
-poll_interval_s = 0.1
-[fleet]
-endpoints = {endpoints}
-node = "{node}"
-advertise_url = "{url}"
-prefix = "{prefix}"
-lease_ttl_s = 2
-labels = {{ rack = "{rack}" }}
-"""
-
-
-def wait_until(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.fleet.nodes import instance_document, running_nodes, wait_until
+from tests.helpers import POOL
 
 
 def surface_call(cluster: EtcdCluster, prefix: str, call: str, *args: Any) -> Any:
@@ -66,30 +39,9 @@ def fleet_prefix() -> str:
 @pytest.fixture(scope="module")
 def fleet(etcd_cluster: EtcdCluster, fleet_prefix: str,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[DaemonProcess]]:
-    tmp_path: Path = tmp_path_factory.mktemp("fleet")
-    daemons: list[DaemonProcess] = []
-    try:
-        for i in range(3):
-            config = tmp_path / f"node-{i}.toml"
-            daemon = DaemonProcess(tmp_path / f"node-{i}", config=config)
-            endpoints = "[" + ", ".join(f'"{e}"' for e in etcd_cluster.endpoints) + "]"
-            config.write_text(CONFIG.format(endpoints=endpoints, node=f"node-{i}", url=daemon.url,
-                                            prefix=fleet_prefix, rack=f"r{i % 2}"))
-            daemons.append(daemon.start())
-        kernel = imagegen.vmlinux()
-        for daemon in daemons:
-            with daemon.client() as http:
-                assert http.put("/v1/pool", json=POOL).status_code == 201
-                assert http.post("/v1/images", content=kernel).status_code in (200, 201)
+    labels = {f"node-{i}": {"rack": f"r{i % 2}"} for i in range(3)}
+    with running_nodes(etcd_cluster, fleet_prefix, tmp_path_factory.mktemp("fleet"), labels) as daemons:
         yield daemons
-    finally:
-        for daemon in daemons:
-            daemon.stop()
-
-
-def document(name: str, kernel: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "mkd.dev/v1", "kind": "Instance", "metadata": {"name": name},
-            "spec": {"resources": {"cpu_count": 2, "memory_bytes": 128 * MiB}, "kernel": kernel, **spec}}
 
 
 def test_a_fleet_instance_ends_active_on_its_node(fleet: list[DaemonProcess], etcd_cluster: EtcdCluster,
@@ -106,7 +58,7 @@ def test_a_fleet_instance_ends_active_on_its_node(fleet: list[DaemonProcess], et
     assert {n["name"] for n in nodes} == {"node-0", "node-1", "node-2"}
 
     stored, created = surface_call(etcd_cluster, fleet_prefix, "put_instance", "web",
-                                   document("web", kernel, nodeSelector={"rack": "r1"}))
+                                   instance_document("web", kernel, nodeSelector={"rack": "r1"}))
     assert created and stored["status"]["phase"] in ("Pending", "Placed", "Running")
     running = wait_until("web Running", lambda: (doc := surface_call(etcd_cluster, fleet_prefix, "get_instance", "web"))
                          ["status"]["phase"] == "Running" and doc)
@@ -115,7 +67,7 @@ def test_a_fleet_instance_ends_active_on_its_node(fleet: list[DaemonProcess], et
     with owner.client() as http:
         local = http.get("/v1/instances/web").json()
         assert local["state"] == "ACTIVE" and local["labels"]["mkd.dev/owner"] == "fleet"
-        refused = http.put("/v1/instances/web", json=document("web", kernel))
+        refused = http.put("/v1/instances/web", json=instance_document("web", kernel))
         assert refused.status_code == 409 and "owned by the fleet" in refused.json()["detail"]
         assert http.post("/v1/instances/web/stop").status_code == 409
         assert http.delete("/v1/instances/web").status_code == 409
@@ -142,7 +94,7 @@ def test_drain_moves_what_may_move_and_one_scheduler_leads(fleet: list[DaemonPro
                                                            fleet_prefix: str) -> None:
     with fleet[0].client() as http:
         kernel = http.get("/v1/images").json()["items"][0]["sha256"]
-    mover = document("mover", kernel, reschedule="OnNodeLoss")
+    mover = instance_document("mover", kernel, reschedule="OnNodeLoss")
     surface_call(etcd_cluster, fleet_prefix, "put_instance", "mover", mover)
     _, first = wait_until("mover Running", lambda: (found := phase_on(etcd_cluster, fleet_prefix, "mover"))[0]
                           == "Running" and found)
@@ -175,7 +127,7 @@ def test_a_restarted_node_keeps_its_instances_and_drops_what_the_fleet_forgot(
     with fleet[0].client() as http:
         kernel = http.get("/v1/images").json()["items"][0]["sha256"]
     for name in ("kept", "forgotten"):
-        surface_call(etcd_cluster, fleet_prefix, "put_instance", name, document(name, kernel, node="node-2"))
+        surface_call(etcd_cluster, fleet_prefix, "put_instance", name, instance_document(name, kernel, node="node-2"))
         wait_until(f"{name} Running", lambda n=name: phase_on(etcd_cluster, fleet_prefix, n) == ("Running", "node-2"))
     old = fleet[2]
     old.stop()
@@ -209,7 +161,8 @@ def test_a_restarted_node_keeps_its_instances_and_drops_what_the_fleet_forgot(
 def test_an_image_no_node_has_fails_with_a_reason(fleet: list[DaemonProcess], etcd_cluster: EtcdCluster,
                                                   fleet_prefix: str) -> None:
     nowhere = "f" * 64
-    surface_call(etcd_cluster, fleet_prefix, "put_instance", "orphan", document("orphan", nowhere, node="node-0"))
+    surface_call(etcd_cluster, fleet_prefix, "put_instance", "orphan",
+                 instance_document("orphan", nowhere, node="node-0"))
     status = wait_until("orphan Failed", lambda: (found := surface_call(
         etcd_cluster, fleet_prefix, "get_instance", "orphan")["status"])["phase"] == "Failed" and found)
     assert status["node"] == "node-0" and f"image {nowhere} is neither here nor on a live peer" in status["reason"]

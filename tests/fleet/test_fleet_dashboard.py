@@ -14,59 +14,23 @@ import pytest
 from playwright.sync_api import Browser, expect
 from prometheus_client.parser import text_string_to_metric_families
 
-from mkd.testing import imagegen
 from mkd.testing.daemon_process import DaemonProcess
 from mkd.testing.etcd_cluster import EtcdCluster
 from tests.e2e.test_dashboard import browser, dashboard_page, served_daemon
 from tests.e2e.test_dashboard_declared import audit
-from tests.helpers import POOL, MiB
+from tests.fleet.nodes import instance_document, running_nodes
+from tests.helpers import POOL
 
 __all__ = ["browser"]  # the module-scoped Chromium fixture of the dashboard tests
 
 pytestmark = pytest.mark.timeout(120)
 FLEET_MS = 20_000  # a placement, a lease running out (2 s) and the panel's next read (5 s)
 
-CONFIG = """
-[simulator]
-kernel_profile = "tree"
-halt_ack_timeout_s = 0.5
-[reconciler]
-poll_interval_s = 0.1
-[fleet]
-endpoints = {endpoints}
-node = "{node}"
-advertise_url = "{url}"
-prefix = "{prefix}"
-lease_ttl_s = 2
-labels = {{ rack = "{rack}" }}
-"""
-
-
 @pytest.fixture
 def two_nodes(etcd_cluster: EtcdCluster, fleet_prefix: str, tmp_path: Path) -> Iterator[list[DaemonProcess]]:
-    daemons: list[DaemonProcess] = []
-    endpoints = "[" + ", ".join(f'"{e}"' for e in etcd_cluster.endpoints) + "]"
-    try:
-        for i in range(2):
-            config = tmp_path / f"node-{i}.toml"
-            daemon = DaemonProcess(tmp_path / f"node-{i}", config=config)
-            config.write_text(CONFIG.format(endpoints=endpoints, node=f"node-{i}", url=daemon.url,
-                                            prefix=fleet_prefix, rack=f"r{i}"))
-            daemons.append(daemon.start())
-        kernel = imagegen.vmlinux()
-        for daemon in daemons:
-            with daemon.client() as http:
-                assert http.put("/v1/pool", json=POOL).status_code == 201
-                assert http.post("/v1/images", content=kernel).status_code in (200, 201)
+    labels = {f"node-{i}": {"rack": f"r{i}"} for i in range(2)}
+    with running_nodes(etcd_cluster, fleet_prefix, tmp_path, labels) as daemons:
         yield daemons
-    finally:
-        for daemon in daemons:
-            daemon.stop()
-
-
-def document(name: str, kernel: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "mkd.dev/v1", "kind": "Instance", "metadata": {"name": name},
-            "spec": {"resources": {"cpu_count": 2, "memory_bytes": 128 * MiB}, "kernel": kernel, **spec}}
 
 
 def fleet_metrics(daemons: list[DaemonProcess]) -> dict[str, Any]:
@@ -86,10 +50,11 @@ def test_the_panel_shows_nodes_placements_and_why_an_instance_waits(
     served, other = two_nodes
     with served.client() as http:
         kernel = http.get("/v1/images").json()["items"][0]["sha256"]
-        assert http.put("/v1/fleet/instances/web", json=document("web", kernel, node="node-1")).status_code == 201
+        web = instance_document("web", kernel, node="node-1")
+        assert http.put("/v1/fleet/instances/web", json=web).status_code == 201
         # no node has rack=r9: the scheduler leaves it Pending and says why
         assert http.put("/v1/fleet/instances/big",
-                        json=document("big", kernel, nodeSelector={"rack": "r9"})).status_code == 201
+                        json=instance_document("big", kernel, nodeSelector={"rack": "r9"})).status_code == 201
         with dashboard_page(browser, served.url) as page:
             panel = page.get_by_test_id("fleet-panel")
             expect(panel).to_be_visible()
