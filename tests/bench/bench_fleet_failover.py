@@ -14,12 +14,11 @@ import contextlib
 import time
 
 from mkd.errors import Conflict
-from mkd.testing import imagegen
 from mkd.testing.etcd_cluster import EtcdCluster
 from tests.bench.measure import BenchResult, scratch_dir, verdict
-from tests.fleet.test_fleet_daemons import surface_call, wait_until
-from tests.fleet.test_fleet_faults import GRACE_S, TTL_S, Node, document, kernel_of, phase
-from tests.helpers import POOL
+from tests.fleet.nodes import wait_until
+from tests.fleet.test_fleet_daemons import surface_call
+from tests.fleet.test_fleet_faults import GRACE_S, TTL_S, Node, boot, document, kernel_of, phase
 
 PREFIX = "/mkd/bench-failover"
 MOVERS = 4
@@ -56,13 +55,7 @@ def run() -> list[BenchResult]:
         cluster = EtcdCluster(work / "etcd").start()
         nodes = [Node(work, i, cluster, PREFIX) for i in range(3)]
         try:
-            for node in nodes:
-                node.daemon.start()
-            image = imagegen.vmlinux()
-            for node in nodes:
-                with node.daemon.client() as http:
-                    http.put("/v1/pool", json=POOL).raise_for_status()
-                    http.post("/v1/images", content=image).raise_for_status()
+            boot(nodes)
             wait_until("three nodes", lambda: len(surface_call(cluster, PREFIX, "nodes")) == 3, 60)
 
             names = place_movers(nodes, cluster, nodes[1], "death")

@@ -15,11 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from mkd.testing import imagegen
 from mkd.testing.etcd_cluster import EtcdCluster
-from tests.fleet.test_fleet_daemons import surface_call, wait_until
-from tests.fleet.test_fleet_faults import TTL_S, Node, Sampler, document, kernel_of
-from tests.helpers import POOL
+from tests.fleet.nodes import wait_until
+from tests.fleet.test_fleet_daemons import surface_call
+from tests.fleet.test_fleet_faults import TTL_S, Node, Sampler, boot, document, kernel_of
 
 PREFIX = "/mkd/soak"
 INSTANCES = 8  # half OnNodeLoss, half Never
@@ -54,13 +53,7 @@ def main() -> int:
         cluster = EtcdCluster(work / "etcd").start()
         nodes = [Node(work, i, cluster, PREFIX) for i in range(3)]
         try:
-            for node in nodes:
-                node.daemon.start()
-            image = imagegen.vmlinux()
-            for node in nodes:
-                with node.daemon.client() as http:
-                    http.put("/v1/pool", json=POOL).raise_for_status()
-                    http.post("/v1/images", content=image).raise_for_status()
+            boot(nodes)
             kernel = kernel_of(nodes[0])
             for i in range(INSTANCES):
                 spec = {"reschedule": "OnNodeLoss"} if i % 2 else {"node": nodes[i % 3].name}

@@ -20,9 +20,9 @@ from mkd.errors import Conflict
 from mkd.testing import imagegen
 from mkd.testing.daemon_process import DaemonProcess
 from mkd.testing.etcd_cluster import EtcdCluster
+from tests.fleet.nodes import instance_document, wait_until
 from tests.fleet.tcp_proxy import TcpProxy
-from tests.fleet.test_fleet_daemons import document as daemons_document
-from tests.fleet.test_fleet_daemons import surface_call, wait_until
+from tests.fleet.test_fleet_daemons import surface_call
 from tests.helpers import POOL, MiB
 
 TTL_S, GRACE_S, REQUEST_S = 3, 1, 1
@@ -45,7 +45,7 @@ request_timeout_s = {REQUEST_S}
 
 def document(name: str, kernel: str, **spec: Any) -> dict[str, Any]:
     """One CPU each: the tests leave their instances behind, and node-1 hosts most of them."""
-    return daemons_document(name, kernel, resources={"cpu_count": 1, "memory_bytes": 64 * MiB}, **spec)
+    return instance_document(name, kernel, resources={"cpu_count": 1, "memory_bytes": 64 * MiB}, **spec)
 
 
 class Node:
@@ -99,19 +99,24 @@ def nodes(etcd_cluster: EtcdCluster, fleet_prefix: str,
     root = tmp_path_factory.mktemp("faults")
     made = [Node(root, i, etcd_cluster, fleet_prefix) for i in range(3)]
     try:
-        for node in made:
-            node.daemon.start()
-        kernel = imagegen.vmlinux()
-        for node in made:
-            with node.daemon.client() as http:
-                assert http.put("/v1/pool", json=POOL).status_code == 201
-                assert http.post("/v1/images", content=kernel).status_code in (200, 201)
+        boot(made)
         yield made
     finally:
         for node in made:
             node.daemon.stop()
             for proxy in node.proxies:
                 proxy.close()
+
+
+def boot(nodes: list[Node]) -> None:
+    """Start every node's daemon, then give each the test pool and kernel."""
+    for node in nodes:
+        node.daemon.start()
+    kernel = imagegen.vmlinux()
+    for node in nodes:
+        with node.daemon.client() as http:
+            assert http.put("/v1/pool", json=POOL).status_code == 201
+            assert http.post("/v1/images", content=kernel).status_code in (200, 201)
 
 
 def kernel_of(node: Node) -> str:
