@@ -12,6 +12,7 @@ import anyio.abc
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from mkd import crash_points
 from mkd.api.audit_middleware import AuditLog, AuditMiddleware
@@ -26,6 +27,7 @@ from mkd.api.limit_refusals import LimitRefusals
 from mkd.api.openapi_headers import add_header_docs
 from mkd.api.prebuilt import ApiWire
 from mkd.api.problems import install_problem_handlers
+from mkd.api.read_replay import ReadReplay
 from mkd.api.request_metrics import RequestMetrics, RequestMetricsMiddleware
 from mkd.api.routes import (
     actions,
@@ -188,7 +190,16 @@ def create_app(settings: Settings | None = None, *,
 
         app.state.fleet = FleetMember(settings)
     install_problem_handlers(app)
-    app.add_middleware(ConditionalGet)  # innermost: the metrics count a 304 as a 304
+
+    def read_generation(_scope: Scope) -> int | None:
+        daemon: Daemon | None = app.state.daemon
+        return daemon.reads.generation if daemon is not None and daemon.ready else None
+
+    # Innermost: every middleware below still runs for a replayed read (issue 15).
+    app.add_middleware(ReadReplay, generation=read_generation,
+                       read_model_endpoints=(instances.list_instances, instances.read_instance, pool.read_pool),
+                       constant_endpoints=(host.read_host, health.healthz))
+    app.add_middleware(ConditionalGet)  # inside the metrics: they count a 304 as a 304
     app.state.request_metrics = RequestMetrics()
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)
     app.add_middleware(IdempotencyMiddleware)

@@ -105,6 +105,12 @@ class ReadModel:
             self._marks += 1
 
     @property
+    def generation(self) -> int:
+        """Moves with every commit that wrote an instance, declared or pool row: a body computed
+        at one generation is what a read shows for as long as the generation holds."""
+        return self._marks
+
+    @property
     def current(self) -> bool:
         """Whether memory holds what the database holds: reads answer without a query."""
         return self._clean == self._marks
