@@ -44,6 +44,7 @@ from mkd.api.routes import (
     session,
 )
 from mkd.api.session_cookie import SessionSigner
+from mkd.api.writes_first import WritesFirst
 from mkd.auth_tokens import TokenFile, load_peer_token
 from mkd.backends.registry import make_backend
 from mkd.config import Settings
@@ -199,6 +200,7 @@ def create_app(settings: Settings | None = None, *,
     app.add_middleware(ReadReplay, generation=read_generation,
                        read_model_endpoints=(instances.list_instances, instances.read_instance, pool.read_pool),
                        constant_endpoints=(host.read_host, health.healthz))
+    app.add_middleware(WritesFirst)  # reads wait (briefly) for the writes in flight
     app.add_middleware(ConditionalGet)  # inside the metrics: they count a 304 as a 304
     app.state.request_metrics = RequestMetrics()
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)

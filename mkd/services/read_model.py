@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import event, or_
+from sqlalchemy import event, inspect, or_
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
@@ -89,6 +89,7 @@ class ReadModel:
         self._changed_ids: set[int] = set()
         self._changed_names: set[str] = set()
         self._marks = 0  # commits that wrote an instance, declared or pool row
+        self._pool_marks = 0  # those that may have moved what the pool shows
         self._clean = -1  # `_marks` as of the snapshot (-1: nothing loaded yet)
         self._snapshot = _Snapshot({}, {}, [])
         self._pool: tuple[int, Serialised] | None = None
@@ -98,11 +99,14 @@ class ReadModel:
 
     # -- kept in step by the commit hook --
 
-    def note(self, ids: set[int], names: set[str]) -> None:
+    def note(self, ids: set[int], names: set[str], *, pool: bool = True) -> None:
+        """`pool`: the commit may have moved what the pool shows (see _collect)."""
         with self._lock:
             self._changed_ids |= ids
             self._changed_names |= names
             self._marks += 1
+            if pool:
+                self._pool_marks += 1
 
     @property
     def generation(self) -> int:
@@ -202,11 +206,13 @@ class ReadModel:
         return page
 
     def pool(self, load: Callable[[], tuple[dict[str, Any], str]]) -> Serialised:
-        """GET /v1/pool, serialised again only after a commit (what is free moves with the
-        instances and the pool definition, both recorded). Blocking: off the loop. One reader
-        reads the kernel at a time; the others wait for its answer instead of reading again."""
+        """GET /v1/pool, read from the kernel again only after a commit that may have moved it:
+        the pool definition, or an instance created, deleted or resized (spec 8: the global pool
+        gives and takes back only then; loading, starting and stopping use the instance's own
+        memory). Blocking: off the loop. One reader reads the kernel at a time; the others wait
+        for its answer instead of reading again."""
         with self._pool_lock:
-            marks = self._marks
+            marks = self._pool_marks
             cached = self._pool
             if cached is not None and cached[0] == marks:
                 return cached[1]
@@ -217,7 +223,7 @@ class ReadModel:
 
     def pool_current(self) -> Serialised | None:
         cached = self._pool
-        return cached[1] if cached is not None and cached[0] == self._marks else None
+        return cached[1] if cached is not None and cached[0] == self._pool_marks else None
 
 
 # -- the commit hook: one listener for every session, each engine's model found by its engine --
@@ -226,16 +232,30 @@ _models: weakref.WeakKeyDictionary[Engine, ReadModel] = weakref.WeakKeyDictionar
 _NOTES = "mkd.read_model.changed"
 
 
+_HOLDINGS = ("resources", "memory")  # an instance's columns that say what it takes from the pool
+
+
 def _collect(session: Session, _context: Any) -> None:
-    """after_flush: the rows this flush wrote (session.new/dirty/deleted still list them)."""
+    """after_flush: the rows this flush wrote (session.new/dirty/deleted and the attributes'
+    history still show what the flush wrote)."""
     for obj in (*session.new, *session.dirty, *session.deleted):
         if isinstance(obj, InstanceRecord | DeclaredRecord | PoolRecord):
             # A pool row alone notes nothing by id: the commit still counts (what is free moves).
-            ids, names = session.info.setdefault(_NOTES, (set(), set()))
+            ids, names, pool = session.info.setdefault(_NOTES, (set(), set(), []))
             if isinstance(obj, InstanceRecord):
                 ids.add(obj.id)
+                if obj in session.new or obj in session.deleted or any(_moved(obj, name) for name in _HOLDINGS):
+                    pool.append(True)
             elif isinstance(obj, DeclaredRecord):
                 names.add(obj.name)
+            else:
+                pool.append(True)
+
+
+def _moved(obj: InstanceRecord, name: str) -> bool:
+    """Whether the flush changed the column's value (set again to an equal value is no change)."""
+    history = inspect(obj).attrs[name].history
+    return bool(history.added or history.deleted) and list(history.added) != list(history.deleted)
 
 
 def _committed(session: Session) -> None:
@@ -244,7 +264,7 @@ def _committed(session: Session) -> None:
         return
     model = _models.get(session.bind) if isinstance(session.bind, Engine) else None
     if model is not None:
-        model.note(notes[0], notes[1])
+        model.note(notes[0], notes[1], pool=bool(notes[2]))
 
 
 def _rolled_back(session: Session, *_args: Any) -> None:

@@ -20,6 +20,7 @@ from mkd.api.read_replay import ReadReplay
 from mkd.api.routes import host as host_routes
 from mkd.api.routes import instances as instance_routes
 from mkd.app import create_app
+from mkd.services import pool as pool_service
 from mkd.services.context import Daemon
 from mkd.testing import imagegen
 from tests.api.test_api_desired import document, wait
@@ -222,3 +223,40 @@ def test_replies_kept_are_bounded_by_bytes(monkeypatch: pytest.MonkeyPatch) -> N
         assert calls["item"] == 3
         client.get("/item/400")
         assert calls["item"] == 4
+
+
+def test_the_pool_is_read_from_the_kernel_again_only_when_it_may_have_moved(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spec 8: the global pool gives and takes back at create, delete and resize; loading,
+    starting, stopping and unloading use the instance's own memory."""
+    kernel = upload(client, imagegen.vmlinux())
+    reads = counting(monkeypatch, pool_service, "get_pool")  # what the read model calls to read the kernel
+
+    def free_cpus() -> list[int]:
+        cpus: list[int] = client.get("/v1/pool").json()["free"]["cpus"]
+        return cpus
+
+    assert 2 in free_cpus() and len(reads) == 1
+    create(client, "web", cpus=[2])
+    assert 2 not in free_cpus() and len(reads) == 2
+    for action in ("load", "start", "stop", "unload"):
+        reply = client.post(f"/v1/instances/web/{action}", json={"kernel": kernel} if action == "load" else {})
+        assert reply.status_code == 200, reply.text
+        assert 2 not in free_cpus() and len(reads) == 2, action
+    assert client.patch("/v1/instances/web", json={"resources": {"cpus": [2, 3]}}).status_code == 200
+    assert 3 not in free_cpus() and len(reads) == 3
+    assert client.put("/v1/pool", json={**POOL, "cpus": list(range(2, 15))}).status_code == 200
+    assert 15 not in free_cpus() and len(reads) == 4
+    assert client.delete("/v1/instances/web").status_code == 204
+    assert {2, 3} <= set(free_cpus()) and len(reads) == 5
+
+
+def test_a_write_leaves_the_read_model_current(client: TestClient) -> None:
+    """The writer's thread re-reads what it wrote before it answers: the readers that waited for
+    it answer from memory."""
+    daemon = daemon_of(client)
+    generation = daemon.reads.generation
+    create(client, "web", cpus=[2])
+    assert daemon.reads.generation > generation and daemon.reads.current
+    assert client.post("/v1/instances/web/stop", json={}).status_code in (409, 422)
+    assert daemon.reads.current

@@ -2,9 +2,10 @@
 bare FastAPI app serving the same bytes on the same uvicorn/uvloop/httptools, in the same run.
 
 The daemon has the whole middleware stack (auth, cross-site guard, audit, idempotency, metrics,
-limits) and a tree machine of 1,024 CPUs over 4 NUMA nodes with 1,000 instances from one device
-tree plan, then 2,048 CPUs with 2,047 instances. Goal per URL: at least 0.5x the bare endpoint's
-requests/s, and p99 at or under max(20 ms, 2x the bare endpoint's p99).
+limits) and a machine of 1,024 CPUs over 4 NUMA nodes with 1,000 instances from one device tree
+plan, then 2,048 CPUs with 2,047 instances, under each kernel profile (tree, rfc-v2). Goal per URL:
+at least 0.5x the bare endpoint's requests/s, and p99 at or under max(20 ms, 2x the bare
+endpoint's p99).
 """
 
 from __future__ import annotations
@@ -41,17 +42,19 @@ RATIO_GOAL = 0.5
 P99_FLOOR_S = 0.020
 QUICK = os.environ.get("MKD_BENCH_QUICK") == "1"
 # (instances, CPUs): one CPU each, CPU 0 stays with the host.
-SIZES = ((1000, 1024),) if QUICK else ((1000, 1024), (2047, 2048))
+SIZES = ((1000, 1024), (2047, 2048))
+PROFILES = ("tree", "rfc-v2")
 
 
-def machine(cpus: int) -> dict[str, Any]:
-    return {"kernel_profile": "tree", "cpus": cpus, "numa_nodes": NUMA_NODES,
+def machine(cpus: int, profile: str = "tree") -> dict[str, Any]:
+    return {"kernel_profile": profile, "cpus": cpus, "numa_nodes": NUMA_NODES,
             "memory_bytes": NUMA_NODES * NODE_BYTES, "pool_base": POOL_BASE,
             "pool_bytes": NUMA_NODES * NODE_BYTES - POOL_BASE}
 
 
 def pool_steps(cpus: int) -> list[dict[str, Any]]:
-    # Node by node, as tests.bench.daemons.BIG_POOL_STEPS explains (tree: one chunk per growth).
+    # Node by node, as tests.bench.daemons.BIG_POOL_STEPS explains (tree: one chunk per growth;
+    # rfc-v2 takes the same steps as one region that grows).
     return [{"cpus": list(range(1, cpus)), "memory_base": POOL_BASE,
              "memory_bytes": (node + 1) * NODE_BYTES - POOL_BASE} for node in range(NUMA_NODES)]
 
@@ -124,8 +127,8 @@ def measure_url(workdir: Path, base_url: str, label: str, url: str, *, namespace
 
 
 @contextmanager
-def populated_daemon(workdir: Path, instances: int, cpus: int) -> Iterator[DaemonProcess]:
-    with running_daemon(workdir, simulator=machine(cpus), pool_steps=pool_steps(cpus)) as daemon, \
+def populated_daemon(workdir: Path, instances: int, cpus: int, profile: str = "tree") -> Iterator[DaemonProcess]:
+    with running_daemon(workdir, simulator=machine(cpus, profile), pool_steps=pool_steps(cpus)) as daemon, \
             httpx.Client(base_url=daemon.url, timeout=600) as client:
         check(client.post("/v1/instances", content=plan_dts(instances), headers=DTS_HEADERS), 201)
         yield daemon
@@ -144,17 +147,25 @@ def result_of(figure: ReadFigure, size: str) -> BenchResult:
 
 def run() -> list[BenchResult]:
     results: list[BenchResult] = []
-    for instances, cpus in SIZES:
-        size = f"{instances} instances / {cpus} CPUs"
-        print(f"  -- tree, {size}, wrk -t2 -c16 -d{DURATION}", flush=True)
-        with scratch_dir(f"reads-{instances}") as workdir, populated_daemon(workdir, instances, cpus) as daemon:
-            for label, path in read_urls(instances):
-                results.append(result_of(measure_url(workdir, daemon.url, label, path), size))
-            if instances == SIZES[0][0]:  # the writer and the fan-out once, at the first size
-                results.extend(reads_under_writer(daemon, instances, size))
-                results.extend(event_fanout(daemon, workdir, size))
+    for profile in PROFILES:
+        for instances, cpus in SIZES:
+            size = f"{profile}, {instances} instances / {cpus} CPUs"
+            print(f"  -- {size}, wrk -t2 -c16 -d{DURATION} (load average {load_average()})", flush=True)
+            with scratch_dir(f"reads-{instances}") as workdir, \
+                    populated_daemon(workdir, instances, cpus, profile) as daemon:
+                for label, path in read_urls(instances):
+                    results.append(result_of(measure_url(workdir, daemon.url, label, path), size))
+                if (profile, instances) == (PROFILES[0], SIZES[0][0]):  # the writer and the fan-out once
+                    results.extend(reads_under_writer(daemon, instances, size))
+                    results.extend(event_fanout(daemon, workdir, size))
     results.extend(token_required(*SIZES[0]))
+    print(f"  load average at the end: {load_average()}", flush=True)
     return results
+
+
+def load_average() -> str:
+    """The machine's 1-minute load average: the figures of a shared machine move with it."""
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 # -- with a token required (issue 15 item 1): beyond loopback, inside a namespace the bench makes --
@@ -163,8 +174,9 @@ TOKEN = "bench-reads-token-0000000001"
 
 
 def token_required(instances: int, cpus: int) -> list[BenchResult]:
-    size = f"{instances} instances / {cpus} CPUs, token required"
-    print(f"  -- tree, {size}: daemon, bare app and wrk inside a network namespace", flush=True)
+    size = f"tree, {instances} instances / {cpus} CPUs, token required"
+    print(f"  -- {size}: daemon, bare app and wrk inside a network namespace (load average "
+          f"{load_average()})", flush=True)
     results: list[BenchResult] = []
     with scratch_dir("reads-token") as workdir, NetworkNamespace() as namespace:
         tokens = workdir / "tokens"
