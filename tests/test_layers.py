@@ -20,6 +20,7 @@ ROOT_MODULE_LAYER = {
     "openapi": "app",
     "doctor": "app",
     "malloc_tuning": "app",
+    "gc_tuning": "app",
     "bounded_http": "app",
     "metrics": "services",
     "etags": "domain",

@@ -65,7 +65,8 @@ class ReadReplay:
         messages: list[Message] = []
 
         async def keep(message: Message) -> None:
-            messages.append(message)
+            if len(messages) < 3:  # a start and one body, or more: a stream is never kept
+                messages.append(message)
             await send(message)
 
         await self.app(scope, receive, keep)

@@ -18,6 +18,7 @@ from mkd.bounded_http import bounded_protocol, raise_open_files_limit
 from mkd.cli.socket_activation import describe, inherited_sockets
 from mkd.config import Settings
 from mkd.errors import InvalidInput
+from mkd.gc_tuning import tune_gc
 from mkd.malloc_tuning import tune_malloc
 
 
@@ -199,6 +200,7 @@ def run(settings: Settings, *, announce: bool = True) -> None:
         for url in urls:
             print(f"mkd: dashboard and API at {url}", flush=True)  # noqa: T201
     tune_malloc()  # uploads: see mkd.malloc_tuning
+    tune_gc()  # reads' p99: see mkd.gc_tuning
     open_files = raise_open_files_limit()  # DESIGN "Limits": before any socket is accepted
     show_daemon_log(settings.daemon.log_level)
     if settings.daemon.insecure_plaintext and not tls_beyond_loopback(settings):
