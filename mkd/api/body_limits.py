@@ -27,6 +27,11 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def _has_body(scope: Scope) -> bool:
+    """RFC 9112 6.3: a request has a body only with a Content-Length or a Transfer-Encoding."""
+    return any(key in (b"content-length", b"transfer-encoding") for key, _ in scope.get("headers", []))
+
+
 def limit_for(scope: Scope, limits: LimitSettings) -> tuple[str, int]:
     """The setting that bounds this request's body, and its value."""
     if (scope["method"], scope["path"]) == UPLOAD:
@@ -44,7 +49,7 @@ class BodyLimitMiddleware:
         self.refusals = refusals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not _has_body(scope):
             await self.app(scope, receive, send)
             return
         name, limit = limit_for(scope, self.limits)

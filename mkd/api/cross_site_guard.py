@@ -20,6 +20,7 @@ MUTATING = ("POST", "PUT", "PATCH", "DELETE")
 # Probes and scrapes address the daemon by whatever name the prober uses; these answer to anyone
 # even beyond loopback (DESIGN "Security"), so a rebound name learns nothing it could not ask.
 PROBES = ("/healthz", "/readyz", "/metrics")
+MAX_VERDICTS = 1024
 
 
 def _host_name(host: str) -> str:
@@ -40,16 +41,31 @@ class CrossSiteGuard:
     def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
         self.app = app
         self.allowed = {h.lower() for h in allowed_hosts} | {"localhost"}
+        self._verdicts: dict[str, bool] = {}  # Host header -> known; the few a daemon sees, bounded
+
+    def _known_host(self, host: str) -> bool:
+        known = self._verdicts.get(host)
+        if known is None:
+            name = _host_name(host).lower()
+            known = _is_ip(name) or name in self.allowed
+            if len(self._verdicts) >= MAX_VERDICTS:
+                self._verdicts.clear()
+            self._verdicts[host] = known
+        return known
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (scope["method"] in ("GET", "HEAD") and scope["path"] in PROBES):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        host = headers.get("host", "")
+        raw_headers = scope.get("headers", [])
+        if scope["method"] not in MUTATING:  # only the Host matters: found without decoding the rest
+            host = next((v.decode("latin-1") for k, v in raw_headers if k == b"host"), "")
+            headers = {}
+        else:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
+            host = headers.get("host", "")
         reason = None
-        name = _host_name(host).lower()
-        if host and not _is_ip(name) and name not in self.allowed:
+        if host and not self._known_host(host):
             reason = f"Host {host!r} is not an address or a configured name of this daemon ([daemon] allowed_hosts)"
         elif scope["method"] in MUTATING:
             origin = headers.get("origin")

@@ -36,7 +36,7 @@ class IdempotencyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = _header(scope, b"idempotency-key") if scope["type"] == "http" else None
+        key = _header(scope, b"idempotency-key") if scope["type"] == "http" and scope["method"] == "POST" else None
         app = scope.get("app")
         daemon = getattr(app.state, "daemon", None) if app is not None else None
         if (key is None or scope["method"] != "POST" or daemon is None or not daemon.ready

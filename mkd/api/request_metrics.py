@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +23,9 @@ class RequestMetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # The labelled children, found once per label set (labels() costs a lock and a tuple build).
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -35,8 +39,16 @@ class RequestMetricsMiddleware:
                 # The template, not the raw path: ids and hashes must not become label values.
                 template = getattr(route, "path", None) or "unmatched"
                 method = scope["method"]
-                self.metrics.requests.labels(method, template, str(message["status"])).inc()
-                self.metrics.seconds.labels(method, template).observe(time.perf_counter() - started)
+                status = message["status"]
+                counted = self._counted.get((method, template, status))
+                if counted is None:
+                    counted = self._counted[(method, template, status)] = self.metrics.requests.labels(
+                        method, template, str(status))
+                timed = self._timed.get((method, template))
+                if timed is None:
+                    timed = self._timed[(method, template)] = self.metrics.seconds.labels(method, template)
+                counted.inc()
+                timed.observe(time.perf_counter() - started)
             await send(message)
 
         await self.app(scope, receive, observe)
