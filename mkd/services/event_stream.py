@@ -63,9 +63,13 @@ def _page(daemon: Daemon, after: int) -> list[StreamEvent]:
         return [StreamEvent(r.id, r.type, json.dumps(r.data)) for r in rows]
 
 
-async def stream_events(daemon: Daemon, last_event_id: int | None) -> AsyncIterator[StreamEvent]:
+async def stream_events(daemon: Daemon, last_event_id: int | None) -> AsyncIterator[list[StreamEvent]]:
     """DESIGN "Events": no Last-Event-ID → live only; 0 → everything retained; an id older than the
-    retention window → `reset` with the oldest id, then everything retained."""
+    retention window → `reset` with the oldest id, then everything retained.
+
+    Events come in batches, in order: what was ready when the stream woke up (a replayed page, or
+    every live event queued meanwhile) goes out in one write, so a burst costs one send per stream
+    rather than one per event and stream (issue 15 item 4)."""
     subscription = daemon.bus.subscribe()
     try:
         if last_event_id is None:
@@ -74,31 +78,41 @@ async def stream_events(daemon: Daemon, last_event_id: int | None) -> AsyncItera
             sent = last_event_id
             oldest = await anyio.to_thread.run_sync(_oldest_id, daemon)
             if oldest is not None and last_event_id + 1 < oldest:
-                yield StreamEvent(None, "reset", json.dumps({"oldest_id": oldest}))
+                yield [StreamEvent(None, "reset", json.dumps({"oldest_id": oldest}))]
                 sent = oldest - 1
             while True:
                 page = await anyio.to_thread.run_sync(_page, daemon, sent)
-                for item in page:
-                    yield item
-                    sent = item.id or sent
+                if page:
+                    yield page
+                    sent = page[-1].id or sent
                 if len(page) < 500:
                     break
         while True:
-            live = await subscription.queue.get()
-            if live is None:
-                return  # the daemon is shutting down, or this client fell too far behind
-            if live.id <= sent:
-                continue  # already replayed from the log
-            if live.id > sent + 1:
-                # Events committed by other threads may reach the bus out of order: fill from the log.
-                for item in await anyio.to_thread.run_sync(_page, daemon, sent):
-                    if item.id is not None and item.id <= live.id:
-                        yield item
-                        sent = item.id
+            queued = [await subscription.queue.get()]
+            while not subscription.queue.empty():
+                queued.append(subscription.queue.get_nowait())
+            batch: list[StreamEvent] = []
+            ended = False
+            for live in queued:
+                if live is None:
+                    ended = True  # the daemon is shutting down, or this client fell too far behind
+                    break
                 if live.id <= sent:
-                    continue
-            yield StreamEvent(live.id, live.type, live.data_json)
-            sent = live.id
+                    continue  # already replayed from the log
+                if live.id > sent + 1:
+                    # Events committed by other threads may reach the bus out of order: fill from the log.
+                    for item in await anyio.to_thread.run_sync(_page, daemon, sent):
+                        if item.id is not None and item.id <= live.id:
+                            batch.append(item)
+                            sent = item.id
+                    if live.id <= sent:
+                        continue
+                batch.append(StreamEvent(live.id, live.type, live.data_json))
+                sent = live.id
+            if batch:
+                yield batch
+            if ended:
+                return
     finally:
         daemon.bus.unsubscribe(subscription)
 

@@ -49,7 +49,7 @@ async def events(
     check_stream_room(daemon)
 
     async def frames() -> AsyncIterator[bytes]:
-        async for item in stream_events(daemon, after):
-            yield frame_of(item)
+        async for batch in stream_events(daemon, after):
+            yield b"".join(frame_of(item) for item in batch)
 
     return EventSourceResponse(frames(), ping=HEARTBEAT_S, send_timeout=SEND_TIMEOUT_S)
