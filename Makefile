@@ -53,7 +53,7 @@ bench: $(STAMP) system-deps
 # The long schemathesis run: at least 5,000 stateful cases; load, start, stop and unload must each
 # get at least 50 2xx (tests/fuzz/test_fuzz_openapi.py prints the count per operation).
 fuzz: $(STAMP) system-deps
-	MKD_FUZZ_CASES=5000 MKD_FUZZ_BUDGET_S=420 $(BIN)/pytest -s -p no:cacheprovider --timeout=3600 tests/fuzz
+	MKD_FUZZ_CASES=5000 MKD_FUZZ_BUDGET_S=420 $(BIN)/pytest -n 0 -s -p no:cacheprovider --timeout=3600 tests/fuzz
 
 # Random node kills, partitions and etcd member restarts for MKD_FLEET_SOAK_S seconds (default 120),
 # checking after each step that the fleet converges and throughout that no instance runs on two nodes.

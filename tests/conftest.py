@@ -13,6 +13,8 @@ from mkd.app import create_app
 from mkd.config import Settings, load_settings
 from tests.helpers import POOL
 
+pytest_plugins = ["tests.worker_groups"]  # which tests share a pytest-xdist worker, and in what order
+
 RFC_V2 = {"kernel_profile": "rfc-v2"}  # tests about the seed say so: the default is tree
 
 MakeSettings = Callable[..., Settings]

@@ -22,7 +22,10 @@ from tests.helpers import assert_problem, upload, write_tokens
 READ_TOKEN = "r" * 8 + "-read-token-0001"
 PEER_TOKEN = "p" * 8 + "-peer-token-0003"
 REMOTE = ("10.1.2.3", 4567)
-FLEET = {"endpoints": ["http://127.0.0.1:2379"], "node": "host-a", "advertise_url": "http://127.0.0.1:8080"}
+# No etcd behind the endpoint (a closed port) and a short request timeout: each daemon start waits
+# out one etcd request (the fencing check at start), and these tests are about tokens, not etcd.
+FLEET = {"endpoints": ["http://127.0.0.1:1"], "node": "host-a", "advertise_url": "http://127.0.0.1:8080",
+         "request_timeout_s": 0.5}
 
 ClientFrom = Callable[..., TestClient]
 

@@ -120,9 +120,12 @@ def test_host_shows_backend_profile_and_capabilities(cli: RunCli) -> None:
 
 
 def test_events_replay_prints_json_lines(cli: RunCli, daemon: DaemonProcess) -> None:
-    output(cli("instances", "create", "ev", "--cpus", "5", "--memory-bytes", str(64 * MiB), "-o", "json"))
-    with daemon.client() as http:
-        assert http.delete("/v1/instances/ev").status_code == 204
+    # Four events of its own at least (the shared daemon may have served no other test yet): a replay
+    # of four from the start never waits for live ones.
+    for name in ("ev", "ev2"):
+        output(cli("instances", "create", name, "--cpus", "5", "--memory-bytes", str(64 * MiB), "-o", "json"))
+        with daemon.client() as http:
+            assert http.delete(f"/v1/instances/{name}").status_code == 204
     result = cli("events", "--last-event-id", "0", "--count", "4", "-o", "json")
     assert result.exit_code == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
