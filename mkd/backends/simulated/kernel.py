@@ -41,7 +41,7 @@ from mkd.backends.simulated.machine import build_topology, node_memory_ranges
 from mkd.backends.simulated.mktty import ConsoleTarget, Mktty
 from mkd.backends.simulated.model import InstanceRecord, KernelModel, OverlayTx, SpawnRecord
 from mkd.backends.simulated.overlay_ops import OpContext
-from mkd.backends.simulated.persistence import StateFile, load_model, model_from_json, model_to_json
+from mkd.backends.simulated.persistence import StateStore, model_from_json, model_to_json
 from mkd.backends.simulated.spawn_timeline import SpawnTimeline, arm_end, hung, print_up_to
 from mkd.backends.simulated.states import KEvent, KState, status_string, transition
 from mkd.backends.simulated.views import chunk_nodes, id_file, instance_view, pool_view, status_file
@@ -104,8 +104,8 @@ class SimulatedKernel:
         self._resources = threading.Lock()
         self._closing = threading.Event()
         self._env = KexecEnv.from_settings(settings)
-        self._state_file = StateFile(state_path, settings) if state_path is not None else None
-        loaded = load_model(state_path, settings) if state_path is not None else None
+        self._state_file = StateStore(state_path, settings) if state_path is not None else None
+        loaded = self._state_file.load() if self._state_file is not None else None
         self._model = loaded if loaded is not None else _empty_model(settings)
         self._work = Workqueue(f"mk-sim-{self.profile}")
         # The kernel's wall clock: what running spawns did on their own is settled against it.
@@ -779,3 +779,7 @@ class SimulatedKernel:
         self.console.close()
         self._work.stop()
         self.events.close()
+        with self._lock:
+            if self._state_file is not None:
+                self._state_file.close()
+                self._state_file = None  # a closed kernel changes no more state
