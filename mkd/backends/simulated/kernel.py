@@ -42,7 +42,7 @@ from mkd.backends.simulated.mktty import ConsoleTarget, Mktty
 from mkd.backends.simulated.model import InstanceRecord, KernelModel, OverlayTx, SpawnRecord
 from mkd.backends.simulated.overlay_ops import OpContext
 from mkd.backends.simulated.persistence import StateStore, model_from_json, model_to_json
-from mkd.backends.simulated.spawn_timeline import SpawnTimeline, arm_end, hung, print_up_to
+from mkd.backends.simulated.spawn_timeline import SpawnTimeline, arm_end, hung, print_up_to, printed_by
 from mkd.backends.simulated.states import KEvent, KState, status_string, transition
 from mkd.backends.simulated.views import chunk_nodes, id_file, instance_view, pool_view, status_file
 from mkd.backends.simulated.workqueue import Workqueue
@@ -55,6 +55,9 @@ from mkd.kexec.kexec_file import KexecEnv
 from mkd.kexec.proc_kimage import render_proc_kimage
 
 _Rendered = TypeVar("_Rendered")
+# What the status file holds for each state, by profile (spec 6.1).
+_STATUS_BYTES = {profile: {state: f"{status_string(profile, state)}\n".encode() for state in KState}
+                 for profile in ("tree", "rfc-v2")}
 
 MK_SYS_HEARTBEAT = 0x3001
 MK_SYS_HALTED = 0x3004
@@ -256,6 +259,12 @@ class SimulatedKernel:
         with self._lock:
             self._settle()
             return status_file(self._model, self._by_name(name))
+
+    def status_bytes(self, name: str) -> bytes:
+        """status_file() encoded, from a table: no string is built per read."""
+        with self._lock:
+            self._settle()
+            return _STATUS_BYTES[self.profile][self._by_name(name).state]
 
     def id_file(self, name: str) -> str:
         """/sys/fs/multikernel/instances/<name>/id."""
@@ -706,12 +715,19 @@ class SimulatedKernel:
         self.console_sync_all([instance_id])
 
     def console_sync_all(self, instance_ids: list[int]) -> None:
+        """What each spawn printed, handed to the device in one batch (the ticker's call, once a
+        second for every connected instance)."""
         with self._settled() as model:
             now = self.clock()
+            connected = self.console.connected()
+            outputs = []
             for instance_id in instance_ids:
                 inst = model.instances.get(instance_id)
                 if inst is not None and inst.spawn is not None:
-                    print_up_to(self.console, inst, now)
+                    data = printed_by(inst, now, connected=instance_id in connected)
+                    if data:
+                        outputs.append((instance_id, data))
+            self.console.emit_all(outputs)
 
     def spawn_stop_silently(self, instance_id: int) -> None:
         """The spawn dies without notice: CPUs parked, state still ACTIVE (spec 6.2 recovery)."""
