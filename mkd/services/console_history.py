@@ -11,7 +11,7 @@ are kept, each to its newest `[limits] console_history_bytes` (the oldest bytes 
 
 Writes are gathered: what a console printed goes to its file once `FLUSH_BYTES` are waiting or
 `FLUSH_S` passed (and at a new boot, at a crash's `tail`, and at shutdown), so 2,047 spawns each
-printing a line a second cost one append per instance every few seconds, not one per line.
+printing a line a second cost one append per instance every half minute, not one per line.
 Readers of the history see the waiting bytes too. A daemon killed outright loses at most those.
 """
 
@@ -35,7 +35,7 @@ log = logging.getLogger("mkd.console")
 
 READ_BYTES = 16_384  # the device's buffer (spec 8.8.4): one read empties it
 FLUSH_BYTES = 64 << 10
-FLUSH_S = 5.0
+FLUSH_S = 30.0
 # Errors after which a reader is useless: the device or the instance went away.
 _DEAD_READER = frozenset({errno.ENOTCONN, errno.ENODEV, errno.EBADF, errno.ENXIO, errno.EIO})
 _BOOT_FILE = re.compile(r"([0-9]+)-([0-9]+)\.log")
@@ -325,10 +325,11 @@ class ConsoleHistory:
         tracked = self._instances.get(instance_id)
         if tracked is None or tracked.reader is None:
             return 0
-        chunks = []
+        reader = tracked.reader
+        got = bytearray()
         while True:
             try:
-                data = tracked.reader.read(READ_BYTES)
+                data = reader.read(READ_BYTES)
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -337,25 +338,22 @@ class ConsoleHistory:
                     self._close(instance_id)
                     break
                 raise
-            if not data:
-                break
-            chunks.append(data)
+            got += data
             if len(data) < READ_BYTES:
                 break  # the buffer is empty now; more output makes the descriptor readable again
-        if not chunks:
+        if not got:
             return 0
-        boots = self._boots(instance_id, tracked)
+        boots = tracked.boots if tracked.boots else self._boots(instance_id, tracked)
         if not boots:
             self._new_boot(instance_id, tracked)
             boots = self._boots(instance_id, tracked)
         boot = boots[-1]
-        for chunk in chunks:
-            boot.waiting += chunk
+        boot.waiting += got
         self._ends[instance_id] = boot.end
         self._waiting.add(instance_id)
         if len(boot.waiting) >= FLUSH_BYTES:
             self._flush(instance_id)
-        return sum(len(chunk) for chunk in chunks)
+        return len(got)
 
     def _close(self, instance_id: int) -> None:
         tracked = self._instances.get(instance_id)

@@ -264,7 +264,11 @@ class SimulatedKernel:
         """status_file() encoded, from a table: no string is built per read."""
         with self._lock:
             self._settle()
-            return _STATUS_BYTES[self.profile][self._by_name(name).state]
+            instance_id = self._names.get(name)  # find_named's index, inlined for the poll
+            inst = self._model.instances.get(instance_id) if instance_id is not None else None
+            if inst is None or inst.name != name:
+                inst = self._by_name(name)
+            return _STATUS_BYTES[self.profile][inst.state]
 
     def id_file(self, name: str) -> str:
         """/sys/fs/multikernel/instances/<name>/id."""

@@ -67,13 +67,15 @@ def printed_by(inst: InstanceRecord, now: float, *, connected: bool) -> bytes:
     if spawn is None or not spawn.running:
         return b""
     out = b""
-    stops = [at for at in (spawn.hangs_at, spawn.end_noticed_at) if at is not None]
-    upto = math.floor((min(now, *stops) if stops else now) - spawn.started_at)
+    hangs_at, noticed = spawn.hangs_at, spawn.end_noticed_at
+    if hangs_at is None and noticed is None:  # the common case, once a second for every spawn
+        upto = math.floor(now - spawn.started_at)
+    else:
+        upto = math.floor(min(now, *(at for at in (hangs_at, noticed) if at is not None)) - spawn.started_at)
     if upto > spawn.printed_s:
         if connected:
             out = boot_log.uptime_lines(inst.name, spawn.printed_s + 1, upto)
         spawn.printed_s = upto
-    noticed = spawn.end_noticed_at
     if noticed is not None and noticed <= now and not spawn.end_printed:
         uptime = noticed - spawn.started_at
         if spawn.end == "panic":
