@@ -11,7 +11,7 @@ are kept, each to its newest `[limits] console_history_bytes` (the oldest bytes 
 
 Writes are gathered: what a console printed goes to its file once `FLUSH_BYTES` are waiting or
 `FLUSH_S` passed (and at a new boot, at a crash's `tail`, and at shutdown), so 2,047 spawns each
-printing a line a second cost one append per instance every half minute, not one per line.
+printing a line a second cost one append per instance every few seconds, not one per line.
 Readers of the history see the waiting bytes too. A daemon killed outright loses at most those.
 """
 
@@ -35,7 +35,7 @@ log = logging.getLogger("mkd.console")
 
 READ_BYTES = 16_384  # the device's buffer (spec 8.8.4): one read empties it
 FLUSH_BYTES = 64 << 10
-FLUSH_S = 30.0
+FLUSH_S = 5.0
 # Errors after which a reader is useless: the device or the instance went away.
 _DEAD_READER = frozenset({errno.ENOTCONN, errno.ENODEV, errno.EBADF, errno.ENXIO, errno.EIO})
 _BOOT_FILE = re.compile(r"([0-9]+)-([0-9]+)\.log")
