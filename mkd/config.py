@@ -232,7 +232,7 @@ class Settings(BaseModel):
 
     @property
     def simulator_state_path(self) -> Path:
-        return self.daemon.state_dir / "simkernel.json"
+        return self.daemon.state_dir / "simkernel.sqlite3"
 
 
 _PREFIXED_INT = re.compile(r"[+-]?0[xXoObB][0-9a-fA-F_]+")

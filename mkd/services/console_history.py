@@ -325,10 +325,11 @@ class ConsoleHistory:
         tracked = self._instances.get(instance_id)
         if tracked is None or tracked.reader is None:
             return 0
-        chunks = []
+        reader = tracked.reader
+        got = bytearray()
         while True:
             try:
-                data = tracked.reader.read(READ_BYTES)
+                data = reader.read(READ_BYTES)
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -337,25 +338,22 @@ class ConsoleHistory:
                     self._close(instance_id)
                     break
                 raise
-            if not data:
-                break
-            chunks.append(data)
+            got += data
             if len(data) < READ_BYTES:
                 break  # the buffer is empty now; more output makes the descriptor readable again
-        if not chunks:
+        if not got:
             return 0
-        boots = self._boots(instance_id, tracked)
+        boots = tracked.boots if tracked.boots else self._boots(instance_id, tracked)
         if not boots:
             self._new_boot(instance_id, tracked)
             boots = self._boots(instance_id, tracked)
         boot = boots[-1]
-        for chunk in chunks:
-            boot.waiting += chunk
+        boot.waiting += got
         self._ends[instance_id] = boot.end
         self._waiting.add(instance_id)
         if len(boot.waiting) >= FLUSH_BYTES:
             self._flush(instance_id)
-        return sum(len(chunk) for chunk in chunks)
+        return len(got)
 
     def _close(self, instance_id: int) -> None:
         tracked = self._instances.get(instance_id)

@@ -157,7 +157,7 @@ def running_elsewhere(nodes: list[Node], cluster: EtcdCluster, prefix: str, name
 def test_a_killed_daemon_loses_its_movable_instances_and_stops_them_before_it_serves(
         nodes: list[Node], etcd_cluster: EtcdCluster, fleet_prefix: str) -> None:
     mover, stayer = place_on_node_1(nodes, etcd_cluster, fleet_prefix, "kill")
-    nodes[1].daemon.kill()  # SIGKILL: its simulated kernel keeps both ACTIVE (simkernel.json)
+    nodes[1].daemon.kill()  # SIGKILL: its simulated kernel keeps both ACTIVE (simkernel.sqlite3)
     wait_until(f"{stayer} NodeLost", lambda: phase(etcd_cluster, fleet_prefix, stayer) == ("NodeLost", "node-1"))
     running_elsewhere(nodes, etcd_cluster, fleet_prefix, mover)
     assert phase(etcd_cluster, fleet_prefix, stayer) == ("NodeLost", "node-1")  # Never: it waits
@@ -273,7 +273,8 @@ def test_a_rebooted_host_comes_back_without_what_moved(nodes: list[Node], etcd_c
                                                        fleet_prefix: str) -> None:
     mover, stayer = place_on_node_1(nodes, etcd_cluster, fleet_prefix, "boot")
     nodes[1].daemon.kill()
-    (nodes[1].state_dir / "simkernel.json").unlink()  # the kernel's state is gone with the host
+    for kernel_state in nodes[1].state_dir.glob("simkernel.sqlite3*"):  # with its write-ahead log
+        kernel_state.unlink()  # the kernel's state is gone with the host
     running_elsewhere(nodes, etcd_cluster, fleet_prefix, mover)
     nodes[1].restart()
     wait_until(f"{mover} gone from node-1", lambda: nodes[1].instance(mover) is None)

@@ -18,7 +18,7 @@ from mkd.db import repository
 from mkd.db.session import transaction
 from mkd.services import reconciler
 from mkd.services.context import Daemon
-from mkd.services.kernel_poller import poll_kernel
+from mkd.services.kernel_poller import poll_kernel, running_ids
 from mkd.testing import imagegen
 from tests.conftest import MakeClient
 from tests.helpers import MiB, create, upload
@@ -150,3 +150,45 @@ def test_a_converged_declared_instance_costs_no_reconcile_pass_and_no_kernel_cal
     # The status poller went on meanwhile, reading only the running instance's status.
     assert reads and set(reads) == {INSTANCES + "web/status"}
     assert client.get("/v1/instances/web").json()["state"] == "ACTIVE"
+
+
+def test_the_active_ids_are_asked_of_the_database_only_after_an_instance_was_written(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(simulator={"kernel_profile": "tree"}, daemon={"status_poll_interval_s": 3600})
+    daemon = _daemon(client)
+    kernel = upload(client, imagegen.vmlinux())
+    ids = {}
+    for name, cpu in (("web", 2), ("db", 3)):
+        ids[name] = create(client, name, cpus=[cpu], memory_bytes=128 * MiB)["id"]
+        assert client.post(f"/v1/instances/{name}/load", json={"kernel": kernel}).status_code == 200
+    assert client.post("/v1/instances/web/start").json()["state"] == "ACTIVE"
+    queries = _counting(monkeypatch, repository, "instance_ids_in")
+    assert running_ids(daemon) == [ids["web"]]
+    queries.clear()
+
+    # Nothing written since: the same ids, no query.
+    assert poll_kernel(daemon) == []
+    assert running_ids(daemon) == [ids["web"]]
+    assert queries == []
+
+    # A start writes the instance's row: the next poll asks again and reads both.
+    assert client.post("/v1/instances/db/start").json()["state"] == "ACTIVE"
+    assert sorted(running_ids(daemon)) == sorted(ids.values())
+    assert len(queries) == 1
+
+    # A write the poller makes itself (a crash recorded) counts too.
+    _sim_io(daemon).kernel.spawn_exit(ids["web"], "poweroff")
+    [change] = poll_kernel(daemon)
+    assert change.to_state == "loaded"
+    assert running_ids(daemon) == [ids["db"]]
+    # A transaction that wrote an instance and rolled back changes nothing and asks nothing.
+    queries.clear()
+    with pytest.raises(RuntimeError), transaction(daemon.engine) as session:
+        record = repository.get_instance(session=session, instance_id=ids["db"])
+        assert record is not None
+        record.state = "LOADED"
+        session.flush()
+        raise RuntimeError("rolled back")
+    assert running_ids(daemon) == [ids["db"]]
+    assert queries == []

@@ -54,6 +54,7 @@ class MultikernelFs:
     def __init__(self, io: KernelIO, root: str = SYSFS_ROOT) -> None:
         self.io = io
         self.root = root
+        self._instances_dir = join(root, "instances")  # joined once: the status poll reads it per instance
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -63,7 +64,7 @@ class MultikernelFs:
 
     @property
     def instances_dir(self) -> str:
-        return join(self.root, "instances")
+        return self._instances_dir
 
     @property
     def overlays_dir(self) -> str:

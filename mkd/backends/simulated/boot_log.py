@@ -33,7 +33,8 @@ def boot_banner(
 
 
 def uptime_line(name: str, second: int) -> bytes:
-    return f"{_stamp(second)} {name}: up {second} s\n".encode()
+    # _stamp() of a whole second, without float formatting: 2,047 consoles print one a second
+    return f"[{second:5d}.000000] {name}: up {second} s\n".encode()
 
 
 def uptime_lines(name: str, first: int, last: int) -> bytes:

@@ -41,8 +41,8 @@ from mkd.backends.simulated.machine import build_topology, node_memory_ranges
 from mkd.backends.simulated.mktty import ConsoleTarget, Mktty
 from mkd.backends.simulated.model import InstanceRecord, KernelModel, OverlayTx, SpawnRecord
 from mkd.backends.simulated.overlay_ops import OpContext
-from mkd.backends.simulated.persistence import StateFile, load_model, model_from_json, model_to_json
-from mkd.backends.simulated.spawn_timeline import SpawnTimeline, arm_end, hung, print_up_to
+from mkd.backends.simulated.persistence import StateStore, model_from_json, model_to_json
+from mkd.backends.simulated.spawn_timeline import SpawnTimeline, arm_end, hung, print_up_to, printed_by
 from mkd.backends.simulated.states import KEvent, KState, status_string, transition
 from mkd.backends.simulated.views import chunk_nodes, id_file, instance_view, pool_view, status_file
 from mkd.backends.simulated.workqueue import Workqueue
@@ -55,6 +55,9 @@ from mkd.kexec.kexec_file import KexecEnv
 from mkd.kexec.proc_kimage import render_proc_kimage
 
 _Rendered = TypeVar("_Rendered")
+# What the status file holds for each state, by profile (spec 6.1).
+_STATUS_BYTES = {profile: {state: f"{status_string(profile, state)}\n".encode() for state in KState}
+                 for profile in ("tree", "rfc-v2")}
 
 MK_SYS_HEARTBEAT = 0x3001
 MK_SYS_HALTED = 0x3004
@@ -104,8 +107,8 @@ class SimulatedKernel:
         self._resources = threading.Lock()
         self._closing = threading.Event()
         self._env = KexecEnv.from_settings(settings)
-        self._state_file = StateFile(state_path, settings) if state_path is not None else None
-        loaded = load_model(state_path, settings) if state_path is not None else None
+        self._state_file = StateStore(state_path, settings) if state_path is not None else None
+        loaded = self._state_file.load() if self._state_file is not None else None
         self._model = loaded if loaded is not None else _empty_model(settings)
         self._work = Workqueue(f"mk-sim-{self.profile}")
         # The kernel's wall clock: what running spawns did on their own is settled against it.
@@ -256,6 +259,16 @@ class SimulatedKernel:
         with self._lock:
             self._settle()
             return status_file(self._model, self._by_name(name))
+
+    def status_bytes(self, name: str) -> bytes:
+        """status_file() encoded, from a table: no string is built per read."""
+        with self._lock:
+            self._settle()
+            instance_id = self._names.get(name)  # find_named's index, inlined for the poll
+            inst = self._model.instances.get(instance_id) if instance_id is not None else None
+            if inst is None or inst.name != name:
+                inst = self._by_name(name)
+            return _STATUS_BYTES[self.profile][inst.state]
 
     def id_file(self, name: str) -> str:
         """/sys/fs/multikernel/instances/<name>/id."""
@@ -706,12 +719,19 @@ class SimulatedKernel:
         self.console_sync_all([instance_id])
 
     def console_sync_all(self, instance_ids: list[int]) -> None:
+        """What each spawn printed, handed to the device in one batch (the ticker's call, once a
+        second for every connected instance)."""
         with self._settled() as model:
             now = self.clock()
+            connected = self.console.connected()
+            outputs = []
             for instance_id in instance_ids:
                 inst = model.instances.get(instance_id)
                 if inst is not None and inst.spawn is not None:
-                    print_up_to(self.console, inst, now)
+                    data = printed_by(inst, now, connected=instance_id in connected)
+                    if data:
+                        outputs.append((instance_id, data))
+            self.console.emit_all(outputs)
 
     def spawn_stop_silently(self, instance_id: int) -> None:
         """The spawn dies without notice: CPUs parked, state still ACTIVE (spec 6.2 recovery)."""
@@ -779,3 +799,7 @@ class SimulatedKernel:
         self.console.close()
         self._work.stop()
         self.events.close()
+        with self._lock:
+            if self._state_file is not None:
+                self._state_file.close()
+                self._state_file = None  # a closed kernel changes no more state

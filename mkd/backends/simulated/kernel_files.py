@@ -44,6 +44,8 @@ class _File:
 _Node = _Dir | _File
 _T = TypeVar("_T")
 _MULTIKERNEL_PARTS = [part for part in SYSFS_ROOT.split("/") if part]
+_INSTANCES_PARTS = [*_MULTIKERNEL_PARTS, "instances"]
+_STATUS_PATHS = 8192  # remembered status paths: every instance's, with room for renames
 
 
 def _oserror(code: int, path: str) -> OSError:
@@ -65,16 +67,28 @@ class SimulatedKernelIO:
         self.kernel = kernel
         self._sys_files = self._build_sys()
         self._sys_dirs = _directories(self._sys_files)
+        # instances/<name>/status paths already resolved once -> name: the file exists exactly
+        # while the instance does, which status_bytes checks, so the path walk is skipped.
+        self._status_paths: dict[str, str] = {}
 
     # -- KernelIO: files ----------------------------------------------------------------------
 
     def read(self, path: str) -> bytes:
-        node = self._node(path)
+        name = self._status_paths.get(path)
+        if name is not None:  # the status poll's read, once per running instance each second
+            return self._call(path, lambda: self.kernel.status_bytes(name))
+        parts = [part for part in path.split("/") if part]
+        node = self._node(path, parts)
         if isinstance(node, _Dir):
             raise _oserror(errno.EISDIR, path)
         if node.read is None:
             raise _oserror(errno.EACCES, path)
-        return self._call(path, node.read)
+        data = self._call(path, node.read)
+        if parts[:-2] == _INSTANCES_PARTS and parts[-1] == "status":
+            if len(self._status_paths) >= _STATUS_PATHS:
+                self._status_paths.clear()
+            self._status_paths[path] = parts[-2]
+        return data
 
     def listdir(self, path: str) -> list[str]:
         node = self._node(path)
@@ -141,8 +155,9 @@ class SimulatedKernelIO:
         except KernelError as exc:
             raise OSError(exc.errno_code, exc.detail, path) from exc
 
-    def _node(self, path: str) -> _Node:
-        parts = [part for part in path.split("/") if part]
+    def _node(self, path: str, parts: list[str] | None = None) -> _Node:
+        if parts is None:
+            parts = [part for part in path.split("/") if part]
         node = self._lookup(parts)
         if node is None:
             raise _oserror(errno.ENOENT, path)
@@ -308,7 +323,10 @@ class _SimulatedConsoleFile:
         return _console_call(lambda: self._file.write(data))
 
     def read(self, size: int) -> bytes:
-        return _console_call(lambda: self._file.read(size))
+        try:  # spelled out (no closure): the reader calls this for every console each second
+            return self._file.read(size)
+        except KernelError as exc:
+            raise _console_error(exc) from exc
 
     def fileno(self) -> int:
         return self._file.fileno()
@@ -321,9 +339,13 @@ def _console_call(action: Callable[[], _T]) -> _T:
     try:
         return action()
     except KernelError as exc:
-        if exc.errno_code == errno.EAGAIN:
-            raise BlockingIOError(errno.EAGAIN, exc.detail, "/dev/mktty") from exc
-        raise OSError(exc.errno_code, exc.detail, "/dev/mktty") from exc
+        raise _console_error(exc) from exc
+
+
+def _console_error(exc: KernelError) -> OSError:
+    if exc.errno_code == errno.EAGAIN:
+        return BlockingIOError(errno.EAGAIN, exc.detail, "/dev/mktty")
+    return OSError(exc.errno_code, exc.detail, "/dev/mktty")
 
 
 def _directories(files: dict[tuple[str, ...], _Node]) -> dict[tuple[str, ...], set[str]]:

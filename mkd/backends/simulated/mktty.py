@@ -273,18 +273,37 @@ class Mktty:
     def emit(self, instance_id: int, data: bytes) -> int:
         """The spawn printed `data`: the newest connected file gets what fits; returns that count."""
         with self.lock:
-            readers = self._readers.get(instance_id)
-            if not readers:
-                return 0  # nothing is buffered host-side
-            newest = max(readers, key=lambda f: f.serial)
-            room = USABLE_BYTES - len(newest.buffer)
-            taken = data[: max(room, 0)]
+            taken = self._emit(instance_id, data)
             if taken:
-                if not newest.buffer:
-                    newest.signal_ready()
-                newest.buffer += taken
                 self.changed.notify_all()
-            return len(taken)
+            return taken
+
+    def emit_all(self, outputs: list[tuple[int, bytes]]) -> None:
+        """emit() of each (instance id, data), under one hold of the device."""
+        with self.lock:
+            taken = 0
+            for instance_id, data in outputs:
+                taken += self._emit(instance_id, data)
+            if taken:
+                self.changed.notify_all()
+
+    def _emit(self, instance_id: int, data: bytes) -> int:
+        readers = self._readers.get(instance_id)
+        if not readers:
+            return 0  # nothing is buffered host-side
+        newest = readers[0] if len(readers) == 1 else max(readers, key=lambda f: f.serial)
+        room = USABLE_BYTES - len(newest.buffer)
+        taken = data[: max(room, 0)]
+        if taken:
+            if not newest.buffer:
+                newest.signal_ready()
+            newest.buffer += taken
+        return len(taken)
+
+    def connected(self) -> set[int]:
+        """The instances with a connected reader."""
+        with self.lock:
+            return set(self._readers)
 
     def has_reader(self, instance_id: int) -> bool:
         with self.lock:

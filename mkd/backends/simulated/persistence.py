@@ -1,17 +1,19 @@
-"""The simulated kernel's state as one JSON document, written atomically.
+"""The simulated kernel's state: a SQLite database (StateStore), one row per instance.
 
-The file is the kernel's memory: it survives a daemon restart. It is replaced with
-tmp file + fsync + os.replace, so a killed daemon leaves either the old or the new state.
-A file written for another machine or kernel generation (settings changed) is a reboot:
-it is ignored and the kernel starts empty.
+The database is the kernel's memory: it survives a daemon restart. Each operation is one SQLite
+transaction writing only what it changed, so a killed daemon leaves either the old or the new
+state, and an operation costs the same with 2,047 instances as with 10. A state written for
+another machine or kernel generation (settings changed) is a reboot: it is dropped and the
+kernel starts empty. The JSON shapes below are the rows' (and the whole-state file's that
+earlier releases wrote, which is taken over once).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Collection
+import sqlite3
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -248,86 +250,179 @@ def model_from_json(data: dict[str, Any]) -> KernelModel:
     return model
 
 
-def load_model(path: Path, settings: SimulatorSettings) -> KernelModel | None:
-    """The persisted model, or None when there is none for this boot of the machine."""
+def _legacy_document(path: Path) -> dict[str, Any] | None:
+    """The whole-state JSON file earlier releases wrote (simkernel.json), if there is one."""
     try:
         with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+            data: dict[str, Any] = json.load(fh)
     except FileNotFoundError:
         return None
-    if data.get("format") != FORMAT or data.get("boot") != boot_signature(settings):
-        return None
-    return model_from_json(data)
+    except ValueError:  # torn or foreign: the kernel it described is gone
+        return {}
+    return data
 
 
-def save_model(path: Path, model: KernelModel, settings: SimulatorSettings) -> None:
-    """Write the whole state atomically: tmp file in the same directory, fsync, rename, fsync dir."""
-    _write_atomically(path, json.dumps(model_to_json(model, settings), separators=(",", ":")).encode("utf-8"))
+def _current(data: dict[str, Any], settings: SimulatorSettings) -> bool:
+    return data.get("format") == FORMAT and data.get("boot") == boot_signature(settings)
 
 
-class StateFile:
-    """Writes the state once per mutation, re-serialising only the instances the mutation touched,
-    so a create costs the same with 1,000 instances as with 10."""
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS head (id INTEGER PRIMARY KEY CHECK (id = 0), doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (id INTEGER PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS overlays (id INTEGER PRIMARY KEY, doc TEXT NOT NULL);
+"""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class StateStore:
+    """The kernel's state in SQLite: one row for what is not per instance (the head: boot
+    signature, pools, counters), one per instance, one per overlay transaction.
+
+    A mutation writes, in one transaction, only the rows whose JSON changed: the instances it
+    names (`touched`; None means any, then each is compared with what was written), the head when
+    it differs, new or changed transactions. So an operation costs what it changes, not the size
+    of the machine. The commit is the atomic step (WAL, synchronous=FULL): a killed daemon
+    leaves the state before or after each operation, never a mix.
+    """
 
     def __init__(self, path: Path, settings: SimulatorSettings) -> None:
         self.path = path
         self.settings = settings
-        self._fragments: dict[int, str] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The kernel's lock serialises every call; the connection moves between its threads.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        # What the database holds, as written: a save compares against these, not the disk.
+        self._head = ""
+        self._instances: dict[int, str] = {}
         # tx id -> (what of it can still change, its JSON): a transaction's blob and ops are fixed
         # once written, only its status, error and op list move (rollback), so 1,000 overlays are
         # not re-encoded on every write.
-        self._tx_fragments: dict[int, tuple[tuple[str, str | None, int], str]] = {}
+        self._txs: dict[int, tuple[tuple[str, str | None, int], str]] = {}
+
+    def load(self) -> KernelModel | None:
+        """The persisted model, or None when there is none for this boot of the machine (then
+        the store is emptied: that kernel is gone). A whole-state JSON file of earlier releases
+        beside the database is taken over once, then removed."""
+        legacy_path = self.path.with_suffix(".json")
+        legacy = _legacy_document(legacy_path)
+        if legacy is not None:
+            model = model_from_json(legacy) if _current(legacy, self.settings) else None
+            self._write_all(model)  # a reboot when the file is for another boot
+            legacy_path.unlink()
+            return model
+        document = self.document()
+        if document is None or not _current(document, self.settings):
+            self._write_all(None)
+            return None
+        model = model_from_json(document)
+        self._remember(model)
+        return model
+
+    def document(self) -> dict[str, Any] | None:
+        """The stored state as one document (model_to_json's shape), or None when empty."""
+        row = self._db.execute("SELECT doc FROM head").fetchone()
+        if row is None:
+            return None
+        document: dict[str, Any] = json.loads(row[0])
+        for table in ("instances", "overlays"):
+            document[table] = [json.loads(doc) for (doc,) in self._db.execute(f"SELECT doc FROM {table} ORDER BY id")]
+        return document
+
+    def _remember(self, model: KernelModel) -> None:
+        self._head = _dumps(model_to_json(model, self.settings, with_instances=False, with_overlays=False))
+        self._instances = {i: _dumps(_instance_to_json(inst)) for i, inst in model.instances.items()}
+        self._txs = {tx_id: ((tx.status, tx.error, len(tx.applied)), _dumps(_overlay_tx_to_json(tx)))
+                     for tx_id, tx in model.overlays.items()}
+
+    def _write_all(self, model: KernelModel | None) -> None:
+        """Replace everything: the model, or nothing (reboot)."""
+        with self._transaction() as db:
+            for table in ("head", "instances", "overlays"):
+                db.execute(f"DELETE FROM {table}")
+            self._head, self._instances, self._txs = "", {}, {}
+            if model is not None:
+                self._remember(model)
+                db.execute("INSERT INTO head VALUES (0, ?)", (self._head,))
+                db.executemany("INSERT INTO instances VALUES (?, ?)", sorted(self._instances.items()))
+                db.executemany("INSERT INTO overlays VALUES (?, ?)",
+                               sorted((tx_id, doc) for tx_id, (_, doc) in self._txs.items()))
 
     def save(self, model: KernelModel, touched: Collection[int] | None) -> None:
-        """`touched`: ids of the instances the mutation may have changed; None means any."""
-        if touched is None:
-            self._fragments.clear()
-        else:
-            for instance_id in touched:
-                self._fragments.pop(instance_id, None)
-        fragments: dict[int, str] = {}
-        for instance_id in sorted(model.instances):
-            fragment = self._fragments.get(instance_id)
-            if fragment is None:
-                fragment = json.dumps(_instance_to_json(model.instances[instance_id]), separators=(",", ":"))
-            fragments[instance_id] = fragment
-        self._fragments = fragments
-        document = model_to_json(model, self.settings, with_instances=False, with_overlays=False)
-        head = json.dumps(document, separators=(",", ":"))
-        for marker, parts in (('"instances":[]', fragments.values()), ('"overlays":[]', self._tx_json(model))):
-            at = head.index(marker) + len(marker) - 1
-            head = head[:at] + ",".join(parts) + head[at:]
-        _write_atomically(self.path, head.encode("utf-8"))
-
-    def _tx_json(self, model: KernelModel) -> list[str]:
-        kept: dict[int, tuple[tuple[str, str | None, int], str]] = {}
-        for tx_id, tx in sorted(model.overlays.items()):
+        """Write what the mutation changed. `touched`: ids of the instances it may have changed;
+        None means any."""
+        head = _dumps(model_to_json(model, self.settings, with_instances=False, with_overlays=False))
+        candidates = model.instances.keys() if touched is None else touched
+        instances: dict[int, str | None] = {}
+        for instance_id in candidates:
+            inst = model.instances.get(instance_id)
+            doc = None if inst is None else _dumps(_instance_to_json(inst))
+            if doc != self._instances.get(instance_id):
+                instances[instance_id] = doc
+        for instance_id in self._instances.keys() - model.instances.keys():
+            instances[instance_id] = None
+        txs: dict[int, tuple[tuple[str, str | None, int], str] | None] = {}
+        for tx_id, tx in model.overlays.items():
             mutable = (tx.status, tx.error, len(tx.applied))
-            cached = self._tx_fragments.get(tx_id)
+            cached = self._txs.get(tx_id)
             if cached is None or cached[0] != mutable:
-                cached = (mutable, json.dumps(_overlay_tx_to_json(tx), separators=(",", ":")))
-            kept[tx_id] = cached
-        self._tx_fragments = kept
-        return [fragment for _, fragment in kept.values()]
+                txs[tx_id] = (mutable, _dumps(_overlay_tx_to_json(tx)))
+        for tx_id in self._txs.keys() - model.overlays.keys():
+            txs[tx_id] = None
+        if head == self._head and not instances and not txs:
+            return
+        with self._transaction() as db:
+            if head != self._head:
+                db.execute("INSERT OR REPLACE INTO head VALUES (0, ?)", (head,))
+            for instance_id, doc in instances.items():
+                if doc is None:
+                    db.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
+                else:
+                    db.execute("INSERT OR REPLACE INTO instances VALUES (?, ?)", (instance_id, doc))
+            for tx_id, entry in txs.items():
+                if entry is None:
+                    db.execute("DELETE FROM overlays WHERE id = ?", (tx_id,))
+                else:
+                    db.execute("INSERT OR REPLACE INTO overlays VALUES (?, ?)", (tx_id, entry[1]))
+        # Only once committed: a failed write leaves these saying what the disk holds.
+        self._head = head
+        for instance_id, doc in instances.items():
+            if doc is None:
+                self._instances.pop(instance_id, None)
+            else:
+                self._instances[instance_id] = doc
+        for tx_id, entry in txs.items():
+            if entry is None:
+                self._txs.pop(tx_id, None)
+            else:
+                self._txs[tx_id] = entry
 
-
-def _write_atomically(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
         try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def stored_document(path: Path, settings: SimulatorSettings) -> dict[str, Any]:
+    """What the database at `path` holds, as one document (for tests and inspection)."""
+    store = StateStore(path, settings)
     try:
-        os.fsync(dir_fd)
+        document = store.document()
     finally:
-        os.close(dir_fd)
+        store.close()
+    if document is None:
+        raise FileNotFoundError(f"no simulated kernel state in {path}")
+    return document

@@ -55,20 +55,32 @@ def hung(spawn: SpawnRecord, now: float) -> bool:
 
 def print_up_to(console: Mktty, inst: InstanceRecord, now: float) -> None:
     """Emit what the spawn has printed by `now` and is not out yet."""
+    data = printed_by(inst, now, connected=console.has_reader(inst.id))
+    if data:
+        console.emit(inst.id, data)
+
+
+def printed_by(inst: InstanceRecord, now: float, *, connected: bool) -> bytes:
+    """What the spawn has printed by `now` and is not out yet (marked out). Without a connected
+    reader the device drops it (8.8.4), so the uptime lines are not even built."""
     spawn = inst.spawn
     if spawn is None or not spawn.running:
-        return
-    stops = [at for at in (spawn.hangs_at, spawn.end_noticed_at) if at is not None]
-    upto = math.floor(min([now, *stops]) - spawn.started_at)
+        return b""
+    out = b""
+    hangs_at, noticed = spawn.hangs_at, spawn.end_noticed_at
+    if hangs_at is None and noticed is None:  # the common case, once a second for every spawn
+        upto = math.floor(now - spawn.started_at)
+    else:
+        upto = math.floor(min(now, *(at for at in (hangs_at, noticed) if at is not None)) - spawn.started_at)
     if upto > spawn.printed_s:
-        if console.has_reader(inst.id):  # nobody reads: the output is dropped, so it is not built
-            console.emit(inst.id, boot_log.uptime_lines(inst.name, spawn.printed_s + 1, upto))
+        if connected:
+            out = boot_log.uptime_lines(inst.name, spawn.printed_s + 1, upto)
         spawn.printed_s = upto
-    noticed = spawn.end_noticed_at
     if noticed is not None and noticed <= now and not spawn.end_printed:
         uptime = noticed - spawn.started_at
         if spawn.end == "panic":
-            console.emit(inst.id, boot_log.panic_trace(inst.id, uptime, _panic_timeout(inst)))
+            out += boot_log.panic_trace(inst.id, uptime, _panic_timeout(inst))
         else:
-            console.emit(inst.id, boot_log.exit_line(spawn.end or "halt", uptime))
+            out += boot_log.exit_line(spawn.end or "halt", uptime)
         spawn.end_printed = True
+    return out

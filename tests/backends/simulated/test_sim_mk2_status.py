@@ -4,14 +4,16 @@ spawn that powers off, panics or hangs on its own."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import BackendFactory, kernel_of
+from conftest import BackendFactory, MiB, kernel_of, load_flags, spec, tree_baseline
 from mk2_setup import HALT, HALT_FORCE, START, WEB, active_web, errno_of, load_web, machine, write_overlay
 
+from mkd.backends.simulated import boot_log
 from mkd.backends.simulated.kernel import SimulatedKernel
 from mkd.config import SimulatorSettings
 from mkd.kernel_types import KernelEvent
@@ -210,3 +212,32 @@ def test_a_reopened_kernel_keeps_a_scheduled_spawn_end(
 def test_an_unknown_spawn_fault_is_refused(make_backend: BackendFactory) -> None:
     with pytest.raises(ValueError, match="after_start"):
         make_backend(kernel_profile="tree", faults={"instances": {"web": {"after_start": "explode"}}})
+
+
+def test_a_status_file_read_again_follows_the_instance_it_names(
+    make_backend: BackendFactory, images: dict[str, Path]
+) -> None:
+    """The status poll reads the same paths each second (a remembered path skips the walk): the
+    file still says what the instance is now, is gone with it, and names a new one of the name."""
+    backend = make_backend(kernel_profile="tree")
+    backend.apply_pool(tree_baseline())
+    backend.create_instances([spec(1, "web", (1,), 64 * MiB)])
+    io = backend.io
+    path = "/sys/fs/multikernel/instances/web/status"
+    assert io.read(path) == b"ready\n"
+    kernel_of(backend).kexec_file_load(images["vmlinux"], None, None, load_flags(1))
+    assert io.read(path) == b"loaded\n"
+    backend.unload(1)
+    backend.delete_instance(1)
+    with pytest.raises(OSError) as gone:
+        io.read(path)
+    assert gone.value.errno == errno.ENOENT
+    backend.create_instances([spec(2, "web", (2,), 64 * MiB)])
+    assert io.read(path) == b"ready\n"
+    assert io.read("/sys/fs/multikernel/instances/web/id") == b"2\n"
+
+
+@pytest.mark.parametrize("second", [0, 1, 59, 99_999, 100_000, 1_234_567])
+def test_uptime_lines_are_stamped_like_printk(second: int) -> None:
+    stamp = f"[{float(second):12.6f}]"
+    assert boot_log.uptime_line("web", second) == f"{stamp} web: up {second} s\n".encode()

@@ -1,4 +1,4 @@
-"""The incremental state file always equals a full serialisation of the kernel model."""
+"""The incremental state store always equals a full serialisation of the kernel model."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import json
 import pytest
 
 from mkd.backends.host.backend import HostBackend
-from mkd.backends.simulated.persistence import model_to_json
+from mkd.backends.simulated.persistence import model_to_json, stored_document
 from mkd.kernel_types import InstanceSpec, LoadRequest
 from mkd.kexec.flags import load_flags
 from tests.backends.simulated.conftest import BackendFactory, MiB, kernel_of, with_baseline
 
 
 def on_disk(backend: HostBackend) -> object:
-    return json.loads(backend.settings.simulator_state_path.read_text())
+    return stored_document(backend.settings.simulator_state_path, backend.settings.simulator)
 
 
 def full(backend: HostBackend) -> object:
