@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -41,6 +42,9 @@ POOL_BASE = 4 * GiB
 RATIO_GOAL = 0.5
 P99_FLOOR_S = 0.020
 QUICK = os.environ.get("MKD_BENCH_QUICK") == "1"
+# MKD_BENCH_READS=writer: only the reads under a writer and the event fan-out (one daemon, tree,
+# 1,000 instances) — the figures the writer-side work moves, in minutes rather than the whole bench.
+WRITER_ONLY = os.environ.get("MKD_BENCH_READS") == "writer"
 # (instances, CPUs): one CPU each, CPU 0 stays with the host.
 SIZES = ((1000, 1024), (2047, 2048))
 PROFILES = ("tree", "rfc-v2")
@@ -147,18 +151,19 @@ def result_of(figure: ReadFigure, size: str) -> BenchResult:
 
 def run() -> list[BenchResult]:
     results: list[BenchResult] = []
-    for profile in PROFILES:
-        for instances, cpus in SIZES:
+    for profile in PROFILES[:1] if WRITER_ONLY else PROFILES:
+        for instances, cpus in SIZES[:1] if WRITER_ONLY else SIZES:
             size = f"{profile}, {instances} instances / {cpus} CPUs"
             print(f"  -- {size}, wrk -t2 -c16 -d{DURATION} (load average {load_average()})", flush=True)
             with scratch_dir(f"reads-{instances}") as workdir, \
                     populated_daemon(workdir, instances, cpus, profile) as daemon:
-                for label, path in read_urls(instances):
+                for label, path in [] if WRITER_ONLY else read_urls(instances):
                     results.append(result_of(measure_url(workdir, daemon.url, label, path), size))
                 if (profile, instances) == (PROFILES[0], SIZES[0][0]):  # the writer and the fan-out once
                     results.extend(reads_under_writer(daemon, instances, size))
                     results.extend(event_fanout(daemon, workdir, size))
-    results.extend(token_required(*SIZES[0]))
+    if not WRITER_ONLY:
+        results.extend(token_required(*SIZES[0]))
     print(f"  load average at the end: {load_average()}", flush=True)
     return results
 
@@ -318,6 +323,27 @@ def latest_event_id(database: Path) -> int:
     return latest or 0
 
 
+@contextmanager
+def profiled(pids: dict[str, int]) -> Iterator[None]:
+    """MKD_BENCH_PYSPY=DIR: py-spy samples each process while the block runs (DIR/<name>.txt)."""
+    out = os.environ.get("MKD_BENCH_PYSPY")
+    if not out:
+        yield
+        return
+    Path(out).mkdir(parents=True, exist_ok=True)
+    spies = [subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--format",
+                               "raw", "--rate", "200", "-o", str(Path(out) / f"{name}.txt")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for name, pid in pids.items()]
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(60)
+
+
 def event_fanout(daemon: DaemonProcess, workdir: Path, size: str) -> list[BenchResult]:
     assert daemon.proc is not None
     kernel = upload_kernel(daemon.url)
@@ -336,10 +362,14 @@ def event_fanout(daemon: DaemonProcess, workdir: Path, size: str) -> list[BenchR
         if subscribers.stdout.readline().strip() != b"ready":
             raise RuntimeError("the subscribers did not connect")
         first, cpu = latest_event_id(database), cpu_seconds(daemon.proc.pid)
-        with WriterLoop(daemon.url, kernel) as writer:
+        client_cpu, started = cpu_seconds(subscribers.pid), time.monotonic()
+        with WriterLoop(daemon.url, kernel) as writer, profiled({"daemon": daemon.proc.pid,
+                                                                 "subscribers": subscribers.pid}):
             time.sleep(FANOUT_WINDOW_S)
         time.sleep(1.0)  # the last events reach every stream
         used = cpu_seconds(daemon.proc.pid) - cpu
+        # Both on the same 2 cores: which of the two is busy says whose cost the latency is.
+        client_used, elapsed = cpu_seconds(subscribers.pid) - client_cpu, time.monotonic() - started
         subscribers.stdin.close()
         subscribers.wait(60)
     finally:
@@ -355,7 +385,8 @@ def event_fanout(daemon: DaemonProcess, workdir: Path, size: str) -> list[BenchR
     print(f"  fan-out: {SUBSCRIBERS} subscribers, {len(expected)} events ({writer.cycles} writer cycles): "
           f"{complete}/{SUBSCRIBERS} streams complete and in order; committed → received p50 {_ms(p50)} "
           f"p99 {_ms(p99)}; daemon CPU {per_event * 1000:.2f} ms per event "
-          f"({alone_cpu * 1000:.2f} ms without subscribers)", flush=True)
+          f"({alone_cpu * 1000:.2f} ms without subscribers); CPU over {elapsed:.1f} s: daemon "
+          f"{used / elapsed:.0%}, subscribers' client {client_used / elapsed:.0%}", flush=True)
     ok = complete == SUBSCRIBERS and p99 < DELIVERY_P99_GOAL_S and bool(expected)
     return [BenchResult(
         name=f"events to {SUBSCRIBERS} SSE subscribers under a writer, {size}",
@@ -364,4 +395,5 @@ def event_fanout(daemon: DaemonProcess, workdir: Path, size: str) -> list[BenchR
         ratio=per_event / alone_cpu if alone_cpu else None,
         goal=f"all complete, p99 < {_ms(DELIVERY_P99_GOAL_S)}", verdict=verdict(ok),
         details={"events": len(expected), "complete_streams": complete, "p50_s": p50, "p99_s": p99,
-                 "cpu_s_per_event": per_event, "cpu_s_per_event_without_subscribers": alone_cpu})]
+                 "cpu_s_per_event": per_event, "cpu_s_per_event_without_subscribers": alone_cpu,
+                 "daemon_cpu_share": used / elapsed, "client_cpu_share": client_used / elapsed})]

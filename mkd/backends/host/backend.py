@@ -25,7 +25,7 @@ from mkd.backends.host.kernel_log import logged_skips
 from mkd.backends.host.kimage import compute_segments, describe_kimage, image_loader, read_kernel_segments
 from mkd.backends.host.loader_env import read_loader_env
 from mkd.backends.host.overlays import OverlayApplier
-from mkd.backends.host.pool import PoolKeeper
+from mkd.backends.host.pool import Holding, PoolKeeper
 from mkd.backends.host.procfs import KimageRow, Procfs
 from mkd.backends.host.readback import InstanceResources, parse_instance_dtb, parse_instance_dts, parse_pool_dtb
 from mkd.backends.host.state import HostState, LoadRecord
@@ -143,6 +143,8 @@ class HostBackend:
         # Instance name -> (its device tree as last read, the parse): a listing re-reads every
         # instance's tree, and most did not change since the last one.
         self._parsed_trees: dict[str, tuple[bytes | str, InstanceResources]] = {}
+        # Instance name -> what it takes from the pool, for the pool read: see _holdings.
+        self._holdings_by_name: dict[str, Holding] = {}
 
     # -- probe ------------------------------------------------------------------------------
 
@@ -193,7 +195,25 @@ class HostBackend:
 
     def read_pool(self) -> PoolState:
         with self._lock:
-            return self.pool.read(self.profile(), self._read_all())
+            return self.pool.read(self.profile(), self._holdings())
+
+    def _holdings(self) -> list[Holding]:
+        """What each instance takes from the pool, for the pool read. A remembered name stands
+        for its resources while its directory is listed: an instance's tree changes only by this
+        backend's own writes (create, update, delete forget the name; spec 8.2.2: the kernel
+        changes nothing else on its own), so a pool read after a create or delete costs one
+        listing and the new directory, not a read of every instance (issue 15)."""
+        held: dict[str, Holding] = {}
+        for name in self.fs.instance_names():
+            holding = self._holdings_by_name.get(name)
+            if holding is None:
+                files = self.fs.read_instance(name)
+                if files is None:
+                    continue  # gone meanwhile
+                holding = self._resources_of(files)
+            held[name] = holding
+        self._holdings_by_name = held
+        return list(held.values())
 
     def apply_pool(self, spec: PoolSpec) -> PoolState:
         with self._lock:
@@ -213,6 +233,8 @@ class HostBackend:
 
     def create_instances(self, specs: list[InstanceSpec]) -> list[KernelInstance]:
         with self._lock:
+            for spec in specs:
+                self._holdings_by_name.pop(spec.name, None)
             profile = self.profile()
             # Names and ids only (one id file each): a create must not parse every instance's tree.
             _refuse_duplicates(specs, self._names_and_ids())
@@ -301,6 +323,7 @@ class HostBackend:
             if self.profile() == "rfc-v2":
                 raise KernelError(errno.EOPNOTSUPP, "rfc-v2 cannot change an instance's resources", instance_id=spec.id)
             current = self._read_one(spec.id)
+            self._holdings_by_name.pop(current.name, None)
             if current.kernel_state == "active":
                 # spec 8.7: hot-plug through the spawn's ACK, op by op, no undo.
                 free_cpus = set(self.pool.read(self.fs.profile(), self._read_all()).free_cpus)
@@ -312,6 +335,7 @@ class HostBackend:
     def delete_instance(self, instance_id: int) -> None:
         with self._lock:
             instance = self._read_one(instance_id)
+            self._holdings_by_name.pop(instance.name, None)
             if self.profile() == "rfc-v2":
                 # spec 1.1: rmdir destroys; ACTIVE/LOADING → EBUSY from the kernel.
                 self.fs.remove_instance_dir(instance.name)
@@ -475,6 +499,7 @@ class HostBackend:
         names = {instance.name for instance in instances}
         self._parsed_trees = {name: parsed for name, parsed in self._parsed_trees.items() if name in names}
         self._known = {instance.id: (instance.name, instance.kernel_state) for instance in instances}
+        self._holdings_by_name = {instance.name: instance for instance in instances}
         return sorted(instances, key=lambda instance: instance.id)
 
     def _read_one(self, instance_id: int) -> KernelInstance:

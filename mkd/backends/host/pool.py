@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Sequence
+from typing import Protocol
 
 from mkd.backends.host.overlays import OverlayApplier
 from mkd.backends.host.procfs import Procfs
@@ -20,6 +21,18 @@ from mkd.backends.host.sysfs import MultikernelFs
 from mkd.devicetree.build import build_baseline_dtb, build_root_tree
 from mkd.errors import KernelError
 from mkd.kernel_types import InstanceSpec, KernelInstance, KernelProfile, MemChunk, PoolSpec, PoolState
+
+
+class Holding(Protocol):
+    """What an instance takes from the pool: a KernelInstance, or just its parsed resources."""
+
+    @property
+    def cpus(self) -> tuple[int, ...]: ...
+    @property
+    def memory_bytes(self) -> int: ...
+    @property
+    def devices(self) -> tuple[str, ...]: ...
+
 
 EMPTY_POOL = PoolState(spec=None, chunks=(), free_cpus=(), free_memory_bytes=0, free_llc_way_mask=None, free_devices=())
 
@@ -33,12 +46,12 @@ class PoolKeeper:
 
     # -- read -------------------------------------------------------------------------------
 
-    def read(self, profile: KernelProfile, instances: Sequence[KernelInstance]) -> PoolState:
+    def read(self, profile: KernelProfile, instances: Sequence[Holding]) -> PoolState:
         if profile == "tree":
             return self._read_tree(parse_pool_dtb(self.fs.read_root_tree()), instances)
         return self._read_v2(instances)
 
-    def _read_tree(self, pool: PoolReadback, instances: Sequence[KernelInstance]) -> PoolState:
+    def _read_tree(self, pool: PoolReadback, instances: Sequence[Holding]) -> PoolState:
         if not pool.baseline_applied:
             return EMPTY_POOL
         recorded = self.state.pool
@@ -60,7 +73,7 @@ class PoolKeeper:
             free_devices=_free_devices(pool.devices, instances),
         )
 
-    def _read_v2(self, instances: Sequence[KernelInstance]) -> PoolState:
+    def _read_v2(self, instances: Sequence[Holding]) -> PoolState:
         spec = self.state.pool
         if spec is None:
             return EMPTY_POOL
@@ -173,10 +186,10 @@ class PoolKeeper:
         )
 
 
-def _used_memory(instances: Sequence[KernelInstance]) -> int:
+def _used_memory(instances: Sequence[Holding]) -> int:
     return sum(instance.memory_bytes for instance in instances)
 
 
-def _free_devices(devices: Sequence[str], instances: Sequence[KernelInstance]) -> tuple[str, ...]:
+def _free_devices(devices: Sequence[str], instances: Sequence[Holding]) -> tuple[str, ...]:
     lent = {device for instance in instances for device in instance.devices}
     return tuple(device for device in devices if device not in lent)

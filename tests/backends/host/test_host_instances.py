@@ -301,3 +301,53 @@ def test_a_v2_skip_answers_the_errno_the_kernel_logged(v2: Host) -> None:
         v2.backend.create_instances([InstanceSpec(id=1, name="web", cpus=(9,), memory_bytes=256 * MiB)])
     assert raised.value.errno == "EINVAL" and "the kernel logged" in raised.value.detail
     assert v2.backend.list_instances() == []
+
+
+# -- the pool read after a write reads what the write touched, not every instance (issue 15) --
+
+
+def _instance_reads(host: Host) -> set[str]:
+    return {path.split("/")[1] for path in host.io.reads if path.startswith("instances/")}
+
+
+@pytest.mark.parametrize("profile", ["tree", "v2"])
+def test_pool_read_after_create_and_delete_reads_only_the_new_directory(
+    profile: str, request: pytest.FixtureRequest
+) -> None:
+    host: Host = request.getfixturevalue(profile)
+    if profile == "tree":
+        _tree_pool(host)
+    else:
+        host.backend.apply_pool(PoolSpec(cpus=(1, 2, 3), memory_base=POOL_BASE, memory_bytes=GiB))
+    host.backend.create_instances([WEB])
+    host.backend.read_pool()
+    host.io.reads.clear()
+    host.backend.create_instances([DB])
+    host.io.reads.clear()
+    state = host.backend.read_pool()
+    assert _instance_reads(host) == {"db"}  # web was remembered
+    assert state.free_memory_bytes == GiB - 768 * MiB
+    host.backend.delete_instance(2)
+    host.io.reads.clear()
+    state = host.backend.read_pool()
+    assert _instance_reads(host) == set()
+    assert state.free_memory_bytes == GiB - 256 * MiB
+    if profile == "v2":
+        assert state.free_cpus == (2, 3)
+
+
+def test_pool_read_after_a_resize_sees_the_new_size(tree: Host) -> None:
+    _tree_pool(tree)
+    tree.backend.create_instances([WEB])
+    assert tree.backend.read_pool().free_memory_bytes == GiB - 256 * MiB
+    tree.backend.update_instance(InstanceSpec(id=1, name="web", cpus=(1,), memory_bytes=512 * MiB))
+    assert tree.backend.read_pool().free_memory_bytes == GiB - 512 * MiB
+
+
+def test_pool_read_sees_an_instance_removed_by_another_hand(v2: Host) -> None:
+    v2.backend.apply_pool(PoolSpec(cpus=(1, 2, 3), memory_base=POOL_BASE, memory_bytes=GiB))
+    v2.backend.create_instances([WEB, DB])
+    assert v2.backend.read_pool().free_cpus == ()
+    v2.kernel.rmdir_instance("db")  # spec 1.1, not through this backend: the listing shows it gone
+    state = v2.backend.read_pool()
+    assert state.free_cpus == (2, 3) and state.free_memory_bytes == GiB - 256 * MiB
