@@ -18,7 +18,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
 from mkd.api.routes import dashboard
 from mkd.app import create_app
@@ -247,6 +247,47 @@ def test_changes_by_another_client_arrive_live(tmp_path: Path, browser: Browser)
             expect(page.get_by_test_id("pool-free-cpus")).to_have_text("2-15")
             # All of it without a reload: the page still has the same document.
             assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+
+
+# The first screen's reads, preloaded by index.html (the URLs dashboard.js asks for).
+PRELOADED_READS = ["/v1/host", "/v1/pool", "/v1/images?limit=1000", "/v1/instances?limit=100"]
+
+
+def test_first_screen_from_preloaded_reads_and_a_change_before_the_stream_is_read(
+        tmp_path: Path, browser: Browser) -> None:
+    """The first screen is drawn from the reads index.html preloads, without waiting for the event
+    stream; a change made before the stream opens (so no event reaches the page) shows once it is open."""
+    with served_daemon(tmp_path / "state") as url, httpx.Client(base_url=url) as http:
+        http.put("/v1/pool", json=POOL).raise_for_status()
+        http.post("/v1/instances", json={"name": "early", "resources": {"cpus": [2], "memory_bytes": 64 * MiB}}
+                  ).raise_for_status()
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        held: list[Route] = []
+        page.route(re.compile(r"/v1/events"), lambda route: held.append(route))  # unopened until continued
+        try:
+            page.goto(url + "/")
+            expect(page.locator("body")).to_have_attribute("data-first-render", "true")
+            expect(row(page, "early").get_by_test_id("instance-state")).to_have_text("READY")
+            expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connecting")
+            # Each read was asked once, by the preload: dashboard.js was handed its reply.
+            asked = page.evaluate("performance.getEntriesByType('resource')"
+                                  ".map((r) => [r.name.replace(location.origin, ''), r.initiatorType])")
+            for path in PRELOADED_READS:
+                assert [kind for name, kind in asked if name == path] == ["link"], (path, asked)
+
+            http.post("/v1/instances", json={"name": "late", "resources": {"cpus": [3], "memory_bytes": 64 * MiB}}
+                      ).raise_for_status()
+            assert len(held) == 1
+            held[0].continue_()
+            expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live")
+            expect(row(page, "late").get_by_test_id("instance-state")).to_have_text("READY")
+            expect(page.get_by_test_id("pool-free-cpus")).to_have_text("4-15")
+            expect(page.locator("body")).to_have_attribute("data-ready", "true")
+            expect(page.get_by_test_id("instances-count")).to_contain_text("2 instances")
+        finally:
+            context.close()
 
 
 def test_refusals_show_the_problem(tmp_path: Path, browser: Browser) -> None:

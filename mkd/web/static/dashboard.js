@@ -12,11 +12,11 @@ import { $ } from "./dom.js";
 import { setUpEventLog } from "./eventlog.js";
 import "./fleet_panel.js"; // on its own: shown only when the daemon has [fleet]
 import { loadImages, setUpImages } from "./images.js";
-import { revealInstance, setUpInstances } from "./instances.js";
+import { loadFirstPage, revealInstance, setUpInstances } from "./instances.js";
 import { connectEvents, reloadAll } from "./live.js";
 import { setUpMemoryMap } from "./memmap.js";
 import { clearProblem, showProblem } from "./messages.js";
-import { loadHost, setUpPoolEditor } from "./pool.js";
+import { loadHost, loadPool, setUpPoolEditor } from "./pool.js";
 import { painted } from "./store.js";
 
 const RETRY_DELAY_MS = 2000;
@@ -43,6 +43,14 @@ function signIn() {
   });
 }
 
+// The first screen's reads besides the host, together; resolves with the [error, what] of those
+// that failed, to be shown once the host is read.
+function readFirstScreen() {
+  const reads = [[loadPool, "Reading the pool"], [loadImages, "Listing images"], [loadFirstPage, "Reading instances"]];
+  return Promise.all(reads.map(([read, what]) => read().then(() => null, (error) => [error, what])))
+    .then((failed) => failed.filter(Boolean));
+}
+
 async function start() {
   $("message-dismiss").addEventListener("click", clearProblem);
   setUpPoolEditor();
@@ -53,9 +61,12 @@ async function start() {
   setUpEventLog();
   setUpDetails();
   setUpConsole();
-  // The stream opens while the host is read (beyond loopback it retries until signed in); the
-  // first full read waits for both, so it misses nothing.
-  const streamOpen = connectEvents();
+  // The first screen (host, pool, images, the maps and the table's first page) is drawn from
+  // reads that index.html preloads, so they start with the page rather than once its scripts
+  // have loaded, and they do not wait for the event stream. Once the stream is open everything is
+  // read again (reloadAll), so a change made between those reads and the stream is not missed.
+  const streamOpen = connectEvents(); // beyond loopback it retries until signed in
+  let rest = readFirstScreen();
   for (;;) {
     try {
       await loadHost();
@@ -64,23 +75,20 @@ async function start() {
       showProblem(error, "Reading the host"); // 503 while the daemon reconciles: wait and retry
       if (error.problem && error.problem.status === 401) {
         await signIn(); // beyond loopback: trade a token for the session cookie, then retry
-        continue;
+      } else {
+        await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
       }
-      await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
+      rest = readFirstScreen(); // refused or not ready like the host: again
     }
   }
   clearProblem();
-  await streamOpen;
-  const images = loadImages().catch((error) => showProblem(error, "Listing images"));
-  const { shown, all } = reloadAll();
-  // The first screen: host, pool, images, the maps and the table's first page; the rest of the
-  // instances are read in the background and drawn as they come.
-  await Promise.all([images, shown]);
+  for (const [error, what] of await rest) showProblem(error, what);
   performance.mark("mkd:first-reads"); // what follows until the first render is the drawing
   await painted();
   performance.mark("mkd:first-render");
   document.body.dataset.firstRender = "true";
-  await all;
+  await streamOpen;
+  await reloadAll(); // every page of instances; drawn as they come
   await painted();
   performance.mark("mkd:all-instances");
   document.body.dataset.ready = "true";

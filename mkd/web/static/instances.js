@@ -6,7 +6,7 @@
 import { ApiError, request, send } from "./api.js";
 import { $, element, ownerClass } from "./dom.js";
 import { formatBytes, formatCpus, mibOf, parseCpus, parseMiB } from "./format.js";
-import { readAll } from "./instance_pages.js";
+import { readAll, readFirstPage } from "./instance_pages.js";
 import { showProblem } from "./messages.js";
 import { schedulePoolRefresh } from "./pool.js";
 import { changed, follow, instanceChanged, select, store } from "./store.js";
@@ -32,7 +32,9 @@ const SORT_KEYS = {
 };
 
 const table = { name: "", state: "", labels: [], sort: "id", descending: false, page: 0 };
-const listing = { reading: 0 }; // full reads in progress: the pages after the first are still coming
+// reading: full reads in progress (the pages after the first are still coming); whole: a full read
+// has ended, so the store holds the whole list rather than the first screen's page.
+const listing = { reading: 0, whole: false };
 let loadTarget = null; // the instance the load dialog is for
 let resizeTarget = null; // {id, etag} of the instance the resize dialog was filled from
 
@@ -72,9 +74,9 @@ export async function refreshInstance(id) {
   }
 }
 
-// Read every instance again, a page at a time (instance_pages.js); `onFirstPage` runs once the
-// first page is in the store. What was shown before and is in no page any more is gone.
-export async function loadInstances(onFirstPage = () => {}) {
+// Read every instance again, a page at a time (instance_pages.js). What was shown before and is
+// in no page any more is gone.
+export async function loadInstances() {
   const before = new Set(store.instances.keys());
   const seen = new Set();
   listing.reading += 1;
@@ -85,15 +87,19 @@ export async function loadInstances(onFirstPage = () => {}) {
         applyInstance(item);
       }
       if (last) for (const id of before) if (!seen.has(id)) forgetInstance(id, null);
-      if (first) {
-        changed("all-instances");
-        onFirstPage();
-      }
+      if (first) changed("all-instances");
     });
   } finally {
     listing.reading -= 1;
+    listing.whole = true;
     changed("instances");
   }
+}
+
+// The first page of instances alone, for the first screen; the full read (loadInstances) follows.
+export async function loadFirstPage() {
+  for (const item of await readFirstPage()) applyInstance(item);
+  changed("all-instances");
 }
 
 // ---- the table ----------------------------------------------------------------------------------
@@ -231,8 +237,9 @@ function drawTable() {
   if (!same) body.replaceChildren(...made.map((row) => row.node));
   drawnRows = new Map(made.map((row) => [row.instance.id, row]));
   const total = store.instances.size;
-  $("instances-empty").hidden = total > 0 || listing.reading > 0;
-  $("instances-count").textContent = listing.reading > 0
+  const partial = listing.reading > 0 || !listing.whole;
+  $("instances-empty").hidden = total > 0 || partial;
+  $("instances-count").textContent = partial
     ? `reading the instance list… ${total} so far${rows.length ? `, showing ${first + 1}–${first + page.length}` : ""}`
     : rows.length === total
     ? `${total} instance${total === 1 ? "" : "s"}${rows.length ? `, showing ${first + 1}–${first + page.length}` : ""}`

@@ -64,18 +64,10 @@ function read(id) {
   }
 }
 
-// Read everything again (instances and pool); the first call is the page's first full read.
-// `shown`: the pool and the first page of instances are in the store; `all`: every page is.
+// Read everything again (instances and pool); the first call, once the stream is open, is the
+// page's first full read. Resolves once every page is in the store.
 export function reloadAll() {
-  let firstPageRead;
-  const firstPage = new Promise((resolve) => {
-    firstPageRead = resolve;
-  });
-  const pool = loadPool();
-  const all = Promise.all([loadInstances(firstPageRead), pool])
-    .catch((error) => showProblem(error, "Reading instances"))
-    .finally(firstPageRead);
-  return { shown: Promise.all([firstPage, pool.catch(() => {})]), all };
+  return Promise.all([loadInstances(), loadPool()]).catch((error) => showProblem(error, "Reading instances"));
 }
 
 function onEvent(type, message) {
