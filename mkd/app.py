@@ -29,6 +29,7 @@ from mkd.api.prebuilt import ApiWire
 from mkd.api.problems import install_problem_handlers
 from mkd.api.read_replay import ReadReplay
 from mkd.api.request_metrics import RequestMetrics, RequestMetricsMiddleware
+from mkd.api.route_warmup import warm_routes
 from mkd.api.routes import (
     actions,
     console,
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None, *,
             # DESIGN "Fleet", fencing: what is placed elsewhere is stopped before the daemon serves.
             await app.state.fleet.prepare(daemon)
         app.state.daemon = daemon
+        await run_in_threadpool(warm_routes, app)  # the first reader does not build FastAPI's route contexts
         tasks.start_soon(follow_kernel, daemon)
         tasks.start_soon(housekeeping, daemon)
         reconciler = Reconciler(daemon, concurrency=settings.reconciler.concurrency,
