@@ -4,7 +4,8 @@ expensive fixture, which go to one worker together so it is set up once.
 
 The groups: every test on the private etcd cluster (one cluster, used in the order a serial run
 uses it: some tests stop and restart its members), and per module the tests that share a
-module-scoped daemon, node set or browser. Each such test gets an `xdist_group` mark.
+module-scoped daemon, node set or browser. Each such test gets an `xdist_group` mark; a module
+may also set one itself (tests/fuzz: its two time-bounded runs one after the other).
 
 pytest-xdist 3.8 applies those marks by renaming the test's node id, which pytest 9.2 no longer
 allows (the id is read-only): the marks would be ignored. So the workers write down each test's

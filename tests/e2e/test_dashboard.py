@@ -112,9 +112,10 @@ def dashboard_page(browser: Browser, url: str, *, block_events: bool = False) ->
     page.on("dialog", lambda dialog: dialog.accept())  # the confirm() before delete and forced actions
     try:
         page.goto(url + "/")
-        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        # expect()'s own 5 s is short for a first render on a loaded machine (four test workers)
+        expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=UI_TIMEOUT_MS)
         if not block_events:
-            expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live")
+            expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=UI_TIMEOUT_MS)
         yield page
         assert script_errors == []
     finally:

@@ -17,9 +17,15 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import pytest
+
 from mkd.testing import imagegen
 from mkd.testing.daemon_process import DaemonProcess
 from tests.helpers import POOL
+
+# One worker runs both, one after the other: each run is bounded by time, so running them side by
+# side would halve the cases each gets in its budget (tests/worker_groups.py).
+pytestmark = pytest.mark.xdist_group("fuzz")
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGET_S = int(os.environ.get("MKD_FUZZ_BUDGET_S", "45"))  # DESIGN "Testing notes": bounded
