@@ -135,11 +135,13 @@ def create_app(settings: Settings | None = None, *,
             app.state.not_ready_reason = f"start-up failed: {exc}"
             on_start_failure(exc)
             return
+        # Before the daemon serves: the first reader does not build FastAPI's route contexts, and
+        # nothing awaits between serving the daemon and starting its poller and reconciler.
+        await run_in_threadpool(warm_routes, app)
         if app.state.fleet is not None:
             # DESIGN "Fleet", fencing: what is placed elsewhere is stopped before the daemon serves.
             await app.state.fleet.prepare(daemon)
         app.state.daemon = daemon
-        await run_in_threadpool(warm_routes, app)  # the first reader does not build FastAPI's route contexts
         tasks.start_soon(follow_kernel, daemon)
         tasks.start_soon(housekeeping, daemon)
         reconciler = Reconciler(daemon, concurrency=settings.reconciler.concurrency,
