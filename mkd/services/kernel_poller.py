@@ -5,14 +5,11 @@ ACTIVE (the only ones the kernel changes on its own, spec 8.2.2), in one worker-
 (`console_reader`), not here.
 
 Which ids are ACTIVE is asked of the database only after a commit wrote an instance row (the
-read model's generation, kept by its commit hook), so a converged daemon polls without a query."""
+read model's memo), so a converged daemon polls without a query."""
 
 from __future__ import annotations
 
 import logging
-import weakref
-
-from sqlalchemy import Engine
 
 from mkd.db import repository
 from mkd.db.session import transaction
@@ -39,16 +36,9 @@ def poll_kernel(daemon: Daemon) -> list[KernelEvent]:
 def running_ids(daemon: Daemon) -> list[int]:
     """The instances whose status the kernel may change on its own: those recorded ACTIVE (under
     rfc-v2 the status never says `active`, so the record is what tells a running one)."""
-    generation = daemon.reads.generation  # read before the query: a later commit re-asks
-    cached = _active_ids.get(daemon.engine)
-    if cached is not None and cached[0] == generation:
-        return list(cached[1])
+    return list(daemon.reads.memo("active_ids", lambda: _active_ids(daemon)))
+
+
+def _active_ids(daemon: Daemon) -> list[int]:
     with transaction(daemon.engine) as session:
-        ids = repository.instance_ids_in(session=session, state=InstanceState.ACTIVE.value)
-    _active_ids[daemon.engine] = (generation, ids)
-    return list(ids)
-
-
-# The ACTIVE ids as of a read-model generation (which moves with every commit that wrote an
-# instance row, whoever wrote it), per engine.
-_active_ids: weakref.WeakKeyDictionary[Engine, tuple[int, list[int]]] = weakref.WeakKeyDictionary()
+        return repository.instance_ids_in(session=session, state=InstanceState.ACTIVE.value)

@@ -18,7 +18,7 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import event, inspect, or_
 from sqlalchemy.engine import Engine
@@ -60,6 +60,7 @@ class InstancePage:
     etag: str
 
 
+_T = TypeVar("_T")
 PageKey = tuple[int, int, str | None, tuple[tuple[str, str], ...]]
 MAX_CACHED_PAGES = 256  # distinct (cursor, limit, state, labels) pages kept per snapshot
 
@@ -94,6 +95,7 @@ class ReadModel:
         self._snapshot = _Snapshot({}, {}, [])
         self._pool: tuple[int, Serialised] | None = None
         self._pool_lock = threading.Lock()
+        self._memos: dict[str, tuple[int, Any]] = {}
         _models[engine] = self
         install_commit_hook()
 
@@ -113,6 +115,19 @@ class ReadModel:
         """Moves with every commit that wrote an instance, declared or pool row: a body computed
         at one generation is what a read shows for as long as the generation holds."""
         return self._marks
+
+    def memo(self, key: str, compute: Callable[[], _T]) -> _T:
+        """`compute()` (a query over instance, declared or pool rows) as of the current generation:
+        asked again only after a commit wrote such a row, so an idle daemon's periodic work (the
+        status poll's ACTIVE ids, the reconciler's tick) runs no query. Blocking: off the event loop."""
+        generation = self._marks  # read before the query: a commit meanwhile makes the next call ask again
+        cached = self._memos.get(key)
+        if cached is not None and cached[0] == generation:
+            value: _T = cached[1]
+            return value
+        value = compute()
+        self._memos[key] = (generation, value)
+        return value
 
     @property
     def current(self) -> bool:

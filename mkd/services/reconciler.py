@@ -309,15 +309,22 @@ def console_tail(daemon: Daemon, instance_id: int) -> str:
 
 
 def due_names(daemon: Daemon) -> list[str]:
-    """Declared instances that are not converged, being deleted, or whose wait is over."""
+    """Declared instances that are not converged, being deleted, or whose wait is over. The
+    database is asked only after a commit wrote a declared row (the read model's memo), so a
+    converged daemon's tick runs no query; a wait ending is a matter of the clock."""
     now = time.time()
+    return [name for name, not_before in daemon.reads.memo("reconciler_pending", lambda: _pending(daemon))
+            if not_before is None or not_before <= now]
+
+
+def _pending(daemon: Daemon) -> list[tuple[str, float | None]]:
     with transaction(daemon.engine) as session:
         query = select(DeclaredRecord.name, DeclaredRecord.not_before).where(
             col(DeclaredRecord.held).is_(None),
             or_(col(DeclaredRecord.observed_generation) != col(DeclaredRecord.generation),
                 col(DeclaredRecord.deleting), col(DeclaredRecord.not_before).is_not(None)),
         )
-        return [name for name, not_before in session.exec(query).all() if not_before is None or not_before <= now]
+        return [(name, not_before) for name, not_before in session.exec(query).all()]
 
 
 def all_names(daemon: Daemon) -> list[str]:

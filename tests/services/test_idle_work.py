@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from mkd.backends.host.backend import HostBackend
 from mkd.backends.simulated.kernel_files import SimulatedKernelIO
 from mkd.db import repository
+from mkd.db.models import DeclaredRecord
 from mkd.db.session import transaction
 from mkd.services import reconciler
 from mkd.services.context import Daemon
@@ -192,3 +193,45 @@ def test_the_active_ids_are_asked_of_the_database_only_after_an_instance_was_wri
         raise RuntimeError("rolled back")
     assert running_ids(daemon) == [ids["db"]]
     assert queries == []
+
+
+def test_the_reconciler_tick_asks_the_database_only_after_a_declared_row_was_written(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tick never runs by itself here (an hour's interval): each due_names is this test's call.
+    client = make_client(simulator={"kernel_profile": "tree"}, daemon={"status_poll_interval_s": 3600},
+                         reconciler={"poll_interval_s": 3600})
+    daemon = _daemon(client)
+    document = {"apiVersion": "mkd.dev/v1", "kind": "Instance", "metadata": {"name": "web"},
+                "spec": {"kernel": upload(client, imagegen.vmlinux()),
+                         "resources": {"cpus": [2], "memory_bytes": 128 * MiB}}}
+    assert client.put("/v1/instances/web", json=document).status_code == 201
+    reply = client.get("/v1/instances/web/wait", params={"generation": 1, "timeout_s": 60})
+    assert reply.status_code == 200 and reply.json()["state"] == "ACTIVE", reply.text
+    assert reconciler.due_names(daemon) == []
+    queries = _counting(monkeypatch, reconciler, "_pending")
+
+    # Converged and nothing written since: no query, however often the tick comes.
+    for _ in range(5):
+        assert reconciler.due_names(daemon) == []
+    assert queries == []
+
+    # A retry's wait written to the declared row: asked once, then the clock alone says when it is due.
+    soon = time.time() + 3600
+    with transaction(daemon.engine) as session:
+        declared = session.get(DeclaredRecord, "web")
+        assert declared is not None
+        declared.not_before = soon
+        session.add(declared)
+    assert reconciler.due_names(daemon) == []
+    assert reconciler.due_names(daemon) == []
+    assert len(queries) == 1
+
+    class Later:
+        @staticmethod
+        def time() -> float:
+            return soon + 1
+
+    monkeypatch.setattr(reconciler, "time", Later)
+    assert reconciler.due_names(daemon) == ["web"]
+    assert len(queries) == 1
