@@ -11,7 +11,8 @@ are kept, each to its newest `[limits] console_history_bytes` (the oldest bytes 
 
 Writes are gathered: what a console printed goes to its file once `FLUSH_BYTES` are waiting or
 `FLUSH_S` passed (and at a new boot, at a crash's `tail`, and at shutdown), so 2,047 spawns each
-printing a line a second cost one append per instance every few seconds, not one per line.
+printing a line a second cost one append per instance every few seconds, not one per line. The
+current boot's file stays open for appending (one write, not open-write-close, per append).
 Readers of the history see the waiting bytes too. A daemon killed outright loses at most those.
 """
 
@@ -55,6 +56,12 @@ class _Boot:
     path: Path
     size: int
     waiting: bytearray = field(default_factory=bytearray)
+    fd: int | None = None  # `path` open for appending, once appended to; closed when it stops being current
+
+    def close_file(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     @property
     def written_end(self) -> int:
@@ -147,6 +154,8 @@ class ConsoleHistory:
         with self._lock:
             tracked = self._instances.get(instance_id)
             self._close(instance_id)
+            if tracked is not None:
+                _close_files(tracked)
             self._instances.pop(instance_id, None)
             self._ends.pop(instance_id, None)
             self._waiting.discard(instance_id)
@@ -209,6 +218,7 @@ class ConsoleHistory:
                 except OSError:
                     log.exception("console of instance %d: output lost at shutdown", instance_id)
                 self._close(instance_id)
+                _close_files(self._instances[instance_id])
             self._epoll.close()
             os.close(self._wake)
         self._tell(None)
@@ -309,6 +319,8 @@ class ConsoleHistory:
         tracked = self._instances.get(instance_id)
         if tracked is None or tracked.uid != uid:
             self._close(instance_id)
+            if tracked is not None:
+                _close_files(tracked)
             self._ends.pop(instance_id, None)
             tracked = self._instances[instance_id] = _Tracked(uid)
         return tracked
@@ -386,16 +398,18 @@ class ConsoleHistory:
         base = boots[-1].end if boots else 0
         path = directory / f"{number}-{base}.log"
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        for old in boots:
+            old.close_file()  # no longer the current boot: nothing is appended to it any more
         for old in boots[:-1]:
             old.path.unlink(missing_ok=True)
         tracked.boots = [*boots[-1:], _Boot(number, base, path, 0)]
 
     def _append(self, boot: _Boot, data: bytes) -> None:
-        fd = os.open(boot.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+        if boot.fd is None:
+            boot.fd = os.open(boot.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(boot.fd, view):]
         boot.size += len(data)
         if boot.size > self.cap_bytes + self.slack_bytes:
             self._trim(boot)
@@ -404,6 +418,7 @@ class ConsoleHistory:
         """Keep the newest cap_bytes (DESIGN "Limits": the oldest bytes go). The kept bytes go to
         a file named by their new first offset before the old file goes, so a crash between
         the two leaves both and `_load_boots` keeps the newer."""
+        boot.close_file()  # the kept bytes go to a new file
         kept = _read_tail(boot.path, self.cap_bytes)
         base = boot.end - len(kept)
         path = boot.path.with_name(f"{boot.number}-{base}.log")
@@ -419,6 +434,11 @@ class ConsoleHistory:
         listener = self.listener
         if listener is not None:
             listener(ids)
+
+
+def _close_files(tracked: _Tracked) -> None:
+    for boot in tracked.boots or ():
+        boot.close_file()
 
 
 def _load_boots(directory: Path) -> list[_Boot]:

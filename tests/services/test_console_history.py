@@ -4,6 +4,7 @@ the fall-back to the previous boot, the newest-reader rule, and a reader that ca
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,3 +168,44 @@ def test_boot_files_of_the_release_before_offsets_are_kept(tmp_path: Path, clien
     history.know(1, UID)
     assert [p.name for p in history.boot_paths(1)] == ["1-0.log", "2-11.log"]
     assert history.tail(1, 1 << 20) == "second boot\n"
+
+
+def _open_fds() -> set[str]:
+    return {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")}
+
+
+def test_only_the_current_boot_file_stays_open_and_forget_closes_it(tmp_path: Path, client: HostBackend,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Appends go through one descriptor per current boot (not open-write-close each time); a
+    boot that is no longer current, a trimmed file and a forgotten instance hold none."""
+    monkeypatch.setattr(console_history, "FLUSH_S", 0.0)
+    history = _history(tmp_path, client, cap=1024)
+    history.attach(1, UID, new_boot=True)
+    client.start(1)
+    history.drain()
+    history.flush_due()
+    first = history.boot_paths(1)[-1]
+    assert str(first) in _open_fds()
+    _sim(client).spawn_print(1, b"x" * 2000 + b"\n")  # type: ignore[attr-defined]
+    history.drain()
+    history.flush_due()  # past the cap and its slack: trimmed into a file under its new offset
+    [trimmed] = history.boot_paths(1)
+    assert trimmed != first and not first.exists()
+    assert str(first) not in _open_fds()
+    assert trimmed.read_bytes().endswith(b"x" * 20 + b"\n")
+    _sim(client).spawn_print(1, b"after the trim\n")  # type: ignore[attr-defined]
+    history.drain()
+    history.flush_due()
+    assert trimmed.read_bytes().endswith(b"after the trim\n")  # appended to the trimmed file
+    client.stop(1, force=True)
+    history.attach(1, UID, new_boot=True)
+    assert str(trimmed) not in _open_fds()  # the previous boot: kept, no longer appended to
+    client.start(1)
+    history.drain()
+    history.flush_due()
+    current = history.boot_paths(1)[-1]
+    assert str(current) in _open_fds() and trimmed.exists()
+    history.forget(1)
+    assert not any(str(tmp_path / "console") in path for path in _open_fds())
+    history.close()
