@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
 from typing import Protocol
 
 from mkd.backends.host.syscalls import LibcSyscalls, Syscalls, UnsupportedMachine
@@ -60,6 +61,11 @@ class KernelIO(Protocol):
         """The whole file; OSError (ENOENT, EISDIR, EACCES) as read(2) gives it."""
         ...
 
+    def read_each(self, paths: Sequence[str]) -> list[bytes | None]:
+        """Each file whole, None for one that cannot be read (gone meanwhile): the status poll's
+        call, once a poll for every running instance."""
+        ...
+
     def listdir(self, path: str) -> list[str]:
         """The entry names of a directory; OSError (ENOENT, ENOTDIR)."""
         ...
@@ -89,6 +95,17 @@ class KernelIO(Protocol):
     def close(self) -> None:
         """Let go of the kernel (the simulator stops its work; a host has nothing to release)."""
         ...
+
+
+def read_one_by_one(io: KernelIO, paths: Sequence[str]) -> list[bytes | None]:
+    """KernelIO.read_each as a read(2) of each file."""
+    found: list[bytes | None] = []
+    for path in paths:
+        try:
+            found.append(io.read(path))
+        except OSError:
+            found.append(None)
+    return found
 
 
 def join(*parts: str) -> str:
@@ -148,6 +165,9 @@ class OsKernelIO:
         finally:
             os.close(fd)
         return b"".join(chunks)
+
+    def read_each(self, paths: Sequence[str]) -> list[bytes | None]:
+        return read_one_by_one(self, paths)
 
     def listdir(self, path: str) -> list[str]:
         return sorted(os.listdir(self.real_path(path)))

@@ -63,6 +63,7 @@ class ConsoleFollowers:
         if event is None:
             event = self._events[instance_id] = asyncio.Event()
         self._waiting[instance_id] = self._waiting.get(instance_id, 0) + 1
+        self.history.hurry(instance_id)  # followed: read as soon as it prints, not at its idle pace
         try:
             # Checked after the event is in place, so output stored meanwhile is not missed.
             end = self.history.stored_end(instance_id)
@@ -146,7 +147,9 @@ def split_lines(data: bytes, start: int) -> tuple[list[ConsoleLine], bytes]:
 
 
 def history_text(history: ConsoleHistory, instance_id: int) -> str:
-    """The kept boots' output, oldest first, as text (UTF-8 with replacement characters)."""
+    """The kept boots' output, oldest first, as text (UTF-8 with replacement characters), with
+    what the console holds now (it may be read only every few seconds)."""
+    history.drain_some([instance_id])
     parts = []
     for span in history.spans(instance_id):
         offset = span.start

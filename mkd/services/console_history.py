@@ -1,9 +1,10 @@
 """What each instance's console printed, kept on disk while mkd runs (DESIGN "Desired state").
 
 The console device drops output while nobody reads it and keeps only 16 KiB per reader (spec
-8.8.4), so the daemon connects a reader to an instance before each start and reads it as soon
-as it is readable: every reader's descriptor is in one epoll set, waited on by one thread
-(`console_reader`), never one thread per instance. What it reads goes to
+8.8.4), so the daemon connects a reader to an instance before each start and reads it when it
+is readable, paced by how fast it prints (`console_pace`): every reader's descriptor is in one
+epoll set, one-shot, waited on by one thread (`console_reader`), never one thread per instance;
+after a read the descriptor is armed again once the console's pace has passed. What it reads goes to
 `<state_dir>/console/<instance uid>/<boot>-<offset>.log`: `offset` is the console's global byte
 offset of the file's first byte, counted across boots and daemon restarts, so a follower that
 names an offset (SSE `Last-Event-ID`) resumes exactly there. The current and the previous boot
@@ -18,7 +19,9 @@ Readers of the history see the waiting bytes too. A daemon killed outright loses
 
 from __future__ import annotations
 
+import collections
 import errno
+import heapq
 import logging
 import os
 import re
@@ -31,12 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mkd.backends.kernel_io import ConsoleFile
+from mkd.services.console_pace import EAGER_S, READ_BYTES, pace_s
 
 log = logging.getLogger("mkd.console")
 
-READ_BYTES = 16_384  # the device's buffer (spec 8.8.4): one read empties it
 FLUSH_BYTES = 64 << 10
 FLUSH_S = 5.0
+_ONE_SHOT = select.EPOLLIN | select.EPOLLONESHOT  # reported once, then armed again by `_schedule`
 # Errors after which a reader is useless: the device or the instance went away.
 _DEAD_READER = frozenset({errno.ENOTCONN, errno.ENODEV, errno.EBADF, errno.ENXIO, errno.EIO})
 _BOOT_FILE = re.compile(r"([0-9]+)-([0-9]+)\.log")
@@ -77,6 +81,8 @@ class _Tracked:
     uid: str
     reader: ConsoleFile | None = None
     boots: list[_Boot] | None = None  # read from disk on first use, oldest first
+    read_at: float = 0.0  # the reader thread's last read (the clock's), for the console's pace
+    eager_until: float = 0.0  # read as soon as it prints until then: a boot began, somebody follows
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,12 @@ class ConsoleHistory:
         # not wait while the reader thread writes files); absent once forgotten.
         self._ends: dict[int, int] = {}
         self._epoll = select.epoll()
-        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # close() interrupts the wait
+        # close() and hurry() interrupt the wait
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._epoll.register(self._wake, select.EPOLLIN)
+        self.clock = time.monotonic
+        self._due: list[tuple[float, int, int]] = []  # (when, instance id, descriptor) to arm again
+        self._hurried: collections.deque[int] = collections.deque()  # appended without the lock
         self.closed = False
         self.listener: OutputListener | None = None
         self._waiting: set[int] = set()  # instances whose current boot holds unwritten bytes
@@ -132,6 +142,7 @@ class ConsoleHistory:
             self._connect(instance_id, tracked)
             if new_boot or not self._boots(instance_id, tracked):
                 self._new_boot(instance_id, tracked)
+                self._make_eager(tracked)  # a boot log comes fast
 
     def connect(self, instance_id: int, uid: str) -> None:
         """Connect a reader (unless one is) without starting a boot: for input to an instance the
@@ -170,8 +181,14 @@ class ConsoleHistory:
         self.drain_some(ids)
 
     def wait_ready(self, timeout_s: float) -> list[int] | None:
-        """Block until some readers are readable (or `timeout_s` passes): their instance ids;
+        """Block until some readers are readable (or `timeout_s` passes, or the next console's
+        pace does): their instance ids, each to be given to `drain_some`, which arms it again;
         None once the history is closed. Call from one thread (`console_reader`)."""
+        with self._lock:
+            now = self.clock()
+            self._arm_due(now)
+            if self._due:
+                timeout_s = max(0.0, min(timeout_s, self._due[0][0] - now))
         try:
             ready = self._epoll.poll(timeout_s)
         except (OSError, ValueError):  # the epoll was closed under us
@@ -179,26 +196,47 @@ class ConsoleHistory:
         if self.closed:
             return None
         with self._lock:
-            return sorted({self._by_fd[fd] for fd, _ in ready if fd in self._by_fd})
+            ids = set()
+            for fd, _ in ready:
+                if fd == self._wake:
+                    self._take_hurried()
+                elif fd in self._by_fd:
+                    ids.add(self._by_fd[fd])
+            return sorted(ids)
 
     def drain_some(self, instance_ids: list[int]) -> int:
-        """Store what these readers hold; returns the most one of them gave (how close a buffer
-        came to dropping). Listeners hear which ones got output."""
+        """Store what these readers hold and arm each again after its pace; returns the most one
+        of them gave (how close a buffer came to dropping). Listeners hear which ones got output."""
         got: set[int] = set()
         most = 0
         with self._lock:
+            now = self.clock()
             for instance_id in instance_ids:
+                read = 0
                 try:
                     read = self._read_into_history(instance_id)
                 except OSError:  # one console (or a full disk for its file) must not stop the others
                     log.exception("console of instance %d could not be stored", instance_id)
-                    continue
+                finally:
+                    self._schedule(instance_id, read, now)
                 if read:
                     got.add(instance_id)
                     most = max(most, read)
         if got:
             self._tell(got)
         return most
+
+    def hurry(self, instance_id: int) -> None:
+        """Somebody follows this console: read it as soon as it prints, for `EAGER_S`. Called by
+        the event loop, so it takes no lock (the reader thread may be writing files): it queues
+        the id and wakes the reader thread."""
+        if self.closed:
+            return
+        self._hurried.append(instance_id)
+        try:
+            os.eventfd_write(self._wake, 1)
+        except OSError:  # closed meanwhile
+            pass
 
     def attached(self) -> list[int]:
         with self._lock:
@@ -329,8 +367,50 @@ class ConsoleHistory:
         if tracked.reader is None:
             reader = self._open_console(instance_id)
             tracked.reader = reader
+            tracked.read_at = self.clock()
             self._by_fd[reader.fileno()] = instance_id
-            self._epoll.register(reader.fileno(), select.EPOLLIN)
+            self._epoll.register(reader.fileno(), _ONE_SHOT)
+
+    def _make_eager(self, tracked: _Tracked) -> None:
+        tracked.eager_until = self.clock() + EAGER_S
+        self._arm(tracked)
+
+    def _arm(self, tracked: _Tracked) -> None:
+        """Report the reader once more when it is readable (at once if it is)."""
+        if tracked.reader is not None:
+            try:
+                self._epoll.modify(tracked.reader.fileno(), _ONE_SHOT)
+            except (OSError, ValueError):  # closed meanwhile
+                pass
+
+    def _schedule(self, instance_id: int, read: int, now: float) -> None:
+        """After a read by the reader thread: arm the reader again once its pace has passed."""
+        tracked = self._instances.get(instance_id)
+        if tracked is None or tracked.reader is None:
+            return
+        pace = pace_s(read, now - tracked.read_at, eager=now < tracked.eager_until)
+        tracked.read_at = now
+        if pace <= 0:
+            self._arm(tracked)
+        else:
+            heapq.heappush(self._due, (now + pace, instance_id, tracked.reader.fileno()))
+
+    def _arm_due(self, now: float) -> None:
+        while self._due and self._due[0][0] <= now:
+            _, instance_id, fd = heapq.heappop(self._due)
+            tracked = self._instances.get(instance_id)
+            if tracked is not None and tracked.reader is not None and tracked.reader.fileno() == fd:
+                self._arm(tracked)
+
+    def _take_hurried(self) -> None:
+        try:
+            os.eventfd_read(self._wake)
+        except BlockingIOError:
+            pass
+        while self._hurried:
+            tracked = self._instances.get(self._hurried.popleft())
+            if tracked is not None:
+                self._make_eager(tracked)
 
     def _read_into_history(self, instance_id: int) -> int:
         """Store what the reader holds; returns the bytes read."""

@@ -1,13 +1,10 @@
 """The one thread that reads the consoles when they are readable (issue 10: nothing is dropped
 while mkd runs), so the event loop never waits on a device.
 
-The device keeps 16 KiB per reader and drops the rest (spec 8.8.4), so a reader must not wait
-for a timer while a spawn prints. Waking once per line costs too much with 2,047 spawns each
-printing a line a second, so after each round the thread gathers for `GATHER_S` before it looks
-again, unless a read came back close to full: then it reads again at once. A burst from idle
-therefore has `GATHER_S` to fill the 16 KiB buffer (over 300 KiB/s) before anything drops, and
-a console that printed since the last round at a rate that fills the buffer within four
-gathering times is read again at once.
+Each console is read when it is readable and its pace has passed (`console_pace`: how soon its
+buffer would fill at the rate it prints). Between rounds the thread gathers for `GATHER_S`, so
+one wake-up serves every console that printed meanwhile, unless a read came back at a rate that
+fills the 16 KiB buffer within four gathering times: then it looks again at once.
 """
 
 from __future__ import annotations
@@ -16,11 +13,11 @@ import logging
 import threading
 import time
 
-from mkd.services.console_history import READ_BYTES, ConsoleHistory
+from mkd.services.console_history import ConsoleHistory
+from mkd.services.console_pace import pace_s
 
 log = logging.getLogger("mkd.console")
 
-GATHER_S = 0.05
 IDLE_WAIT_S = 1.0  # an upper bound on one wait (readiness wakes it, and close() does): gathered writes go
 
 
@@ -50,8 +47,6 @@ def _read_while_open(history: ConsoleHistory) -> None:
 
 
 def gather_s(most_bytes: int, since_s: float) -> float:
-    """How long to gather before the next round, when one console gave `most_bytes` in `since_s`."""
-    if most_bytes <= 0:
-        return GATHER_S
-    fill_s = READ_BYTES * max(since_s, 1e-6) / most_bytes  # at that rate the buffer fills in fill_s
-    return GATHER_S if fill_s > 4 * GATHER_S else 0.0
+    """How long to gather before the next round, when one console gave `most_bytes` in `since_s`:
+    the pace of a console read as soon as it prints."""
+    return pace_s(most_bytes, since_s, eager=True)

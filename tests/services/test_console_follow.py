@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mkd.services.console_follow import ConsoleLine, _cut, split_lines
-from mkd.services.console_reader import GATHER_S, gather_s
+from mkd.services.console_pace import GATHER_S
+from mkd.services.console_reader import gather_s
 
 
 def test_lines_carry_the_offset_just_past_their_end() -> None:

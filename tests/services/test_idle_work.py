@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -41,14 +41,20 @@ def _sim_io(daemon: Daemon) -> SimulatedKernelIO:
 
 
 def _record_reads(monkeypatch: pytest.MonkeyPatch, io: SimulatedKernelIO) -> list[str]:
+    """The files read, one by one or in a batch (the status poll's read_each)."""
     reads: list[str] = []
-    real = io.read
+    real, real_each = io.read, io.read_each
 
     def read(path: str) -> bytes:
         reads.append(path)
         return real(path)
 
+    def read_each(paths: Sequence[str]) -> list[bytes | None]:
+        reads.extend(paths)
+        return real_each(paths)
+
     monkeypatch.setattr(io, "read", read)
+    monkeypatch.setattr(io, "read_each", read_each)
     return reads
 
 
@@ -208,6 +214,14 @@ def test_the_reconciler_tick_asks_the_database_only_after_a_declared_row_was_wri
     assert client.put("/v1/instances/web", json=document).status_code == 201
     reply = client.get("/v1/instances/web/wait", params={"generation": 1, "timeout_s": 60})
     assert reply.status_code == 200 and reply.json()["state"] == "ACTIVE", reply.text
+    # The bring-up's last passes may still commit (their own state events wake the instance).
+    deadline = time.monotonic() + 60
+    while True:
+        generation = daemon.reads.generation
+        time.sleep(0.5)
+        if daemon.reads.generation == generation:
+            break
+        assert time.monotonic() < deadline, "the reconciler kept writing for a converged instance"
     assert reconciler.due_names(daemon) == []
     queries = _counting(monkeypatch, reconciler, "_pending")
 

@@ -445,12 +445,17 @@ class HostBackend:
         status read, and an instance that is not running costs nothing beyond the listing."""
         with self._lock:
             events = self._gone(set(self.fs.instance_names()))
+            named: list[tuple[int, str]] = []
             for instance_id in sorted(running):
                 known = self._known.get(instance_id)
                 name = known[0] if known is not None else self.fs.find_instance_name(instance_id)
-                status = self.fs.read_status(name) if name is not None else None
-                if name is None or status is None:
-                    continue  # not there (any more): the listing reports it once it was known
+                if name is not None:  # else not there (any more): the listing reports it once known
+                    named.append((instance_id, name))
+            statuses = self.fs.read_statuses_of([name for _, name in named])
+            for (instance_id, name), status in zip(named, statuses, strict=True):
+                if status is None:
+                    continue
+                known = self._known.get(instance_id)
                 if known is not None and known[1] != status:
                     events.append(KernelEvent(instance_id, name, known[1], status, reason="kernel status changed"))
                 self._known[instance_id] = (name, status)

@@ -148,6 +148,11 @@ class MultikernelFs:
         except OSError:
             return None
 
+    def read_statuses_of(self, names: list[str]) -> list[str | None]:
+        """instances/<name>/status of each name (None for one that went away), in one call."""
+        found = self.io.read_each([f"{self.instances_dir}/{name}/status" for name in names])
+        return [None if data is None else data.decode().strip() for data in found]
+
     def find_instance_name(self, instance_id: int) -> str | None:
         """The directory whose `id` file says `instance_id` (reads only the id files)."""
         for name in self.instance_names():

@@ -270,6 +270,22 @@ class SimulatedKernel:
                 inst = self._by_name(name)
             return _STATUS_BYTES[self.profile][inst.state]
 
+    def statuses_bytes(self, names: list[str]) -> list[bytes | None]:
+        """status_bytes() of each name under one hold of the kernel; None where there is no such
+        instance (any more)."""
+        with self._lock:
+            self._settle()
+            table = _STATUS_BYTES[self.profile]
+            found: list[bytes | None] = []
+            index, instances = self._names, self._model.instances
+            for name in names:
+                instance_id = index.get(name)  # find_named's index, inlined for the poll
+                inst = instances.get(instance_id) if instance_id is not None else None
+                if inst is None or inst.name != name:
+                    inst = self.find_named(name)
+                found.append(None if inst is None else table[inst.state])
+            return found
+
     def id_file(self, name: str) -> str:
         """/sys/fs/multikernel/instances/<name>/id."""
         with self._lock:
@@ -723,7 +739,7 @@ class SimulatedKernel:
         second for every connected instance)."""
         with self._settled() as model:
             now = self.clock()
-            connected = self.console.connected()
+            connected = self.console.connected_among(instance_ids)
             outputs = []
             for instance_id in instance_ids:
                 inst = model.instances.get(instance_id)

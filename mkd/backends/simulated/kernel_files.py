@@ -16,12 +16,12 @@ import errno
 import fcntl
 import gzip
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from mkd.backends.kernel_io import SYSFS_ROOT, ConsoleFile
+from mkd.backends.kernel_io import SYSFS_ROOT, ConsoleFile, read_one_by_one
 from mkd.backends.simulated.kernel import SimulatedKernel
 from mkd.backends.simulated.mktty import MkttyFile
 from mkd.devicetree.build import v2_device_tree_source
@@ -89,6 +89,12 @@ class SimulatedKernelIO:
                 self._status_paths.clear()
             self._status_paths[path] = parts[-2]
         return data
+
+    def read_each(self, paths: Sequence[str]) -> list[bytes | None]:
+        names = [self._status_paths.get(path) for path in paths]
+        if None not in names:  # the status poll's paths, resolved before: one hold of the kernel
+            return self.kernel.statuses_bytes([name for name in names if name is not None])
+        return read_one_by_one(self, paths)
 
     def listdir(self, path: str) -> list[str]:
         node = self._node(path)

@@ -24,13 +24,15 @@ Every error is a KernelError with the kernel's errno. The rules:
   buffer (16 383 usable); what does not fit is dropped, and with no connected fd everything is
   (8.8.4).
 
-The kernel side (`ConsoleHost`) produces output lazily: before a read of an empty buffer, or before the set of
-connected readers of an instance changes, the device asks the host to emit what the spawn
+The kernel side (`ConsoleHost`) produces output lazily: before every read, and before the set
+of connected readers of an instance changes, the device asks the host to emit what the spawn
 printed up to now (`console_sync`), so a running spawn needs no thread of its own. So that a
 reader waiting in poll/epoll sees a spawn's uptime lines without reading first, one ticker
-thread (started with the first connection) asks the host every second for what the connected
-instances printed (`console_sync_all`), all in one call: one wake-up per second for every
-instance, never one per line.
+thread (started with the first connection) asks the host every second for what the instances
+whose newest reader has nothing buffered printed (`console_sync_all`), all in one call. A reader
+that already polls readable learns nothing from more lines, so those wait for the read that
+takes them: the same bytes in the same order, and the same drops, since nothing was read in
+between. A reader that reads every few seconds thus costs the ticker one line per read.
 """
 
 from __future__ import annotations
@@ -120,8 +122,7 @@ class MkttyFile:
             raise KernelError(errno.EBADF, "mktty: file is closed")
         if self.instance_id is None:
             raise KernelError(errno.ENOTCONN, "mktty: write an instance id first")
-        if not self.buffer:  # what is buffered is read first; the spawn's newer lines come next
-            self._device.sync(self.instance_id)
+        self._device.sync(self.instance_id)  # appended after what is buffered: read in order
         with self._device.lock:
             if not self.buffer:
                 raise KernelError(errno.EAGAIN, "mktty: nothing to read")
@@ -227,12 +228,17 @@ class Mktty:
             self.changed.notify_all()
 
     def _tick(self) -> None:
-        """Every second, what every connected instance's spawn printed meanwhile, in one call."""
+        """Every second, in one call, what the spawns printed meanwhile whose newest reader has
+        nothing buffered (the others poll readable already; their read produces the rest)."""
         while not self._stopping.wait(TICK_S):
-            with self.lock:
-                connected = sorted(self._readers)
-            if connected:
-                self._host.console_sync_all(connected)
+            self.tick()
+
+    def tick(self) -> None:
+        """One second's work of the ticker."""
+        with self.lock:
+            quiet = [instance_id for instance_id, readers in self._readers.items() if not _newest(readers).buffer]
+        if quiet:
+            self._host.console_sync_all(quiet)
 
     def close(self) -> None:
         """The kernel goes away: the ticker stops."""
@@ -291,7 +297,7 @@ class Mktty:
         readers = self._readers.get(instance_id)
         if not readers:
             return 0  # nothing is buffered host-side
-        newest = readers[0] if len(readers) == 1 else max(readers, key=lambda f: f.serial)
+        newest = _newest(readers)
         room = USABLE_BYTES - len(newest.buffer)
         taken = data[: max(room, 0)]
         if taken:
@@ -300,10 +306,10 @@ class Mktty:
             newest.buffer += taken
         return len(taken)
 
-    def connected(self) -> set[int]:
-        """The instances with a connected reader."""
+    def connected_among(self, instance_ids: list[int]) -> set[int]:
+        """Those of the instances with a connected reader (a read asks this of one instance)."""
         with self.lock:
-            return set(self._readers)
+            return {instance_id for instance_id in instance_ids if self._readers.get(instance_id)}
 
     def has_reader(self, instance_id: int) -> bool:
         with self.lock:
@@ -329,3 +335,8 @@ class Mktty:
     def forget(self, instance_id: int) -> None:
         with self.lock:
             self._rings.pop(instance_id, None)
+
+
+def _newest(readers: list[MkttyFile]) -> MkttyFile:
+    """The connected file that gets the output: the most recently opened (8.8.4)."""
+    return readers[0] if len(readers) == 1 else max(readers, key=lambda f: f.serial)

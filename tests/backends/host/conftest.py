@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -19,7 +19,7 @@ from typing import Literal
 import pytest
 
 from mkd.backends.host.backend import HostBackend
-from mkd.backends.kernel_io import SYSFS_ROOT
+from mkd.backends.kernel_io import SYSFS_ROOT, read_one_by_one
 from mkd.backends.simulated.kernel import SimulatedKernel
 from mkd.backends.simulated.kernel_files import SimulatedKernelIO
 from mkd.config import Settings
@@ -78,6 +78,9 @@ class RecordingIO(SimulatedKernelIO):
     def read(self, path: str) -> bytes:
         self.reads.append(path.removeprefix(SYSFS_ROOT + "/"))
         return super().read(path)
+
+    def read_each(self, paths: Sequence[str]) -> list[bytes | None]:
+        return read_one_by_one(self, paths)  # each recorded by read()
 
     def write_once(self, path: str, data: bytes) -> None:
         self.writes.append((path.removeprefix(SYSFS_ROOT + "/"), data))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import select
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,46 @@ def test_a_ring_full_of_input_refuses_the_graceful_halt(
     assert _errno(kernel.reboot, HALT, 1) == "ENOSPC"
     assert kernel.status_file("web") == "active\n"
     assert kernel.reboot(HALT_FORCE, 1) == 0
+
+
+def _polls_readable(fd: MkttyFile) -> bool:
+    return bool(select.select([fd.fileno()], [], [], 0)[0])
+
+
+def test_the_ticker_produces_lines_only_for_a_reader_with_nothing_buffered(
+    make_backend: BackendFactory, images: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel, fd, clock = _booted(make_backend, images)
+    asked: list[list[int]] = []
+    real = kernel.console_sync_all
+
+    def console_sync_all(instance_ids: list[int]) -> None:
+        asked.append(list(instance_ids))
+        real(instance_ids)
+
+    monkeypatch.setattr(kernel, "console_sync_all", console_sync_all)
+    assert _polls_readable(fd)  # the boot log waits to be read
+    clock.advance(2)
+    kernel.console.tick()
+    assert asked == []  # it polls readable already: more lines would tell its reader nothing
+    log = fd.read().decode().splitlines()
+    assert log[-2:] == [boot_log.uptime_line("web", s).decode().rstrip("\n") for s in (1, 2)]  # in order
+    assert not _polls_readable(fd)
+    clock.advance(1)
+    kernel.console.tick()
+    assert asked[-1] == [1] and _polls_readable(fd)  # the third second's line, seen by poll
+    assert fd.read() == boot_log.uptime_line("web", 3)
+
+
+def test_lines_produced_at_the_read_drop_as_they_would_have_when_printed(
+    make_backend: BackendFactory, images: dict[str, Path]
+) -> None:
+    kernel, fd, clock = _booted(make_backend, images)
+    boot = fd.read()
+    filler = b"f" * (USABLE_BYTES - 10)
+    assert kernel.spawn_print(1, filler) == len(filler)
+    clock.advance(3)
+    kernel.console.tick()  # the buffer is not empty: seconds 1-3 are produced by the read
+    # Printed at once, the first line would have filled the last 10 bytes and the others dropped.
+    assert _read_all(fd) == filler + boot_log.uptime_line("web", 1)[:10]
+    assert boot.startswith(b"[    0.000000] multikernel: instance 1 (web)")
