@@ -172,3 +172,12 @@ def test_procfs_memory_and_instance_regions(tmp_path: Path) -> None:
     assert procfs.regions_of(12) == (MemChunk(0x1_0040_0000, 1 << 20),)
     assert procfs.regions_of(3) == () and procfs.regions_of(4) == ()  # addresses read as 0; absent
     assert procfs.instance_regions()[12] == procfs.regions_of(12)  # the parse follows the new bytes
+
+
+def test_the_status_poll_reads_each_status_and_none_for_one_gone(tmp_path: Path) -> None:
+    for name, status in (("web", b"active\n"), ("db", b"loaded\n")):
+        (tmp_path / "instances" / name).mkdir(parents=True)
+        (tmp_path / "instances" / name / "status").write_bytes(status)
+    fs = MultikernelFs(OsKernelIO(sysfs_root=str(tmp_path)))
+    assert fs.read_statuses_of(["web", "gone", "db"]) == ["active", None, "loaded"]
+    assert fs.read_statuses_of([]) == []

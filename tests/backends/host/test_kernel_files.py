@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Host, MakeHost
+from conftest import GiB, Host, MakeHost, MiB
 
+from mkd.backends.simulated.kernel_files import SimulatedKernelIO
 from mkd.errors import KernelError
+from mkd.kernel_types import InstanceSpec, PoolSpec
 
 MK = "/sys/fs/multikernel"
 
@@ -113,3 +115,19 @@ def test_whole_kernel_files_follow_every_change(tree: Host) -> None:
     assert [instance.name for instance in tree.backend.list_instances()] == ["web", "db"]
     tree.kernel.rmdir_tx(max(tree.kernel.overlay_ids()))
     assert [instance.name for instance in tree.backend.list_instances()] == ["web"]
+
+
+
+def test_read_each_answers_as_one_read_per_file(tree: Host) -> None:
+    """The status poll's batch: the simulator answers resolved status paths in one hold of the
+    kernel, and anything else file by file; a file that is gone is None either way."""
+    tree.backend.apply_pool(PoolSpec(cpus=(1, 2), memory_base=0, memory_bytes=GiB))
+    tree.backend.create_instances([InstanceSpec(id=i, name=f"vm{i}", cpus=(i,), memory_bytes=128 * MiB)
+                                   for i in (1, 2)])
+    io = SimulatedKernelIO(tree.kernel)  # not the recording wrapper: its read_each reads one by one
+    paths = [f"{MK}/instances/vm1/status", f"{MK}/instances/vm2/status", f"{MK}/instances/ghost/status"]
+    one_by_one = [io.read(path) if "ghost" not in path else None for path in paths]
+    assert io.read_each(paths) == one_by_one == [b"ready\n", b"ready\n", None]
+    assert io.read_each(paths[:2]) == one_by_one[:2]  # resolved before: the batch
+    tree.backend.delete_instance(2)
+    assert io.read_each(paths[:2]) == [b"ready\n", None]
