@@ -67,7 +67,9 @@ def test_when_the_leader_goes_another_scheduler_takes_over(etcd_cluster: EtcdClu
         try:
             surface = FleetOperations(FleetStore(clients[0], keys))
             await register(clients[0], keys, "n1", 8)
-            schedulers = [Scheduler(FleetStore(c, keys), node=f"s{i}", lease_ttl_s=2, strategy="spread")
+            # The leader changes by the revoke below, not by expiry: a lease long enough that a loaded
+            # machine's stalls do not make it change hands meanwhile.
+            schedulers = [Scheduler(FleetStore(c, keys), node=f"s{i}", lease_ttl_s=6, strategy="spread")
                           for i, c in enumerate(clients[1:])]
 
             async def until(check: object) -> None:

@@ -48,6 +48,22 @@ def kernel_error_from_os(exc: OSError, what: str) -> KernelError:
     return KernelError(code, f"{what}: {os.strerror(code)}")
 
 
+_MAX_STATUS_PATHS = 8192  # every instance's (ids are 1..2047), with room for renames
+
+
+def _status_text(data: bytes) -> str:
+    """A status file's word; the few there are decoded once each."""
+    text = _STATUS_TEXT.get(data)
+    if text is None:
+        text = data.decode().strip()
+        if len(_STATUS_TEXT) < 64:
+            _STATUS_TEXT[data] = text
+    return text
+
+
+_STATUS_TEXT: dict[bytes, str] = {}
+
+
 class MultikernelFs:
     """Typed access to the /sys/fs/multikernel tree of one kernel."""
 
@@ -55,6 +71,8 @@ class MultikernelFs:
         self.io = io
         self.root = root
         self._instances_dir = join(root, "instances")  # joined once: the status poll reads it per instance
+        # name -> its status path, built once: the poll asks for every running instance's each second
+        self._status_paths: dict[str, str] = {}
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -150,8 +168,14 @@ class MultikernelFs:
 
     def read_statuses_of(self, names: list[str]) -> list[str | None]:
         """instances/<name>/status of each name (None for one that went away), in one call."""
-        found = self.io.read_each([f"{self.instances_dir}/{name}/status" for name in names])
-        return [None if data is None else data.decode().strip() for data in found]
+        if len(self._status_paths) > _MAX_STATUS_PATHS:
+            self._status_paths.clear()  # names of instances long gone
+        paths = self._status_paths
+        for name in names:
+            if name not in paths:
+                paths[name] = f"{self.instances_dir}/{name}/status"
+        found = self.io.read_each([paths[name] for name in names])
+        return [None if data is None else _status_text(data) for data in found]
 
     def find_instance_name(self, instance_id: int) -> str | None:
         """The directory whose `id` file says `instance_id` (reads only the id files)."""
