@@ -118,6 +118,7 @@ class ConsoleHistory:
         self.clock = time.monotonic
         self._due: list[tuple[float, int, int]] = []  # (when, instance id, descriptor) to arm again
         self._hurried: collections.deque[int] = collections.deque()  # appended without the lock
+        self._wake_lock = threading.Lock()
         self.closed = False
         self.listener: OutputListener | None = None
         self._waiting: set[int] = set()  # instances whose current boot holds unwritten bytes
@@ -230,13 +231,10 @@ class ConsoleHistory:
         """Somebody follows this console: read it as soon as it prints, for `EAGER_S`. Called by
         the event loop, so it takes no lock (the reader thread may be writing files): it queues
         the id and wakes the reader thread."""
-        if self.closed:
-            return
         self._hurried.append(instance_id)
-        try:
-            os.eventfd_write(self._wake, 1)
-        except OSError:  # closed meanwhile
-            pass
+        with self._wake_lock:  # held by close() only for the close(2) itself
+            if not self.closed:
+                os.eventfd_write(self._wake, 1)
 
     def attached(self) -> list[int]:
         with self._lock:
@@ -258,7 +256,8 @@ class ConsoleHistory:
                 self._close(instance_id)
                 _close_files(self._instances[instance_id])
             self._epoll.close()
-            os.close(self._wake)
+            with self._wake_lock:  # hurry() never writes to the number once it is closed
+                os.close(self._wake)
         self._tell(None)
 
     # -- history ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ readiness armed again after the console's pace, eager after a boot began and whi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,3 +119,16 @@ def test_a_new_boot_makes_a_paced_console_eager(tmp_path: Path, client: HostBack
         assert history.tail(1, 1 << 20).count("booting on mktty0") == 1  # the current boot's
     finally:
         history.close()
+
+
+def test_hurry_after_close_writes_nothing(tmp_path: Path, client: HostBackend) -> None:
+    history = ConsoleHistory(tmp_path / "console", cap_bytes=1 << 20, open_console=client.open_console)
+    history.attach(1, UID, new_boot=True)
+    history.close()
+    spare = os.eventfd(0, os.EFD_NONBLOCK)  # may take the number the wake-up descriptor had
+    try:
+        history.hurry(1)
+        with pytest.raises(BlockingIOError):
+            os.eventfd_read(spare)  # nothing was written to it
+    finally:
+        os.close(spare)
