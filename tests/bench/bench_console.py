@@ -36,6 +36,7 @@ from mkd.config import load_settings
 from mkd.kernel_types import InstanceSpec, LoadRequest, PoolSpec
 from mkd.kexec.flags import load_flags
 from mkd.services.console_history import ConsoleHistory
+from mkd.services.console_pace import MAX_PACE_S
 from mkd.services.console_reader import start_console_reader
 from mkd.testing import imagegen
 from tests.bench.daemons import SMALL_POOL, check, running_daemon
@@ -48,6 +49,8 @@ READS = 400
 IDLE_INSTANCES = int(os.environ.get("MKD_BENCH_CONSOLE_INSTANCES", "256"))
 FLEET = 2047
 CPU_WINDOW_S = 10.0
+# A console printing a line a second is read every MAX_PACE_S: a window of whole paces.
+PACED_WINDOW_S = 2 * MAX_PACE_S
 SMALL_KERNEL = {"pt_loads": ((0x1000000, 0x200000, 0x1000),)}  # a 2 MiB kernel: many fit the pool
 
 
@@ -202,7 +205,7 @@ def idle_cost(work: Path) -> BenchResult:
         time.sleep(2.0)
         started_cpu, started = time.process_time(), time.monotonic()
         reader_cpu, ticker_cpu = thread_cpu_s(reader), thread_cpu_s(ticker)
-        time.sleep(CPU_WINDOW_S)
+        time.sleep(PACED_WINDOW_S)
         window = time.monotonic() - started
         reading = (time.process_time() - started_cpu) / window
         reader_share = (thread_cpu_s(reader) - reader_cpu) / window
