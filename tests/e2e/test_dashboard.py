@@ -99,6 +99,32 @@ def browser() -> Iterator[Browser]:
             launched.close()
 
 
+class NetworkLog:
+    """What the page asked for and got, in order, so a page that never became ready or live says
+    which request it was waiting for."""
+
+    def __init__(self, page: Page) -> None:
+        self.began = time.monotonic()
+        self.lines: list[str] = []
+        page.on("request", lambda request: self._note("->", request.method, request.url))
+        page.on("response", lambda response: self._note("<-", str(response.status), response.url))
+        page.on("requestfinished", lambda request: self._note("ok", request.method, request.url))
+        page.on("requestfailed", lambda request: self._note("failed", request.method, request.url,
+                                                            request.failure or ""))
+        page.on("console", lambda message: self._note("console", message.type, message.text))
+
+    def _note(self, *what: str) -> None:
+        self.lines.append(f"{time.monotonic() - self.began:7.3f} s " + " ".join(what))
+
+    def diagnosis(self, page: Page) -> str:
+        try:
+            state = page.evaluate("() => ({body: {...document.body.dataset}, connection: "
+                                  "document.querySelector('[data-testid=connection]')?.textContent})")
+        except Exception as exc:  # the page itself may be what is broken
+            state = f"(could not read the page: {exc})"
+        return f"page: {state}\nnetwork and console:\n" + "\n".join(self.lines)
+
+
 @contextmanager
 def dashboard_page(browser: Browser, url: str, *, block_events: bool = False) -> Iterator[Page]:
     """The dashboard loaded (and live unless its event stream is blocked); confirm() prompts accepted."""
@@ -110,12 +136,20 @@ def dashboard_page(browser: Browser, url: str, *, block_events: bool = False) ->
     script_errors: list[str] = []
     page.on("pageerror", lambda error: script_errors.append(str(error)))
     page.on("dialog", lambda dialog: dialog.accept())  # the confirm() before delete and forced actions
+    network = NetworkLog(page)
     try:
         page.goto(url + "/")
-        # expect()'s own 5 s is short for a first render on a loaded machine (four test workers)
-        expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=UI_TIMEOUT_MS)
-        if not block_events:
-            expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=UI_TIMEOUT_MS)
+        not_ready = None
+        try:
+            # expect()'s own 5 s is short for a first render on a loaded machine (four test workers)
+            expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=UI_TIMEOUT_MS)
+            if not block_events:
+                expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live",
+                                                                           timeout=UI_TIMEOUT_MS)
+        except AssertionError as exc:
+            not_ready = f"{exc}\n{network.diagnosis(page)}"
+        if not_ready is not None:
+            pytest.fail(not_ready, pytrace=False)
         yield page
         assert script_errors == []
     finally:
