@@ -1,6 +1,8 @@
 """A reconciler pass records what it found about the spec it read: a spec stored during the pass
 (a PUT between the pass's read and its outcome) is not marked observed by it, so neither a
-waiter nor the tick takes the old spec's convergence for the new one's."""
+waiter nor the tick takes the old spec's convergence for the new one's, and the next pass does
+not take its own stop for a crash (tests/e2e/test_desired_crash.py's rolling replacement was
+left LOADED, held "Stopped", when its PUT landed during the restarted daemon's first pass)."""
 
 from __future__ import annotations
 
@@ -73,9 +75,13 @@ def test_a_spec_stored_during_a_pass_is_not_marked_observed_by_it(
     waited = client.get("/v1/instances/web/wait", params={"generation": 2, "timeout_s": 0.2})
     assert waited.status_code == 409 and waited.json()["errno"] == "ETIMEDOUT"
 
-    # The next pass (the one the PUT's wake asks for) applies generation 2 and records it.
+    # The next pass (the one the PUT's wake asks for) applies generation 2 and records it: its
+    # stop of the old kernel is its own, not a stop the restart policy decides about.
     monkeypatch.setattr(reconciler, "_load", real_load)
     assert real_pass(daemon, "web", STOP_TIMEOUT_S).converged
     web = client.get("/v1/instances/web").json()
     assert (web["generation"], web["observed_generation"], web["state"]) == (2, 2, "ACTIVE")
     assert web["kimage"]["kernel"] == new
+    status = client.get("/v1/instances/web", params={"format": "document"}).json()["status"]
+    assert status["last_failure"] is None
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["Running"] == "Running"
