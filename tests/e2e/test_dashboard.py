@@ -116,13 +116,27 @@ class NetworkLog:
     def _note(self, *what: str) -> None:
         self.lines.append(f"{time.monotonic() - self.began:7.3f} s " + " ".join(what))
 
-    def diagnosis(self, page: Page) -> str:
+    def diagnosis(self, page: Page, url: str) -> str:
         try:
             state = page.evaluate("() => ({body: {...document.body.dataset}, connection: "
                                   "document.querySelector('[data-testid=connection]')?.textContent})")
         except Exception as exc:  # the page itself may be what is broken
             state = f"(could not read the page: {exc})"
-        return f"page: {state}\nnetwork and console:\n" + "\n".join(self.lines)
+        return (f"page: {state}\nnetwork and console:\n" + "\n".join(self.lines)
+                + f"\nthe daemon's count of event stream responses begun: {_event_stream_responses(url)}")
+
+
+def _event_stream_responses(url: str) -> str:
+    """What the daemon's /metrics says of GET /v1/events (counted when its response starts), and
+    how long /metrics took: whether the daemon answered the stream, and whether it answers at all."""
+    began = time.monotonic()
+    try:
+        text = httpx.get(url + "/metrics", timeout=10).text
+    except httpx.HTTPError as exc:
+        return f"(no /metrics after {time.monotonic() - began:.1f} s: {exc!r})"
+    counted = [line for line in text.splitlines()
+               if line.startswith("mkd_http_requests_total") and '"/v1/events"' in line]
+    return f"{counted or 'none'} (/metrics answered in {time.monotonic() - began:.3f} s)"
 
 
 @contextmanager
@@ -147,7 +161,7 @@ def dashboard_page(browser: Browser, url: str, *, block_events: bool = False) ->
                 expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live",
                                                                            timeout=UI_TIMEOUT_MS)
         except AssertionError as exc:
-            not_ready = f"{exc}\n{network.diagnosis(page)}"
+            not_ready = f"{exc}\n{network.diagnosis(page, url)}"
         if not_ready is not None:
             pytest.fail(not_ready, pytrace=False)
         yield page
