@@ -7,6 +7,7 @@ is driven through Playwright's sync API and checked against what the API says.
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,6 @@ from mkd.api.routes import dashboard
 from mkd.app import create_app
 from mkd.config import DaemonSettings, Settings, SimulatorSettings
 from mkd.testing import imagegen
-from mkd.testing.daemon_process import free_port
 from tests.helpers import POOL, GiB, MiB, write_tokens
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -61,11 +61,17 @@ def served_daemon(
     """A daemon on a free loopback port; yields its base URL. `machine`: more [simulator] settings."""
     settings = Settings(daemon=DaemonSettings(state_dir=state_dir, tokens_file=tokens_file),
                         simulator=SimulatorSettings(kernel_profile=kernel_profile, **(machine or {})))
-    port = free_port()
+    # Bound here and handed to uvicorn, which starts the daemon before it would bind: a port only
+    # looked up as free could be taken meanwhile by another worker's daemon, and the test would
+    # then drive that one.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
     # A short graceful-shutdown bound: the page's event stream is still open when the test ends.
-    server = uvicorn.Server(uvicorn.Config(dashboard_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, name=f"mkd-{port}", daemon=True)
+    server = uvicorn.Server(uvicorn.Config(dashboard_app(settings), log_level="warning",
+                                           timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name=f"mkd-{port}",
+                              daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
@@ -77,6 +83,7 @@ def served_daemon(
             pass
         if time.monotonic() > deadline or not thread.is_alive():
             server.should_exit = True
+            listener.close()
             raise RuntimeError("the test daemon did not become ready")
         time.sleep(0.05)
     try:
@@ -84,6 +91,7 @@ def served_daemon(
     finally:
         server.should_exit = True
         thread.join(10)
+        listener.close()
 
 
 @pytest.fixture(scope="module")
