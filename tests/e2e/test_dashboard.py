@@ -10,7 +10,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -148,12 +148,16 @@ def _event_stream_responses(url: str) -> str:
 
 
 @contextmanager
-def dashboard_page(browser: Browser, url: str, *, block_events: bool = False) -> Iterator[Page]:
-    """The dashboard loaded (and live unless its event stream is blocked); confirm() prompts accepted."""
+def dashboard_page(browser: Browser, url: str, *, block_events: bool = False,
+                   events_route: Callable[[Route], None] | None = None) -> Iterator[Page]:
+    """The dashboard loaded (and live unless its event stream is blocked); confirm() prompts
+    accepted. `events_route` handles the page's event stream requests (Playwright routing)."""
     context = browser.new_context()
     page = context.new_page()
     if block_events:
         page.route(re.compile(r"/v1/events"), lambda route: route.abort())
+    elif events_route is not None:
+        page.route(re.compile(r"/v1/events"), events_route)
     page.set_default_timeout(UI_TIMEOUT_MS)
     script_errors: list[str] = []
     page.on("pageerror", lambda error: script_errors.append(str(error)))
@@ -345,6 +349,30 @@ def test_first_screen_from_preloaded_reads_and_a_change_before_the_stream_is_rea
             expect(page.get_by_test_id("instances-count")).to_contain_text("2 instances")
         finally:
             context.close()
+
+
+def test_an_event_stream_request_that_gets_no_answer_is_made_again(tmp_path: Path, browser: Browser) -> None:
+    """A stream request left without an answer (a lost connection, a proxy holding the headers)
+    is given up after a while and made again: the page becomes ready and live, not stuck at
+    "connecting…"."""
+    requests: list[str] = []
+
+    def hold_the_first(route: Route) -> None:
+        requests.append(route.request.url)
+        if len(requests) > 1:
+            route.continue_()
+        # the first is never answered, as a request the network lost
+
+    with served_daemon(tmp_path / "state") as url:
+        httpx.put(url + "/v1/pool", json=POOL).raise_for_status()
+        with dashboard_page(browser, url, events_route=hold_the_first) as page:
+            expect(page.get_by_test_id("pool-cpus")).to_have_text("2-15")
+            # and live indeed: a change made now arrives through the stream
+            httpx.post(url + "/v1/instances", json={"name": "late", "resources": {"cpus": [4],
+                                                                                   "memory_bytes": 64 * MiB}}
+                       ).raise_for_status()
+            expect(row(page, "late").get_by_test_id("instance-state")).to_have_text("READY")
+    assert len(requests) == 2, requests
 
 
 def test_refusals_show_the_problem(tmp_path: Path, browser: Browser) -> None:
