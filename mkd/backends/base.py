@@ -63,6 +63,11 @@ class Backend(Protocol):
         it off the loop."""
         ...
 
+    def read_status(self, instance_id: int) -> str | None:
+        """One instance's status as the kernel says it now (its status file alone), or None when
+        the kernel does not list it. Blocking."""
+        ...
+
     def open_console(self, instance_id: int) -> ConsoleFile:
         """A non-blocking reader of the instance's console (spec 8.8), connected."""
         ...

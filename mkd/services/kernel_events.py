@@ -23,8 +23,11 @@ def apply_kernel_event(daemon: Daemon, change: KernelEvent) -> None:
         record = repository.get_instance(session=session, instance_id=change.id)
         if record is None:
             return
-        to = daemon_state_for(change.to_state, recorded=InstanceState(record.state),
+        now = _status_now(daemon, change)
+        to = daemon_state_for(now, recorded=InstanceState(record.state),
                               active_reported=daemon.host.capabilities.get("active_reported", True))
+        if to.value == record.state and now == record.kernel_state:
+            return  # the daemon's own action since the poll's read recorded this already
         events = []
         if to.value != record.state:
             event = state_event(session=session, record=record, from_state=record.state,
@@ -33,7 +36,7 @@ def apply_kernel_event(daemon: Daemon, change: KernelEvent) -> None:
                 event.data = {**event.data, "console": console}
             events.append(event)
         record.state = to.value
-        record.kernel_state = change.to_state
+        record.kernel_state = now
         failure = None
         if to is InstanceState.FAILED:
             failure = change.reason or "the kernel reports the instance failed"
@@ -43,3 +46,11 @@ def apply_kernel_event(daemon: Daemon, change: KernelEvent) -> None:
         bump(record)
         session.add(record)
     publish(daemon, events)
+
+
+def _status_now(daemon: Daemon, change: KernelEvent) -> str:
+    """The instance's status as the kernel says it now. The poll read it without the kernel lock,
+    so an action of the daemon (which holds the lock and records the kernel's answer: a stop, an
+    unload, a start again) may have come between that read and this one; the poll's word is
+    kept only for an instance the kernel no longer lists."""
+    return daemon.backend.read_status(change.id) or change.to_state

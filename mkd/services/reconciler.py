@@ -65,12 +65,16 @@ def _load(daemon: Daemon, name: str) -> tuple[InstanceRecord | None, DeclaredRec
         return repository.get_instance_by_name(session=session, name=name), session.get(DeclaredRecord, name)
 
 
-def _record_outcome(daemon: Daemon, name: str, want: Want, *, problem: conditions.Problem | None,
-                    converged: bool = False, held: str | None = None, failed_step: bool = False) -> None:
-    """Store conditions (and observed_generation when converged) in one transaction."""
+def _record_outcome(daemon: Daemon, name: str, want: Want, generation: int, *,
+                    problem: conditions.Problem | None, converged: bool = False, held: str | None = None,
+                    failed_step: bool = False) -> None:
+    """Store conditions (and observed_generation when converged) in one transaction. `want` is
+    the spec of `generation`: if a newer spec was stored during the pass, this outcome is about
+    the old one (converged to it, held or backed off for it) and is dropped; the pass the new
+    spec's wake runs records its own."""
     with transaction(daemon.engine) as session:
         declared = session.get(DeclaredRecord, name)
-        if declared is None:
+        if declared is None or declared.generation != generation:
             return
         if declared.held is not None and held is None:
             return  # decided meanwhile (a crash seen on the bus): that decision's conditions stand
@@ -199,10 +203,10 @@ def reconcile_one(daemon: Daemon, name: str, stop_timeout_s: float) -> PassResul
             if declared.deleting:
                 _finish_delete(daemon, name)
             else:
-                _record_outcome(daemon, name, want, problem=None, converged=True)
+                _record_outcome(daemon, name, want, declared.generation, problem=None, converged=True)
             return PassResult(done, converged=True)
         if isinstance(nxt, Blocked):
-            _blocked(daemon, name, want, nxt)
+            _blocked(daemon, name, want, declared.generation, nxt)
             return PassResult(done, converged=False)
         try:
             _execute(daemon, name, record, declared, spec, nxt, stop_timeout_s)
@@ -215,7 +219,7 @@ def reconcile_one(daemon: Daemon, name: str, stop_timeout_s: float) -> PassResul
             what = exc.errno if isinstance(exc, KernelError) and exc.errno else type(exc).__name__
             problem = conditions.Problem(_condition_for(nxt.step), what, f"{nxt.step.value} failed: {exc.detail}")
             log.info("reconcile %s: %s failed: %s", name, nxt.step.value, exc.detail)
-            _record_outcome(daemon, name, want, problem=problem, failed_step=True)
+            _record_outcome(daemon, name, want, declared.generation, problem=problem, failed_step=True)
             return PassResult(done + 1, converged=False)
     raise RuntimeError(f"reconciling {name!r} did not converge in {MAX_PLAN_STEPS} steps")
 
@@ -242,11 +246,11 @@ def _condition_for(step: Step) -> str:
     return "Running"
 
 
-def _blocked(daemon: Daemon, name: str, want: Want, blocked: Blocked) -> None:
+def _blocked(daemon: Daemon, name: str, want: Want, generation: int, blocked: Blocked) -> None:
     if blocked.blocker is Blocker.IN_FLIGHT:
         return  # a load of this daemon is running; the next tick looks again
     problem = conditions.Problem("Running", blocked.blocker.value, blocked.message)
-    _record_outcome(daemon, name, want, problem=problem, held=blocked.blocker.value)
+    _record_outcome(daemon, name, want, generation, problem=problem, held=blocked.blocker.value)
 
 
 def note_unrequested_stop(daemon: Daemon, name: str, to_state: str, reason: str) -> None:
@@ -345,6 +349,11 @@ class Reconciler:
         self._queued: set[str] = set()
         self._busy: set[str] = set()
         self._again: set[str] = set()
+
+    @property
+    def busy(self) -> frozenset[str]:
+        """The names a pass is running for now."""
+        return frozenset(self._busy)
 
     def wake(self, name: str) -> None:
         """Thread-safe: look at `name` soon."""

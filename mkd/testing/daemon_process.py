@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -62,14 +63,34 @@ class DaemonProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mkd exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(f"mkd exited with {self.proc.returncode}: {self.log_tail()}")
             try:
                 if httpx.get(self.url + "/readyz", timeout=1.0, **self.http_options).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError(f"mkd did not become ready: {self.log.read_text()[-2000:]}")
+        raise RuntimeError(f"mkd did not become ready: {self.log_tail()}")
+
+    def log_tail(self, chars: int = 2000) -> str:
+        """The end of the daemon's output (kept beside its state directory), for a failure message."""
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError as exc:
+            return f"(no log: {exc})"
+
+    def thread_dump(self) -> str:
+        """Every thread's Python stack in the running daemon (`py-spy dump`), for a failure
+        message about a daemon that did not do what it should have."""
+        if self.proc is None or self.proc.poll() is not None:
+            return "(not running)"
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        try:
+            done = subprocess.run([spy, "dump", "--pid", str(self.proc.pid)], capture_output=True, text=True,
+                                  timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"(py-spy dump failed: {exc})"
+        return done.stdout + done.stderr
 
     def _limit_open_files(self) -> None:
         assert self.open_files is not None

@@ -7,9 +7,10 @@ is driven through Playwright's sync API and checked against what the API says.
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -19,12 +20,12 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 from mkd.api.routes import dashboard
 from mkd.app import create_app
 from mkd.config import DaemonSettings, Settings, SimulatorSettings
 from mkd.testing import imagegen
-from mkd.testing.daemon_process import free_port
 from tests.helpers import POOL, GiB, MiB, write_tokens
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -61,11 +62,17 @@ def served_daemon(
     """A daemon on a free loopback port; yields its base URL. `machine`: more [simulator] settings."""
     settings = Settings(daemon=DaemonSettings(state_dir=state_dir, tokens_file=tokens_file),
                         simulator=SimulatorSettings(kernel_profile=kernel_profile, **(machine or {})))
-    port = free_port()
+    # Bound here and handed to uvicorn, which starts the daemon before it would bind: a port only
+    # looked up as free could be taken meanwhile by another worker's daemon, and the test would
+    # then drive that one.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
     # A short graceful-shutdown bound: the page's event stream is still open when the test ends.
-    server = uvicorn.Server(uvicorn.Config(dashboard_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, name=f"mkd-{port}", daemon=True)
+    server = uvicorn.Server(uvicorn.Config(dashboard_app(settings), log_level="warning",
+                                           timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name=f"mkd-{port}",
+                              daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
@@ -77,6 +84,7 @@ def served_daemon(
             pass
         if time.monotonic() > deadline or not thread.is_alive():
             server.should_exit = True
+            listener.close()
             raise RuntimeError("the test daemon did not become ready")
         time.sleep(0.05)
     try:
@@ -84,6 +92,7 @@ def served_daemon(
     finally:
         server.should_exit = True
         thread.join(10)
+        listener.close()
 
 
 @pytest.fixture(scope="module")
@@ -99,23 +108,75 @@ def browser() -> Iterator[Browser]:
             launched.close()
 
 
+class NetworkLog:
+    """What the page asked for and got, in order, so a page that never became ready or live says
+    which request it was waiting for."""
+
+    def __init__(self, page: Page) -> None:
+        self.began = time.monotonic()
+        self.lines: list[str] = []
+        page.on("request", lambda request: self._note("->", request.method, request.url))
+        page.on("response", lambda response: self._note("<-", str(response.status), response.url))
+        page.on("requestfinished", lambda request: self._note("ok", request.method, request.url))
+        page.on("requestfailed", lambda request: self._note("failed", request.method, request.url,
+                                                            request.failure or ""))
+        page.on("console", lambda message: self._note("console", message.type, message.text))
+
+    def _note(self, *what: str) -> None:
+        self.lines.append(f"{time.monotonic() - self.began:7.3f} s " + " ".join(what))
+
+    def diagnosis(self, page: Page, url: str) -> str:
+        try:
+            state = page.evaluate("() => ({body: {...document.body.dataset}, connection: "
+                                  "document.querySelector('[data-testid=connection]')?.textContent})")
+        except Exception as exc:  # the page itself may be what is broken
+            state = f"(could not read the page: {exc})"
+        return (f"page: {state}\nnetwork and console:\n" + "\n".join(self.lines)
+                + f"\nthe daemon's count of event stream responses begun: {_event_stream_responses(url)}")
+
+
+def _event_stream_responses(url: str) -> str:
+    """What the daemon's /metrics says of GET /v1/events (counted when its response starts), and
+    how long /metrics took: whether the daemon answered the stream, and whether it answers at all."""
+    began = time.monotonic()
+    try:
+        text = httpx.get(url + "/metrics", timeout=10).text
+    except httpx.HTTPError as exc:
+        return f"(no /metrics after {time.monotonic() - began:.1f} s: {exc!r})"
+    counted = [line for line in text.splitlines()
+               if line.startswith("mkd_http_requests_total") and '"/v1/events"' in line]
+    return f"{counted or 'none'} (/metrics answered in {time.monotonic() - began:.3f} s)"
+
+
 @contextmanager
-def dashboard_page(browser: Browser, url: str, *, block_events: bool = False) -> Iterator[Page]:
-    """The dashboard loaded (and live unless its event stream is blocked); confirm() prompts accepted."""
+def dashboard_page(browser: Browser, url: str, *, block_events: bool = False,
+                   events_route: Callable[[Route], None] | None = None) -> Iterator[Page]:
+    """The dashboard loaded (and live unless its event stream is blocked); confirm() prompts
+    accepted. `events_route` handles the page's event stream requests (Playwright routing)."""
     context = browser.new_context()
     page = context.new_page()
     if block_events:
         page.route(re.compile(r"/v1/events"), lambda route: route.abort())
+    elif events_route is not None:
+        page.route(re.compile(r"/v1/events"), events_route)
     page.set_default_timeout(UI_TIMEOUT_MS)
     script_errors: list[str] = []
     page.on("pageerror", lambda error: script_errors.append(str(error)))
     page.on("dialog", lambda dialog: dialog.accept())  # the confirm() before delete and forced actions
+    network = NetworkLog(page)
     try:
         page.goto(url + "/")
-        # expect()'s own 5 s is short for a first render on a loaded machine (four test workers)
-        expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=UI_TIMEOUT_MS)
-        if not block_events:
-            expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=UI_TIMEOUT_MS)
+        not_ready = None
+        try:
+            # expect()'s own 5 s is short for a first render on a loaded machine (four test workers)
+            expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=UI_TIMEOUT_MS)
+            if not block_events:
+                expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live",
+                                                                           timeout=UI_TIMEOUT_MS)
+        except AssertionError as exc:
+            not_ready = f"{exc}\n{network.diagnosis(page, url)}"
+        if not_ready is not None:
+            pytest.fail(not_ready, pytrace=False)
         yield page
         assert script_errors == []
     finally:
@@ -265,8 +326,18 @@ def test_first_screen_from_preloaded_reads_and_a_change_before_the_stream_is_rea
         context = browser.new_context()
         page = context.new_page()
         page.set_default_timeout(UI_TIMEOUT_MS)
+        # Unopened until released (a request the page gave up on meanwhile, live.js OPEN_TIMEOUT_MS
+        # on a slow machine, is followed by another one: the newest is the one released).
         held: list[Route] = []
-        page.route(re.compile(r"/v1/events"), lambda route: held.append(route))  # unopened until continued
+        released = False
+
+        def hold(route: Route) -> None:
+            if released:
+                route.continue_()
+            else:
+                held.append(route)
+
+        page.route(re.compile(r"/v1/events"), hold)
         try:
             page.goto(url + "/")
             expect(page.locator("body")).to_have_attribute("data-first-render", "true")
@@ -280,8 +351,12 @@ def test_first_screen_from_preloaded_reads_and_a_change_before_the_stream_is_rea
 
             http.post("/v1/instances", json={"name": "late", "resources": {"cpus": [3], "memory_bytes": 64 * MiB}}
                       ).raise_for_status()
-            assert len(held) == 1
-            held[0].continue_()
+            assert held
+            released = True
+            try:
+                held[-1].continue_()
+            except PlaywrightError:  # given up by the page just now: its next request goes through
+                pass
             expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live")
             expect(row(page, "late").get_by_test_id("instance-state")).to_have_text("READY")
             expect(page.get_by_test_id("pool-free-cpus")).to_have_text("4-15")
@@ -289,6 +364,30 @@ def test_first_screen_from_preloaded_reads_and_a_change_before_the_stream_is_rea
             expect(page.get_by_test_id("instances-count")).to_contain_text("2 instances")
         finally:
             context.close()
+
+
+def test_an_event_stream_request_that_gets_no_answer_is_made_again(tmp_path: Path, browser: Browser) -> None:
+    """A stream request left without an answer (a lost connection, a proxy holding the headers)
+    is given up after a while and made again: the page becomes ready and live, not stuck at
+    "connecting…"."""
+    requests: list[str] = []
+
+    def hold_the_first(route: Route) -> None:
+        requests.append(route.request.url)
+        if len(requests) > 1:
+            route.continue_()
+        # the first is never answered, as a request the network lost
+
+    with served_daemon(tmp_path / "state") as url:
+        httpx.put(url + "/v1/pool", json=POOL).raise_for_status()
+        with dashboard_page(browser, url, events_route=hold_the_first) as page:
+            expect(page.get_by_test_id("pool-cpus")).to_have_text("2-15")
+            # and live indeed: a change made now arrives through the stream
+            httpx.post(url + "/v1/instances", json={"name": "late", "resources": {"cpus": [4],
+                                                                                   "memory_bytes": 64 * MiB}}
+                       ).raise_for_status()
+            expect(row(page, "late").get_by_test_id("instance-state")).to_have_text("READY")
+    assert len(requests) == 2, requests
 
 
 def test_refusals_show_the_problem(tmp_path: Path, browser: Browser) -> None:

@@ -5,6 +5,8 @@ nothing in LOADING. An instance whose start outcome was lost is left to the oper
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,33 @@ def events(http: httpx.Client) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+CRASH_WAIT_S = 30
+
+
+def killed_at_its_crash_point(daemon: DaemonProcess) -> None:
+    """The daemon armed with a crash point SIGKILLs itself there. When it does not, fail with what
+    it was doing instead (the instance, its events, its threads; tests/e2e/conftest.py adds its
+    log), and kill it: a daemon left running would outlive the test."""
+    assert daemon.proc is not None
+    try:
+        code: int | None = daemon.proc.wait(CRASH_WAIT_S)
+    except subprocess.TimeoutExpired:
+        code = None
+    if code == -signal.SIGKILL:
+        return
+    report = [f"the daemon was not killed at its crash point: {'still running' if code is None else code}"]
+    if code is None:
+        try:
+            with daemon.client(timeout=5) as http:
+                report.append("instance: " + http.get("/v1/instances/web", params={"format": "document"}).text)
+                report.append("events: " + json.dumps(events(http)))
+        except httpx.HTTPError as exc:
+            report.append(f"(the API did not answer: {exc!r})")
+        report.append("threads:\n" + daemon.thread_dump())
+        daemon.kill()
+    pytest.fail("\n".join(report), pytrace=False)
+
+
 def config_file(tmp_path: Path, extra: str = "") -> Path:
     path = tmp_path / "mkd.toml"
     path.write_text(CONFIG + extra)
@@ -67,7 +96,7 @@ def test_kill_during_a_rolling_replacement(tmp_path: Path, point: str) -> None:
     crashing = DaemonProcess(state, config=config, env={"MKD_DAEMON__CRASH_AT": point}).start()
     with crashing.client() as http:
         assert http.put("/v1/instances/web", json=document(new)).status_code == 200
-    assert crashing.proc is not None and crashing.proc.wait(30) == -9  # killed mid-sequence
+    killed_at_its_crash_point(crashing)  # mid-sequence
 
     with DaemonProcess(state, config=config) as daemon, daemon.client() as http:
         assert http.get("/readyz").json() == {"status": "ready"}
@@ -100,7 +129,7 @@ def test_kill_during_a_restart_after_a_crash(tmp_path: Path, point: str) -> None
         assert http.get("/v1/instances/web/wait", params={"state": "ACTIVE", "timeout_s": 30}).status_code == 200
     # The next daemon dies when it restarts the powered-off instance.
     crashing = DaemonProcess(state, config=config, env={"MKD_DAEMON__CRASH_AT": point}).start()
-    assert crashing.proc is not None and crashing.proc.wait(30) == -9
+    killed_at_its_crash_point(crashing)
 
     with DaemonProcess(state, config=config) as daemon, daemon.client() as http:
         assert http.get("/readyz").json() == {"status": "ready"}
@@ -129,7 +158,7 @@ def test_a_lost_start_under_rfc_v2_is_left_to_the_operator(tmp_path: Path) -> No
     crashing = DaemonProcess(state, config=config, env={"MKD_DAEMON__CRASH_AT": "start.after_intent"}).start()
     with crashing.client() as http:
         assert http.put("/v1/instances/web", json=document(kernel)).status_code == 201
-    assert crashing.proc is not None and crashing.proc.wait(30) == -9  # the reconciler's start
+    killed_at_its_crash_point(crashing)  # the reconciler's start
     with DaemonProcess(state, config=config) as daemon, daemon.client() as http:
         # rfc-v2 never reports active: whether the spawn runs is unknown, and it is not retried
         time.sleep(1.0)

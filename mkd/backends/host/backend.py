@@ -461,6 +461,18 @@ class HostBackend:
                 self._known[instance_id] = (name, status)
         return events
 
+    def read_status(self, instance_id: int) -> str | None:
+        """One instance's status file as the kernel says it now (what a poll read may have been
+        overtaken by), remembered as seen; None when the instance is not there."""
+        with self._lock:
+            known = self._known.get(instance_id)
+            name = known[0] if known is not None else self.fs.find_instance_name(instance_id)
+            status = self.fs.read_status(name) if name is not None else None
+            if name is None or status is None:
+                return None
+            self._known[instance_id] = (name, status)
+            return status
+
     def _gone(self, listed: set[str]) -> list[KernelEvent]:
         """The remembered instances whose directory is no longer listed, forgotten. (Each poll
         asks this of every remembered instance: the common answer, none, costs one set difference.)"""

@@ -14,6 +14,7 @@ import { hold, painted, release } from "./store.js";
 
 const EVENT_TYPES = ["created", "state", "refused", "deleted", "reconciled", "reset", "spec", "restarted"];
 const RECONNECT_DELAY_MS = 2000;
+const OPEN_TIMEOUT_MS = 5000; // a stream neither open nor refused by then is opened again
 
 let lastEventId = null;
 const toRead = new Set(); // instance ids named by events since the last read
@@ -113,7 +114,6 @@ function setConnection(state, text) {
   $("connection-text").textContent = text;
 }
 
-let source = null;
 let opened = null; // resolves when the stream first opens or fails
 
 // Start following the stream; resolves once it is open (or has failed to open), so the page's
@@ -127,9 +127,20 @@ function connect(firstOpen) {
   // A fresh EventSource resumes after the last event seen; the browser's own retries send
   // Last-Event-ID by themselves.
   const query = lastEventId ? `?last_event_id=${encodeURIComponent(lastEventId)}` : "";
-  source = new EventSource(`/v1/events${query}`);
+  const stream = new EventSource(`/v1/events${query}`);
   setConnection("connecting", "connecting…");
-  source.addEventListener("open", () => {
+  // The daemon answers a stream's headers at once. A request with neither an answer nor an
+  // error (a lost connection, a proxy that holds the headers until the first event) would leave
+  // the page "connecting…" with nothing arriving: give it up and open a new one.
+  const unanswered = setTimeout(() => {
+    stream.close();
+    setConnection("offline", "no answer — retrying");
+    if (firstOpen) firstOpen(); // the page reads what it can meanwhile
+    firstOpen = null;
+    connect(null);
+  }, OPEN_TIMEOUT_MS);
+  stream.addEventListener("open", () => {
+    clearTimeout(unanswered);
     setConnection("live", "live");
     // With no event id to resume from, changes made before the stream opened were not sent:
     // read the whole state now that nothing further can be missed (the first time, the page
@@ -138,14 +149,15 @@ function connect(firstOpen) {
     else if (!lastEventId) reloadAll();
     firstOpen = null;
   });
-  for (const type of EVENT_TYPES) source.addEventListener(type, (message) => onEvent(type, message));
-  source.addEventListener("error", () => {
+  for (const type of EVENT_TYPES) stream.addEventListener(type, (message) => onEvent(type, message));
+  stream.addEventListener("error", () => {
+    clearTimeout(unanswered);
     if (firstOpen) firstOpen(); // the page reads what it can meanwhile
     firstOpen = null;
-    if (source.readyState === EventSource.CLOSED) {
+    if (stream.readyState === EventSource.CLOSED) {
       // The browser gave up (the daemon answered with an error status): try again ourselves.
       setConnection("offline", "offline — retrying");
-      source.close();
+      stream.close();
       setTimeout(() => connect(null), RECONNECT_DELAY_MS);
     } else {
       // The browser retries by itself; until then, changes are not arriving.
