@@ -231,6 +231,9 @@ class ConsoleHistory:
         """Somebody follows this console: read it as soon as it prints, for `EAGER_S`. Called by
         the event loop, so it takes no lock (the reader thread may be writing files): it queues
         the id and wakes the reader thread."""
+        tracked = self._instances.get(instance_id)
+        if tracked is not None and tracked.eager_until - self.clock() > EAGER_S / 2:
+            return  # eager for a while yet (a follower waits for each line: one wake-up, not one each)
         self._hurried.append(instance_id)
         with self._wake_lock:  # held by close() only for the close(2) itself
             if not self.closed:
