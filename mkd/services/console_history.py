@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mkd.backends.kernel_io import ConsoleFile
-from mkd.services.console_pace import EAGER_S, READ_BYTES, pace_s
+from mkd.services.console_pace import EAGER_S, READ_BYTES, due_at, pace_s
 
 log = logging.getLogger("mkd.console")
 
@@ -395,7 +395,7 @@ class ConsoleHistory:
         if pace <= 0:
             self._arm(tracked)
         else:
-            heapq.heappush(self._due, (now + pace, instance_id, tracked.reader.fileno()))
+            heapq.heappush(self._due, (due_at(now, pace), instance_id, tracked.reader.fileno()))
 
     def _arm_due(self, now: float) -> None:
         while self._due and self._due[0][0] <= now:

@@ -17,12 +17,15 @@ waking for every line of every spawn). A daemon killed outright loses what its r
 
 from __future__ import annotations
 
+import math
+
 READ_BYTES = 16_384  # the device's buffer (spec 8.8.4): one read empties it
 GATHER_S = 0.05
 MAX_PACE_S = 10.0
 EAGER_S = 10.0
 BUSY_BYTES = 1024
 FILL_SHARE = 0.25
+ROUND_S = 1.0  # slow consoles are read together, on whole seconds
 
 
 def pace_s(got_bytes: int, since_s: float, *, eager: bool) -> float:
@@ -35,3 +38,12 @@ def pace_s(got_bytes: int, since_s: float, *, eager: bool) -> float:
     if eager or got_bytes > BUSY_BYTES:
         return GATHER_S
     return min(MAX_PACE_S, max(GATHER_S, fill_s * FILL_SHARE))
+
+
+def due_at(now: float, pace: float) -> float:
+    """When a console read at `now` is read again: a pace of a second or more ends on a whole
+    second (earlier, never later), so the consoles that print slowly are read in one round a
+    second rather than each on its own (every round costs a wake-up of the reader thread)."""
+    if pace < ROUND_S:
+        return now + pace
+    return max(math.floor((now + pace) / ROUND_S) * ROUND_S, now + ROUND_S / 2)

@@ -15,7 +15,7 @@ from mkd.config import load_settings
 from mkd.kernel_types import InstanceSpec, LoadRequest, PoolSpec
 from mkd.kexec.flags import load_flags
 from mkd.services.console_history import ConsoleHistory
-from mkd.services.console_pace import EAGER_S, GATHER_S, MAX_PACE_S, READ_BYTES, pace_s
+from mkd.services.console_pace import EAGER_S, GATHER_S, MAX_PACE_S, READ_BYTES, due_at, pace_s
 from mkd.testing import imagegen
 
 MiB = 1 << 20
@@ -132,3 +132,10 @@ def test_hurry_after_close_writes_nothing(tmp_path: Path, client: HostBackend) -
             os.eventfd_read(spare)  # nothing was written to it
     finally:
         os.close(spare)
+
+
+def test_slow_consoles_are_read_again_on_whole_seconds() -> None:
+    assert due_at(100.3, 10.0) == 110.0  # never later than its pace
+    assert due_at(100.7, 10.0) == 110.0  # read together with the one above
+    assert due_at(100.3, 0.05) == pytest.approx(100.35)  # a fast one keeps its own pace
+    assert due_at(100.9, 1.0) == pytest.approx(101.4)  # at least half a second after the read
