@@ -343,11 +343,15 @@ def test_first_screen_from_preloaded_reads_and_a_change_before_the_stream_is_rea
             expect(page.locator("body")).to_have_attribute("data-first-render", "true")
             expect(row(page, "early").get_by_test_id("instance-state")).to_have_text("READY")
             expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connecting")
-            # Each read was asked once, by the preload: dashboard.js was handed its reply.
+            # Each read was asked once, by the preload: dashboard.js was handed its reply. (On a slow
+            # machine the page may have given the held stream up meanwhile, live.js OPEN_TIMEOUT_MS:
+            # then it reads what it can again, after the preload's read.)
             asked = page.evaluate("performance.getEntriesByType('resource')"
                                   ".map((r) => [r.name.replace(location.origin, ''), r.initiatorType])")
+            gave_up = len(held) > 1
             for path in PRELOADED_READS:
-                assert [kind for name, kind in asked if name == path] == ["link"], (path, asked)
+                kinds = [kind for name, kind in asked if name == path]
+                assert (kinds[:1] if gave_up else kinds) == ["link"], (path, asked, len(held))
 
             http.post("/v1/instances", json={"name": "late", "resources": {"cpus": [3], "memory_bytes": 64 * MiB}}
                       ).raise_for_status()
