@@ -71,6 +71,16 @@ def _counting(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[in
     return calls
 
 
+def _declare_web(client: TestClient) -> None:
+    """PUT a declared `web` and wait until the reconciler has it ACTIVE."""
+    document = {"apiVersion": "mkd.dev/v1", "kind": "Instance", "metadata": {"name": "web"},
+                "spec": {"kernel": upload(client, imagegen.vmlinux()),
+                         "resources": {"cpus": [2], "memory_bytes": 128 * MiB}}}
+    assert client.put("/v1/instances/web", json=document).status_code == 201
+    reply = client.get("/v1/instances/web/wait", params={"generation": 1, "timeout_s": 60})
+    assert reply.status_code == 200 and reply.json()["state"] == "ACTIVE", reply.text
+
+
 def test_the_status_poll_reads_only_active_instances_and_still_sees_a_crash(
     make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -129,12 +139,7 @@ def test_a_converged_declared_instance_costs_no_reconcile_pass_and_no_kernel_cal
 
     monkeypatch.setattr(reconciler, "due_names", due_names)
     passes = _counting(monkeypatch, reconciler, "reconcile_one")
-    document = {"apiVersion": "mkd.dev/v1", "kind": "Instance", "metadata": {"name": "web"},
-                "spec": {"kernel": upload(client, imagegen.vmlinux()),
-                         "resources": {"cpus": [2], "memory_bytes": 128 * MiB}}}
-    assert client.put("/v1/instances/web", json=document).status_code == 201
-    reply = client.get("/v1/instances/web/wait", params={"generation": 1, "timeout_s": 60})
-    assert reply.status_code == 200 and reply.json()["state"] == "ACTIVE", reply.text
+    _declare_web(client)
 
     def wait_ticks(count: int) -> None:
         with ticked:
@@ -210,12 +215,7 @@ def test_the_reconciler_tick_asks_the_database_only_after_a_declared_row_was_wri
     client = make_client(simulator={"kernel_profile": "tree"}, daemon={"status_poll_interval_s": 3600},
                          reconciler={"poll_interval_s": 3600})
     daemon = _daemon(client)
-    document = {"apiVersion": "mkd.dev/v1", "kind": "Instance", "metadata": {"name": "web"},
-                "spec": {"kernel": upload(client, imagegen.vmlinux()),
-                         "resources": {"cpus": [2], "memory_bytes": 128 * MiB}}}
-    assert client.put("/v1/instances/web", json=document).status_code == 201
-    reply = client.get("/v1/instances/web/wait", params={"generation": 1, "timeout_s": 60})
-    assert reply.status_code == 200 and reply.json()["state"] == "ACTIVE", reply.text
+    _declare_web(client)
     # The bring-up's last passes may still commit (their own state events wake the instance).
     deadline = time.monotonic() + 60
     while True:
