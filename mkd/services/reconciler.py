@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -253,10 +254,15 @@ def _blocked(daemon: Daemon, name: str, want: Want, generation: int, blocked: Bl
     _record_outcome(daemon, name, want, generation, problem=problem, held=blocked.blocker.value)
 
 
+_deciding = threading.Lock()
+
+
 def note_unrequested_stop(daemon: Daemon, name: str, to_state: str, reason: str) -> None:
     """The kernel took a declared instance out of ACTIVE without a request: restart it later,
-    give up (CrashLoop), or leave it stopped, as its restartPolicy says."""
-    with transaction(daemon.engine) as session:
+    give up (CrashLoop), or leave it stopped, as its restartPolicy says. The pass and the bus may
+    both report one stop: one decision at a time, so the second reads the first's (read and write
+    in one SQLite transaction do not exclude each other by themselves)."""
+    with _deciding, transaction(daemon.engine) as session:
         declared = session.get(DeclaredRecord, name)
         record = repository.get_instance_by_name(session=session, name=name)
         if declared is None or declared.deleting or record is None or declared.held is not None:
