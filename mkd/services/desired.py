@@ -161,10 +161,14 @@ def _holds_exactly(record: InstanceRecord, resources: dict[str, Any]) -> bool:
             and resources.get("llc_way_mask") == record.resources.get("llc_way_mask"))
 
 
-def spec_event(session: Session, record: InstanceRecord | None, declared: DeclaredRecord, *, cause: str) -> Any:
-    return add_event(session=session, type="spec", instance_id=record.id if record else None, data={
-        "id": record.id if record else None, "name": declared.name, "generation": declared.generation,
-        "cause": cause})
+def spec_event(session: Session, record: InstanceRecord | None, declared: DeclaredRecord, *, cause: str,
+               decision: str | None = None) -> Any:
+    """`decision`: what the reconciler decided about an unrequested stop (its Running reason)."""
+    data: dict[str, Any] = {"id": record.id if record else None, "name": declared.name,
+                            "generation": declared.generation, "cause": cause}
+    if decision is not None:
+        data["decision"] = decision
+    return add_event(session=session, type="spec", instance_id=record.id if record else None, data=data)
 
 
 def wake_reconciler(daemon: Daemon, name: str) -> None:

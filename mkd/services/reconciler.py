@@ -39,7 +39,7 @@ from mkd.domain.states import InstanceState
 from mkd.errors import KernelError, MkdError
 from mkd.services import instances, lifecycle
 from mkd.services.context import Daemon
-from mkd.services.desired import capabilities, have_of
+from mkd.services.desired import capabilities, have_of, spec_event
 from mkd.services.publish import publish
 from mkd.services.records import add_event, bump
 
@@ -306,7 +306,10 @@ def note_unrequested_stop(daemon: Daemon, name: str, to_state: str, reason: str)
         session.add(declared)
         bump(record)
         session.add(record)
-    daemon.signals.notify([name])
+        # Clients show last_failure and the conditions; the state event came before this decision,
+        # so without one of its own a page would keep the previous failure.
+        event = spec_event(session, record, declared, cause="reconciler", decision=problem.reason)
+    publish(daemon, [event])
 
 
 def console_tail(daemon: Daemon, instance_id: int) -> str:

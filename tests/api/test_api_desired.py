@@ -315,6 +315,33 @@ def test_a_new_generation_clears_a_crash_loop(make_client: MakeClient) -> None:
     assert settled.json()["state"] == "ACTIVE"
 
 
+@pytest.mark.timeout(60)  # the event reads below wait on a live stream
+def test_a_crash_decision_is_announced_after_the_state_event(make_client: MakeClient) -> None:
+    """The kernel's state event comes before the reconciler decides; the decision (here the
+    CrashLoop) is a `spec` event of its own, so a client that re-read on the state event sees
+    the new last_failure (the dashboard kept the previous one)."""
+    client = crashing(make_client, fail_after_start=True)
+    kernel = upload(client, imagegen.vmlinux())
+    client.put("/v1/instances/web", json=document("web", kernel, maxRestarts=0))
+    decided = _events_of(client, "spec", "web", 2)[1]  # the first is the PUT's
+    assert (decided["cause"], decided["generation"], decided["decision"]) == ("reconciler", 1, "CrashLoop"), decided
+    seen: list[tuple[str, dict[str, Any]]] = []
+    event = ""
+    with client.stream("GET", "/v1/events", headers={"Last-Event-ID": "0"}) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.removeprefix("event:").strip()
+            elif line.startswith("data:"):
+                seen.append((event, json.loads(line.removeprefix("data:"))))
+                if event == "spec" and seen[-1][1].get("cause") == "reconciler":
+                    break
+    into_failed = [i for i, (kind, data) in enumerate(seen) if kind == "state" and data.get("to") == "FAILED"]
+    assert into_failed and into_failed[0] < len(seen) - 1, seen
+    body = client.get("/v1/instances/web").json()
+    assert {c["type"]: c for c in body["conditions"]}["Running"]["reason"] == "CrashLoop"
+    assert body["last_failure"]["reason"]
+
+
 def test_a_clean_self_stop_stays_down_under_on_failure_and_restarts_under_always(make_client: MakeClient) -> None:
     client = crashing(make_client)
     kernel = upload(client, imagegen.vmlinux())

@@ -183,6 +183,8 @@ def test_console_panel_shows_a_panic_and_resumes_after_a_restart(tmp_path: Path,
 
             # The restart panics too: past maxRestarts the instance is held in CrashLoop.
             until(lambda: running_reason(http) == "CrashLoop")
+            expect(log.locator('[data-type="spec"]', has_text="after a stop: CrashLoop").first).to_be_visible(
+                timeout=SLOW_MS)
             expect(console).to_contain_text(re.compile(r"Kernel panic[\s\S]*booting[\s\S]*Kernel panic"),
                                             timeout=SLOW_MS)
             history = http.get("/v1/instances/web/console", params={"follow": "false"}).text

@@ -22,7 +22,8 @@ function describe(type, data) {
       return `reconciled: ${Object.entries(data).filter(([key]) => !["id", "name", "uid"].includes(key))
         .map(([key, value]) => `${key} ${typeof value === "object" ? JSON.stringify(value) : value}`).join(", ")}`;
     case "spec":
-      return `new spec, generation ${data.generation}`;
+      return data.decision ? `after a stop: ${data.decision} (generation ${data.generation})`
+        : `new spec, generation ${data.generation}`;
     case "restarted":
       return `restart ${data.attempt}: ${data.reason}`;
     case "reset":
