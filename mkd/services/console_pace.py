@@ -9,10 +9,13 @@ when that rate fills the buffer within four gathering times. A console that gave
 `BUSY_BYTES` in one read waits `GATHER_S` (its rate is then measured over a short time), and so
 do one in its first `EAGER_S` after a boot began (a boot log comes fast) and one somebody follows.
 
-So a line a second is read every 10 s, ten lines at a time, and a console that starts printing
+So a line a second is read every 30 s, thirty lines at a time, and a console that starts printing
 more is read as it prints once it gave a KiB. What a quiet console prints beyond 16 KiB
-before that read is dropped by the device, as a faster burst was before (the price of not
-waking for every line of every spawn). A daemon killed outright loses what its readers held.
+before that read is dropped by the device (a burst of more than about 550 bytes a second that
+lasts a whole pace; a panic trace or a boot log fits): the price of not waking for every line of
+every spawn. At 10 s a pace, 2,047 such consoles cost a read, an epoll_ctl and an append each
+205 times a second, the most of a converged daemon's idle CPU (issue 13 item 7); at 30 s, 68.
+A daemon killed outright loses what its readers held.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import math
 
 READ_BYTES = 16_384  # the device's buffer (spec 8.8.4): one read empties it
 GATHER_S = 0.05
-MAX_PACE_S = 10.0
+MAX_PACE_S = 30.0
 EAGER_S = 10.0
 BUSY_BYTES = 1024
 FILL_SHARE = 0.25
