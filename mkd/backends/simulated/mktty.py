@@ -130,6 +130,7 @@ class MkttyFile:
             del self.buffer[:size]
             if not self.buffer:
                 self._clear_ready()
+                self._device.look_quiet(self.instance_id)
             return out
 
     def fileno(self) -> int:
@@ -186,6 +187,9 @@ class Mktty:
         self._serials = itertools.count(1)
         self._files: list[MkttyFile] = []
         self._readers: dict[int, list[MkttyFile]] = {}  # connected files by instance, oldest first
+        # Instances whose newest reader has nothing buffered: what the ticker syncs, kept as the
+        # buffers change so a tick costs the quiet consoles, not a look at every reader.
+        self._quiet: set[int] = set()
         self._rings: dict[int, _Ring] = {}
         self._stopping = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -209,6 +213,7 @@ class Mktty:
         with self.lock:
             opened.instance_id = instance_id
             self._readers.setdefault(instance_id, []).append(opened)
+            self.look_quiet(instance_id)
             if self._ticker is None and not self._stopping.is_set():
                 self._ticker = threading.Thread(target=self._tick, name="mktty-ticker", daemon=True)
                 self._ticker.start()
@@ -224,6 +229,7 @@ class Mktty:
                 readers.remove(opened)
                 if not readers:
                     del self._readers[opened.instance_id or 0]
+                self.look_quiet(opened.instance_id or 0)
             os.close(opened.ready_fd)
             self.changed.notify_all()
 
@@ -236,7 +242,7 @@ class Mktty:
     def tick(self) -> None:
         """One second's work of the ticker."""
         with self.lock:
-            quiet = [instance_id for instance_id, readers in self._readers.items() if not _newest(readers).buffer]
+            quiet = sorted(self._quiet)
         if quiet:
             self._host.console_sync_all(quiet)
 
@@ -303,8 +309,18 @@ class Mktty:
         if taken:
             if not newest.buffer:
                 newest.signal_ready()
+                self._quiet.discard(instance_id)
             newest.buffer += taken
         return len(taken)
+
+    def look_quiet(self, instance_id: int) -> None:
+        """Under the lock, after the instance's readers or a buffer changed: note whether its
+        newest reader has nothing buffered."""
+        readers = self._readers.get(instance_id)
+        if readers and not _newest(readers).buffer:
+            self._quiet.add(instance_id)
+        else:
+            self._quiet.discard(instance_id)
 
     def connected_among(self, instance_ids: list[int]) -> set[int]:
         """Those of the instances with a connected reader (a read asks this of one instance)."""

@@ -250,6 +250,39 @@ def test_the_ticker_produces_lines_only_for_a_reader_with_nothing_buffered(
     assert fd.read() == boot_log.uptime_line("web", 3)
 
 
+def test_the_ticker_follows_the_newest_reader_as_readers_come_and_go(
+    make_backend: BackendFactory, images: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel, older, clock = _booted(make_backend, images)  # the boot log waits in `older`
+    asked: list[list[int]] = []
+    real = kernel.console_sync_all
+
+    def console_sync_all(instance_ids: list[int]) -> None:
+        asked.append(list(instance_ids))
+        real(instance_ids)
+
+    monkeypatch.setattr(kernel, "console_sync_all", console_sync_all)
+
+    def tick() -> list[list[int]]:
+        """What one tick asks of the kernel (reads and connects sync on their own)."""
+        asked.clear()
+        kernel.console.tick()
+        return list(asked)
+
+    newer = kernel.console.open()
+    newer.write(b"1\n")  # the newest connected file gets the output (8.8.4); it holds nothing yet
+    clock.advance(1)
+    assert tick() == [[1]] and newer.read() == boot_log.uptime_line("web", 1)
+    clock.advance(1)
+    newer.close()  # the older file is the newest again, and it still holds the boot log
+    assert tick() == []
+    _read_all(older)
+    clock.advance(1)
+    assert tick() == [[1]] and _polls_readable(older)
+    older.close()
+    assert tick() == []  # nobody reads: nothing to produce
+
+
 def test_lines_produced_at_the_read_drop_as_they_would_have_when_printed(
     make_backend: BackendFactory, images: dict[str, Path]
 ) -> None:
