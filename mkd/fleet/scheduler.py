@@ -166,8 +166,11 @@ class Scheduler:
                 return
 
     async def _lead(self, scope: anyio.CancelScope) -> None:
+        # The changes are followed from before the first round's reads: a change made between
+        # those reads and the start of the watch would otherwise wake no round until the next.
+        _, revision = await self.store.client.range(self.keys.leader)
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._follow_changes)
+            tasks.start_soon(self._follow_changes, revision)
             while self.is_leader:
                 self._changed = anyio.Event()
                 try:
@@ -187,16 +190,15 @@ class Scheduler:
                 await anyio.sleep(SETTLE_S)
             tasks.cancel_scope.cancel()
 
-    async def _follow_changes(self) -> None:
-        """A round after what can change a placement: instances, nodes (capacity, arrival,
-        departure), cordons, and placements let go. Statuses, images and the leader's own
-        bookings do not wake it."""
+    async def _follow_changes(self, revision: int) -> None:
+        """A round after what can change a placement since `revision`: instances, nodes
+        (capacity, arrival, departure), cordons, and placements let go. Statuses, images and the
+        leader's own bookings do not wake it."""
         keys = self.keys
 
         def changed(_batch: list[WatchEvent]) -> None:
             self._changed.set()
 
-        _, revision = await self.store.client.range(keys.leader)
         client = self.store.client
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(partial(client.follow, [keys.instances, keys.nodes, keys.cordons],

@@ -29,7 +29,8 @@ of connected readers of an instance changes, the device asks the host to emit wh
 printed up to now (`console_sync`), so a running spawn needs no thread of its own. So that a
 reader waiting in poll/epoll sees a spawn's uptime lines without reading first, one ticker
 thread (started with the first connection) asks the host every second for what the instances
-whose newest reader has nothing buffered printed (`console_sync_all`), all in one call. A reader
+whose newest reader has nothing buffered (a set kept as buffers fill and empty) printed
+(`console_sync_all`), all in one call. A reader
 that already polls readable learns nothing from more lines, so those wait for the read that
 takes them: the same bytes in the same order, and the same drops, since nothing was read in
 between. A reader that reads every few seconds thus costs the ticker one line per read.
