@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import select
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -225,35 +226,9 @@ def _polls_readable(fd: MkttyFile) -> bool:
     return bool(select.select([fd.fileno()], [], [], 0)[0])
 
 
-def test_the_ticker_produces_lines_only_for_a_reader_with_nothing_buffered(
-    make_backend: BackendFactory, images: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    kernel, fd, clock = _booted(make_backend, images)
-    asked: list[list[int]] = []
-    real = kernel.console_sync_all
-
-    def console_sync_all(instance_ids: list[int]) -> None:
-        asked.append(list(instance_ids))
-        real(instance_ids)
-
-    monkeypatch.setattr(kernel, "console_sync_all", console_sync_all)
-    assert _polls_readable(fd)  # the boot log waits to be read
-    clock.advance(2)
-    kernel.console.tick()
-    assert asked == []  # it polls readable already: more lines would tell its reader nothing
-    log = fd.read().decode().splitlines()
-    assert log[-2:] == [boot_log.uptime_line("web", s).decode().rstrip("\n") for s in (1, 2)]  # in order
-    assert not _polls_readable(fd)
-    clock.advance(1)
-    kernel.console.tick()
-    assert asked[-1] == [1] and _polls_readable(fd)  # the third second's line, seen by poll
-    assert fd.read() == boot_log.uptime_line("web", 3)
-
-
-def test_the_ticker_follows_the_newest_reader_as_readers_come_and_go(
-    make_backend: BackendFactory, images: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    kernel, older, clock = _booted(make_backend, images)  # the boot log waits in `older`
+def _ticker(kernel: SimulatedKernel, monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[list[int]]]:
+    """A tick of the console's ticker that answers what it asked of the kernel (reads and
+    connects sync on their own, so only the tick's own calls are counted)."""
     asked: list[list[int]] = []
     real = kernel.console_sync_all
 
@@ -264,11 +239,34 @@ def test_the_ticker_follows_the_newest_reader_as_readers_come_and_go(
     monkeypatch.setattr(kernel, "console_sync_all", console_sync_all)
 
     def tick() -> list[list[int]]:
-        """What one tick asks of the kernel (reads and connects sync on their own)."""
         asked.clear()
         kernel.console.tick()
         return list(asked)
 
+    return tick
+
+
+def test_the_ticker_produces_lines_only_for_a_reader_with_nothing_buffered(
+    make_backend: BackendFactory, images: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel, fd, clock = _booted(make_backend, images)
+    tick = _ticker(kernel, monkeypatch)
+    assert _polls_readable(fd)  # the boot log waits to be read
+    clock.advance(2)
+    assert tick() == []  # it polls readable already: more lines would tell its reader nothing
+    log = fd.read().decode().splitlines()
+    assert log[-2:] == [boot_log.uptime_line("web", s).decode().rstrip("\n") for s in (1, 2)]  # in order
+    assert not _polls_readable(fd)
+    clock.advance(1)
+    assert tick()[-1] == [1] and _polls_readable(fd)  # the third second's line, seen by poll
+    assert fd.read() == boot_log.uptime_line("web", 3)
+
+
+def test_the_ticker_follows_the_newest_reader_as_readers_come_and_go(
+    make_backend: BackendFactory, images: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel, older, clock = _booted(make_backend, images)  # the boot log waits in `older`
+    tick = _ticker(kernel, monkeypatch)
     newer = kernel.console.open()
     newer.write(b"1\n")  # the newest connected file gets the output (8.8.4); it holds nothing yet
     clock.advance(1)
